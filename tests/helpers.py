@@ -1,0 +1,159 @@
+"""Test helpers: an in-memory listener, raw h11/wsproto clients, and the task tree."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from functools import partial
+
+import h11
+import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Event, RejectConnection, Request
+
+import trio_ws
+
+# Absolute deadline for any test step that does real I/O.
+IO_DEADLINE = 15
+
+
+class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
+    """A listener whose connections are in-memory stream pairs (no sockets, so autojump works)."""
+
+    def __init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](100)
+
+    async def connect(self) -> trio.abc.Stream:
+        """Open a connection to the server; returns the client's end."""
+        client, server = trio.testing.memory_stream_pair()
+        await self._send.send(server)
+        return client
+
+    async def accept(self) -> trio.abc.Stream:
+        try:
+            return await self._receive.receive()
+        except trio.EndOfChannel:
+            raise trio.ClosedResourceError from None
+
+    async def aclose(self) -> None:
+        self._send.close()
+        self._receive.close()
+        await trio.lowlevel.checkpoint()
+
+
+async def start_server(
+    nursery: trio.Nursery, app: trio_ws.App, **options: object
+) -> trio_ws.Server:
+    """``app`` on 127.0.0.1, port 0, with ``options`` given to :class:`trio_ws.Options`."""
+    server: trio_ws.Server = await nursery.start(
+        partial(trio_ws.serve, app, "127.0.0.1", 0, options=trio_ws.Options(**options))  # type: ignore[arg-type]
+    )
+    return server
+
+
+async def start_memory_server(
+    nursery: trio.Nursery, app: trio_ws.App, listener: MemoryListener, **options: object
+) -> trio_ws.Server:
+    """``app`` served on an in-memory listener, for tests that control the clock."""
+    server: trio_ws.Server = await nursery.start(
+        partial(trio_ws.serve_listeners, app, [listener], options=trio_ws.Options(**options))  # type: ignore[arg-type]
+    )
+    return server
+
+
+async def http_exchange(port: int, data: bytes) -> bytes:
+    """Send raw ``data`` to the server and return everything it answers until it closes."""
+    with trio.fail_after(IO_DEADLINE):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(data)
+            chunks = []
+            while chunk := await stream.receive_some(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Parse a raw HTTP response with h11: (status, headers, body)."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(raw)
+    conn.receive_data(b"")
+    response = conn.next_event()
+    assert isinstance(response, h11.Response), response
+    body = b""
+    while isinstance(event := conn.next_event(), h11.Data):
+        body += event.data
+    headers: dict[str, str] = {}
+    for key, value in response.headers:
+        name = key.decode()
+        headers[name] = f"{headers[name]}, {value.decode()}" if name in headers else value.decode()
+    return response.status_code, headers, body
+
+
+def upgrade_request(path: str = "/ws", host: str = "127.0.0.1", extra: Iterable[str] = ()) -> bytes:
+    """The bytes of a valid WebSocket handshake request."""
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *extra,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class RawClient:
+    """A WebSocket client made of wsproto and a stream: it does only what the test says.
+
+    Unlike a full client library it never answers a ping and never closes on
+    its own, so a test can make it a silent or misbehaving peer.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.eof = False
+
+    async def handshake(self, path: str = "/ws", subprotocols: list[str] | None = None) -> Event:
+        await self.send(Request(host="localhost", target=path, subprotocols=subprotocols or []))
+        event = await self.next_event()
+        assert isinstance(event, AcceptConnection | RejectConnection), event
+        return event
+
+    async def send(self, *events: Event) -> None:
+        await self.stream.send_all(b"".join(self.ws.send(e) for e in events))
+
+    async def next_event(self) -> Event | None:
+        """The next event from the server, or ``None`` once the server has closed TCP."""
+        while True:
+            for event in self.ws.events():
+                return event
+            if self.eof:
+                return None
+            try:
+                data = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                data = b""
+            if not data:
+                self.eof = True
+                continue
+            self.ws.receive_data(data)
+
+
+def task_count() -> int:
+    """How many trio tasks exist right now, counted over the whole task tree."""
+
+    def count(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(count(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+
+    return count(trio.lowlevel.current_root_task())  # type: ignore[arg-type]
+
+
+def open_fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))

@@ -1,0 +1,218 @@
+"""``python -m trio_ws``: run the echo app, and stop cleanly on Ctrl-C or SIGTERM.
+
+Rules of this module:
+
+* A user's mistake (a bad value, a busy port, an unreadable certificate)
+  ends with one line on stderr that names the problem and a non-zero exit,
+  never a traceback.
+* The first Ctrl-C or SIGTERM shuts down gracefully (close 1001 to every
+  client, then a bounded grace period); a second one stops at once. Both
+  exit with status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import re
+import signal
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import NoReturn
+
+import trio
+
+from ._echo import echo_app
+from ._options import Options
+from ._server import Server, serve
+
+__all__ = ["main"]
+
+logger = logging.getLogger("trio_ws.cli")
+
+_DEFAULTS = Options()
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), serve until a signal, and exit."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        options = Options(
+            keep_alive_interval=args.keep_alive_interval,
+            keep_alive_timeout=args.keep_alive_timeout,
+            receive_buffer_size=args.receive_buffer_size,
+            max_message_size=args.max_message_size,
+            allowed_origins=tuple(args.allowed_origin),
+            handshake_timeout=args.handshake_timeout,
+            shutdown_timeout=args.shutdown_timeout,
+        )
+    except ValueError as exc:
+        parser.error(str(exc).replace("_", "-"))
+    ssl_context = _ssl_context(parser, args.certfile, args.keyfile)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        trio.run(_serve_until_signal, args, options, ssl_context)
+    except* OSError as group:
+        _exit_with(f"cannot listen on {args.host}:{args.port}: {_os_error_text(group.exceptions[0])}")
+    except* KeyboardInterrupt:
+        pass  # Ctrl-C before the signal handlers were in place: nothing to shut down yet.
+
+
+async def _serve_until_signal(
+    args: argparse.Namespace, options: Options, ssl_context: ssl.SSLContext | None
+) -> None:
+    app = echo_app(subprotocols=args.subprotocol)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            server: Server = await nursery.start(
+                partial(serve, app, args.host, args.port, options=options, ssl_context=ssl_context)
+            )
+            print(f"trio_ws echo app listening on {server.url}", flush=True)
+            print(f"WebSocket endpoint: {server.ws_url('/ws')}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            async for signum in signals:
+                print(
+                    f"{signal.Signals(signum).name}: shutting down (again to stop at once)",
+                    flush=True,
+                )
+                break
+            nursery.start_soon(_stop_on_second_signal, signals, nursery.cancel_scope)
+            await server.aclose()
+            nursery.cancel_scope.cancel()  # ends the second-signal watcher
+    print("stopped", flush=True)
+
+
+async def _stop_on_second_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for _ in signals:
+        scope.cancel()
+        return
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = _DEFAULTS
+    p = argparse.ArgumentParser(
+        prog="python -m trio_ws",
+        description="Run the trio_ws echo app: a web page at / and a WebSocket echo at /ws, "
+        "on one port.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="localhost", help="address to bind; 0.0.0.0 for every interface")
+    p.add_argument("--port", type=_port, default=5000, help="TCP port; 0 picks a free one")
+    p.add_argument(
+        "--keep-alive-interval", type=_optional_seconds, default=d.keep_alive_interval,
+        metavar="SECONDS", help="send a ping this often so proxies keep the socket open; 0 turns it off",
+    )
+    p.add_argument(
+        "--keep-alive-timeout", type=_optional_seconds, default=d.keep_alive_timeout,
+        metavar="SECONDS", help="close a connection (1011) whose pong is this late; 0 waits forever",
+    )
+    p.add_argument(
+        "--receive-buffer-size", type=_size, default=d.receive_buffer_size, metavar="BYTES",
+        help="bytes read from the socket at a time (accepts 64KiB, 1MiB)",
+    )
+    p.add_argument(
+        "--max-message-size", type=_size, default=d.max_message_size, metavar="BYTES",
+        help="close a connection (1009) that sends a larger message (accepts 16MiB)",
+    )
+    p.add_argument(
+        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
+        help="a browser origin, such as https://example.com, that may connect besides the "
+        "page's own; repeat for more, or '*' for any (default: same host only)",
+    )
+    p.add_argument(
+        "--subprotocol", action="append", default=[], metavar="NAME",
+        help="a subprotocol the echo endpoint accepts; repeat for more, in order of preference",
+    )
+    p.add_argument(
+        "--handshake-timeout", type=_optional_seconds, default=d.handshake_timeout,
+        metavar="SECONDS", help="drop a connection that has not finished its request or upgrade "
+        "by then; 0 waits forever",
+    )
+    p.add_argument(
+        "--shutdown-timeout", type=_seconds, default=d.shutdown_timeout, metavar="SECONDS",
+        help="on Ctrl-C, how long open connections get to finish after close 1001",
+    )
+    p.add_argument("--certfile", help="PEM certificate chain: serve https and wss")
+    p.add_argument("--keyfile", help="PEM private key for --certfile (if not in the same file)")
+    p.add_argument(
+        "--log-level", default="info", type=str.lower,
+        choices=["debug", "info", "warning", "error"], help="how much to log",
+    )
+    return p
+
+
+def _ssl_context(
+    parser: argparse.ArgumentParser, certfile: str | None, keyfile: str | None
+) -> ssl.SSLContext | None:
+    if certfile is None:
+        if keyfile is not None:
+            parser.error("--keyfile needs --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except OSError as exc:
+        _exit_with(f"cannot load certificate {certfile}: {_os_error_text(exc)}")
+    except ssl.SSLError as exc:
+        _exit_with(f"cannot load certificate {certfile}: {exc.reason or exc} (is it PEM, "
+                   "and does --keyfile match it?)")
+    return context
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
+
+
+def _optional_seconds(text: str) -> float | None:
+    """Seconds, where 0 (or 'off') turns the timer off."""
+    if text.strip().lower() in {"off", "none"}:
+        return None
+    return _seconds(text) or None
+
+
+def _size(text: str) -> int:
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 65536, 64KiB or 16MiB")
+    number, unit = match.groups()
+    size = int(number) * _UNITS[(unit or "")[:1].lower()]
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 bytes")
+    return size
+
+
+def _os_error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return "address already in use (another server is running there; pick another --port)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc)
+
+
+def _exit_with(message: str) -> NoReturn:
+    print(f"trio_ws: error: {message}", file=sys.stderr)
+    sys.exit(1)

@@ -1,0 +1,95 @@
+"""The life of one WebSocket, from the upgrade to the last byte, in one nursery.
+
+::
+
+    connection nursery                 (opened by run_websocket)
+    ├─ reader task       trio-websocket's: socket -> wsproto -> message queue
+    ├─ keep-alive task   a ping every keep_alive_interval (if enabled)
+    └─ handler           the route's handler, run in this task itself
+
+The handler runs in the connection's own task, so the nursery cannot close
+before it returns. When it does return (or fails, or is cancelled), the
+connection is closed, the reader gets a bounded time to finish the close
+handshake, and the nursery is cancelled: the keep-alive task and anything
+else left over end with it. Nothing started here outlives the connection.
+
+Error handling: a handler exception is logged once, with the route and the
+peer, and closes only this connection, with 1011. ``ConnectionClosed``
+escaping a handler is not an error: the peer left while the handler was
+talking to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from trio_websocket import ConnectionClosed
+
+from ._keepalive import keep_alive
+from ._options import seconds
+
+if TYPE_CHECKING:
+    from ._app import WebSocketRoute
+    from ._server import Server
+    from ._websocket import ServerConnection
+
+__all__ = ["run_websocket"]
+
+logger = logging.getLogger("trio_ws.connection")
+
+
+async def run_websocket(
+    ws: ServerConnection, route: WebSocketRoute, server: Server, handshake_deadline: float
+) -> None:
+    """Finish the handshake on ``ws``, run the route's handler, and clean up."""
+    options = server.options
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.run_reader)
+        with trio.move_on_at(handshake_deadline):
+            request = await ws.handshake()
+            await request.accept(subprotocol=route.choose_subprotocol(request.proposed_subprotocols))
+        if trio.current_time() >= handshake_deadline:
+            logger.debug("%s: handshake timeout", ws)
+            nursery.cancel_scope.cancel()
+            return
+
+        if options.keep_alive_interval is not None:
+            nursery.start_soon(
+                keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout
+            )
+        with server.tracking(ws):
+            await _run_handler(ws, route, options.close_timeout)
+            # Let the reader see the close handshake through, then stop everything else.
+            with trio.move_on_after(seconds(options.close_timeout)):
+                await ws.wait_reader_done()
+        nursery.cancel_scope.cancel()
+
+
+async def _run_handler(ws: ServerConnection, route: WebSocketRoute, close_timeout: float | None) -> None:
+    code, reason = 1000, None
+    try:
+        await route.handler(ws)
+    except Exception as exc:
+        if not _peer_left(exc):
+            logger.error(
+                "handler %s for %s failed on connection %s from %s",
+                getattr(route.handler, "__qualname__", route.handler),
+                route.path,
+                ws,
+                ws.remote,
+                exc_info=exc,
+            )
+            code, reason = 1011, "internal error"
+    finally:
+        # Closes with `code` if the handler left the connection open; no-op otherwise.
+        with trio.move_on_after(seconds(close_timeout)):
+            await ws.aclose(code, reason)
+
+
+def _peer_left(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every exception in a group) says only that the connection closed."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_peer_left(e) for e in exc.exceptions)
+    return isinstance(exc, ConnectionClosed)

@@ -1,0 +1,266 @@
+"""The front door: one TCP connection, one HTTP request, then an answer or an upgrade.
+
+Every connection the server accepts starts here. The request head is read
+with h11 under the handshake deadline; then ``decide`` (a pure function)
+picks what happens:
+
+* a plain HTTP answer (the page, a static file, ``/healthz``, or an error
+  such as 404, 403 or 426), written with h11, after which the connection is
+  closed; or
+* a WebSocket upgrade, handed to ``_connection.run_websocket`` together with
+  any bytes the client sent after the head.
+
+Rules of this module:
+
+* A peer's mistake is answered over HTTP and logged at DEBUG level without
+  a traceback. Only a bug (ours or a handler's) logs a traceback.
+* Nothing that happens on one connection escapes ``serve_stream``: an
+  exception from here would otherwise crash the whole server (see the
+  warning on ``trio.serve_listeners``).
+* One request per connection: every response says ``Connection: close``.
+  Pages are small, and WebSocket traffic does not need HTTP keep-alive.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+from wsproto.events import RejectConnection
+from wsproto.utilities import RemoteProtocolError as HandshakeError
+
+from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
+from ._connection import run_websocket
+from ._options import seconds
+from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
+from ._websocket import server_connection
+
+if TYPE_CHECKING:
+    from ._server import Server
+
+__all__ = ["decide", "serve_stream"]
+
+logger = logging.getLogger("trio_ws.http")
+
+_READ_SIZE = 16 * 1024
+# After an answer, wait this long for the client to hang up, so that bytes it
+# is still sending don't turn our close into a reset that eats the answer.
+_LINGER = 1.0
+_SEND_TIMEOUT = 10.0
+_SECURITY_HEADERS = (("x-content-type-options", "nosniff"),)
+_PAGE_CSP = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+)
+
+
+async def serve_stream(stream: trio.abc.Stream, server: Server) -> None:
+    """Serve one accepted connection until it is done, then close it.
+
+    Error handling: an exception that is not a peer's mistake is a bug; it
+    is logged with its traceback and ends only this connection.
+    """
+    try:
+        await _serve(stream, server)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        logger.debug("connection lost before the answer was sent")
+    except Exception:
+        logger.exception("internal error while serving a connection; please report a bug")
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _serve(stream: trio.abc.Stream, server: Server) -> None:
+    options = server.options
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=options.max_request_head_size)
+    # One deadline covers reading the head and finishing the upgrade.
+    deadline = trio.current_time() + seconds(options.handshake_timeout)
+
+    with trio.move_on_at(deadline) as reading:
+        try:
+            request = await _read_request(stream, conn)
+        except h11.RemoteProtocolError as exc:
+            logger.debug("bad request head: %s", exc)
+            status = exc.error_status_hint
+            await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {exc}"))
+            return
+    if reading.cancelled_caught:
+        logger.debug("handshake timeout: no complete request head within %s s", options.handshake_timeout)
+        return
+    if request is None:
+        return  # the client connected and left without a request
+
+    decision = decide(request, server)
+    head_only = request.method == b"HEAD"
+    if isinstance(decision, Response):
+        await _respond(stream, conn, decision, head_only=head_only)
+    elif isinstance(decision, HTTPRoute):
+        response = await _call_http_handler(decision, request)
+        await _respond(stream, conn, response, head_only=head_only)
+    else:
+        try:
+            ws = server_connection(
+                stream,
+                list(request.headers),
+                request.target.decode("ascii", "replace"),
+                _trailing_data(conn),
+                options,
+            )
+        except HandshakeError as exc:
+            await _respond(stream, conn, _handshake_rejection(exc))
+            return
+        await run_websocket(ws, decision, server, deadline)
+
+
+def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:
+    """What to do with a request: answer it at once, or pass it to a route.
+
+    Pure: looks only at the request, the app's routes and whether the
+    server is shutting down.
+    """
+    method = request.method.decode("ascii", "replace")
+    path, query = split_target(request.target.decode("ascii", "replace"))
+    app = server.app
+    if app.health_path is not None and path == app.health_path:
+        if server.closing:
+            return Response.text(503, "shutting down")
+        return Response.text(200, "ok")
+
+    route = app.resolve(path)
+    if route is None:
+        return Response.text(404, f"Not Found: no route for {path}")
+    if server.closing:
+        return Response.text(503, "Service Unavailable: the server is shutting down")
+
+    if isinstance(route, HTTPRoute):
+        if method not in route.methods:
+            allow = ", ".join(sorted(route.methods))
+            return Response.text(
+                405, f"Method Not Allowed: {path} accepts {allow}", headers=[("allow", allow)]
+            )
+        return route
+
+    if method != "GET" or not is_websocket_upgrade(request.headers):
+        return Response.text(
+            426,
+            f"Upgrade Required: {path} is a WebSocket endpoint; "
+            f"connect to it with a WebSocket client, not a plain HTTP request",
+            headers=[("upgrade", "websocket"), ("connection", "Upgrade")],
+        )
+    if header_value(request.headers, b"content-length") or header_value(
+        request.headers, b"transfer-encoding"
+    ):
+        return Response.text(400, "Bad Request: a WebSocket handshake has no body")
+    origin = _header_str(request, b"origin")
+    if not origin_allowed(origin, _header_str(request, b"host"), server.options.allowed_origins):
+        logger.info("refused a WebSocket from origin %s on %s", origin, path)
+        return Response.text(
+            403,
+            f"Forbidden: origin {origin} may not open a WebSocket here; "
+            f"the server allows it with --allowed-origin {origin}",
+        )
+    return route
+
+
+async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request | None:
+    """Read until h11 has a whole request head; ``None`` if the client hung up first."""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            try:
+                data = await stream.receive_some(_READ_SIZE)
+            except trio.BrokenResourceError:
+                return None
+            conn.receive_data(data)
+        elif isinstance(event, h11.Request):
+            return event
+        else:
+            return None  # ConnectionClosed: EOF before any request
+
+
+def _trailing_data(conn: h11.Connection) -> bytes:
+    """The bytes that came after the request head: the client's first WebSocket frames."""
+    while conn.next_event() is h11.EndOfMessage:  # pragma: no branch
+        pass
+    data, _closed = conn.trailing_data
+    return bytes(data)
+
+
+def _handshake_rejection(exc: HandshakeError) -> Response:
+    """Turn wsproto's verdict on a bad handshake into an HTTP answer."""
+    hint = exc.event_hint
+    status, headers = 400, ()
+    if isinstance(hint, RejectConnection):
+        status = hint.status_code
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in hint.headers)
+    logger.debug("bad WebSocket handshake: %s", exc)
+    return Response.text(status, f"{_phrase(status)}: {exc}", headers=headers)
+
+
+async def _call_http_handler(route: HTTPRoute, request: h11.Request) -> Response:
+    path, query = split_target(request.target.decode("ascii", "replace"))
+    http_request = Request(
+        method=request.method.decode("ascii", "replace"),
+        path=path,
+        query=query,
+        headers=tuple(request.headers),
+    )
+    try:
+        return await route.handler(http_request)
+    except Exception:
+        logger.exception("HTTP handler for %s failed", path)
+        return Response.text(500, "Internal Server Error")
+
+
+async def _respond(
+    stream: trio.abc.Stream, conn: h11.Connection, response: Response, *, head_only: bool = False
+) -> None:
+    """Send ``response`` and close the connection politely.
+
+    Responses are small, so the bound here only matters for a client that
+    stops reading: it is not allowed to hold the connection open.
+    """
+    # Every answer ends the connection; a response may add tokens (426 adds "Upgrade").
+    connection = ["close"] + [v for k, v in response.headers if k.lower() == "connection"]
+    headers = [
+        ("content-type", response.content_type),
+        ("content-length", str(len(response.body))),
+        ("connection", ", ".join(connection)),
+        *_SECURITY_HEADERS,
+        *[(k, v) for k, v in response.headers if k.lower() != "connection"],
+    ]
+    if response.content_type.startswith("text/html"):
+        headers.append(("content-security-policy", _PAGE_CSP))
+    data = conn.send(
+        h11.Response(status_code=response.status, headers=headers, reason=_phrase(response.status))
+    )
+    if not head_only and response.body:
+        data += conn.send(h11.Data(data=response.body))
+    data += conn.send(h11.EndOfMessage())
+    with trio.move_on_after(_SEND_TIMEOUT):
+        await stream.send_all(data)
+        await _linger(stream)
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Half-close, then read until the client hangs up, for at most ``_LINGER`` seconds."""
+    with trio.move_on_after(_LINGER):
+        if isinstance(stream, trio.abc.HalfCloseableStream):
+            await stream.send_eof()
+        while await stream.receive_some(_READ_SIZE):
+            pass
+
+
+def _header_str(request: h11.Request, name: bytes) -> str | None:
+    value = header_value(request.headers, name)
+    return None if value is None else value.decode("latin-1")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,0 +1,42 @@
+"""The keep-alive task: a ping every interval, and a dead peer closed after the timeout.
+
+Why: proxies and NAT boxes drop TCP connections that carry nothing for a
+while, and a peer that vanished without a FIN (a laptop lid, a pulled cable)
+leaves a half-open socket that would otherwise live forever. One ping frame
+per interval fixes the first; a deadline on its pong fixes the second.
+
+The task runs in the connection's nursery beside the reader and the handler,
+so it ends when they do and never outlives its connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+from trio_websocket import ConnectionClosed
+
+from ._options import seconds
+from ._websocket import ServerConnection
+
+__all__ = ["keep_alive"]
+
+logger = logging.getLogger("trio_ws.keepalive")
+
+
+async def keep_alive(ws: ServerConnection, interval: float, timeout: float | None) -> None:
+    """Ping ``ws`` every ``interval`` seconds; close it with 1011 if a pong is ``timeout`` late.
+
+    Returns when the connection closes, whichever side closed it.
+    """
+    while True:
+        await trio.sleep(interval)
+        with trio.move_on_after(seconds(timeout)) as deadline:
+            try:
+                await ws.ping()
+            except ConnectionClosed:
+                return
+        if deadline.cancelled_caught:
+            logger.info("%s: no pong within %s s, closing the connection", ws, timeout)
+            await ws.close_now(1011, "keep-alive timeout")
+            return

@@ -1,0 +1,121 @@
+"""The server's tunables, gathered in one frozen dataclass.
+
+Rules of this module:
+
+* Every limit and timeout the server imposes lives here, with its default,
+  so that it is declared once instead of on every function that passes it on.
+* A timeout of ``None`` turns that timeout off.
+* Bad values are refused when the ``Options`` is built, with a message that
+  names the option and says what to change, so a typo fails at start-up and
+  not on the first connection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["Options", "seconds"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Limits and timeouts for :func:`trio_ws.serve`.
+
+    Attributes:
+        keep_alive_interval: Seconds between the ping frames sent on each
+            idle or busy connection, so that proxies keep it open and a dead
+            peer is noticed. ``None`` turns keep-alive off.
+        keep_alive_timeout: Seconds to wait for the pong that answers a ping.
+            If none arrives, the peer is taken for dead and the connection is
+            closed with 1011. ``None`` waits forever.
+        receive_buffer_size: Bytes asked from the socket per read.
+        max_message_size: Largest message accepted, in bytes (or characters
+            for text). A larger one closes the connection with 1009.
+        message_queue_size: How many received messages may wait for the
+            handler. When the queue is full the reader stops reading, so a
+            slow handler slows the peer down through TCP instead of filling
+            memory.
+        allowed_origins: Browser origins (``"https://example.com"``) that may
+            open a WebSocket. The page's own origin (same host) is always
+            allowed; ``"*"`` allows every origin. Requests without an
+            ``Origin`` header (non-browser clients) are not affected.
+        handshake_timeout: Seconds a new connection has to send its request
+            head and finish the upgrade. A slower one is dropped.
+        close_timeout: Seconds to wait for the peer's answer to our close
+            frame before the TCP connection is closed anyway.
+        shutdown_timeout: Grace period, in seconds, that open connections get
+            to finish after the server has sent them close 1001.
+        max_request_head_size: Largest HTTP request head, in bytes; a larger
+            one is answered with 431.
+    """
+
+    # Keep-alive
+    keep_alive_interval: float | None = 20.0
+    keep_alive_timeout: float | None = 20.0
+    # Limits
+    receive_buffer_size: int = 64 * 1024
+    max_message_size: int = 1024 * 1024
+    message_queue_size: int = 1
+    max_request_head_size: int = 16 * 1024
+    # Security
+    allowed_origins: tuple[str, ...] = field(default=())
+    # Timeouts
+    handshake_timeout: float | None = 10.0
+    close_timeout: float | None = 10.0
+    shutdown_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        # Accept any iterable of origins (a list from argparse, say) but keep a tuple.
+        origins = self.allowed_origins
+        if isinstance(origins, str):
+            raise ValueError(
+                f"allowed_origins must be a list of origins, not the string {origins!r}; "
+                f"write allowed_origins=[{origins!r}]"
+            )
+        object.__setattr__(self, "allowed_origins", _normalise_origins(origins))
+        for name in ("keep_alive_interval", "keep_alive_timeout", "handshake_timeout",
+                     "close_timeout"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_number(name, value, minimum=0, allow_minimum=False)
+        _check_number("shutdown_timeout", self.shutdown_timeout, minimum=0, allow_minimum=True)
+        for name in ("receive_buffer_size", "max_message_size", "max_request_head_size"):
+            _check_whole(name, getattr(self, name), allow_zero=False)
+        # A queue of 0 hands each message straight to the handler: a valid choice.
+        _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
+
+
+def _check_number(name: str, value: object, *, minimum: float, allow_minimum: bool) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if value < minimum or (value == minimum and not allow_minimum):
+        bound = "at least" if allow_minimum else "greater than"
+        raise ValueError(f"{name} must be {bound} {minimum}, got {value!r}")
+
+
+def _check_whole(name: str, value: object, *, allow_zero: bool) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'at least 0' if allow_zero else 'greater than 0'}, "
+                         f"got {value!r}")
+
+
+def _normalise_origins(origins: Iterable[str]) -> tuple[str, ...]:
+    """Lower-case each origin and drop a trailing slash, as browsers send them."""
+    result = []
+    for origin in origins:
+        cleaned = origin.strip().rstrip("/").lower()
+        if cleaned != "*" and "://" not in cleaned:
+            raise ValueError(
+                f"allowed origin {origin!r} needs a scheme, e.g. 'https://{cleaned}'"
+            )
+        result.append(cleaned)
+    return tuple(result)
+
+
+def seconds(timeout: float | None) -> float:
+    """A timeout as trio wants it: ``None`` (no timeout) becomes infinity."""
+    return float("inf") if timeout is None else timeout

@@ -1,0 +1,270 @@
+"""``serve()`` and ``Server``: the nursery tree that owns every connection.
+
+::
+
+    serve(app, host, port, task_status=...)     started(Server), then runs until closed
+    └─ connections nursery                      closes last: waits for every connection
+       ├─ accepting nursery                     cancelled first by Server.aclose()
+       │  └─ trio.serve_listeners               one accept loop per listener
+       └─ one task per accepted connection      _http.serve_stream
+          └─ connection nursery                 for a WebSocket: _connection.run_websocket
+             ├─ reader task
+             ├─ keep-alive task
+             └─ handler
+
+Rules of this module:
+
+* ``serve()`` returns only when every connection task has finished, so no
+  connection outlives the server.
+* Graceful shutdown is ``Server.aclose()``: stop accepting, send close 1001
+  to every open WebSocket, wait up to ``shutdown_timeout`` for the handlers
+  to finish, then cancel whatever is left. Cancelling ``serve()`` instead is
+  the hard stop: every connection is cancelled at once and TCP is closed.
+  (Cancellation alone cannot say goodbye: a cancelled task can't send.)
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from ipaddress import ip_address
+
+import trio
+
+from ._app import App
+from ._http import serve_stream
+from ._options import Options
+from ._websocket import ServerConnection
+
+__all__ = ["Server", "ServerStatistics", "serve", "serve_listeners"]
+
+logger = logging.getLogger("trio_ws.server")
+
+
+@dataclass(frozen=True)
+class ServerStatistics:
+    """A snapshot of the server, from :meth:`Server.statistics`."""
+
+    open_websockets: int
+    closing: bool
+
+
+class Server:
+    """A running server, handed back by ``await nursery.start(serve, ...)``.
+
+    Use it to learn where the server listens (:attr:`port`, :attr:`url`) and
+    to shut it down gracefully (:meth:`aclose`).
+    """
+
+    def __init__(
+        self, app: App, listeners: list[trio.abc.Listener[trio.abc.Stream]], options: Options
+    ) -> None:
+        self.app = app
+        self.options = options
+        self.listeners = listeners
+        self._websockets: set[ServerConnection] = set()
+        self._closing = False
+        self._accepting: trio.CancelScope | None = None
+        self._connections: trio.CancelScope | None = None
+        self._stopped = trio.Event()
+
+    # -- where it listens --------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The TCP port of the first listener (the real one when port 0 was asked for)."""
+        socket = _socket_of(self.listeners[0])
+        if socket is None:
+            raise RuntimeError("this server has no TCP listener, so it has no port")
+        return int(socket.getsockname()[1])
+
+    @property
+    def host(self) -> str:
+        """The address the first listener is bound to."""
+        socket = _socket_of(self.listeners[0])
+        if socket is None:
+            raise RuntimeError("this server has no TCP listener, so it has no host")
+        return str(socket.getsockname()[0])
+
+    @property
+    def secure(self) -> bool:
+        """Whether the server speaks TLS (https and wss)."""
+        return isinstance(self.listeners[0], trio.SSLListener)
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, such as ``http://127.0.0.1:5000/``."""
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://{_url_host(self.host)}:{self.port}/"
+
+    def ws_url(self, path: str = "/ws") -> str:
+        """The WebSocket URL of ``path``, such as ``ws://127.0.0.1:5000/ws``."""
+        scheme = "wss" if self.secure else "ws"
+        return f"{scheme}://{_url_host(self.host)}:{self.port}{path}"
+
+    def _where(self) -> str:
+        return self.url if _socket_of(self.listeners[0]) is not None else repr(self.listeners)
+
+    # -- state -------------------------------------------------------------------
+
+    @property
+    def closing(self) -> bool:
+        """True once :meth:`aclose` has started: new requests get 503."""
+        return self._closing
+
+    def statistics(self) -> ServerStatistics:
+        """How many WebSockets are open, and whether the server is shutting down."""
+        return ServerStatistics(open_websockets=len(self._websockets), closing=self._closing)
+
+    @contextmanager
+    def tracking(self, ws: ServerConnection) -> Iterator[None]:
+        """Count ``ws`` as open while the block runs, so shutdown can say goodbye to it."""
+        self._websockets.add(ws)
+        try:
+            yield
+        finally:
+            self._websockets.discard(ws)
+
+    # -- running and stopping ----------------------------------------------------
+
+    async def _run(self, task_status: trio.TaskStatus[Server]) -> None:
+        try:
+            async with trio.open_nursery() as connections:
+                self._connections = connections.cancel_scope
+                async with trio.open_nursery() as accepting:
+                    self._accepting = accepting.cancel_scope
+                    await accepting.start(
+                        partial(
+                            trio.serve_listeners,
+                            partial(serve_stream, server=self),
+                            self.listeners,
+                            handler_nursery=connections,
+                        )
+                    )
+                    logger.info("listening on %s", self._where())
+                    task_status.started(self)
+                # Accepting has stopped; the connections nursery now waits for the open ones.
+        finally:
+            self._stopped.set()
+
+    async def aclose(self) -> None:
+        """Shut down gracefully; return once every connection has ended.
+
+        Stops accepting at once, answers new requests on open HTTP
+        connections with 503, sends close 1001 (Going Away) to every open
+        WebSocket, and waits up to ``options.shutdown_timeout`` seconds for
+        their handlers to return. Whatever is still running then is
+        cancelled. Calling it again waits for the first call to finish.
+        """
+        if self._closing:
+            await self._stopped.wait()
+            return
+        self._closing = True
+        assert self._accepting is not None and self._connections is not None
+        self._accepting.cancel()
+        open_count = len(self._websockets)
+        logger.info("shutting down: closing %d WebSocket(s) with 1001", open_count)
+        with trio.move_on_after(self.options.shutdown_timeout) as grace:
+            async with trio.open_nursery() as goodbyes:
+                for ws in list(self._websockets):
+                    goodbyes.start_soon(_say_goodbye, ws)
+            await self._stopped.wait()
+        if grace.cancelled_caught:
+            logger.warning(
+                "shutdown grace period of %s s is over; cancelling %d connection(s)",
+                self.options.shutdown_timeout,
+                len(self._websockets),
+            )
+        self._connections.cancel()
+        await self._stopped.wait()
+
+
+async def _say_goodbye(ws: ServerConnection) -> None:
+    """Close ``ws`` with 1001 and wait for the peer's answer."""
+    await ws.aclose(1001, "server shutting down")
+
+
+async def serve(
+    app: App,
+    host: str | None = "127.0.0.1",
+    port: int = 5000,
+    *,
+    options: Options | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` over HTTP and WebSocket on one TCP port, until closed.
+
+    Use it with a nursery, so the server is ready before you go on::
+
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(trio_ws.serve, app, "127.0.0.1", 0)
+            print(server.url)
+            ...
+            await server.aclose()   # graceful; serve() then returns
+
+    ``started()`` hands back the :class:`Server` once the listeners accept
+    connections. The call itself runs until :meth:`Server.aclose` has
+    finished, or until it is cancelled (the hard stop).
+
+    Args:
+        app: The routes to serve.
+        host: The address to bind; ``None`` or ``""`` means every interface.
+        port: The TCP port; 0 picks a free one (see :attr:`Server.port`).
+        options: Limits and timeouts; the defaults suit most servers.
+        ssl_context: Serve https and wss with this context.
+
+    Raises:
+        OSError: the port could not be bound (for example, it is in use).
+    """
+    listeners: list[trio.abc.Listener[trio.abc.Stream]]
+    tcp_listeners = await trio.open_tcp_listeners(port, host=host or None)
+    if port == 0:
+        # With port 0 every address would get its own random port; keep one.
+        for extra in tcp_listeners[1:]:
+            await extra.aclose()
+        tcp_listeners = tcp_listeners[:1]
+    if ssl_context is None:
+        listeners = list(tcp_listeners)
+    else:
+        listeners = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True)
+            for listener in tcp_listeners
+        ]
+    await serve_listeners(app, listeners, options=options, task_status=task_status)
+
+
+async def serve_listeners(
+    app: App,
+    listeners: list[trio.abc.Listener[trio.abc.Stream]],
+    *,
+    options: Options | None = None,
+    task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Like :func:`serve`, on listeners you opened yourself (a unix socket, a test's memory listener)."""
+    server = Server(app, listeners, options or Options())
+    await server._run(task_status)
+
+
+def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.SocketType | None:
+    if isinstance(listener, trio.SSLListener):
+        listener = listener.transport_listener
+    if isinstance(listener, trio.SocketListener):
+        return listener.socket
+    return None
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it goes in a URL: IPv6 in brackets, and a wildcard shown as localhost."""
+    if host in ("0.0.0.0", "::"):
+        return "localhost"
+    try:
+        if ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host

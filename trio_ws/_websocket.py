@@ -1,0 +1,188 @@
+"""trio-websocket's ``WebSocketConnection``, adapted to a server that reads the request head itself.
+
+Handlers get a real ``trio_websocket.WebSocketConnection`` (this subclass of
+it), so everything trio-websocket documents works as documented. This module
+is the one place where trio_ws reaches into trio-websocket and wsproto, and
+each reach is listed here so that an upgrade knows what to check (the test
+suite covers every item):
+
+1. Hand-over. ``_http.py`` has already parsed the request head with h11, so
+   the request is given to wsproto through its public
+   ``initiate_upgrade_connection`` (meant for exactly this), and the bytes
+   read past the head are fed after it. Then, as trio-websocket's own
+   ``wrap_server_stream`` does, the connection's ``_reader_task`` is run
+   and ``_get_request`` waits for the parsed request.
+
+2. Finish replying before answering a Close. trio-websocket answers the
+   peer's Close frame as soon as it reads it, so a reply to a message that
+   arrived just before the Close is refused, and an echo server loses the
+   last messages. RFC 6455 section 5.5.1 lets an endpoint send what it is
+   sending before its Close. Here the Close is answered once the handler has
+   no received message left unanswered (it has asked for the next message,
+   sent something, or returned), or after ``close_timeout``. wsproto refuses
+   data frames in the ``REMOTE_CLOSING`` state, so ``_ServerWSConnection``
+   lets them through its frame protocol until our Close is sent.
+
+3. No pong after our Close (trio-websocket issue #184): a Ping that arrives
+   while our Close is in flight would make wsproto raise
+   ``LocalProtocolError`` in the reader task and crash the connection.
+
+4. ``close_now(code, reason)``: send a Close frame if the socket takes it at
+   once, then drop TCP, for a peer that has stopped answering.
+"""
+
+from __future__ import annotations
+
+import trio
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Event, Message, Ping
+
+from ._options import Options, seconds
+
+__all__ = ["ServerConnection", "server_connection"]
+
+# A Close frame to a dead peer fits in the kernel's send buffer; if the buffer
+# is full the peer has stopped reading, and waiting longer would not help.
+_CLOSE_FRAME_BUDGET = 1.0
+
+
+class _ServerWSConnection(WSConnection):
+    """wsproto's server connection, which may send data while a peer's Close waits for an answer."""
+
+    def __init__(self) -> None:
+        super().__init__(ConnectionType.SERVER)
+
+    def send(self, event: Event) -> bytes:
+        connection = self.connection
+        if (
+            connection is not None
+            and connection.state is ConnectionState.REMOTE_CLOSING
+            and isinstance(event, Message)
+        ):
+            return connection._proto.send_data(event.data, event.message_finished)
+        return super().send(event)
+
+
+class ServerConnection(WebSocketConnection):
+    """A server-side ``WebSocketConnection`` with the adaptations listed in the module docstring."""
+
+    def __init__(self, stream: trio.abc.Stream, options: Options) -> None:
+        super().__init__(
+            stream,
+            _ServerWSConnection(),
+            message_queue_size=options.message_queue_size,
+            max_message_size=options.max_message_size,
+            receive_buffer_size=options.receive_buffer_size,
+        )
+        self._close_timeout = options.close_timeout
+        self._peer_closing = False
+        # The handler took a message and has not yet replied or asked for the next one.
+        self._holding_message = False
+        self._handler_caught_up = trio.Event()
+        self._reader_done = trio.Event()
+
+    async def run_reader(self) -> None:
+        """trio-websocket's reader task: socket bytes to wsproto events to the message queue."""
+        try:
+            await self._reader_task()
+        finally:
+            self._reader_done.set()
+
+    async def handshake(self) -> WebSocketRequest:
+        """The client's handshake request, ready to ``accept()``."""
+        return await self._get_request()
+
+    async def wait_reader_done(self) -> None:
+        """Return once the reader has finished: the close handshake is over or TCP is gone."""
+        await self._reader_done.wait()
+
+    # -- 2. finish replying before answering a Close ----------------------------
+
+    async def get_message(self) -> str | bytes:
+        self._note_handler_progress()
+        try:
+            message = await super().get_message()
+        except ConnectionClosed:
+            if self._close_reason is None:
+                # The peer's Close is waiting for us: let it be answered, then report it.
+                self._handler_caught_up.set()
+                await self._close_handshake.wait()
+                raise ConnectionClosed(self._close_reason) from None
+            raise
+        self._holding_message = True
+        return message
+
+    async def send_message(self, message: str | bytes) -> None:
+        await super().send_message(message)
+        self._note_handler_progress()
+
+    def _note_handler_progress(self) -> None:
+        self._holding_message = False
+        if self._peer_closing and self._recv_channel.statistics().current_buffer_used == 0:
+            self._handler_caught_up.set()
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
+            self._peer_closing = True
+            # get_message() still returns what is queued, then finds the end.
+            self._send_channel.close()
+            if self._holding_message or self._recv_channel.statistics().current_buffer_used:
+                with trio.move_on_after(seconds(self._close_timeout)):
+                    await self._handler_caught_up.wait()
+        await super()._handle_close_connection_event(event)
+
+    async def _aclose(self, code: int, reason: str | None) -> None:
+        # The handler is done with the connection, so a waiting Close can be answered.
+        self._handler_caught_up.set()
+        await super()._aclose(code, reason)
+
+    # -- 3. no pong after our Close ----------------------------------------------
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            await super()._handle_ping_event(event)
+
+    # -- 4. close a connection whose peer has stopped answering ------------------
+
+    async def close_now(self, code: int, reason: str) -> None:
+        """Send Close ``code`` if the socket takes it at once, then close TCP.
+
+        Unlike ``aclose()``, this does not wait for the peer's answer. The
+        handler's next ``get_message()`` raises ``ConnectionClosed`` with
+        ``code`` and ``reason``.
+        """
+        if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
+            self._close_reason = CloseReason(code, reason)
+            with trio.move_on_after(_CLOSE_FRAME_BUDGET):
+                try:
+                    await self._send(CloseConnection(code=code, reason=reason))
+                except ConnectionClosed:
+                    pass
+        self._handler_caught_up.set()
+        await self._close_stream()
+
+
+
+def server_connection(
+    stream: trio.abc.Stream,
+    headers: list[tuple[bytes, bytes]],
+    target: str,
+    trailing_data: bytes,
+    options: Options,
+) -> ServerConnection:
+    """A connection for an upgrade request whose head was already read by h11.
+
+    Nothing runs yet: start ``connection.run_reader`` in the connection's
+    nursery, then ``await connection.handshake()``.
+
+    Raises:
+        wsproto.utilities.RemoteProtocolError: the head is not a valid
+            WebSocket handshake; its ``event_hint`` says what to answer.
+    """
+    connection = ServerConnection(stream, options)
+    connection._wsproto.initiate_upgrade_connection(headers, target)
+    if trailing_data:
+        connection._wsproto.receive_data(trailing_data)
+    return connection
