@@ -74,10 +74,10 @@ async def http_exchange(port: int, data: bytes) -> bytes:
             return b"".join(chunks)
 
 
-def parse_response(raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Parse a raw HTTP response with h11: (status, headers, body)."""
+def parse_response(raw: bytes, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """Parse a raw HTTP response to a ``method`` request with h11: (status, headers, body)."""
     conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
     conn.send(h11.EndOfMessage())
     conn.receive_data(raw)
     conn.receive_data(b"")
@@ -157,3 +157,11 @@ def task_count() -> int:
 
 def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """One masked client frame, built by hand, for frames wsproto would refuse to send."""
+    assert len(payload) < 126
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked

@@ -246,12 +246,15 @@ async def _respond(
 
 
 async def _linger(stream: trio.abc.Stream) -> None:
-    """Half-close, then read until the client hangs up, for at most ``_LINGER`` seconds."""
-    with trio.move_on_after(_LINGER):
-        if isinstance(stream, trio.abc.HalfCloseableStream):
+    """Half-close, then read until the client hangs up, for at most ``_LINGER`` seconds.
+
+    TLS streams can't half-close: HTTPS clients read to Content-Length instead.
+    """
+    if isinstance(stream, trio.abc.HalfCloseableStream):
+        with trio.move_on_after(_LINGER):
             await stream.send_eof()
-        while await stream.receive_some(_READ_SIZE):
-            pass
+            while await stream.receive_some(_READ_SIZE):
+                pass
 
 
 def _header_str(request: h11.Request, name: bytes) -> str | None:

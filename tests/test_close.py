@@ -1,0 +1,136 @@
+"""The close handshake: codes echoed, queued messages answered first, nothing left running."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+from websockets.trio.client import connect
+from wsproto.events import CloseConnection, TextMessage
+
+import trio_ws
+
+from .helpers import (
+    IO_DEADLINE,
+    MemoryListener,
+    RawClient,
+    client_frame,
+    start_memory_server,
+    task_count,
+)
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 3000, 4999])
+async def test_server_answers_close_with_the_same_code(echo_server: trio_ws.Server, code: int) -> None:
+    """The server answers a client's Close frame with the same code and reason."""
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(echo_server.ws_url()) as ws:
+            await ws.send("before close")
+            assert await ws.recv() == "before close"
+            await ws.aclose(code, "bye")
+            answer = ws.protocol.close_rcvd
+            assert answer is not None
+            assert (answer.code, answer.reason) == (code, "bye")
+
+
+async def test_messages_before_close_are_all_echoed_first(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """Messages that arrive in the same burst as the Close are echoed before the Close reply."""
+    await start_memory_server(nursery, trio_ws.echo_app(), memory_listener)
+    client = RawClient(await memory_listener.connect())
+    await client.handshake()
+    burst = [TextMessage(data=f"m{i}") for i in range(50)]
+    await client.send(*burst, CloseConnection(code=1000, reason="done"))
+
+    received = []
+    while (event := await client.next_event()) is not None:
+        received.append(event)
+    assert [e.data for e in received[:-1] if isinstance(e, TextMessage)] == [f"m{i}" for i in range(50)]
+    assert isinstance(received[-1], CloseConnection)
+    assert (received[-1].code, received[-1].reason) == (1000, "done")
+
+
+async def test_messages_before_close_are_echoed_over_tcp(echo_server: trio_ws.Server) -> None:
+    """Same as above over a real socket: every message sent before the Close is answered."""
+    with trio.fail_after(IO_DEADLINE):
+        stream = await trio.open_tcp_stream("127.0.0.1", echo_server.port)
+        client = RawClient(stream)
+        await client.handshake()
+        await client.send(*[TextMessage(data=f"m{i}") for i in range(200)], CloseConnection(code=1000))
+        events = []
+        while (event := await client.next_event()) is not None:
+            events.append(event)
+    texts = [e.data for e in events if isinstance(e, TextMessage)]
+    assert texts == [f"m{i}" for i in range(200)]
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1000
+
+
+async def test_handler_sees_the_close_and_returns(nursery: trio.Nursery) -> None:
+    """The handler's get_message() raises ConnectionClosed with the peer's code; then it returns."""
+    seen: list[int] = []
+    returned = trio.Event()
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def handler(ws: trio_ws.WebSocketConnection) -> None:
+        try:
+            while True:
+                await ws.send_message(await ws.get_message())
+        except trio_ws.ConnectionClosed as exc:
+            assert exc.reason is not None
+            seen.append(exc.reason.code)
+        returned.set()
+
+    server: trio_ws.Server = await nursery.start(trio_ws.serve, app, "127.0.0.1", 0)
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(server.ws_url()) as ws:
+            await ws.send("hi")
+            await ws.recv()
+            await ws.aclose(4000)
+        await returned.wait()
+    assert seen == [4000]
+
+
+async def test_ping_during_our_close_does_not_crash(
+    nursery: trio.Nursery, memory_listener: MemoryListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Ping that arrives after the server sent Close is ignored, not an error (trio-websocket #184)."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def close_at_once(ws: trio_ws.WebSocketConnection) -> None:
+        await ws.aclose(1000, "go away")
+
+    await start_memory_server(nursery, app, memory_listener)
+    client = RawClient(await memory_listener.connect())
+    await client.handshake()
+    close = await client.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1000
+    await client.stream.send_all(client_frame(0x9, b"late"))  # a Ping, after the server's Close
+    await client.send(close.response())
+    assert await client.next_event() is None  # the server closed TCP: the handshake finished
+    await trio.testing.wait_all_tasks_blocked()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_memory_connection_leaves_no_task_behind(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """Reader, keep-alive and handler all end with the connection: the task tree returns to its baseline."""
+    await start_memory_server(nursery, trio_ws.echo_app(), memory_listener)
+    await trio.testing.wait_all_tasks_blocked()
+    before = task_count()
+    client = RawClient(await memory_listener.connect())
+    await client.handshake()
+    await client.send(TextMessage(data="x"))
+    assert isinstance(await client.next_event(), TextMessage)
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == before + 3  # connection task, reader, keep-alive
+    await client.send(CloseConnection(code=1000))
+    assert isinstance(await client.next_event(), CloseConnection)
+    assert await client.next_event() is None
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == before

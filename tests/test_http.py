@@ -1,0 +1,186 @@
+"""The front door over real sockets: the page, /healthz, and clear answers to bad requests."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+from websockets.exceptions import InvalidStatus
+from websockets.trio.client import connect
+
+import trio_ws
+
+from .helpers import (
+    IO_DEADLINE,
+    MemoryListener,
+    http_exchange,
+    parse_response,
+    start_memory_server,
+    start_server,
+    upgrade_request,
+)
+
+
+async def get(port: int, path: str, method: str = "GET", extra: str = "") -> tuple[int, dict[str, str], bytes]:
+    raw = await http_exchange(port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
+    return parse_response(raw, method)
+
+
+async def test_page_is_served(echo_server: trio_ws.Server) -> None:
+    """GET / returns the echo page with its security headers, and its assets are served."""
+    status, headers, body = await get(echo_server.port, "/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    for text in (b"Connect", b"Send", b"Close Socket", b"Communication Log", b'id="status"'):
+        assert text in body
+    status, headers, body = await get(echo_server.port, "/app.js")
+    assert (status, headers["content-type"]) == (200, "text/javascript; charset=utf-8")
+    assert b"new WebSocket" in body
+    status, headers, _ = await get(echo_server.port, "/style.css")
+    assert (status, headers["content-type"]) == (200, "text/css; charset=utf-8")
+
+
+async def test_head_has_no_body(echo_server: trio_ws.Server) -> None:
+    """HEAD / answers with the headers of GET / and no body."""
+    status, headers, body = await get(echo_server.port, "/", method="HEAD")
+    assert status == 200 and body == b""
+    assert int(headers["content-length"]) > 1000
+
+
+async def test_healthz(echo_server: trio_ws.Server) -> None:
+    """/healthz answers 200 ok while the server runs."""
+    status, headers, body = await get(echo_server.port, "/healthz")
+    assert (status, headers["content-type"], body) == (200, "text/plain; charset=utf-8", b"ok\n")
+
+
+async def test_wrong_path_is_404(echo_server: trio_ws.Server) -> None:
+    """An unknown path gets 404 with a body that names it, for HTTP and for upgrades alike."""
+    status, _, body = await get(echo_server.port, "/nowhere?x=1")
+    assert status == 404 and b"/nowhere" in body
+    raw = await http_exchange(echo_server.port, upgrade_request("/nowhere"))
+    assert parse_response(raw)[0] == 404
+
+
+async def test_wrong_method_is_405(echo_server: trio_ws.Server) -> None:
+    """POST to the page gets 405 with an Allow header."""
+    status, headers, _ = await get(echo_server.port, "/", method="POST", extra="Content-Length: 0\r\n")
+    assert status == 405
+    assert headers["allow"] == "GET, HEAD"
+
+
+async def test_plain_request_to_websocket_path_is_426(echo_server: trio_ws.Server) -> None:
+    """A plain GET on /ws gets 426 Upgrade Required, says why, and offers the upgrade."""
+    status, headers, body = await get(echo_server.port, "/ws")
+    assert status == 426
+    assert headers["upgrade"] == "websocket"
+    assert headers["connection"] == "close, Upgrade"
+    assert b"WebSocket endpoint" in body
+
+
+async def test_bad_handshake_is_400(echo_server: trio_ws.Server) -> None:
+    """An upgrade without Sec-WebSocket-Key gets 400 naming the missing header."""
+    request = upgrade_request().replace(b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", b"")
+    status, _, body = parse_response(await http_exchange(echo_server.port, request))
+    assert status == 400
+    assert b"Sec-WebSocket-Key" in body
+
+
+async def test_wrong_websocket_version_is_426(echo_server: trio_ws.Server) -> None:
+    """An unsupported Sec-WebSocket-Version gets 426 and the version the server speaks."""
+    request = upgrade_request().replace(b"Version: 13", b"Version: 8")
+    status, headers, _ = parse_response(await http_exchange(echo_server.port, request))
+    assert status == 426
+    assert headers["sec-websocket-version"] == "13"
+
+
+async def test_malformed_head_is_400(echo_server: trio_ws.Server) -> None:
+    """Garbage instead of a request line gets 400 at once, without waiting for a timeout."""
+    with trio.fail_after(IO_DEADLINE):
+        status, _, body = parse_response(await http_exchange(echo_server.port, b"garbage\r\n\r\n"))
+    assert status == 400
+    assert b"Bad Request" in body
+
+
+async def test_oversize_head_is_431(nursery: trio.Nursery) -> None:
+    """A request head over max_request_head_size gets 431 instead of being buffered."""
+    server = await start_server(nursery, trio_ws.echo_app(), max_request_head_size=4096)
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    with trio.fail_after(IO_DEADLINE):
+        status, _, _ = parse_response(await http_exchange(server.port, head))
+    assert status == 431
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1"])
+async def test_forbidden_origin_is_403(echo_server: trio_ws.Server, origin: str) -> None:
+    """A browser Origin other than the page's own host is refused with 403 before the upgrade."""
+    with trio.fail_after(IO_DEADLINE), pytest.raises(InvalidStatus) as info:
+        async with connect(echo_server.ws_url(), origin=origin):  # type: ignore[arg-type]
+            pass
+    assert info.value.response.status_code == 403
+    assert origin.encode() in info.value.response.body
+
+
+async def test_same_origin_and_allowed_origins_are_accepted(nursery: trio.Nursery) -> None:
+    """The page's own origin, and origins in allowed_origins, may connect."""
+    server = await start_server(
+        nursery, trio_ws.echo_app(), allowed_origins=["https://app.example/"]
+    )
+    own = f"http://127.0.0.1:{server.port}"
+    with trio.fail_after(IO_DEADLINE):
+        for origin in (own, "https://app.example", "HTTPS://APP.EXAMPLE"):
+            async with connect(server.ws_url(), origin=origin) as ws:  # type: ignore[arg-type]
+                await ws.send(origin)
+                assert await ws.recv() == origin
+
+
+async def test_wildcard_origin_allows_every_origin(nursery: trio.Nursery) -> None:
+    """allowed_origins=['*'] turns the origin check off."""
+    server = await start_server(nursery, trio_ws.echo_app(), allowed_origins=["*"])
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(server.ws_url(), origin="http://elsewhere.example") as ws:  # type: ignore[arg-type]
+            await ws.send("hi")
+            assert await ws.recv() == "hi"
+
+
+async def test_bad_requests_leave_other_connections_alone(echo_server: trio_ws.Server) -> None:
+    """An open echo connection keeps working while bad requests come and go."""
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(echo_server.ws_url()) as ws:
+            for bad in (b"garbage\r\n\r\n", b"GET /ws HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\xff" * 10):
+                await http_exchange(echo_server.port, bad)
+                await ws.send("still here")
+                assert await ws.recv() == "still here"
+
+
+async def test_handshake_timeout_drops_a_slow_client(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A client that never finishes its request head is dropped after handshake_timeout."""
+    await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, handshake_timeout=7)
+    client = await memory_listener.connect()
+    start = trio.current_time()
+    await client.send_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # ...and nothing more
+    assert await client.receive_some() == b""
+    assert trio.current_time() - start == 7
+
+
+async def test_trickling_client_is_dropped_at_the_deadline(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Trickling a byte a second does not extend the deadline: it covers the whole handshake."""
+    await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, handshake_timeout=5)
+    client = await memory_listener.connect()
+    start = trio.current_time()
+
+    async def trickle() -> None:
+        for byte in upgrade_request():
+            await client.send_all(bytes([byte]))
+            await trio.sleep(1)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(trickle)
+        assert await client.receive_some() == b""
+        inner.cancel_scope.cancel()
+    assert trio.current_time() - start == pytest.approx(5)

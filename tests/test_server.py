@@ -1,0 +1,161 @@
+"""serve() and Server: start-up, TLS, and graceful shutdown."""
+
+from __future__ import annotations
+
+import ssl
+from functools import partial
+
+import pytest
+import trio
+import trio.testing
+import trustme
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
+from websockets.trio.client import connect
+
+import trio_ws
+
+from .helpers import (
+    IO_DEADLINE,
+    MemoryListener,
+    RawClient,
+    parse_response,
+    start_memory_server,
+    start_server,
+    task_count,
+)
+
+
+async def test_start_reports_the_real_port(echo_server: trio_ws.Server) -> None:
+    """nursery.start(serve, ..., port=0) hands back a Server that knows its real port and URLs."""
+    assert echo_server.port != 0
+    assert echo_server.url == f"http://127.0.0.1:{echo_server.port}/"
+    assert echo_server.ws_url() == f"ws://127.0.0.1:{echo_server.port}/ws"
+    assert not echo_server.secure
+
+
+async def test_port_in_use_raises_oserror(echo_server: trio_ws.Server, nursery: trio.Nursery) -> None:
+    """Binding a port that is taken fails at start-up with OSError, from nursery.start()."""
+    with pytest.raises(OSError, match="in use"):
+        await nursery.start(trio_ws.serve, trio_ws.echo_app(), "127.0.0.1", echo_server.port)
+
+
+async def test_tls_serves_https_and_wss(nursery: trio.Nursery) -> None:
+    """With an ssl_context the same port speaks https for the page and wss for the echo."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    server: trio_ws.Server = await nursery.start(
+        partial(trio_ws.serve, trio_ws.echo_app(), "127.0.0.1", 0, ssl_context=server_context)
+    )
+    assert server.secure and server.url.startswith("https://")
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(server.ws_url(), ssl=client_context) as ws:
+            await ws.send("secret")
+            assert await ws.recv() == "secret"
+        stream = await trio.open_ssl_over_tcp_stream(
+            "127.0.0.1", server.port, ssl_context=client_context, https_compatible=True
+        )
+        async with stream:
+            await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            raw = b""
+            while chunk := await stream.receive_some():
+                raw += chunk
+    assert parse_response(raw)[0] == 200
+
+
+async def test_graceful_shutdown_sends_1001_to_every_client(nursery: trio.Nursery) -> None:
+    """Server.aclose() sends close 1001 to each open WebSocket, waits for them, and serve() returns."""
+    serve_returned = trio.Event()
+
+    async def run_server(task_status: trio.TaskStatus[trio_ws.Server]) -> None:
+        await trio_ws.serve(trio_ws.echo_app(), "127.0.0.1", 0, task_status=task_status)
+        serve_returned.set()
+
+    server: trio_ws.Server = await nursery.start(run_server)
+    codes: list[int] = []
+
+    async def client(ready: trio.Event) -> None:
+        async with connect(server.ws_url()) as ws:
+            await ws.send("hello")
+            await ws.recv()
+            ready.set()
+            with pytest.raises(ConnectionClosedOK):
+                await ws.recv()
+            assert ws.protocol.close_rcvd is not None
+            codes.append(ws.protocol.close_rcvd.code)
+
+    with trio.fail_after(IO_DEADLINE):
+        async with trio.open_nursery() as clients:
+            for _ in range(3):
+                ready = trio.Event()
+                clients.start_soon(client, ready)
+                await ready.wait()
+            assert server.statistics().open_websockets == 3
+            await server.aclose()
+        await serve_returned.wait()
+    assert codes == [1001, 1001, 1001]
+    assert server.statistics().closing
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", server.port)
+
+
+async def test_shutdown_cancels_handlers_after_the_grace_period(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A handler that ignores the close is cancelled once shutdown_timeout is over, and serve() ends."""
+    cancelled = trio.Event()
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def stubborn(ws: trio_ws.WebSocketConnection) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            cancelled.set()
+
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before = task_count()
+    server = await start_memory_server(nursery, app, memory_listener, shutdown_timeout=4)
+    client = RawClient(await memory_listener.connect())
+    await client.handshake()
+    # A second connection has been accepted but has not sent its request yet.
+    late = await memory_listener.connect()
+    await trio.testing.wait_all_tasks_blocked()
+
+    start = trio.current_time()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(server.aclose)
+        close = await client.next_event()
+        assert close is not None and close.code == 1001  # type: ignore[attr-defined]
+        await client.send(close.response())  # type: ignore[attr-defined]
+        # Requests that arrive during the grace period are told the server is going away.
+        await late.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        raw = b""
+        while chunk := await late.receive_some():
+            raw += chunk
+        assert parse_response(raw)[:1] == (503,)
+    assert trio.current_time() - start == 4
+    assert cancelled.is_set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == tasks_before
+
+
+async def test_cancelling_serve_is_a_hard_stop() -> None:
+    """Cancelling serve() ends every connection at once: the client sees TCP drop (1006)."""
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before = task_count()
+    with trio.fail_after(IO_DEADLINE):
+        async with trio.open_nursery() as server_nursery:
+            server = await start_server(server_nursery, trio_ws.echo_app())
+            async with connect(server.ws_url()) as ws:
+                await ws.send("x")
+                await ws.recv()
+                server_nursery.cancel_scope.cancel()
+                with pytest.raises(ConnectionClosedError):
+                    await ws.recv()
+                assert ws.protocol.close_rcvd is None
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == tasks_before
