@@ -27,9 +27,7 @@ from .helpers import MemoryListener
 @pytest.fixture
 async def echo_server(nursery: trio.Nursery) -> trio_ws.Server:
     """The echo app on a real socket, stopped (hard) when the test ends."""
-    server: trio_ws.Server = await nursery.start(
-        partial(trio_ws.serve, trio_ws.echo_app(), "127.0.0.1", 0)
-    )
+    server: trio_ws.Server = await nursery.start(partial(trio_ws.serve, trio_ws.echo_app(), "127.0.0.1", 0))
     return server
 
 

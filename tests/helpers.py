@@ -42,9 +42,7 @@ class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
         await trio.lowlevel.checkpoint()
 
 
-async def start_server(
-    nursery: trio.Nursery, app: trio_ws.App, **options: object
-) -> trio_ws.Server:
+async def start_server(nursery: trio.Nursery, app: trio_ws.App, **options: object) -> trio_ws.Server:
     """``app`` on 127.0.0.1, port 0, with ``options`` given to :class:`trio_ws.Options`."""
     server: trio_ws.Server = await nursery.start(
         partial(trio_ws.serve, app, "127.0.0.1", 0, options=trio_ws.Options(**options))  # type: ignore[arg-type]

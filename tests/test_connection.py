@@ -6,6 +6,7 @@ import logging
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 from websockets.exceptions import ConnectionClosedError
 from websockets.trio.client import connect
@@ -110,7 +111,7 @@ async def test_peer_leaving_mid_send_is_not_an_error(
         try:
             while True:
                 await ws.send_message("tick")
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
         finally:
             done.set()
 

@@ -56,15 +56,14 @@ async def test_many_messages_in_order(echo_server: trio_ws.Server) -> None:
     """500 pipelined messages, text and binary mixed, come back in order and with their type."""
     messages: list[str | bytes] = [f"m{i}" if i % 2 else f"m{i}".encode() for i in range(500)]
     with trio.fail_after(IO_DEADLINE):
-        async with connect(echo_server.ws_url()) as ws:
-            async with trio.open_nursery() as nursery:
+        async with connect(echo_server.ws_url()) as ws, trio.open_nursery() as nursery:
 
-                async def send_all() -> None:
-                    for message in messages:
-                        await ws.send(message)
+            async def send_all() -> None:
+                for message in messages:
+                    await ws.send(message)
 
-                nursery.start_soon(send_all)
-                received = [await ws.recv() for _ in messages]
+            nursery.start_soon(send_all)
+            received = [await ws.recv() for _ in messages]
     assert received == messages
 
 

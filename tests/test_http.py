@@ -21,7 +21,9 @@ from .helpers import (
 )
 
 
-async def get(port: int, path: str, method: str = "GET", extra: str = "") -> tuple[int, dict[str, str], bytes]:
+async def get(
+    port: int, path: str, method: str = "GET", extra: str = ""
+) -> tuple[int, dict[str, str], bytes]:
     raw = await http_exchange(port, f"{method} {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
     return parse_response(raw, method)
 
@@ -124,9 +126,7 @@ async def test_forbidden_origin_is_403(echo_server: trio_ws.Server, origin: str)
 
 async def test_same_origin_and_allowed_origins_are_accepted(nursery: trio.Nursery) -> None:
     """The page's own origin, and origins in allowed_origins, may connect."""
-    server = await start_server(
-        nursery, trio_ws.echo_app(), allowed_origins=["https://app.example/"]
-    )
+    server = await start_server(nursery, trio_ws.echo_app(), allowed_origins=["https://app.example/"])
     own = f"http://127.0.0.1:{server.port}"
     with trio.fail_after(IO_DEADLINE):
         for origin in (own, "https://app.example", "HTTPS://APP.EXAMPLE"):

@@ -102,9 +102,7 @@ async def test_keep_alive_can_be_turned_off(
     nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
 ) -> None:
     """With keep_alive_interval=None no ping is ever sent and an idle peer stays connected."""
-    server = await start_memory_server(
-        nursery, trio_ws.echo_app(), memory_listener, keep_alive_interval=None
-    )
+    server = await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, keep_alive_interval=None)
     client = RawClient(await memory_listener.connect())
     await client.handshake()
     with trio.move_on_after(3600):

@@ -100,7 +100,8 @@ class HTTPRoute:
 
 Resolution: TypeAlias = "WebSocketRoute | HTTPRoute | None"
 
-_Handler = TypeVar("_Handler", bound=Callable[..., Awaitable[object]])
+_WS = TypeVar("_WS", bound="Callable[[WebSocketConnection], Awaitable[None]]")
+_HTTP = TypeVar("_HTTP", bound=HTTPHandler)
 
 
 class App:
@@ -127,12 +128,10 @@ class App:
         self._routes: dict[str, WebSocketRoute | HTTPRoute] = {}
         self.health_path = health_path
 
-    def websocket(
-        self, path: str, *, subprotocols: Iterable[str] = ()
-    ) -> Callable[[_Handler], _Handler]:
+    def websocket(self, path: str, *, subprotocols: Iterable[str] = ()) -> Callable[[_WS], _WS]:
         """Decorator: run the decorated handler for each WebSocket opened on ``path``."""
 
-        def register(handler: _Handler) -> _Handler:
+        def register(handler: _WS) -> _WS:
             self.add_websocket(path, handler, subprotocols=subprotocols)
             return handler
 
@@ -151,20 +150,16 @@ class App:
         """
         self._add(WebSocketRoute(path, handler, tuple(subprotocols)))
 
-    def route(
-        self, path: str, *, methods: Iterable[str] = ("GET", "HEAD")
-    ) -> Callable[[_Handler], _Handler]:
+    def route(self, path: str, *, methods: Iterable[str] = ("GET", "HEAD")) -> Callable[[_HTTP], _HTTP]:
         """Decorator: answer plain HTTP requests to ``path`` with the decorated handler."""
 
-        def register(handler: _Handler) -> _Handler:
+        def register(handler: _HTTP) -> _HTTP:
             self.add_route(path, handler, methods=methods)
             return handler
 
         return register
 
-    def add_route(
-        self, path: str, handler: HTTPHandler, *, methods: Iterable[str] = ("GET", "HEAD")
-    ) -> None:
+    def add_route(self, path: str, handler: HTTPHandler, *, methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Answer plain HTTP requests to ``path`` with ``handler``."""
         allowed = frozenset(m.upper() for m in methods)
         if "GET" in allowed:

@@ -100,51 +100,76 @@ def _parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
     p = argparse.ArgumentParser(
         prog="python -m trio_ws",
-        description="Run the trio_ws echo app: a web page at / and a WebSocket echo at /ws, "
-        "on one port.",
+        description="Run the trio_ws echo app: a web page at / and a WebSocket echo at /ws, on one port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--host", default="localhost", help="address to bind; 0.0.0.0 for every interface")
     p.add_argument("--port", type=_port, default=5000, help="TCP port; 0 picks a free one")
     p.add_argument(
-        "--keep-alive-interval", type=_optional_seconds, default=d.keep_alive_interval,
-        metavar="SECONDS", help="send a ping this often so proxies keep the socket open; 0 turns it off",
+        "--keep-alive-interval",
+        type=_optional_seconds,
+        default=d.keep_alive_interval,
+        metavar="SECONDS",
+        help="send a ping this often so proxies keep the socket open; 0 turns it off",
     )
     p.add_argument(
-        "--keep-alive-timeout", type=_optional_seconds, default=d.keep_alive_timeout,
-        metavar="SECONDS", help="close a connection (1011) whose pong is this late; 0 waits forever",
+        "--keep-alive-timeout",
+        type=_optional_seconds,
+        default=d.keep_alive_timeout,
+        metavar="SECONDS",
+        help="close a connection (1011) whose pong is this late; 0 waits forever",
     )
     p.add_argument(
-        "--receive-buffer-size", type=_size, default=d.receive_buffer_size, metavar="BYTES",
+        "--receive-buffer-size",
+        type=_size,
+        default=d.receive_buffer_size,
+        metavar="BYTES",
         help="bytes read from the socket at a time (accepts 64KiB, 1MiB)",
     )
     p.add_argument(
-        "--max-message-size", type=_size, default=d.max_message_size, metavar="BYTES",
+        "--max-message-size",
+        type=_size,
+        default=d.max_message_size,
+        metavar="BYTES",
         help="close a connection (1009) that sends a larger message (accepts 16MiB)",
     )
     p.add_argument(
-        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
         help="a browser origin, such as https://example.com, that may connect besides the "
         "page's own; repeat for more, or '*' for any (default: same host only)",
     )
     p.add_argument(
-        "--subprotocol", action="append", default=[], metavar="NAME",
+        "--subprotocol",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="a subprotocol the echo endpoint accepts; repeat for more, in order of preference",
     )
     p.add_argument(
-        "--handshake-timeout", type=_optional_seconds, default=d.handshake_timeout,
-        metavar="SECONDS", help="drop a connection that has not finished its request or upgrade "
-        "by then; 0 waits forever",
+        "--handshake-timeout",
+        type=_optional_seconds,
+        default=d.handshake_timeout,
+        metavar="SECONDS",
+        help="drop a connection that has not finished its request or upgrade by then; 0 waits forever",
     )
     p.add_argument(
-        "--shutdown-timeout", type=_seconds, default=d.shutdown_timeout, metavar="SECONDS",
+        "--shutdown-timeout",
+        type=_seconds,
+        default=d.shutdown_timeout,
+        metavar="SECONDS",
         help="on Ctrl-C, how long open connections get to finish after close 1001",
     )
     p.add_argument("--certfile", help="PEM certificate chain: serve https and wss")
     p.add_argument("--keyfile", help="PEM private key for --certfile (if not in the same file)")
     p.add_argument(
-        "--log-level", default="info", type=str.lower,
-        choices=["debug", "info", "warning", "error"], help="how much to log",
+        "--log-level",
+        default="info",
+        type=str.lower,
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log",
     )
     return p
 
@@ -162,8 +187,10 @@ def _ssl_context(
     except OSError as exc:
         _exit_with(f"cannot load certificate {certfile}: {_os_error_text(exc)}")
     except ssl.SSLError as exc:
-        _exit_with(f"cannot load certificate {certfile}: {exc.reason or exc} (is it PEM, "
-                   "and does --keyfile match it?)")
+        _exit_with(
+            f"cannot load certificate {certfile}: {exc.reason or exc} (is it PEM, "
+            "and does --keyfile match it?)"
+        )
     return context
 
 

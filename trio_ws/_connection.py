@@ -56,9 +56,7 @@ async def run_websocket(
             return
 
         if options.keep_alive_interval is not None:
-            nursery.start_soon(
-                keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout
-            )
+            nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
         with server.tracking(ws):
             await _run_handler(ws, route, options.close_timeout)
             # Let the reader see the close handshake through, then stop everything else.

@@ -122,7 +122,7 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
     server is shutting down.
     """
     method = request.method.decode("ascii", "replace")
-    path, query = split_target(request.target.decode("ascii", "replace"))
+    path, _query = split_target(request.target.decode("ascii", "replace"))
     app = server.app
     if app.health_path is not None and path == app.health_path:
         if server.closing:
@@ -174,7 +174,7 @@ async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Re
                 data = await stream.receive_some(_READ_SIZE)
             except trio.BrokenResourceError:
                 return None
-            conn.receive_data(data)
+            conn.receive_data(bytes(data))
         elif isinstance(event, h11.Request):
             return event
         else:
@@ -183,8 +183,6 @@ async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Re
 
 def _trailing_data(conn: h11.Connection) -> bytes:
     """The bytes that came after the request head: the client's first WebSocket frames."""
-    while conn.next_event() is h11.EndOfMessage:  # pragma: no branch
-        pass
     data, _closed = conn.trailing_data
     return bytes(data)
 
@@ -192,7 +190,8 @@ def _trailing_data(conn: h11.Connection) -> bytes:
 def _handshake_rejection(exc: HandshakeError) -> Response:
     """Turn wsproto's verdict on a bad handshake into an HTTP answer."""
     hint = exc.event_hint
-    status, headers = 400, ()
+    status: int = 400
+    headers: tuple[tuple[str, str], ...] = ()
     if isinstance(hint, RejectConnection):
         status = hint.status_code
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in hint.headers)

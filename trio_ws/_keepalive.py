@@ -24,19 +24,19 @@ __all__ = ["keep_alive"]
 logger = logging.getLogger("trio_ws.keepalive")
 
 
-async def keep_alive(ws: ServerConnection, interval: float, timeout: float | None) -> None:
-    """Ping ``ws`` every ``interval`` seconds; close it with 1011 if a pong is ``timeout`` late.
+async def keep_alive(ws: ServerConnection, interval: float, pong_timeout: float | None) -> None:
+    """Ping ``ws`` every ``interval`` seconds; close it with 1011 if a pong is ``pong_timeout`` late.
 
     Returns when the connection closes, whichever side closed it.
     """
     while True:
         await trio.sleep(interval)
-        with trio.move_on_after(seconds(timeout)) as deadline:
+        with trio.move_on_after(seconds(pong_timeout)) as deadline:
             try:
                 await ws.ping()
             except ConnectionClosed:
                 return
         if deadline.cancelled_caught:
-            logger.info("%s: no pong within %s s, closing the connection", ws, timeout)
+            logger.info("%s: no pong within %s s, closing the connection", ws, pong_timeout)
             await ws.close_now(1011, "keep-alive timeout")
             return

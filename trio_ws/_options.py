@@ -75,8 +75,7 @@ class Options:
                 f"write allowed_origins=[{origins!r}]"
             )
         object.__setattr__(self, "allowed_origins", _normalise_origins(origins))
-        for name in ("keep_alive_interval", "keep_alive_timeout", "handshake_timeout",
-                     "close_timeout"):
+        for name in ("keep_alive_interval", "keep_alive_timeout", "handshake_timeout", "close_timeout"):
             value = getattr(self, name)
             if value is not None:
                 _check_number(name, value, minimum=0, allow_minimum=False)
@@ -99,8 +98,7 @@ def _check_whole(name: str, value: object, *, allow_zero: bool) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'at least 0' if allow_zero else 'greater than 0'}, "
-                         f"got {value!r}")
+        raise ValueError(f"{name} must be {'at least 0' if allow_zero else 'greater than 0'}, got {value!r}")
 
 
 def _normalise_origins(origins: Iterable[str]) -> tuple[str, ...]:
@@ -109,9 +107,7 @@ def _normalise_origins(origins: Iterable[str]) -> tuple[str, ...]:
     for origin in origins:
         cleaned = origin.strip().rstrip("/").lower()
         if cleaned != "*" and "://" not in cleaned:
-            raise ValueError(
-                f"allowed origin {origin!r} needs a scheme, e.g. 'https://{cleaned}'"
-            )
+            raise ValueError(f"allowed origin {origin!r} needs a scheme, e.g. 'https://{cleaned}'")
         result.append(cleaned)
     return tuple(result)
 

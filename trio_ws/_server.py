@@ -232,8 +232,7 @@ async def serve(
         listeners = list(tcp_listeners)
     else:
         listeners = [
-            trio.SSLListener(listener, ssl_context, https_compatible=True)
-            for listener in tcp_listeners
+            trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in tcp_listeners
         ]
     await serve_listeners(app, listeners, options=options, task_status=task_status)
 

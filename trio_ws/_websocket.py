@@ -33,6 +33,8 @@ suite covers every item):
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
@@ -61,7 +63,7 @@ class _ServerWSConnection(WSConnection):
             and connection.state is ConnectionState.REMOTE_CLOSING
             and isinstance(event, Message)
         ):
-            return connection._proto.send_data(event.data, event.message_finished)
+            return bytes(connection._proto.send_data(event.data, event.message_finished))
         return super().send(event)
 
 
@@ -156,13 +158,10 @@ class ServerConnection(WebSocketConnection):
         if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
             self._close_reason = CloseReason(code, reason)
             with trio.move_on_after(_CLOSE_FRAME_BUDGET):
-                try:
+                with contextlib.suppress(ConnectionClosed):
                     await self._send(CloseConnection(code=code, reason=reason))
-                except ConnectionClosed:
-                    pass
         self._handler_caught_up.set()
         await self._close_stream()
-
 
 
 def server_connection(

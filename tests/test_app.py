@@ -1,0 +1,152 @@
+"""Pure decisions, tested without sockets: routing, upgrade and origin checks, options."""
+
+from __future__ import annotations
+
+import pytest
+
+import trio_ws
+from trio_ws._app import HTTPRoute, WebSocketRoute, split_target
+from trio_ws._upgrade import is_websocket_upgrade, origin_allowed
+
+
+async def _noop(ws: trio_ws.WebSocketConnection) -> None:
+    pass
+
+
+def test_routes_match_the_exact_path_and_ignore_the_query() -> None:
+    """/ws?token=1 goes to /ws; /ws/ and /WS do not."""
+    app = trio_ws.App()
+    app.add_websocket("/ws", _noop)
+    route = app.resolve("/ws?token=1")
+    assert isinstance(route, WebSocketRoute) and route.path == "/ws"
+    assert app.resolve("/ws/") is None
+    assert app.resolve("/WS") is None
+
+
+def test_percent_encoded_paths_are_decoded() -> None:
+    """/a%20b matches the route '/a b'."""
+    assert split_target("/a%20b?x=%20") == ("/a b", "x=%20")
+
+
+def test_a_path_has_one_handler() -> None:
+    """Routing a path twice, or over the health check, is an error that names the path."""
+    app = trio_ws.App()
+    app.add_websocket("/ws", _noop)
+    with pytest.raises(ValueError, match="'/ws' is already routed"):
+        app.add_static("/ws", b"")
+    with pytest.raises(ValueError, match="'/healthz' is already routed"):
+        app.add_websocket("/healthz", _noop)
+    with pytest.raises(ValueError, match="must start with '/'"):
+        app.add_websocket("ws", _noop)
+
+
+def test_decorators_register_and_return_the_handler() -> None:
+    """@app.websocket and @app.route register the function and leave it usable."""
+    app = trio_ws.App(health_path=None)
+
+    @app.websocket("/ws", subprotocols=["a"])
+    async def ws_handler(ws: trio_ws.WebSocketConnection) -> None:
+        pass
+
+    @app.route("/hello", methods=["GET"])
+    async def hello(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response.text(200, "hi")
+
+    assert [r.path for r in app.routes] == ["/ws", "/hello"]
+    http = app.resolve("/hello")
+    assert isinstance(http, HTTPRoute) and http.methods == {"GET", "HEAD"}
+    assert ws_handler.__name__ == "ws_handler"
+
+
+async def test_static_content_types() -> None:
+    """Static files get a content type from their name, with a charset for text."""
+    app = trio_ws.App()
+    expected = {
+        "/": "text/html; charset=utf-8",
+        "/a.js": "text/javascript; charset=utf-8",
+        "/a.css": "text/css; charset=utf-8",
+        "/a.png": "image/png",
+        "/blob": "application/octet-stream",
+    }
+    for path in expected:
+        app.add_static(path, path.encode())
+    request = trio_ws.Request("GET", "/", "", ())
+    for path, content_type in expected.items():
+        route = app.resolve(path)
+        assert isinstance(route, HTTPRoute)
+        response = await route.handler(request)
+        assert (response.status, response.content_type, response.body) == (
+            200,
+            content_type,
+            path.encode(),
+        )
+
+
+def test_subprotocol_choice() -> None:
+    """The first client proposal the route supports wins; no overlap means none."""
+    route = WebSocketRoute("/ws", _noop, ("b", "a"))
+    assert route.choose_subprotocol(["a", "b"]) == "a"
+    assert route.choose_subprotocol(["c", "b"]) == "b"
+    assert route.choose_subprotocol(["c"]) is None
+    assert route.choose_subprotocol([]) is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "upgrade"),
+    [
+        ([(b"connection", b"Upgrade"), (b"upgrade", b"websocket")], True),
+        ([(b"connection", b"keep-alive, Upgrade"), (b"upgrade", b"WebSocket")], True),
+        ([(b"connection", b"keep-alive"), (b"upgrade", b"websocket")], False),
+        ([(b"connection", b"upgrade"), (b"upgrade", b"h2c")], False),
+        ([], False),
+    ],
+)
+def test_is_websocket_upgrade(headers: list[tuple[bytes, bytes]], upgrade: bool) -> None:
+    """An upgrade needs 'upgrade' among the Connection tokens and 'websocket' in Upgrade."""
+    assert is_websocket_upgrade(headers) is upgrade
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed", "ok"),
+    [
+        (None, "example.com", (), True),  # not a browser
+        ("http://example.com", "example.com", (), True),  # same host
+        ("https://EXAMPLE.com:8443", "example.com:8443", (), True),
+        ("http://example.com", "example.com:8080", (), False),  # other port
+        ("http://evil.example", "example.com", (), False),
+        ("null", "example.com", (), False),  # sandboxed page or file://
+        ("http://evil.example", None, (), False),
+        ("https://app.example", "example.com", ("https://app.example",), True),
+        ("https://app.example/", "example.com", ("https://app.example",), True),
+        ("http://anything", "example.com", ("*",), True),
+    ],
+)
+def test_origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...], ok: bool) -> None:
+    """Same host, listed origins and '*' pass; every other browser origin is refused."""
+    assert origin_allowed(origin, host, allowed) is ok
+
+
+def test_options_defaults_are_valid() -> None:
+    """The defaults build, and allowed_origins is normalised."""
+    options = trio_ws.Options(allowed_origins=["HTTPS://App.Example/"])
+    assert options.allowed_origins == ("https://app.example",)
+    assert options.keep_alive_interval == 20
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_message_size": 0}, "max_message_size must be greater than 0"),
+        ({"max_message_size": 1.5}, "max_message_size must be a whole number"),
+        ({"keep_alive_interval": -1}, "keep_alive_interval must be greater than 0"),
+        ({"handshake_timeout": float("nan")}, "handshake_timeout must be a number"),
+        ({"shutdown_timeout": None}, "shutdown_timeout must be a number"),
+        ({"message_queue_size": -1}, "message_queue_size must be at least 0"),
+        ({"allowed_origins": "https://a.example"}, "must be a list of origins"),
+        ({"allowed_origins": ["a.example"]}, "needs a scheme"),
+    ],
+)
+def test_options_refuse_bad_values_by_name(kwargs: dict[str, object], message: str) -> None:
+    """A bad value fails when Options is built, with a message naming the option."""
+    with pytest.raises(ValueError, match=message):
+        trio_ws.Options(**kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,157 @@
+"""``python -m trio_ws`` as a user runs it: a real process, real signals, real sockets."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+import trustme
+from websockets.exceptions import ConnectionClosedOK
+from websockets.sync.client import connect
+
+from .processes import running_cli
+
+
+def _finish(proc: subprocess.Popen[str], signum: int) -> tuple[int, str, str]:
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    return proc.returncode, out, err
+
+
+def test_cli_echoes_and_exits_0_on_ctrl_c() -> None:
+    """The CLI prints its real URL, serves the page and the echo, and exits 0 on SIGINT."""
+    with running_cli("--keep-alive-interval", "5") as (proc, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        assert url == f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url + "healthz", timeout=10) as response:
+            assert response.read() == b"ok\n"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert b"Communication Log" in response.read()
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+            ws.send("through the CLI")
+            assert ws.recv(timeout=10) == "through the CLI"
+            ws.send(b"\x00\x01")
+            assert ws.recv(timeout=10) == b"\x00\x01"
+        code, out, err = _finish(proc, signal.SIGINT)
+    assert code == 0
+    assert "shutting down" in out and "stopped" in out
+    assert "Traceback" not in err
+
+
+def test_sigterm_sends_1001_to_open_clients() -> None:
+    """SIGTERM closes every open WebSocket with 1001 (Going Away), then the process exits 0."""
+    with running_cli() as (proc, url):
+        ws_url = url.replace("http://", "ws://") + "ws"
+        with connect(ws_url, open_timeout=10) as ws:
+            ws.send("hi")
+            assert ws.recv(timeout=10) == "hi"
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(ConnectionClosedOK) as info:
+                ws.recv(timeout=10)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "Traceback" not in err
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_ws", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_port_in_use_is_one_clear_line() -> None:
+    """A busy port: one line on stderr naming it, exit 1, no traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run("--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"trio_ws: error: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(another server is running there; pick another --port)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--port", "70000"], "--port: 70000 is not a port number"),
+        (["--max-message-size", "lots"], "--max-message-size: 'lots' is not a size"),
+        (["--keep-alive-timeout", "soon"], "--keep-alive-timeout: 'soon' is not a number"),
+        (["--allowed-origin", "example.com"], "needs a scheme"),
+        (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
+    ],
+)
+def test_bad_option_values_are_refused_clearly(args: list[str], fragment: str) -> None:
+    """A bad option value: argparse's usage line plus one error line naming it, exit 2."""
+    result = _run(*args)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_certificate_is_one_clear_line(tmp_path: Path) -> None:
+    """A missing or invalid certificate: one line naming the file, exit 1."""
+    missing = tmp_path / "missing.pem"
+    result = _run("--certfile", str(missing))
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"trio_ws: error: cannot load certificate {missing}: no such file or directory"
+    )
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    result = _run("--certfile", str(garbage))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert f"cannot load certificate {garbage}" in result.stderr
+
+
+def test_cli_serves_wss_with_a_certificate(tmp_path: Path) -> None:
+    """--certfile/--keyfile make the same port speak https and wss."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    client_context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with running_cli("--certfile", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem")) as (
+        proc,
+        url,
+    ):
+        assert url.startswith("https://127.0.0.1:")
+        with connect(url.replace("https://", "wss://") + "ws", ssl=client_context) as ws:
+            ws.send("over tls")
+            assert ws.recv(timeout=10) == "over tls"
+        code, _, err = _finish(proc, signal.SIGINT)
+    assert code == 0 and "Traceback" not in err
+
+
+def test_help_explains_every_option() -> None:
+    """--help lists every option the issue names."""
+    result = _run("--help")
+    assert result.returncode == 0
+    for option in (
+        "--host",
+        "--port",
+        "--keep-alive-interval",
+        "--keep-alive-timeout",
+        "--receive-buffer-size",
+        "--max-message-size",
+        "--allowed-origin",
+        "--subprotocol",
+        "--handshake-timeout",
+        "--shutdown-timeout",
+        "--certfile",
+        "--keyfile",
+        "--log-level",
+    ):
+        assert option in result.stdout
