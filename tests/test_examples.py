@@ -1,0 +1,48 @@
+"""Every file in examples/ runs and does what its docstring says."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from websockets.sync.client import connect
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_echo_example_echoes_and_stops_on_ctrl_c() -> None:
+    """examples/echo.py prints its endpoint, echoes text and binary, and exits 0 on SIGINT."""
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "echo.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        match = re.fullmatch(r"echo endpoint at (ws://127\.0\.0\.1:\d+/ws)\n", line)
+        assert match, line
+        with connect(match.group(1), open_timeout=10) as ws:
+            ws.send("from the example")
+            assert ws.recv(timeout=10) == "from the example"
+            ws.send(b"\xff")
+            assert ws.recv(timeout=10) == b"\xff"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_every_example_is_tested() -> None:
+    """A new example needs a test here: the names are checked against this file."""
+    source = Path(__file__).read_text()
+    for example in EXAMPLES.glob("*.py"):
+        assert f'"{example.name}"' in source, f"examples/{example.name} has no test"
