@@ -46,3 +46,15 @@ def test_every_example_is_tested() -> None:
     source = Path(__file__).read_text()
     for example in EXAMPLES.glob("*.py"):
         assert f'"{example.name}"' in source, f"examples/{example.name} has no test"
+
+
+def test_readme_python_snippets_compile() -> None:
+    """The Python code in README.md is at least valid Python that imports only real names."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert blocks
+    namespace: dict[str, object] = {}
+    for block in blocks:
+        code = block.replace("trio.run(main)", "")  # define, don't run forever
+        exec(compile(code, "README.md", "exec"), namespace)
+    assert callable(namespace["main"])
