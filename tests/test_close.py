@@ -134,3 +134,32 @@ async def test_memory_connection_leaves_no_task_behind(
     assert await client.next_event() is None
     await trio.testing.wait_all_tasks_blocked()
     assert task_count() == before
+
+
+async def test_keep_alive_during_a_pending_close_is_harmless(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A ping due while the Close waits for a slow reply is skipped; the reply, then the Close, go out."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def slow_echo(ws: trio_ws.WebSocketConnection) -> None:
+        while True:
+            message = await ws.get_message()
+            await trio.sleep(5)  # thinking, while the peer's Close waits
+            await ws.send_message(message)
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=1, keep_alive_timeout=1)
+    client = RawClient(await memory_listener.connect())
+    await client.handshake()
+    await client.send(TextMessage(data="slow"), CloseConnection(code=4001))
+    events = []
+    while (event := await client.next_event()) is not None:
+        events.append(event)
+    assert [type(e).__name__ for e in events] == ["TextMessage", "CloseConnection"]
+    assert events[1].code == 4001  # type: ignore[attr-defined]
+    await trio.testing.wait_all_tasks_blocked()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

@@ -21,7 +21,8 @@ suite covers every item):
    no received message left unanswered (it has asked for the next message,
    sent something, or returned), or after ``close_timeout``. wsproto refuses
    data frames in the ``REMOTE_CLOSING`` state, so ``_ServerWSConnection``
-   lets them through its frame protocol until our Close is sent.
+   lets them (and pongs) through its frame protocol until our Close is sent.
+   Meanwhile ``ping()`` raises ``ConnectionClosed``: no pong will come.
 
 3. No pong after our Close (trio-websocket issue #184): a Ping that arrives
    while our Close is in flight would make wsproto raise
@@ -39,7 +40,15 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection, Event, Message, Ping
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    TextMessage,
+)
 
 from ._options import Options, seconds
 
@@ -58,12 +67,11 @@ class _ServerWSConnection(WSConnection):
 
     def send(self, event: Event) -> bytes:
         connection = self.connection
-        if (
-            connection is not None
-            and connection.state is ConnectionState.REMOTE_CLOSING
-            and isinstance(event, Message)
-        ):
-            return bytes(connection._proto.send_data(event.data, event.message_finished))
+        if connection is not None and connection.state is ConnectionState.REMOTE_CLOSING:
+            if isinstance(event, Message):
+                return bytes(connection._proto.send_data(event.data, event.message_finished))
+            if isinstance(event, Pong):
+                return bytes(connection._proto.pong(event.payload))
         return super().send(event)
 
 
@@ -79,7 +87,12 @@ class ServerConnection(WebSocketConnection):
             receive_buffer_size=options.receive_buffer_size,
         )
         self._close_timeout = options.close_timeout
-        self._peer_closing = False
+        self._peer_close: CloseConnection | None = None
+        # Messages the reader has queued, and messages the handler has taken. A
+        # message handed straight to a waiting get_message() never shows in the
+        # queue's statistics, so the two are counted here.
+        self._messages_queued = 0
+        self._messages_taken = 0
         # The handler took a message and has not yet replied or asked for the next one.
         self._holding_message = False
         self._handler_caught_up = trio.Event()
@@ -113,6 +126,7 @@ class ServerConnection(WebSocketConnection):
                 await self._close_handshake.wait()
                 raise ConnectionClosed(self._close_reason) from None
             raise
+        self._messages_taken += 1
         self._holding_message = True
         return message
 
@@ -122,18 +136,33 @@ class ServerConnection(WebSocketConnection):
 
     def _note_handler_progress(self) -> None:
         self._holding_message = False
-        if self._peer_closing and self._recv_channel.statistics().current_buffer_used == 0:
+        if self._peer_close is not None and not self._owes_replies():
             self._handler_caught_up.set()
+
+    def _owes_replies(self) -> bool:
+        """Whether the handler has a received message it has not answered or asked past."""
+        return self._holding_message or self._messages_taken < self._messages_queued
+
+    async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
+        if event.message_finished and self._message_size + len(event.data) <= self._max_message_size:
+            self._messages_queued += 1  # counted before the queue can block
+        await super()._handle_message_event(event)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
         if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
-            self._peer_closing = True
+            self._peer_close = event
             # get_message() still returns what is queued, then finds the end.
             self._send_channel.close()
-            if self._holding_message or self._recv_channel.statistics().current_buffer_used:
+            if self._owes_replies():
                 with trio.move_on_after(seconds(self._close_timeout)):
                     await self._handler_caught_up.wait()
         await super()._handle_close_connection_event(event)
+
+    async def ping(self, payload: bytes | None = None) -> None:
+        if self._peer_close is not None:
+            # The peer is closing and will send no pong; its Close is being answered.
+            raise ConnectionClosed(CloseReason(self._peer_close.code, self._peer_close.reason or None))
+        await super().ping(payload)
 
     async def _aclose(self, code: int, reason: str | None) -> None:
         # The handler is done with the connection, so a waiting Close can be answered.
