@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import trio
 import trio.testing
@@ -184,3 +187,35 @@ async def test_trickling_client_is_dropped_at_the_deadline(
         assert await client.receive_some() == b""
         inner.cancel_scope.cancel()
     assert trio.current_time() - start == pytest.approx(5)
+
+
+async def test_http_routes_and_static_directories(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user's HTTP handler sees the request; a failing one gets 500; static files are served."""
+    (tmp_path / "hello.txt").write_text("hello from disk")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "hidden.txt").write_text("not served")
+    app = trio_ws.App()
+    app.add_static_directory("/files", tmp_path)
+
+    @app.route("/greet")
+    async def greet(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response.text(200, f"hi {request.query} via {request.header('X-Via')}")
+
+    @app.route("/broken")
+    async def broken(request: trio_ws.Request) -> trio_ws.Response:
+        raise RuntimeError("bug in an HTTP handler")
+
+    server = await start_server(nursery, app)
+    status, _, body = await get(server.port, "/greet?name=ada", extra="X-Via: test\r\n")
+    assert (status, body) == (200, b"hi name=ada via test\n")
+    status, headers, body = await get(server.port, "/files/hello.txt")
+    assert (status, headers["content-type"], body) == (200, "text/plain; charset=utf-8", b"hello from disk")
+    for path in ("/files/sub/hidden.txt", "/files/../hello.txt", "/files/%2e%2e/hello.txt", "/files/"):
+        assert (await get(server.port, path))[0] == 404, path
+    status, _, body = await get(server.port, "/broken")
+    assert (status, body) == (500, b"Internal Server Error\n")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        "HTTP handler for /broken failed"
+    ]

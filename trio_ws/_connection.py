@@ -47,22 +47,35 @@ async def run_websocket(
     options = server.options
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws.run_reader)
-        with trio.move_on_at(handshake_deadline):
+        with trio.move_on_at(handshake_deadline) as handshake:
             request = await ws.handshake()
             await request.accept(subprotocol=route.choose_subprotocol(request.proposed_subprotocols))
-        if trio.current_time() >= handshake_deadline:
+        if handshake.cancelled_caught:
             logger.debug("%s: handshake timeout", ws)
             nursery.cancel_scope.cancel()
             return
+        logger.info("%s: WebSocket %s opened by %s", ws, route.path, ws.remote)
 
         if options.keep_alive_interval is not None:
             nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
         with server.tracking(ws):
-            await _run_handler(ws, route, options.close_timeout)
+            if server.closing:
+                # Shutdown began during this handshake: say goodbye like to the others.
+                with trio.move_on_after(seconds(options.close_timeout)):
+                    await ws.aclose(1001, "server shutting down")
+            else:
+                await _run_handler(ws, route, options.close_timeout)
             # Let the reader see the close handshake through, then stop everything else.
             with trio.move_on_after(seconds(options.close_timeout)):
                 await ws.wait_reader_done()
         nursery.cancel_scope.cancel()
+    reason = ws.closed
+    logger.info(
+        "%s: closed with %s%s",
+        ws,
+        reason.code if reason else 1006,
+        f" ({reason.reason})" if reason and reason.reason else "",
+    )
 
 
 async def _run_handler(ws: ServerConnection, route: WebSocketRoute, close_timeout: float | None) -> None:

@@ -94,12 +94,16 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
         return  # the client connected and left without a request
 
     decision = decide(request, server)
-    head_only = request.method == b"HEAD"
-    if isinstance(decision, Response):
-        await _respond(stream, conn, decision, head_only=head_only)
-    elif isinstance(decision, HTTPRoute):
-        response = await _call_http_handler(decision, request)
-        await _respond(stream, conn, response, head_only=head_only)
+    if not isinstance(decision, WebSocketRoute):
+        if isinstance(decision, HTTPRoute):
+            decision = await _call_http_handler(decision, request)
+        logger.info(
+            '"%s %s" %d',
+            request.method.decode("ascii", "replace"),
+            _printable(request.target),
+            decision.status,
+        )
+        await _respond(stream, conn, decision, head_only=request.method == b"HEAD")
     else:
         try:
             ws = server_connection(
@@ -254,6 +258,12 @@ async def _linger(stream: trio.abc.Stream) -> None:
             await stream.send_eof()
             while await stream.receive_some(_READ_SIZE):
                 pass
+
+
+def _printable(target: bytes) -> str:
+    """A request target as it may go into a log line: at most 200 characters, escaped."""
+    text = target[:200].decode("ascii", "backslashreplace")
+    return text + "..." if len(target) > 200 else text
 
 
 def _header_str(request: h11.Request, name: bytes) -> str | None:
