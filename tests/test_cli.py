@@ -15,6 +15,7 @@ import trustme
 from websockets.exceptions import ConnectionClosedOK
 from websockets.sync.client import connect
 
+from .helpers import upgrade_request
 from .processes import running_cli
 
 
@@ -155,3 +156,18 @@ def test_help_explains_every_option() -> None:
         "--log-level",
     ):
         assert option in result.stdout
+
+
+def test_second_ctrl_c_stops_at_once() -> None:
+    """A client that ignores the 1001 holds graceful shutdown open; a second SIGINT ends it, exit 0."""
+    with running_cli("--shutdown-timeout", "600") as (proc, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as silent:
+            silent.sendall(upgrade_request(host=f"127.0.0.1:{port}"))
+            assert silent.recv(4096).startswith(b"HTTP/1.1 101 ")
+            proc.send_signal(signal.SIGINT)
+            assert silent.recv(4096)[:1] == b"\x88"  # the server's Close frame; we never answer it
+            code, out, err = _finish(proc, signal.SIGINT)
+    assert code == 0
+    assert "SIGINT again: stopping now" in out
+    assert "Traceback" not in err

@@ -91,7 +91,8 @@ async def _serve_until_signal(
 
 
 async def _stop_on_second_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-    async for _ in signals:
+    async for signum in signals:
+        print(f"{signal.Signals(signum).name} again: stopping now", flush=True)
         scope.cancel()
         return
 

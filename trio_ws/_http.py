@@ -94,29 +94,39 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
         return  # the client connected and left without a request
 
     decision = decide(request, server)
-    if not isinstance(decision, WebSocketRoute):
-        if isinstance(decision, HTTPRoute):
-            decision = await _call_http_handler(decision, request)
-        logger.info(
-            '"%s %s" %d',
-            request.method.decode("ascii", "replace"),
-            _printable(request.target),
-            decision.status,
-        )
-        await _respond(stream, conn, decision, head_only=request.method == b"HEAD")
+    if isinstance(decision, WebSocketRoute):
+        await _upgrade(stream, conn, request, decision, server, deadline)
+        return
+    if isinstance(decision, HTTPRoute):
+        response = await _call_http_handler(decision, request)
     else:
-        try:
-            ws = server_connection(
-                stream,
-                list(request.headers),
-                request.target.decode("ascii", "replace"),
-                _trailing_data(conn),
-                options,
-            )
-        except HandshakeError as exc:
-            await _respond(stream, conn, _handshake_rejection(exc))
-            return
-        await run_websocket(ws, decision, server, deadline)
+        response = decision
+    method = request.method.decode("ascii", "replace")
+    logger.info('"%s %s" %d', method, _printable(request.target), response.status)
+    await _respond(stream, conn, response, head_only=method == "HEAD")
+
+
+async def _upgrade(
+    stream: trio.abc.Stream,
+    conn: h11.Connection,
+    request: h11.Request,
+    route: WebSocketRoute,
+    server: Server,
+    deadline: float,
+) -> None:
+    """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
+    try:
+        ws = server_connection(
+            stream,
+            list(request.headers),
+            request.target.decode("ascii", "replace"),
+            _trailing_data(conn),
+            server.options,
+        )
+    except HandshakeError as exc:
+        await _respond(stream, conn, _handshake_rejection(exc))
+        return
+    await run_websocket(ws, route, server, deadline)
 
 
 def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:

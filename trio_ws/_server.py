@@ -166,8 +166,7 @@ class Server:
         self._closing = True
         assert self._accepting is not None and self._connections is not None
         self._accepting.cancel()
-        open_count = len(self._websockets)
-        logger.info("shutting down: closing %d WebSocket(s) with 1001", open_count)
+        logger.info("shutting down: closing %d WebSocket(s) with 1001", len(self._websockets))
         with trio.move_on_after(self.options.shutdown_timeout) as grace:
             async with trio.open_nursery() as goodbyes:
                 for ws in list(self._websockets):
@@ -185,7 +184,11 @@ class Server:
 
 async def _say_goodbye(ws: ServerConnection) -> None:
     """Close ``ws`` with 1001 and wait for the peer's answer."""
-    await ws.aclose(1001, "server shutting down")
+    try:
+        await ws.aclose(1001, "server shutting down")
+    except Exception:
+        # One connection's trouble must not stop the shutdown of the others.
+        logger.exception("%s: error while closing it for shutdown; please report a bug", ws)
 
 
 async def serve(
