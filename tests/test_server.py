@@ -159,3 +159,10 @@ async def test_cancelling_serve_is_a_hard_stop() -> None:
                 assert ws.protocol.close_rcvd is None
     await trio.testing.wait_all_tasks_blocked()
     assert task_count() == tasks_before
+
+
+async def test_urls_use_the_host_name_asked_for(nursery: trio.Nursery) -> None:
+    """serve(app, "localhost", 0) reports http://localhost:PORT/, not the address it resolved to."""
+    server: trio_ws.Server = await nursery.start(trio_ws.serve, trio_ws.echo_app(), "localhost", 0)
+    assert server.url == f"http://localhost:{server.port}/"
+    assert server.ws_url("/chat") == f"ws://localhost:{server.port}/chat"

@@ -25,6 +25,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
@@ -61,9 +62,15 @@ class Server:
     """
 
     def __init__(
-        self, app: App, listeners: list[trio.abc.Listener[trio.abc.Stream]], options: Options
+        self,
+        app: App,
+        listeners: list[trio.abc.Listener[trio.abc.Stream]],
+        options: Options,
+        host_name: str | None = None,
     ) -> None:
         self.app = app
+        # The name the server was asked to bind, such as "localhost", for its URLs.
+        self._host_name = host_name
         self.options = options
         self.listeners = listeners
         self._websockets: set[ServerConnection] = set()
@@ -99,12 +106,22 @@ class Server:
     def url(self) -> str:
         """The server's base URL, such as ``http://127.0.0.1:5000/``."""
         scheme = "https" if self.secure else "http"
-        return f"{scheme}://{_url_host(self.host)}:{self.port}/"
+        return f"{scheme}://{self._url_host()}:{self.port}/"
 
     def ws_url(self, path: str = "/ws") -> str:
         """The WebSocket URL of ``path``, such as ``ws://127.0.0.1:5000/ws``."""
         scheme = "wss" if self.secure else "ws"
-        return f"{scheme}://{_url_host(self.host)}:{self.port}{path}"
+        return f"{scheme}://{self._url_host()}:{self.port}{path}"
+
+    def _url_host(self) -> str:
+        """The host as it goes in a URL: the name asked for, IPv6 in brackets, a wildcard as localhost."""
+        host = self._host_name or self.host
+        if host in ("0.0.0.0", "::"):
+            return "localhost"
+        with contextlib.suppress(ValueError):
+            if ip_address(host).version == 6:
+                return f"[{host}]"
+        return host
 
     def _where(self) -> str:
         return self.url if _socket_of(self.listeners[0]) is not None else repr(self.listeners)
@@ -237,7 +254,8 @@ async def serve(
         listeners = [
             trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in tcp_listeners
         ]
-    await serve_listeners(app, listeners, options=options, task_status=task_status)
+    server = Server(app, listeners, options or Options(), host_name=_name_or_none(host))
+    await server._run(task_status)
 
 
 async def serve_listeners(
@@ -260,13 +278,12 @@ def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.Sock
     return None
 
 
-def _url_host(host: str) -> str:
-    """``host`` as it goes in a URL: IPv6 in brackets, and a wildcard shown as localhost."""
-    if host in ("0.0.0.0", "::"):
-        return "localhost"
+def _name_or_none(host: str | None) -> str | None:
+    """``host`` if it is a name such as "localhost" (not an address), else ``None``."""
+    if not host:
+        return None
     try:
-        if ip_address(host).version == 6:
-            return f"[{host}]"
+        ip_address(host)
     except ValueError:
-        pass
-    return host
+        return host
+    return None
