@@ -84,18 +84,19 @@ class Server:
     @property
     def port(self) -> int:
         """The TCP port of the first listener (the real one when port 0 was asked for)."""
-        socket = _socket_of(self.listeners[0])
-        if socket is None:
-            raise RuntimeError("this server has no TCP listener, so it has no port")
-        return int(socket.getsockname()[1])
+        return self._address()[1]
 
     @property
     def host(self) -> str:
         """The address the first listener is bound to."""
+        return self._address()[0]
+
+    def _address(self) -> tuple[str, int]:
         socket = _socket_of(self.listeners[0])
         if socket is None:
-            raise RuntimeError("this server has no TCP listener, so it has no host")
-        return str(socket.getsockname()[0])
+            raise RuntimeError("this server has no TCP listener, so it has no host or port")
+        host, port, *_ = socket.getsockname()
+        return str(host), int(port)
 
     @property
     def secure(self) -> bool:
