@@ -141,7 +141,7 @@ class RawClient:
             if not data:
                 self.eof = True
                 continue
-            self.ws.receive_data(data)
+            self.ws.receive_data(bytes(data))
 
 
 def task_count() -> int:

@@ -26,7 +26,7 @@ async def test_pings_arrive_at_the_interval(
     client = RawClient(await memory_listener.connect())
     await client.handshake()
     start = trio.current_time()
-    ping_times = []
+    ping_times: list[float] = []
     while len(ping_times) < 4:
         event = await client.next_event()
         assert isinstance(event, Ping)

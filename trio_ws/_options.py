@@ -13,7 +13,7 @@ Rules of this module:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = ["Options", "seconds"]
@@ -60,7 +60,7 @@ class Options:
     message_queue_size: int = 1
     max_request_head_size: int = 16 * 1024
     # Security
-    allowed_origins: tuple[str, ...] = field(default=())
+    allowed_origins: Sequence[str] = field(default=())
     # Timeouts
     handshake_timeout: float | None = 10.0
     close_timeout: float | None = 10.0

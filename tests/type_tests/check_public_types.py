@@ -1,0 +1,38 @@
+"""Checked by mypy in CI, never run: the public API's types as a user's code sees them."""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any, assert_type
+
+import trio
+
+import trio_ws
+
+
+async def starting_a_server(nursery: trio.Nursery) -> None:
+    # trio types nursery.start() as returning Any, so annotate what started() hands back.
+    options = trio_ws.Options(max_message_size=2**20, allowed_origins=["https://app.example"])
+    server: trio_ws.Server = await nursery.start(
+        partial(trio_ws.serve, trio_ws.echo_app(), "127.0.0.1", 0, options=options)
+    )
+    assert_type(server.ws_url("/ws"), str)
+    assert_type(server.statistics().open_websockets, int)
+    assert_type(options.keep_alive_interval, float | None)
+
+
+def decorators_keep_the_handler_type(ws: trio_ws.WebSocketConnection, request: trio_ws.Request) -> None:
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def handler(ws: trio_ws.WebSocketConnection) -> None:
+        await ws.send_message("hi")
+
+    @app.route("/page")
+    async def page(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response.text(200, request.path)
+
+    # The decorators hand back the function itself, with its own type (not Any).
+    assert_type(handler(ws), Coroutine[Any, Any, None])  # type: ignore[unused-coroutine]
+    assert_type(page(request), Coroutine[Any, Any, trio_ws.Response])  # type: ignore[unused-coroutine]
