@@ -123,3 +123,33 @@ async def test_peer_leaving_mid_send_is_not_an_error(
     await trio.testing.wait_all_tasks_blocked()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert server.statistics().open_websockets == 0
+
+
+async def test_connection_closed_inside_a_handler_nursery_is_not_an_error(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler whose own nursery fails only with ConnectionClosed (the peer left) logs no error."""
+    app = trio_ws.App()
+    finished = trio.Event()
+
+    @app.websocket("/ws")
+    async def two_tasks(ws: trio_ws.WebSocketConnection) -> None:
+        async def pump() -> None:
+            while True:
+                await ws.send_message(await ws.get_message())
+
+        try:
+            async with trio.open_nursery() as inner:
+                inner.start_soon(pump)
+                inner.start_soon(pump)
+        finally:
+            finished.set()
+
+    server = await start_server(nursery, app)
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(server.ws_url()) as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+        await finished.wait()
+    await trio.testing.wait_all_tasks_blocked()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

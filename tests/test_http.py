@@ -219,3 +219,11 @@ async def test_http_routes_and_static_directories(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
         "HTTP handler for /broken failed"
     ]
+
+
+async def test_upgrade_with_a_body_is_400(echo_server: trio_ws.Server) -> None:
+    """A WebSocket handshake has no body; one that announces a body gets 400."""
+    request = upgrade_request(extra=["Content-Length: 5"]) + b"hello"
+    status, _, body = parse_response(await http_exchange(echo_server.port, request))
+    assert status == 400
+    assert b"no body" in body

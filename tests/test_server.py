@@ -94,7 +94,9 @@ async def test_graceful_shutdown_sends_1001_to_every_client(nursery: trio.Nurser
                 clients.start_soon(client, ready)
                 await ready.wait()
             assert server.statistics().open_websockets == 3
-            await server.aclose()
+            async with trio.open_nursery() as closers:  # a second call waits for the first
+                closers.start_soon(server.aclose)
+                closers.start_soon(server.aclose)
         await serve_returned.wait()
     assert codes == [1001, 1001, 1001]
     assert server.statistics().closing

@@ -21,7 +21,7 @@ suite covers every item):
    no received message left unanswered (it has asked for the next message,
    sent something, or returned), or after ``close_timeout``. wsproto refuses
    data frames in the ``REMOTE_CLOSING`` state, so ``_ServerWSConnection``
-   lets them (and pongs) through its frame protocol until our Close is sent.
+   lets them through its frame protocol until our Close is sent.
    Meanwhile ``ping()`` raises ``ConnectionClosed``: no pong will come.
 
 3. No pong after our Close (trio-websocket issue #184): a Ping that arrives
@@ -46,7 +46,6 @@ from wsproto.events import (
     Event,
     Message,
     Ping,
-    Pong,
     TextMessage,
 )
 
@@ -67,11 +66,12 @@ class _ServerWSConnection(WSConnection):
 
     def send(self, event: Event) -> bytes:
         connection = self.connection
-        if connection is not None and connection.state is ConnectionState.REMOTE_CLOSING:
-            if isinstance(event, Message):
-                return bytes(connection._proto.send_data(event.data, event.message_finished))
-            if isinstance(event, Pong):
-                return bytes(connection._proto.pong(event.payload))
+        if (
+            connection is not None
+            and connection.state is ConnectionState.REMOTE_CLOSING
+            and isinstance(event, Message)
+        ):
+            return bytes(connection._proto.send_data(event.data, event.message_finished))
         return super().send(event)
 
 
