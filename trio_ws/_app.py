@@ -112,9 +112,14 @@ class App:
         app = trio_ws.App()
 
         @app.websocket("/ws")
-        async def echo(ws: trio_websocket.WebSocketConnection) -> None:
-            async for message in trio_ws.messages(ws):
-                await ws.send_message(message)
+        async def shout(ws: trio_ws.WebSocketConnection) -> None:
+            while True:
+                message = await ws.get_message()  # ConnectionClosed ends the handler
+                await ws.send_message(message.upper())
+
+        @app.route("/hello")
+        async def hello(request: trio_ws.Request) -> trio_ws.Response:
+            return trio_ws.Response.text(200, "hello")
 
     Args:
         health_path: Path of the built-in health check, which answers 200

@@ -78,25 +78,27 @@ class Options:
         for name in ("keep_alive_interval", "keep_alive_timeout", "handshake_timeout", "close_timeout"):
             value = getattr(self, name)
             if value is not None:
-                _check_number(name, value, minimum=0, allow_minimum=False)
-        _check_number("shutdown_timeout", self.shutdown_timeout, minimum=0, allow_minimum=True)
+                _check_seconds(name, value, allow_zero=False)
+        _check_seconds("shutdown_timeout", self.shutdown_timeout, allow_zero=True)
         for name in ("receive_buffer_size", "max_message_size", "max_request_head_size"):
             _check_whole(name, getattr(self, name), allow_zero=False)
         # A queue of 0 hands each message straight to the handler: a valid choice.
         _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
 
 
-def _check_number(name: str, value: object, *, minimum: float, allow_minimum: bool) -> None:
+def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    if value < minimum or (value == minimum and not allow_minimum):
-        bound = "at least" if allow_minimum else "greater than"
-        raise ValueError(f"{name} must be {bound} {minimum}, got {value!r}")
+    _check_sign(name, value, allow_zero=allow_zero)
 
 
 def _check_whole(name: str, value: object, *, allow_zero: bool) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
+    _check_sign(name, value, allow_zero=allow_zero)
+
+
+def _check_sign(name: str, value: float, *, allow_zero: bool) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'at least 0' if allow_zero else 'greater than 0'}, got {value!r}")
 
