@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             shutdown_timeout=args.shutdown_timeout,
         )
     except ValueError as exc:
-        parser.error(str(exc).replace("_", "-"))
+        parser.error(str(exc))
     ssl_context = _ssl_context(parser, args.certfile, args.keyfile)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
