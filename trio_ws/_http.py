@@ -12,8 +12,9 @@ picks what happens:
 
 Rules of this module:
 
-* A peer's mistake is answered over HTTP and logged at DEBUG level without
-  a traceback. Only a bug (ours or a handler's) logs a traceback.
+* A peer's mistake is answered over HTTP and logged without a traceback
+  (the access line at INFO, the details at DEBUG). Only a bug, ours or a
+  handler's, logs a traceback.
 * Nothing that happens on one connection escapes ``serve_stream``: an
   exception from here would otherwise crash the whole server (see the
   warning on ``trio.serve_listeners``).
