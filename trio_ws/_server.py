@@ -25,11 +25,10 @@ Rules of this module:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import ssl
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from ipaddress import ip_address
@@ -119,7 +118,7 @@ class Server:
         host = self._host_name or self.host
         if host in ("0.0.0.0", "::"):
             return "localhost"
-        with contextlib.suppress(ValueError):
+        with suppress(ValueError):
             if ip_address(host).version == 6:
                 return f"[{host}]"
         return host
