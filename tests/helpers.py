@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from functools import partial
@@ -142,6 +143,19 @@ class RawClient:
                 self.eof = True
                 continue
             self.ws.receive_data(bytes(data))
+
+
+async def open_raw_websocket(listener: MemoryListener, path: str = "/ws") -> RawClient:
+    """A RawClient connected through ``listener`` and past an accepted handshake."""
+    client = RawClient(await listener.connect())
+    accepted = await client.handshake(path)
+    assert isinstance(accepted, AcceptConnection), accepted
+    return client
+
+
+def warnings_logged(records: Iterable[logging.LogRecord]) -> list[str]:
+    """The messages of records at WARNING or above: a peer's doing must leave this empty."""
+    return [r.getMessage() for r in records if r.levelno >= logging.WARNING]
 
 
 def task_count() -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import trio
 import trio.testing
@@ -17,8 +15,10 @@ from .helpers import (
     MemoryListener,
     RawClient,
     client_frame,
+    open_raw_websocket,
     start_memory_server,
     task_count,
+    warnings_logged,
 )
 
 
@@ -40,8 +40,7 @@ async def test_messages_before_close_are_all_echoed_first(
 ) -> None:
     """Messages that arrive in the same burst as the Close are echoed before the Close reply."""
     await start_memory_server(nursery, trio_ws.echo_app(), memory_listener)
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     burst = [TextMessage(data=f"m{i}") for i in range(50)]
     await client.send(*burst, CloseConnection(code=1000, reason="done"))
 
@@ -105,15 +104,14 @@ async def test_ping_during_our_close_does_not_crash(
         await ws.aclose(1000, "go away")
 
     await start_memory_server(nursery, app, memory_listener)
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     close = await client.next_event()
     assert isinstance(close, CloseConnection) and close.code == 1000
     await client.stream.send_all(client_frame(0x9, b"late"))  # a Ping, after the server's Close
     await client.send(close.response())
     assert await client.next_event() is None  # the server closed TCP: the handshake finished
     await trio.testing.wait_all_tasks_blocked()
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings_logged(caplog.records) == []
 
 
 async def test_memory_connection_leaves_no_task_behind(
@@ -123,8 +121,7 @@ async def test_memory_connection_leaves_no_task_behind(
     await start_memory_server(nursery, trio_ws.echo_app(), memory_listener)
     await trio.testing.wait_all_tasks_blocked()
     before = task_count()
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     await client.send(TextMessage(data="x"))
     assert isinstance(await client.next_event(), TextMessage)
     await trio.testing.wait_all_tasks_blocked()
@@ -153,8 +150,7 @@ async def test_keep_alive_during_a_pending_close_is_harmless(
             await ws.send_message(message)
 
     await start_memory_server(nursery, app, memory_listener, keep_alive_interval=1, keep_alive_timeout=1)
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     await client.send(TextMessage(data="slow"), CloseConnection(code=4001))
     events = []
     while (event := await client.next_event()) is not None:
@@ -162,4 +158,4 @@ async def test_keep_alive_during_a_pending_close_is_harmless(
     assert [type(e).__name__ for e in events] == ["TextMessage", "CloseConnection"]
     assert events[1].code == 4001  # type: ignore[attr-defined]
     await trio.testing.wait_all_tasks_blocked()
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings_logged(caplog.records) == []

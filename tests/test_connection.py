@@ -13,7 +13,11 @@ from websockets.trio.client import connect
 
 import trio_ws
 
-from .helpers import IO_DEADLINE, start_server
+from .helpers import (
+    IO_DEADLINE,
+    start_server,
+    warnings_logged,
+)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +125,7 @@ async def test_peer_leaving_mid_send_is_not_an_error(
             assert await ws.recv() == "tick"
         await done.wait()
     await trio.testing.wait_all_tasks_blocked()
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings_logged(caplog.records) == []
     assert server.statistics().open_websockets == 0
 
 
@@ -152,4 +156,4 @@ async def test_connection_closed_inside_a_handler_nursery_is_not_an_error(
             assert await ws.recv() == "x"
         await finished.wait()
     await trio.testing.wait_all_tasks_blocked()
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings_logged(caplog.records) == []

@@ -13,7 +13,12 @@ from wsproto.events import CloseConnection, Ping, TextMessage
 
 import trio_ws
 
-from .helpers import MemoryListener, RawClient, start_memory_server, task_count
+from .helpers import (
+    MemoryListener,
+    open_raw_websocket,
+    start_memory_server,
+    task_count,
+)
 
 
 async def test_pings_arrive_at_the_interval(
@@ -23,8 +28,7 @@ async def test_pings_arrive_at_the_interval(
     await start_memory_server(
         nursery, trio_ws.echo_app(), memory_listener, keep_alive_interval=5, keep_alive_timeout=2
     )
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     start = trio.current_time()
     ping_times: list[float] = []
     while len(ping_times) < 4:
@@ -55,8 +59,7 @@ async def test_silent_peer_is_closed_after_the_timeout(
     )
     await trio.testing.wait_all_tasks_blocked()
     tasks_before = task_count()
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     start = trio.current_time()
 
     ping = await client.next_event()  # and never answer it
@@ -81,8 +84,7 @@ async def test_a_busy_connection_still_gets_pings(
     await start_memory_server(
         nursery, trio_ws.echo_app(), memory_listener, keep_alive_interval=1, keep_alive_timeout=1
     )
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     pings = echoes = 0
     for i in range(30):
         await client.send(TextMessage(data=str(i)))
@@ -103,8 +105,7 @@ async def test_keep_alive_can_be_turned_off(
 ) -> None:
     """With keep_alive_interval=None no ping is ever sent and an idle peer stays connected."""
     server = await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, keep_alive_interval=None)
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     with trio.move_on_after(3600):
         event = await client.next_event()
         raise AssertionError(f"expected silence, got {event}")

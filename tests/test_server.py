@@ -17,7 +17,7 @@ import trio_ws
 from .helpers import (
     IO_DEADLINE,
     MemoryListener,
-    RawClient,
+    open_raw_websocket,
     parse_response,
     start_memory_server,
     start_server,
@@ -121,8 +121,7 @@ async def test_shutdown_cancels_handlers_after_the_grace_period(
     await trio.testing.wait_all_tasks_blocked()
     tasks_before = task_count()
     server = await start_memory_server(nursery, app, memory_listener, shutdown_timeout=4)
-    client = RawClient(await memory_listener.connect())
-    await client.handshake()
+    client = await open_raw_websocket(memory_listener)
     # A second connection has been accepted but has not sent its request yet.
     late = await memory_listener.connect()
     await trio.testing.wait_all_tasks_blocked()
