@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import h11
@@ -20,14 +20,23 @@ IO_DEADLINE = 15
 
 
 class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
-    """A listener whose connections are in-memory stream pairs (no sockets, so autojump works)."""
+    """A listener whose connections are in-memory stream pairs (no sockets, so autojump works).
 
-    def __init__(self) -> None:
+    ``pair`` makes each connection: ``memory_stream_pair`` buffers without
+    limit; ``lockstep_stream_pair`` makes every send wait for the reader, like
+    a socket whose buffers are full.
+    """
+
+    def __init__(
+        self,
+        pair: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]] = trio.testing.memory_stream_pair,
+    ) -> None:
+        self._pair = pair
         self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](100)
 
     async def connect(self) -> trio.abc.Stream:
         """Open a connection to the server; returns the client's end."""
-        client, server = trio.testing.memory_stream_pair()
+        client, server = self._pair()
         await self._send.send(server)
         return client
 

@@ -142,6 +142,8 @@ def test_options_defaults_are_valid() -> None:
         ({"handshake_timeout": float("nan")}, "handshake_timeout must be a number"),
         ({"shutdown_timeout": None}, "shutdown_timeout must be a number"),
         ({"message_queue_size": -1}, "message_queue_size must be at least 0"),
+        ({"max_connections": 0}, "max_connections must be greater than 0"),
+        ({"max_request_headers": 2.5}, "max_request_headers must be a whole number"),
         ({"allowed_origins": "https://a.example"}, "must be a list of origins"),
         ({"allowed_origins": ["a.example"]}, "needs a scheme"),
     ],

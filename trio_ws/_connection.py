@@ -51,7 +51,7 @@ async def run_websocket(
             request = await ws.handshake()
             await request.accept(subprotocol=route.choose_subprotocol(request.proposed_subprotocols))
         if handshake.cancelled_caught:
-            logger.debug("%s: handshake timeout", ws)
+            logger.info("%s: dropped: the upgrade did not finish within handshake_timeout", ws)
             nursery.cancel_scope.cancel()
             return
         logger.info("%s: WebSocket %s opened by %s", ws, route.path, ws.remote)

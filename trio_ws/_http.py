@@ -82,29 +82,54 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
 
     with trio.move_on_at(deadline) as reading:
         try:
-            request = await _read_request(stream, conn)
+            request = await _read_request(stream, conn, options.max_request_head_size)
         except h11.RemoteProtocolError as exc:
-            logger.debug("bad request head: %s", exc)
             status = exc.error_status_hint
+            logger.info("refused a bad request head from %s: %d (%s)", _peer(stream), status, exc)
             await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {exc}"))
             return
     if reading.cancelled_caught:
-        logger.debug("handshake timeout: no complete request head within %s s", options.handshake_timeout)
+        logger.info(
+            "dropped %s: no complete request head within handshake_timeout (%s s)",
+            _peer(stream),
+            options.handshake_timeout,
+        )
         return
     if request is None:
         return  # the client connected and left without a request
 
-    decision = decide(request, server)
+    method = request.method.decode("ascii", "replace")
+    decision = _check_head_limits(request, server) or decide(request, server)
     if isinstance(decision, WebSocketRoute):
-        await _upgrade(stream, conn, request, decision, server, deadline)
-        return
+        with server.websocket_slot() as admitted:
+            if admitted:
+                await _upgrade(stream, conn, request, decision, server, deadline)
+                return
+        decision = Response.text(
+            503, "Service Unavailable: the server has as many WebSocket connections as it takes"
+        )
     if isinstance(decision, HTTPRoute):
         response = await _call_http_handler(decision, request)
     else:
         response = decision
-    method = request.method.decode("ascii", "replace")
     logger.info('"%s %s" %d', method, _printable(request.target), response.status)
     await _respond(stream, conn, response, head_only=method == "HEAD")
+
+
+def _check_head_limits(request: h11.Request, server: Server) -> Response | None:
+    """A 431 for a request with more header lines than ``max_request_headers``, else ``None``.
+
+    h11 already bounds the head's size; a count limit stops a head of many
+    tiny headers from costing a list entry each in every check that follows.
+    """
+    limit = server.options.max_request_headers
+    if len(request.headers) <= limit:
+        return None
+    return Response.text(
+        431,
+        f"Request Header Fields Too Large: {len(request.headers)} header lines, "
+        f"the server takes at most {limit}",
+    )
 
 
 async def _upgrade(
@@ -180,8 +205,16 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
     return route
 
 
-async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request | None:
-    """Read until h11 has a whole request head; ``None`` if the client hung up first."""
+async def _read_request(stream: trio.abc.Stream, conn: h11.Connection, limit: int) -> h11.Request | None:
+    """Read until h11 has a whole request head; ``None`` if the client hung up first.
+
+    Raises:
+        h11.RemoteProtocolError: a malformed head, or one over ``limit`` bytes
+            (``error_status_hint`` 431). h11's own limit only counts a head
+            still incomplete, so a larger one that arrives in a single read
+            is measured here.
+    """
+    received = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -189,8 +222,15 @@ async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Re
                 data = await stream.receive_some(_READ_SIZE)
             except trio.BrokenResourceError:
                 return None
+            received += len(data)
             conn.receive_data(bytes(data))
         elif isinstance(event, h11.Request):
+            size = received - len(conn.trailing_data[0])
+            if size > limit:
+                raise h11.RemoteProtocolError(
+                    f"request head of {size} bytes is over max_request_head_size ({limit})",
+                    error_status_hint=431,
+                )
             return event
         else:
             return None  # ConnectionClosed: EOF before any request
@@ -269,6 +309,19 @@ async def _linger(stream: trio.abc.Stream) -> None:
             await stream.send_eof()
             while await stream.receive_some(_READ_SIZE):
                 pass
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    """The peer's address as ``host:port`` for a log line, or a description of the stream."""
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        try:
+            host, port, *_ = stream.socket.getpeername()
+        except OSError:
+            return "a peer that has gone"
+        return f"{host}:{port}"
+    return type(stream).__name__
 
 
 def _printable(target: bytes) -> str:

@@ -73,6 +73,11 @@ class Server:
         self.options = options
         self.listeners = listeners
         self._websockets: set[ServerConnection] = set()
+        # One token per WebSocket, taken before the upgrade starts (max_connections).
+        self._websocket_slots = (
+            trio.CapacityLimiter(options.max_connections) if options.max_connections is not None else None
+        )
+        self._full = False
         self._closing = False
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.CancelScope | None = None
@@ -145,6 +150,38 @@ class Server:
             yield
         finally:
             self._websockets.discard(ws)
+
+    @contextmanager
+    def websocket_slot(self) -> Iterator[bool]:
+        """Hold one of the ``max_connections`` slots while the block runs; yield False if none is free.
+
+        Being full is logged once, at WARNING, when it starts, and again at
+        INFO when a slot frees up, so that a flood of refused upgrades does
+        not flood the log as well (each refusal still has its access line).
+        """
+        slots = self._websocket_slots
+        if slots is None:
+            yield True
+            return
+        try:
+            slots.acquire_nowait()
+        except trio.WouldBlock:
+            if not self._full:
+                self._full = True
+                logger.warning(
+                    "connection limit reached: %d WebSockets open (max_connections); "
+                    "new upgrades get 503 until one closes",
+                    slots.total_tokens,
+                )
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            slots.release()
+            if self._full:
+                self._full = False
+                logger.info("below the connection limit again: accepting WebSocket upgrades")
 
     # -- running and stopping ----------------------------------------------------
 
