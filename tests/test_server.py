@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 from functools import partial
 
@@ -11,6 +12,7 @@ import trio.testing
 import trustme
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.trio.client import connect
+from wsproto.events import CloseConnection
 
 import trio_ws
 
@@ -167,3 +169,58 @@ async def test_urls_use_the_host_name_asked_for(nursery: trio.Nursery) -> None:
     server: trio_ws.Server = await nursery.start(trio_ws.serve, trio_ws.echo_app(), "localhost", 0)
     assert server.url == f"http://localhost:{server.port}/"
     assert server.ws_url("/chat") == f"ws://localhost:{server.port}/chat"
+
+
+async def test_a_handler_that_ignores_cancellation_holds_only_itself(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A shielded handler can't be cancelled: aclose() still returns at grace + 1 s, logs it, and
+    the other connections are closed; serve() returns when that handler finally ends."""
+    release = trio.Event()
+    serve_returned = trio.Event()
+    app = trio_ws.App()
+
+    @app.websocket("/shielded")
+    async def shielded(ws: trio_ws.WebSocketConnection) -> None:
+        with trio.CancelScope(shield=True):
+            await release.wait()
+
+    app.add_websocket("/ws", trio_ws.echo)
+
+    async def run_server(task_status: trio.TaskStatus[trio_ws.Server]) -> None:
+        options = trio_ws.Options(shutdown_timeout=4)
+        await trio_ws.serve_listeners(app, [memory_listener], options=options, task_status=task_status)
+        serve_returned.set()
+
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before = task_count()
+    server: trio_ws.Server = await nursery.start(run_server)
+    stuck = await open_raw_websocket(memory_listener, "/shielded")
+    polite = await open_raw_websocket(memory_listener, "/ws")
+    await trio.testing.wait_all_tasks_blocked()
+
+    start = trio.current_time()
+    with trio.fail_after(60):  # clock time: without the margin aclose() would wait for ever
+        async with trio.open_nursery() as inner:
+            inner.start_soon(server.aclose)
+            close = await polite.next_event()
+            assert isinstance(close, CloseConnection) and close.code == 1001
+            await polite.send(close.response())
+            assert await polite.next_event() is None  # the echo connection is over
+    assert trio.current_time() - start == 4 + 1
+    assert not serve_returned.is_set()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "ignore cancellation" in errors[0]
+    await server.aclose()  # a second call returns at once
+    assert trio.current_time() - start == 4 + 1
+
+    release.set()
+    await serve_returned.wait()
+    goodbye = await stuck.next_event()  # it was told, though its handler could not listen
+    assert isinstance(goodbye, CloseConnection) and goodbye.code == 1001
+    assert await stuck.next_event() is None  # and TCP closed with its task
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == tasks_before

@@ -18,7 +18,8 @@ Rules of this module:
   connection outlives the server.
 * Graceful shutdown is ``Server.aclose()``: stop accepting, send close 1001
   to every open WebSocket, wait up to ``shutdown_timeout`` for the handlers
-  to finish, then cancel whatever is left. Cancelling ``serve()`` instead is
+  to finish, then cancel whatever is left, which has one more second to
+  unwind before ``aclose()`` returns regardless. Cancelling ``serve()`` instead is
   the hard stop: every connection is cancelled at once and TCP is closed.
   (Cancellation alone cannot say goodbye: a cancelled task can't send.)
 """
@@ -43,6 +44,11 @@ from ._websocket import ServerConnection
 __all__ = ["Server", "ServerStatistics", "serve", "serve_listeners"]
 
 logger = logging.getLogger("trio_ws.server")
+
+# How long Server.aclose() waits for cancelled connections to unwind after the
+# grace period. Cancelled tasks normally end within microseconds; one still
+# running after this has shielded itself from cancellation.
+_CANCEL_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,8 @@ class Server:
         self._closing = False
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.CancelScope | None = None
-        self._stopped = trio.Event()
+        self._stopped = trio.Event()  # serve() is about to return
+        self._closed = trio.Event()  # aclose() is about to return
 
     # -- where it listens --------------------------------------------------------
 
@@ -206,34 +213,50 @@ class Server:
             self._stopped.set()
 
     async def aclose(self) -> None:
-        """Shut down gracefully; return once every connection has ended.
+        """Shut down gracefully; return once every connection has ended, or at the latest
+        ``shutdown_timeout`` plus one second later.
 
         Stops accepting at once, answers new requests on open HTTP
         connections with 503, sends close 1001 (Going Away) to every open
         WebSocket, and waits up to ``options.shutdown_timeout`` seconds for
         their handlers to return. Whatever is still running then is
-        cancelled. Calling it again waits for the first call to finish.
+        cancelled, and gets a margin of one second to unwind.
+        A handler that ignores cancellation (a shielded cancel scope) is
+        logged as an error and left behind: ``aclose()`` returns anyway, and
+        ``serve()`` returns when that handler does. Calling ``aclose()`` again
+        waits for the first call to finish.
         """
         if self._closing:
-            await self._stopped.wait()
+            await self._closed.wait()
             return
         self._closing = True
         assert self._accepting is not None and self._connections is not None
-        self._accepting.cancel()
-        logger.info("shutting down: closing %d WebSocket(s) with 1001", len(self._websockets))
-        with trio.move_on_after(self.options.shutdown_timeout) as grace:
-            async with trio.open_nursery() as goodbyes:
-                for ws in list(self._websockets):
-                    goodbyes.start_soon(_say_goodbye, ws)
-            await self._stopped.wait()
-        if grace.cancelled_caught:
-            logger.warning(
-                "shutdown grace period of %s s is over; cancelling %d connection(s)",
-                self.options.shutdown_timeout,
-                len(self._websockets),
-            )
-        self._connections.cancel()
-        await self._stopped.wait()
+        try:
+            self._accepting.cancel()
+            logger.info("shutting down: closing %d WebSocket(s) with 1001", len(self._websockets))
+            with trio.move_on_after(self.options.shutdown_timeout) as grace:
+                async with trio.open_nursery() as goodbyes:
+                    for ws in list(self._websockets):
+                        goodbyes.start_soon(_say_goodbye, ws)
+                await self._stopped.wait()
+            if grace.cancelled_caught:
+                logger.warning(
+                    "shutdown grace period of %s s is over; cancelling %d connection(s)",
+                    self.options.shutdown_timeout,
+                    len(self._websockets),
+                )
+            self._connections.cancel()
+            with trio.move_on_after(_CANCEL_MARGIN):
+                await self._stopped.wait()
+            if not self._stopped.is_set():
+                logger.error(
+                    "shutdown: connection(s) %s still running %s s after being cancelled; their "
+                    "handlers ignore cancellation (a shielded cancel scope?); serve() returns when they end",
+                    ", ".join(sorted(str(ws) for ws in self._websockets)) or "(plain HTTP)",
+                    _CANCEL_MARGIN,
+                )
+        finally:
+            self._closed.set()
 
 
 async def _say_goodbye(ws: ServerConnection) -> None:
