@@ -321,3 +321,46 @@ async def test_max_connections_counts_upgrades_in_progress(
     await trio.sleep(5)  # the stalled handshake times out and gives its slot back
     await trio.testing.wait_all_tasks_blocked()
     assert await status_of_upgrade() == 101
+
+
+async def test_static_files_never_reach_outside_their_directory(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """'..', encoded '%2e%2e', absolute paths and symlinks out of the root all get 404, never the file."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "hello.txt").write_text("hello")
+    (public / "link-out.txt").symlink_to(secret)
+    (public / "link-in.txt").symlink_to(public / "hello.txt")
+    (public / "root-link").symlink_to("/")
+    app = trio_ws.App()
+    app.add_static_directory("/files", public)
+    assert "not serving link-out.txt, a link to" in warnings_logged(caplog.records)[0]
+    server = await start_server(nursery, app)
+
+    assert (await get(server.port, "/files/link-in.txt"))[::2] == (200, b"hello")
+    attempts = [
+        "/files/../secret.txt",
+        "/files/%2e%2e/secret.txt",
+        "/files/%2E%2E%2Fsecret.txt",
+        "/files/..%2fsecret.txt",
+        "/files/..%5csecret.txt",
+        "/files/....//secret.txt",
+        "/files/./hello.txt/../../secret.txt",
+        "/files/link-out.txt",
+        "/files/root-link/etc/passwd",
+        "/files/root-link",
+        "/files/%00",
+        "/etc/passwd",
+        "//etc/passwd",
+        str(secret),
+        "/files/" + str(secret),
+        f"http://127.0.0.1/files/../{secret.name}",
+    ]
+    for path in attempts:
+        status, headers, body = await get(server.port, path)
+        assert status in (400, 404), path
+        assert b"top secret" not in body and b"root:" not in body, path
+        assert headers["x-content-type-options"] == "nosniff"
