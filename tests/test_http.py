@@ -364,3 +364,13 @@ async def test_static_files_never_reach_outside_their_directory(
         assert status in (400, 404), path
         assert b"top secret" not in body and b"root:" not in body, path
         assert headers["x-content-type-options"] == "nosniff"
+
+
+async def test_non_ascii_handshake_header_is_400(
+    echo_server: trio_ws.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handshake header wsproto can't decode as ASCII gets 400, not an internal error (found by fuzzing)."""
+    request = upgrade_request(extra=["Connection: \x80"])
+    status, _, body = parse_response(await http_exchange(echo_server.port, request))
+    assert (status, body) == (400, b"Bad Request: a WebSocket handshake header is not ASCII\n")
+    assert warnings_logged(caplog.records) == []

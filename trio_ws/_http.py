@@ -35,14 +35,14 @@ from wsproto.utilities import RemoteProtocolError as HandshakeError
 
 from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
 from ._connection import run_websocket
-from ._options import seconds
+from ._options import Options, seconds
 from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
-from ._websocket import server_connection
+from ._websocket import ServerConnection, server_connection
 
 if TYPE_CHECKING:
     from ._server import Server
 
-__all__ = ["decide", "serve_stream"]
+__all__ = ["decide", "open_websocket", "serve_stream"]
 
 logger = logging.getLogger("trio_ws.http")
 
@@ -141,18 +141,35 @@ async def _upgrade(
     deadline: float,
 ) -> None:
     """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
+    ws = open_websocket(stream, request, _trailing_data(conn), server.options)
+    if isinstance(ws, Response):
+        logger.info('"GET %s" %d', _printable(request.target), ws.status)
+        await _respond(stream, conn, ws)
+        return
+    await run_websocket(ws, route, server, deadline)
+
+
+def open_websocket(
+    stream: trio.abc.Stream, request: h11.Request, trailing_data: bytes, options: Options
+) -> ServerConnection | Response:
+    """A connection for a WebSocket handshake request, or the HTTP answer that refuses it.
+
+    Pure up to the connection object: nothing is sent or started yet.
+    """
     try:
-        ws = server_connection(
+        return server_connection(
             stream,
             list(request.headers),
             request.target.decode("ascii", "replace"),
-            _trailing_data(conn),
-            server.options,
+            trailing_data,
+            options,
         )
     except HandshakeError as exc:
-        await _respond(stream, conn, _handshake_rejection(exc))
-        return
-    await run_websocket(ws, route, server, deadline)
+        return _handshake_rejection(exc)
+    except UnicodeDecodeError as exc:
+        # wsproto decodes some handshake headers as ASCII, and lets the error through.
+        logger.debug("bad WebSocket handshake: %s", exc)
+        return Response.text(400, "Bad Request: a WebSocket handshake header is not ASCII")
 
 
 def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:
