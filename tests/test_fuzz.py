@@ -249,6 +249,7 @@ async def _a_good_client_is_served(listener: MemoryListener) -> None:
 
 @settings(_fuzz, max_examples=150)
 @given(head=heads, tail=frame_streams)
+@example(head=b"CONNECT /healthz HTTP/1.1\r\nHost: x\r\n\r\n", tail=b"")  # found by this test: was a crash
 async def test_live_server_survives_bad_heads(
     nursery: trio.Nursery,
     memory_listener: MemoryListener,

@@ -170,6 +170,9 @@ class App:
     def add_route(self, path: str, handler: HTTPHandler, *, methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Answer plain HTTP requests to ``path`` with ``handler``."""
         allowed = frozenset(m.upper() for m in methods)
+        if "CONNECT" in allowed:
+            # A 2xx answer to CONNECT turns the connection into a tunnel, which is a proxy's job.
+            raise ValueError(f"route {path!r}: CONNECT is for proxies, and trio_ws is not one")
         if "GET" in allowed:
             allowed |= {"HEAD"}
         self._add(HTTPRoute(path, handler, allowed))

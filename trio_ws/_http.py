@@ -182,6 +182,10 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
     path, _query = split_target(request.target.decode("ascii", "replace"))
     app = server.app
     if app.health_path is not None and path == app.health_path:
+        if method not in ("GET", "HEAD"):
+            return Response.text(
+                405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
+            )
         if server.closing:
             return Response.text(503, "shutting down")
         return Response.text(200, "ok")
