@@ -162,15 +162,22 @@ async def test_bad_requests_leave_other_connections_alone(echo_server: trio_ws.S
 
 
 async def test_handshake_timeout_drops_a_slow_client(
-    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A client that never finishes its request head is dropped after handshake_timeout."""
+    """A client that never finishes its request head is dropped after handshake_timeout, with a log line."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
     await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, handshake_timeout=7)
     client = await memory_listener.connect()
     start = trio.current_time()
     await client.send_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # ...and nothing more
     assert await client.receive_some() == b""
     assert trio.current_time() - start == 7
+    assert [r.getMessage() for r in caplog.records if r.name == "trio_ws.http"] == [
+        "dropped StapledStream: no complete request head within handshake_timeout (7 s)"
+    ]
 
 
 async def test_trickling_client_is_dropped_at_the_deadline(
