@@ -1,0 +1,54 @@
+"""The example pages in real headless Chromium: chat between two tabs, and the live dashboard.
+
+Each example runs as ``python examples/<name>.py`` in a child process; the
+browser fixture (and its skip-or-fail rule) is test_page.py's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .example_programs import running_example, stop_with_ctrl_c
+from .test_page import ARTIFACTS, browser
+
+__all__ = ["browser"]  # the fixture, shared with test_page.py
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def chat_url() -> Iterator[str]:
+    with running_example("chat") as (proc, url, _):
+        yield url
+        stop_with_ctrl_c(proc)
+
+
+def test_chat_page_between_two_tabs(browser: Any, chat_url: str) -> None:
+    """Ann and Bob join from two tabs; Ann sees Bob join, speak and leave; Bob's page shows his close."""
+    from playwright.sync_api import expect
+
+    ann, bob = browser.new_page(), browser.new_page()
+    for page, name in ((ann, "Ann"), (bob, "Bob")):
+        page.goto(chat_url)
+        page.fill("#name", name)
+        page.click("#join")
+        expect(page.locator("#status")).to_have_text(f"In the room as {name}")
+    expect(bob.locator("#messages li").first).to_have_text("You joined as Bob. Here now: Ann, Bob.")
+    expect(ann.locator("#messages")).to_contain_text("Bob joined.")
+
+    bob.fill("#text", "hi from Bob")
+    bob.press("#text", "Enter")
+    for page in (ann, bob):
+        expect(page.locator("#messages li.message")).to_have_text(["Bob: hi from Bob"])
+    ARTIFACTS.mkdir(exist_ok=True)
+    ann.screenshot(path=str(ARTIFACTS / "chat_page.png"), full_page=True)
+
+    bob.click("#leave")
+    expect(bob.locator("#status")).to_have_text("Not in the room (code 1000: left the room)")
+    expect(ann.locator("#messages li").last).to_have_text("Bob left (left).")
+    expect(bob.locator("#join")).to_be_enabled()
+    ann.close()
+    bob.close()
