@@ -6,6 +6,7 @@ browser fixture (and its skip-or-fail rule) is test_page.py's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,3 +53,31 @@ def test_chat_page_between_two_tabs(browser: Any, chat_url: str) -> None:
     expect(bob.locator("#join")).to_be_enabled()
     ann.close()
     bob.close()
+
+
+@pytest.fixture
+def dashboard_url() -> Iterator[str]:
+    with running_example("dashboard", "--period", "0.1") as (proc, url, _):
+        yield url
+        stop_with_ctrl_c(proc)
+
+
+def test_dashboard_page_draws_live_figures(browser: Any, dashboard_url: str) -> None:
+    """The page goes live, shows one connection, draws points, and counts a burst of 100 messages."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(dashboard_url)
+    expect(page.locator("#status")).to_have_text("Live")
+    expect(page.locator("#connections")).to_have_text("1")
+    expect(page.locator("#chart")).not_to_have_attribute("data-points", re.compile(r"^[0-2]$"))
+    page.click("#burst")
+    expect(page.locator("#total")).to_have_text("100")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard_page.png"), full_page=True)
+    other = browser.new_page()
+    other.goto(dashboard_url)
+    expect(page.locator("#connections")).to_have_text("2")
+    other.close()
+    expect(page.locator("#connections")).to_have_text("1")
+    page.close()
