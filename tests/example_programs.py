@@ -15,8 +15,8 @@ from types import ModuleType
 from .processes import read_output_until
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-# Every server example prints its page URL, then its WebSocket URL, as its first two lines.
-_BANNER = re.compile(r"^.* at (http://\S+/)\nWebSocket at (ws://\S+/ws)\n")
+# Every server example prints its page URL (if it has a page), then its WebSocket URL.
+_BANNER = re.compile(r"^(?:.* at (http://\S+/)\n)?WebSocket at (ws://\S+/ws)\b.*\n")
 
 
 def load_example(name: str) -> ModuleType:
@@ -34,7 +34,7 @@ def load_example(name: str) -> ModuleType:
 
 @contextmanager
 def running_example(name: str, *args: str) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
-    """``python examples/<name>.py --port 0``: yield the process, its page URL and its WebSocket URL.
+    """``python examples/<name>.py --port 0``: yield the process, its page URL (or ""), its WebSocket URL.
 
     Leaving the block without :func:`stop_with_ctrl_c` kills the process.
     """
@@ -48,7 +48,7 @@ def running_example(name: str, *args: str) -> Iterator[tuple[subprocess.Popen[st
         banner = _read_until(proc, _BANNER)
         match = _BANNER.match(banner)
         assert match is not None
-        yield proc, match.group(1), match.group(2)
+        yield proc, match.group(1) or "", match.group(2)
     finally:
         if proc.poll() is None:
             proc.kill()
