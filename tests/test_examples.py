@@ -49,6 +49,17 @@ def test_every_example_is_tested() -> None:
         assert f'"{example.name}"' in source or own_tests.is_file(), f"examples/{example.name} has no test"
 
 
+def test_readme_and_tutorial_name_every_example() -> None:
+    """Each example has its row in the README and in the tutorial, and both name only real ones."""
+    root = Path(__file__).parent.parent
+    examples = {example.name for example in EXAMPLES.glob("*.py")}
+    for doc in (root / "README.md", root / "docs" / "tutorial.md"):
+        text = doc.read_text()
+        named = set(re.findall(r"^\| `(?:examples/)?([a-z]\w*\.py)` \|", text, re.MULTILINE))
+        assert named == examples, f"{doc.name} names {sorted(named)}"
+    assert "(docs/tutorial.md)" in (root / "README.md").read_text()
+
+
 def test_readme_python_snippets_compile() -> None:
     """The Python code in README.md is at least valid Python that imports only real names."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
