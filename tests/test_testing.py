@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -12,6 +13,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Event
 from wsproto.events import Request as WSRequest
 
 import trio_ws
+import trio_ws.testing
 from trio_ws._websocket import client_connection
 from trio_ws.testing import open_memory_server, open_memory_websocket, start_server
 
@@ -170,3 +172,12 @@ async def _close_with_a_ping_first(stream: trio.abc.Stream) -> None:
     await stream.send_all(ping + server.send(close.response()))
     assert await stream.receive_some(65536) == b""  # no Pong: the client only closes TCP
     await stream.aclose()
+
+
+def test_every_public_name_is_real_and_documented() -> None:
+    """trio_ws.testing's __all__ names real, public things, and the README's table covers the helpers."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for name in trio_ws.testing.__all__:
+        assert hasattr(trio_ws.testing, name) and not name.startswith("_"), name
+    for name in ("open_memory_server", "open_memory_websocket", "start_server", "MemoryListener"):
+        assert f"| `{name}" in readme, name
