@@ -12,9 +12,10 @@ What it teaches:
   their messages.
 * Two tasks per connection, in one nursery: the handler reads what the
   member says, and a writer task sends the member's queue to the socket.
-  When the reading ends, the writer is cancelled with the nursery; when the
-  writer closes the connection, the reading ends. Neither can outlive the
-  connection.
+  Whichever stops first cancels the nursery, and with it the other one:
+  the reading stops when the member leaves, the writing when the room drops
+  them (and then the handler closes the connection with the reason).
+  Neither task can outlive the connection.
 * ``with room.joined(name)`` announces the join, and its ``finally``
   announces the leave, however the connection ends: closed, dropped,
   failed, or cancelled on Ctrl-C.
@@ -29,7 +30,7 @@ import argparse
 import json
 import signal
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -55,6 +56,8 @@ class Room:
     """The members, and a ``broadcast`` that never waits for any of them."""
 
     def __init__(self, queue_size: int = QUEUE_SIZE) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {queue_size}")
         self.queue_size = queue_size
         self.members: dict[str, Member] = {}
 
@@ -109,9 +112,13 @@ def chat_app(room: Room) -> trio_ws.App:
         query = parse_qs(urlsplit(ws.path or "").query)  # ws.path is "/ws?name=..."
         with room.joined(query.get("name", [""])[0]) as (member, queue):
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(write, ws, member, queue)
+                nursery.start_soon(write, ws, member, queue, nursery.cancel_scope)
                 await read(ws, room, member)  # returns when the connection closes
                 nursery.cancel_scope.cancel()  # so the writer stops too
+            if member.dropped_because is not None:
+                # Even the Close may wait on a slow reader; after 10 s TCP is closed regardless.
+                with trio.move_on_after(10):
+                    await ws.aclose(1008, member.dropped_because)
 
     return app
 
@@ -130,20 +137,18 @@ async def read(ws: trio_ws.WebSocketConnection, room: Room, member: Member) -> N
 
 
 async def write(
-    ws: trio_ws.WebSocketConnection, member: Member, queue: trio.MemoryReceiveChannel[str]
+    ws: trio_ws.WebSocketConnection,
+    member: Member,
+    queue: trio.MemoryReceiveChannel[str],
+    done: trio.CancelScope,
 ) -> None:
-    """Send the member's queue to them; close with 1008 if the room drops them."""
-    try:
-        async for text in queue:
+    """Send the member's queue to them until the room drops them; then cancel ``done``."""
+    with suppress(trio_ws.ConnectionClosed):  # they left; read() sees it too
+        async for text in queue:  # ends when the room closes the queue
             if member.dropped_because is not None:
                 break  # don't spend more time on someone who can't keep up
             await ws.send_message(text)
-        if member.dropped_because is not None:
-            # Even the Close may wait on a slow reader; after 10 s TCP is closed regardless.
-            with trio.move_on_after(10):
-                await ws.aclose(1008, member.dropped_because)
-    except trio_ws.ConnectionClosed:
-        pass  # they left; read() sees it too and ends the connection's nursery
+    done.cancel()  # stops read(), so the handler can close the connection
 
 
 async def main(host: str, port: int) -> None:
