@@ -82,11 +82,12 @@ class Client:
                     lost = await self._converse(ws, replies)
                 # Leaving the block closed the connection (with 1000, unless the server closed it).
             except (OSError, trio_websocket.HandshakeError) as exc:
-                self.report(f"cannot connect: {exc.__cause__ or exc!r}")
+                cause = exc.__cause__ or exc
+                self.report(f"cannot connect: {str(cause) or type(cause).__name__}")
             else:
                 if lost is None:
                     continue  # finished or stopped: the loop condition says which
-                self.report(f"connection lost: {lost}")
+                self.report(f"connection lost: {lost.code} {lost.name} ({lost.reason or 'no reason'})")
             delay = self.backoff.delay(failures, self.rng)
             failures += 1
             self.report(f"reconnecting in {delay:.2f} s")
