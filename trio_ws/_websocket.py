@@ -56,14 +56,19 @@ from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, W
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
+    AcceptConnection,
     BytesMessage,
     CloseConnection,
     Event,
     Message,
     Ping,
+    Request,
     TextMessage,
 )
+from wsproto.extensions import Extension
+from wsproto.typing import Headers
 
+from ._deflate import Deflate, offers_deflate
 from ._options import Options, seconds
 
 logger = logging.getLogger("trio_ws.websocket")
@@ -104,6 +109,8 @@ class ServerConnection(WebSocketConnection):
             receive_buffer_size=options.receive_buffer_size,
         )
         self._close_timeout = options.close_timeout
+        self._options = options
+        self._deflate: Deflate | None = None
         # Set when the peer's Close has arrived, or the peer broke the protocol:
         # the connection ends once the handler has answered what came before.
         self._ending: CloseReason | None = None
@@ -226,6 +233,30 @@ class ServerConnection(WebSocketConnection):
         await self._close_stream()
         # Stops trio-websocket's reader before it handles any event after the bad one.
         raise ConnectionClosed(self._close_reason)
+
+    # -- 6. permessage-deflate ------------------------------------------------------
+
+    async def _accept(self, request: Request, subprotocol: str | None, extra_headers: Headers) -> None:
+        # trio-websocket's own _accept, with the extensions that it cannot pass.
+        options = self._options
+        if options.compression and offers_deflate(request.extensions):
+            self._deflate = Deflate(
+                window_bits=options.compression_window_bits,
+                min_size=options.compression_min_size,
+                max_message_size=options.max_message_size,
+            )
+        self._subprotocol = subprotocol
+        self._path = request.target
+        extensions: list[Extension] = [self._deflate] if self._deflate else []
+        await self._send(
+            AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers, extensions=extensions)
+        )
+        self._open_handshake.set()
+
+    @property
+    def extensions(self) -> list[str]:
+        """The extensions in use on this connection, such as ``["permessage-deflate"]``."""
+        return [self._deflate.name] if self._deflate and self._deflate.enabled() else []
 
     # -- 4. close a connection whose peer has stopped answering ------------------
 
