@@ -160,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--compression-window-bits",
-        type=int,
+        type=_window_bits,
         default=d.compression_window_bits,
         metavar="BITS",
         help="deflate window, 9 to 15: larger compresses better and takes more memory per connection",
@@ -226,6 +226,12 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
     return port
+
+
+def _window_bits(text: str) -> int:
+    if not text.strip().isdigit() or not 9 <= int(text) <= 15:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window size; write a whole number from 9 to 15")
+    return int(text)
 
 
 def _seconds(text: str) -> float:
