@@ -7,6 +7,7 @@ frame, what the server sends back before it closes TCP (RFC 6455 section
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 
@@ -18,11 +19,13 @@ from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
 import trio_ws
 
 from .helpers import (
+    IO_DEADLINE,
     MemoryListener,
     RawClient,
     client_frame,
     open_raw_websocket,
     start_memory_server,
+    start_server,
     task_count,
     warnings_logged,
 )
@@ -173,6 +176,7 @@ async def test_failed_connection_leaves_nothing_behind(
     offender = await open_raw_websocket(memory_listener)
     await offender.stream.send_all(client_frame(0x3, b""))
     assert [type(e) for e in await events_until_eof(offender)] == [CloseConnection]
+    await offender.stream.aclose()
     await trio.testing.wait_all_tasks_blocked()
     assert task_count() == baseline
     assert server.statistics().open_websockets == 1
@@ -180,3 +184,31 @@ async def test_failed_connection_leaves_nothing_behind(
     await bystander.send(TextMessage(data="still here"))
     echoed = await bystander.next_event()
     assert isinstance(echoed, TextMessage) and echoed.data == "still here"
+
+
+async def test_failing_closes_tcp_cleanly_while_the_peer_still_sends(nursery: trio.Nursery) -> None:
+    """After Close 1009 the server half-closes and discards the rest of the peer's message, so the
+    peer reads the Close and then a clean end of stream, not a connection reset.
+
+    Whether unread bytes are left at the server's close depends on scheduling,
+    so the exchange runs five times: without the half-close, at least one of
+    them ends in a reset (checked by removing it).
+    """
+    server = await start_server(nursery, trio_ws.echo_app(), max_message_size=1 << 20)
+    for _ in range(5):
+        with trio.fail_after(IO_DEADLINE):
+            client = RawClient(await trio.open_tcp_stream("127.0.0.1", server.port))
+            await client.handshake()
+            oversize = client.ws.send(BytesMessage(data=b"\x00" * (16 << 20)))
+
+            async def send_it(client: RawClient = client, oversize: bytes = oversize) -> None:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await client.stream.send_all(oversize)
+
+            async with trio.open_nursery() as sending:
+                sending.start_soon(send_it)
+                close = await client.next_event()
+                assert isinstance(close, CloseConnection) and close.code == 1009
+                assert await client.stream.receive_some(65536) == b""  # FIN, not a reset
+                sending.cancel_scope.cancel()
+            await client.stream.aclose()

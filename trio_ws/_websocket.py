@@ -78,6 +78,7 @@ __all__ = ["ServerConnection", "server_connection"]
 # A Close frame to a dead peer fits in the kernel's send buffer; if the buffer
 # is full the peer has stopped reading, and waiting longer would not help.
 _CLOSE_FRAME_BUDGET = 1.0
+_LINGER_READ_SIZE = 64 * 1024
 
 
 class _ServerWSConnection(WSConnection):
@@ -230,6 +231,7 @@ class ServerConnection(WebSocketConnection):
                 with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
                     await self._send(CloseConnection(code=code, reason=reason))
         self._close_handshake.set()
+        await self._linger()
         await self._close_stream()
         # Stops trio-websocket's reader before it handles any event after the bad one.
         raise ConnectionClosed(self._close_reason)
@@ -257,6 +259,24 @@ class ServerConnection(WebSocketConnection):
     def extensions(self) -> list[str]:
         """The extensions in use on this connection, such as ``["permessage-deflate"]``."""
         return [self._deflate.name] if self._deflate and self._deflate.enabled() else []
+
+    async def _linger(self) -> None:
+        """Half-close, then discard what the peer still sends until it hangs up, briefly.
+
+        Closing a socket with unread bytes makes the kernel send a reset, which
+        can destroy our Close frame on its way: likely after 1009, when the peer
+        is in the middle of a large message. TLS cannot half-close, so there the
+        stream is simply closed.
+        """
+        stream = self._stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        with trio.move_on_after(_CLOSE_FRAME_BUDGET):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async with self._stream_lock:
+                    await stream.send_eof()
+                while await stream.receive_some(_LINGER_READ_SIZE):
+                    pass
 
     # -- 4. close a connection whose peer has stopped answering ------------------
 
