@@ -173,7 +173,6 @@ class ServerConnection(WebSocketConnection):
     async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
         if self._message_size + len(event.data) > self._max_message_size:
             await self._fail(1009, f"message larger than {self._max_message_size} bytes")
-            return
         if event.message_finished:
             self._messages_queued += 1  # counted before the queue can block
         await super()._handle_message_event(event)
@@ -182,7 +181,6 @@ class ServerConnection(WebSocketConnection):
         if self._wsproto.state is ConnectionState.OPEN:
             # No Close came from the peer: wsproto found a protocol error in its bytes.
             await self._fail(event.code, _failure_reason(event, self._max_message_size))
-            return
         if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
             await self._wait_for_handler(CloseReason(event.code, event.reason or None))
         await super()._handle_close_connection_event(event)
@@ -213,6 +211,23 @@ class ServerConnection(WebSocketConnection):
         if self._wsproto.state is ConnectionState.OPEN:
             await super()._handle_ping_event(event)
 
+    # -- 4. close a connection whose peer has stopped answering ------------------
+
+    async def close_now(self, code: int, reason: str) -> None:
+        """Send Close ``code`` if the socket takes it at once, then close TCP.
+
+        Unlike ``aclose()``, this does not wait for the peer's answer. The
+        handler's next ``get_message()`` raises ``ConnectionClosed`` with
+        ``code`` and ``reason``.
+        """
+        if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
+            self._close_reason = CloseReason(code, reason)
+            with trio.move_on_after(_CLOSE_FRAME_BUDGET):
+                with contextlib.suppress(ConnectionClosed):
+                    await self._send(CloseConnection(code=code, reason=reason))
+        self._handler_caught_up.set()
+        await self._close_stream()
+
     # -- 5. fail the connection with a Close frame --------------------------------
 
     async def _fail(self, code: int, reason: str) -> NoReturn:
@@ -235,6 +250,24 @@ class ServerConnection(WebSocketConnection):
         await self._close_stream()
         # Stops trio-websocket's reader before it handles any event after the bad one.
         raise ConnectionClosed(self._close_reason)
+
+    async def _linger(self) -> None:
+        """Half-close, then discard what the peer still sends until it hangs up, briefly.
+
+        Closing a socket with unread bytes makes the kernel send a reset, which
+        can destroy our Close frame on its way: likely after 1009, when the peer
+        is in the middle of a large message. TLS cannot half-close, so there the
+        stream is simply closed.
+        """
+        stream = self._stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        with trio.move_on_after(_CLOSE_FRAME_BUDGET):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async with self._stream_lock:
+                    await stream.send_eof()
+                while await stream.receive_some(_LINGER_READ_SIZE):
+                    pass
 
     # -- 6. permessage-deflate ------------------------------------------------------
 
@@ -259,41 +292,6 @@ class ServerConnection(WebSocketConnection):
     def extensions(self) -> list[str]:
         """The extensions in use on this connection, such as ``["permessage-deflate"]``."""
         return [self._deflate.name] if self._deflate and self._deflate.enabled() else []
-
-    async def _linger(self) -> None:
-        """Half-close, then discard what the peer still sends until it hangs up, briefly.
-
-        Closing a socket with unread bytes makes the kernel send a reset, which
-        can destroy our Close frame on its way: likely after 1009, when the peer
-        is in the middle of a large message. TLS cannot half-close, so there the
-        stream is simply closed.
-        """
-        stream = self._stream
-        if not isinstance(stream, trio.abc.HalfCloseableStream):
-            return
-        with trio.move_on_after(_CLOSE_FRAME_BUDGET):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                async with self._stream_lock:
-                    await stream.send_eof()
-                while await stream.receive_some(_LINGER_READ_SIZE):
-                    pass
-
-    # -- 4. close a connection whose peer has stopped answering ------------------
-
-    async def close_now(self, code: int, reason: str) -> None:
-        """Send Close ``code`` if the socket takes it at once, then close TCP.
-
-        Unlike ``aclose()``, this does not wait for the peer's answer. The
-        handler's next ``get_message()`` raises ``ConnectionClosed`` with
-        ``code`` and ``reason``.
-        """
-        if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
-            self._close_reason = CloseReason(code, reason)
-            with trio.move_on_after(_CLOSE_FRAME_BUDGET):
-                with contextlib.suppress(ConnectionClosed):
-                    await self._send(CloseConnection(code=code, reason=reason))
-        self._handler_caught_up.set()
-        await self._close_stream()
 
 
 def _failure_reason(event: CloseConnection, max_message_size: int) -> str:
