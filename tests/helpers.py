@@ -146,12 +146,25 @@ def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """One masked client frame, built by hand, for frames wsproto would refuse to send."""
-    assert len(payload) < 126
+def client_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True
+) -> bytes:
+    """One client frame, built by hand, for frames wsproto would refuse to send.
+
+    ``rsv`` is the three reserved bits as a number (4 is RSV1).
+    """
+    if len(payload) < 126:
+        length = bytes([len(payload)])
+    elif len(payload) < 1 << 16:
+        length = bytes([126]) + len(payload).to_bytes(2, "big")
+    else:
+        length = bytes([127]) + len(payload).to_bytes(8, "big")
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    if not masked:
+        return bytes([first]) + length + payload
     mask = b"\x01\x02\x03\x04"
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([first, 0x80 | length[0]]) + length[1:] + mask + body
 
 
 def close_of(error: trio_ws.ConnectionClosed) -> tuple[int, str | None]:

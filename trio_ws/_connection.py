@@ -54,7 +54,8 @@ async def run_websocket(
             logger.debug("%s: handshake timeout", ws)
             nursery.cancel_scope.cancel()
             return
-        logger.info("%s: WebSocket %s opened by %s", ws, route.path, ws.remote)
+        extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
+        logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, ws.remote, extensions)
 
         if options.keep_alive_interval is not None:
             nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
