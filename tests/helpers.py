@@ -14,41 +14,16 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, RejectConnection, Request
 
 import trio_ws
+import trio_ws.testing
+from trio_ws.testing import MemoryListener as MemoryListener
 
 # Absolute deadline for any test step that does real I/O.
 IO_DEADLINE = 15
 
 
-class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
-    """A listener whose connections are in-memory stream pairs (no sockets, so autojump works)."""
-
-    def __init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](100)
-
-    async def connect(self) -> trio.abc.Stream:
-        """Open a connection to the server; returns the client's end."""
-        client, server = trio.testing.memory_stream_pair()
-        await self._send.send(server)
-        return client
-
-    async def accept(self) -> trio.abc.Stream:
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            raise trio.ClosedResourceError from None
-
-    async def aclose(self) -> None:
-        self._send.close()
-        self._receive.close()
-        await trio.lowlevel.checkpoint()
-
-
 async def start_server(nursery: trio.Nursery, app: trio_ws.App, **options: object) -> trio_ws.Server:
     """``app`` on 127.0.0.1, port 0, with ``options`` given to :class:`trio_ws.Options`."""
-    server: trio_ws.Server = await nursery.start(
-        partial(trio_ws.serve, app, "127.0.0.1", 0, options=trio_ws.Options(**options))  # type: ignore[arg-type]
-    )
-    return server
+    return await trio_ws.testing.start_server(nursery, app, options=trio_ws.Options(**options))  # type: ignore[arg-type]
 
 
 async def start_memory_server(
@@ -190,3 +165,9 @@ def client_frame(
     mask = b"\x01\x02\x03\x04"
     body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return bytes([first, 0x80 | length[0]]) + length[1:] + mask + body
+
+
+def close_of(error: trio_ws.ConnectionClosed) -> tuple[int, str | None]:
+    """The close code and reason that ``error`` reports."""
+    assert error.reason is not None, error
+    return error.reason.code, error.reason.reason

@@ -27,6 +27,8 @@ suite covers every item):
 3. No pong after our Close (trio-websocket issue #184): a Ping that arrives
    while our Close is in flight would make wsproto raise
    ``LocalProtocolError`` in the reader task and crash the connection.
+   ``ClientConnection``, the client of ``trio_ws.testing``, needs the same
+   fix, because the server's keep-alive pings can cross its Close.
 
 4. ``close_now(code, reason)``: send a Close frame if the socket takes it at
    once, then drop TCP, for a peer that has stopped answering.
@@ -73,7 +75,7 @@ from ._options import Options, seconds
 
 logger = logging.getLogger("trio_ws.websocket")
 
-__all__ = ["ServerConnection", "server_connection"]
+__all__ = ["ClientConnection", "ServerConnection", "client_connection", "server_connection"]
 
 # A Close frame to a dead peer fits in the kernel's send buffer; if the buffer
 # is full the peer has stopped reading, and waiting longer would not help.
@@ -322,4 +324,43 @@ def server_connection(
     connection._wsproto.initiate_upgrade_connection(headers, target)
     if trailing_data:
         connection._wsproto.receive_data(trailing_data)
+    return connection
+
+
+class ClientConnection(WebSocketConnection):
+    """trio-websocket's client connection, with item 3 of the module docstring applied."""
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            await super()._handle_ping_event(event)
+
+
+async def client_connection(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    path: str,
+    *,
+    subprotocols: list[str],
+    extra_headers: list[tuple[bytes, bytes]],
+    message_queue_size: int,
+    max_message_size: int,
+) -> ClientConnection:
+    """Open a client WebSocket over ``stream``, as ``trio_websocket.wrap_client_stream`` does.
+
+    Raises:
+        trio_websocket.ConnectionRejected: from the reader task in ``nursery``,
+            when the server answers the handshake over HTTP.
+    """
+    connection = ClientConnection(
+        stream,
+        WSConnection(ConnectionType.CLIENT),
+        host="localhost",
+        path=path,
+        client_subprotocols=subprotocols,
+        client_extra_headers=extra_headers,
+        message_queue_size=message_queue_size,
+        max_message_size=max_message_size,
+    )
+    nursery.start_soon(connection._reader_task)
+    await connection._open_handshake.wait()
     return connection
