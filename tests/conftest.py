@@ -14,12 +14,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from functools import partial
 
 import pytest
 import trio
 
 import trio_ws
+import trio_ws.testing
 
 from .helpers import MemoryListener
 
@@ -27,8 +27,7 @@ from .helpers import MemoryListener
 @pytest.fixture
 async def echo_server(nursery: trio.Nursery) -> trio_ws.Server:
     """The echo app on a real socket, stopped (hard) when the test ends."""
-    server: trio_ws.Server = await nursery.start(partial(trio_ws.serve, trio_ws.echo_app(), "127.0.0.1", 0))
-    return server
+    return await trio_ws.testing.start_server(nursery, trio_ws.echo_app())
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import partial
 
 import h11
@@ -14,50 +14,16 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, RejectConnection, Request
 
 import trio_ws
+import trio_ws.testing
+from trio_ws.testing import MemoryListener as MemoryListener
 
 # Absolute deadline for any test step that does real I/O.
 IO_DEADLINE = 15
 
 
-class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
-    """A listener whose connections are in-memory stream pairs (no sockets, so autojump works).
-
-    ``pair`` makes each connection: ``memory_stream_pair`` buffers without
-    limit; ``lockstep_stream_pair`` makes every send wait for the reader, like
-    a socket whose buffers are full.
-    """
-
-    def __init__(
-        self,
-        pair: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]] = trio.testing.memory_stream_pair,
-    ) -> None:
-        self._pair = pair
-        self._send, self._receive = trio.open_memory_channel[trio.abc.Stream](100)
-
-    async def connect(self) -> trio.abc.Stream:
-        """Open a connection to the server; returns the client's end."""
-        client, server = self._pair()
-        await self._send.send(server)
-        return client
-
-    async def accept(self) -> trio.abc.Stream:
-        try:
-            return await self._receive.receive()
-        except trio.EndOfChannel:
-            raise trio.ClosedResourceError from None
-
-    async def aclose(self) -> None:
-        self._send.close()
-        self._receive.close()
-        await trio.lowlevel.checkpoint()
-
-
 async def start_server(nursery: trio.Nursery, app: trio_ws.App, **options: object) -> trio_ws.Server:
     """``app`` on 127.0.0.1, port 0, with ``options`` given to :class:`trio_ws.Options`."""
-    server: trio_ws.Server = await nursery.start(
-        partial(trio_ws.serve, app, "127.0.0.1", 0, options=trio_ws.Options(**options))  # type: ignore[arg-type]
-    )
-    return server
+    return await trio_ws.testing.start_server(nursery, app, options=trio_ws.Options(**options))  # type: ignore[arg-type]
 
 
 async def start_memory_server(
@@ -154,9 +120,13 @@ class RawClient:
             self.ws.receive_data(bytes(data))
 
 
-async def open_raw_websocket(listener: MemoryListener, path: str = "/ws") -> RawClient:
-    """A RawClient connected through ``listener`` and past an accepted handshake."""
-    client = RawClient(await listener.connect())
+async def open_raw_websocket(
+    listener: MemoryListener,
+    path: str = "/ws",
+    stream_pair: trio_ws.testing.StreamPairFactory = trio.testing.memory_stream_pair,
+) -> RawClient:
+    """A RawClient connected through ``listener`` (over ``stream_pair``) and past an accepted handshake."""
+    client = RawClient(await listener.connect(stream_pair))
     accepted = await client.handshake(path)
     assert isinstance(accepted, AcceptConnection), accepted
     return client
@@ -180,9 +150,28 @@ def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def client_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
-    """One masked client frame, built by hand, for frames wsproto would refuse to send."""
-    assert len(payload) < 126
+def client_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True
+) -> bytes:
+    """One client frame, built by hand, for frames wsproto would refuse to send.
+
+    ``rsv`` is the three reserved bits as a number (4 is RSV1).
+    """
+    if len(payload) < 126:
+        length = bytes([len(payload)])
+    elif len(payload) < 1 << 16:
+        length = bytes([126]) + len(payload).to_bytes(2, "big")
+    else:
+        length = bytes([127]) + len(payload).to_bytes(8, "big")
+    first = (0x80 if fin else 0) | (rsv << 4) | opcode
+    if not masked:
+        return bytes([first]) + length + payload
     mask = b"\x01\x02\x03\x04"
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + masked
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return bytes([first, 0x80 | length[0]]) + length[1:] + mask + body
+
+
+def close_of(error: trio_ws.ConnectionClosed) -> tuple[int, str | None]:
+    """The close code and reason that ``error`` reports."""
+    assert error.reason is not None, error
+    return error.reason.code, error.reason.reason

@@ -8,7 +8,7 @@ import selectors
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 STARTUP_DEADLINE = 20.0
@@ -38,19 +38,25 @@ def running_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
         proc.stderr.close()
 
 
-def _read_url(proc: subprocess.Popen[str]) -> str:
+def read_output_until(proc: subprocess.Popen[str], done: Callable[[str], bool]) -> str:
+    """What ``proc`` prints, read until ``done(text)`` says enough, it exits, or the start-up deadline."""
     assert proc.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + STARTUP_DEADLINE
-    banner = ""
+    text = ""
     # Read the raw pipe: a buffered readline() would hide lines from the selector.
-    while time.monotonic() < deadline and "Press Ctrl-C" not in banner:
+    while time.monotonic() < deadline and not done(text):
         if selector.select(timeout=deadline - time.monotonic()):
             chunk = os.read(proc.stdout.fileno(), 4096)
             if not chunk:
                 break
-            banner += chunk.decode()
+            text += chunk.decode()
+    return text
+
+
+def _read_url(proc: subprocess.Popen[str]) -> str:
+    banner = read_output_until(proc, lambda text: "Press Ctrl-C" in text)
     match = re.search(r"listening on (https?)://(\S+)/\nWebSocket endpoint: (wss?)://(\S+)/ws\n", banner)
     if match is None:
         stderr = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""

@@ -152,6 +152,10 @@ def test_options_defaults_are_valid() -> None:
         ({"max_request_headers": 2.5}, "max_request_headers must be a whole number"),
         ({"allowed_origins": "https://a.example"}, "must be a list of origins"),
         ({"allowed_origins": ["a.example"]}, "needs a scheme"),
+        ({"compression": "yes"}, "compression must be True or False"),
+        ({"compression_window_bits": 8}, "compression_window_bits must be a whole number from 9 to 15"),
+        ({"compression_window_bits": 16}, "compression_window_bits must be a whole number from 9 to 15"),
+        ({"compression_min_size": -1}, "compression_min_size must be at least 0"),
     ],
 )
 def test_options_refuse_bad_values_by_name(kwargs: dict[str, object], message: str) -> None:

@@ -43,6 +43,22 @@ def test_cli_echoes_and_exits_0_on_ctrl_c() -> None:
     assert code == 0
     assert "shutting down" in out and "stopped" in out
     assert "Traceback" not in err
+    assert "with permessage-deflate" in err  # compression is on by default, and logged
+
+
+@pytest.mark.parametrize("flag, negotiated", [("--compression", True), ("--no-compression", False)])
+def test_compression_flag(flag: str, negotiated: bool) -> None:
+    """--no-compression declines permessage-deflate; --compression (the default) accepts it."""
+    with running_cli(flag, "--compression-window-bits", "10", "--compression-min-size", "1KiB") as (
+        proc,
+        url,
+    ):
+        with connect(url.replace("http://", "ws://") + "ws", open_timeout=10) as ws:
+            assert [e.name for e in ws.protocol.extensions] == (["permessage-deflate"] if negotiated else [])
+            ws.send("x" * 5000)
+            assert ws.recv(timeout=10) == "x" * 5000
+        code, _, err = _finish(proc, signal.SIGINT)
+    assert code == 0 and "Traceback" not in err
 
 
 def test_sigterm_sends_1001_to_open_clients() -> None:
@@ -90,6 +106,7 @@ def test_port_in_use_is_one_clear_line() -> None:
         (["--allowed-origin", "example.com"], "needs a scheme"),
         (["--max-connections", "-1"], "--max-connections: '-1' must be 0 (no limit) or more"),
         (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
+        (["--compression-window-bits", "16"], "--compression-window-bits: '16' is not a window size"),
     ],
 )
 def test_bad_option_values_are_refused_clearly(args: list[str], fragment: str) -> None:
@@ -151,6 +168,10 @@ def test_help_explains_every_option() -> None:
         "--max-connections",
         "--allowed-origin",
         "--subprotocol",
+        "--compression",
+        "--no-compression",
+        "--compression-window-bits",
+        "--compression-min-size",
         "--handshake-timeout",
         "--shutdown-timeout",
         "--certfile",

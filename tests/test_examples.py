@@ -42,10 +42,22 @@ def test_echo_example_echoes_and_stops_on_ctrl_c() -> None:
 
 
 def test_every_example_is_tested() -> None:
-    """A new example needs a test here: the names are checked against this file."""
+    """A new example needs a test: here as "<name>.py", or in its own tests/test_example_<name>.py."""
     source = Path(__file__).read_text()
     for example in EXAMPLES.glob("*.py"):
-        assert f'"{example.name}"' in source, f"examples/{example.name} has no test"
+        own_tests = Path(__file__).parent / f"test_example_{example.stem}.py"
+        assert f'"{example.name}"' in source or own_tests.is_file(), f"examples/{example.name} has no test"
+
+
+def test_readme_and_tutorial_name_every_example() -> None:
+    """Each example has its row in the README and in the tutorial, and both name only real ones."""
+    root = Path(__file__).parent.parent
+    examples = {example.name for example in EXAMPLES.glob("*.py")}
+    for doc in (root / "README.md", root / "docs" / "tutorial.md"):
+        text = doc.read_text()
+        named = set(re.findall(r"^\| `(?:examples/)?([a-z]\w*\.py)` \|", text, re.MULTILINE))
+        assert named == examples, f"{doc.name} names {sorted(named)}"
+    assert "(docs/tutorial.md)" in (root / "README.md").read_text()
 
 
 def test_readme_python_snippets_compile() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import ssl
 import struct
-from collections.abc import Callable
 from functools import partial
 
 import pytest
@@ -32,8 +31,6 @@ from .helpers import (
     upgrade_request,
     warnings_logged,
 )
-
-StreamPair = Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]]
 
 
 def _hold_messages_until(go: trio.Event, received: list[str | bytes], finished: trio.Event) -> trio_ws.App:
@@ -60,8 +57,7 @@ async def test_a_handler_that_does_not_read_stops_the_reader(
     """With the message queue full the reader stops reading, so the peer's sends block; nothing is lost."""
     go, finished = trio.Event(), trio.Event()
     received: list[str | bytes] = []
-    # Lockstep streams are a socket with no buffer at all: a send waits until the server reads it.
-    listener = MemoryListener(trio.testing.lockstep_stream_pair)
+    listener = MemoryListener()
     await start_memory_server(
         nursery,
         _hold_messages_until(go, received, finished),
@@ -69,7 +65,8 @@ async def test_a_handler_that_does_not_read_stops_the_reader(
         message_queue_size=queue_size,
         keep_alive_interval=None,  # a client stuck in send would not answer pings
     )
-    client = await open_raw_websocket(listener)
+    # Lockstep streams are a socket with no buffer at all: a send waits until the server reads it.
+    client = await open_raw_websocket(listener, stream_pair=trio.testing.lockstep_stream_pair)
     sent = 0
 
     async def send_many() -> None:
@@ -138,7 +135,7 @@ async def test_a_vanished_peer_is_freed_by_keep_alive(
     nursery: trio.Nursery,
     autojump_clock: trio.testing.MockClock,
     caplog: pytest.LogCaptureFixture,
-    pair: StreamPair,
+    pair: trio_ws.testing.StreamPairFactory,
 ) -> None:
     """A peer that vanished without a FIN (no reads, no writes, no close) is closed with 1011 after
     interval + timeout: whether the socket still takes our bytes (memory) or is full (lockstep)."""
@@ -157,12 +154,13 @@ async def test_a_vanished_peer_is_freed_by_keep_alive(
             assert exc.reason is not None
             handler_saw.append(exc.reason.code)
 
-    listener = MemoryListener(pair)
+    listener = MemoryListener()
     server = await start_memory_server(nursery, app, listener, keep_alive_interval=5, keep_alive_timeout=3)
     await trio.testing.wait_all_tasks_blocked()
     tasks_before = task_count()
     start = trio.current_time()
-    await open_raw_websocket(listener)  # ...and then the client is gone: it never reads or writes again
+    await open_raw_websocket(listener, stream_pair=pair)
+    # ...and then the client is gone: it never reads or writes again.
     await trio.sleep(5 + 3 + 1)  # the close frame gets at most 1 s if the socket won't take it
     await trio.testing.wait_all_tasks_blocked()
     assert handler_saw == [1011]

@@ -310,12 +310,12 @@ async def test_max_connections_counts_upgrades_in_progress(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A handshake still under way holds its slot, so a burst of upgrades can't overshoot the limit."""
-    # Lockstep streams: the server's 101 waits until the client reads it, which this one never does.
-    listener = MemoryListener(trio.testing.lockstep_stream_pair)
+    listener = MemoryListener()
     server = await start_memory_server(
         nursery, trio_ws.echo_app(), listener, max_connections=1, handshake_timeout=5
     )
-    stalled = await listener.connect()
+    # Lockstep streams: the server's 101 waits until the client reads it, which this one never does.
+    stalled = await listener.connect(trio.testing.lockstep_stream_pair)
     await stalled.send_all(upgrade_request())
     await trio.testing.wait_all_tasks_blocked()
     assert server.statistics().open_websockets == 0  # not open yet, but counted

@@ -127,3 +127,27 @@ def test_page_reports_a_failed_connection(browser: Any, page_url: str) -> None:
     expect(page.locator("#log-body tr.error")).to_have_count(1)
     expect(page.locator("#connect")).to_be_enabled()
     page.close()
+
+
+def test_page_negotiates_compression(browser: Any, page_url: str) -> None:
+    """Chromium offers permessage-deflate and the server accepts it; large messages survive both ways.
+
+    Chromium compresses what it sends, so this covers the server's inflating
+    as well as its deflating, with a real browser's zlib on the other side.
+    """
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(page_url)
+    log = page.locator("#log-body")
+    page.click("#connect")
+    expect(log.locator("tr.open")).to_contain_text("extensions: permessage-deflate")
+
+    message = " ".join(f"structured concurrency {i}" for i in range(400))  # ~10 kB, compressible
+    page.fill("#message", message)
+    page.click("#send")
+    expect(log.locator("tr.received")).to_contain_text(f"text: {message}")
+    page.fill("#message", "short")
+    page.click("#send")
+    expect(log.locator("tr.received").nth(1)).to_contain_text("text: short")
+    page.close()

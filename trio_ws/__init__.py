@@ -9,9 +9,11 @@ General layout (each module opens with its own rules):
     _upgrade.py     pure handshake checks: upgrade request? allowed origin?
     _connection.py  one WebSocket's nursery: reader, keep-alive and handler
     _websocket.py   the one place that adapts trio-websocket's connection
+    _deflate.py     permessage-deflate: wsproto's, with a server's limits
     _keepalive.py   the ping task
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
     _cli.py         the command line
+    testing.py      public as ``trio_ws.testing``: in-memory and port-0 servers for your tests
 """
 
 from trio_websocket import ConnectionClosed as ConnectionClosed

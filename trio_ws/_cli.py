@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
             handshake_timeout=args.handshake_timeout,
             shutdown_timeout=args.shutdown_timeout,
             max_connections=args.max_connections,
+            compression=args.compression,
+            compression_window_bits=args.compression_window_bits,
+            compression_min_size=args.compression_min_size,
         )
     except ValueError as exc:
         parser.error(str(exc))
@@ -158,6 +161,26 @@ def _parser() -> argparse.ArgumentParser:
         help="a subprotocol the echo endpoint accepts; repeat for more, in order of preference",
     )
     p.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=d.compression,
+        help="accept permessage-deflate when a client offers it (browsers do)",
+    )
+    p.add_argument(
+        "--compression-window-bits",
+        type=_window_bits,
+        default=d.compression_window_bits,
+        metavar="BITS",
+        help="deflate window, 9 to 15: larger compresses better and takes more memory per connection",
+    )
+    p.add_argument(
+        "--compression-min-size",
+        type=_size_or_zero,
+        default=d.compression_min_size,
+        metavar="BYTES",
+        help="send messages shorter than this uncompressed",
+    )
+    p.add_argument(
         "--handshake-timeout",
         type=_optional_seconds,
         default=d.handshake_timeout,
@@ -213,6 +236,12 @@ def _port(text: str) -> int:
     return port
 
 
+def _window_bits(text: str) -> int:
+    if not text.strip().isdigit() or not 9 <= int(text) <= 15:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a window size; write a whole number from 9 to 15")
+    return int(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -244,14 +273,18 @@ def _optional_count(text: str) -> int | None:
 
 
 def _size(text: str) -> int:
+    size = _size_or_zero(text)
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 bytes")
+    return size
+
+
+def _size_or_zero(text: str) -> int:
     match = _SIZE.match(text)
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; write e.g. 65536, 64KiB or 16MiB")
     number, unit = match.groups()
-    size = int(number) * _UNITS[(unit or "")[:1].lower()]
-    if size <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0 bytes")
-    return size
+    return int(number) * _UNITS[(unit or "")[:1].lower()]
 
 
 def _os_error_text(exc: BaseException) -> str:

@@ -59,7 +59,8 @@ async def run_websocket(
             logger.info("%s: dropped: the upgrade did not finish within handshake_timeout", ws)
             nursery.cancel_scope.cancel()
             return
-        logger.info("%s: WebSocket %s opened by %s", ws, route.path, _remote(ws))
+        extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
+        logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 
         if options.keep_alive_interval is not None:
             nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)

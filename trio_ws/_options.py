@@ -56,6 +56,15 @@ class Options:
             503 and the open connections are not affected; plain HTTP
             requests (the page, ``/healthz``) are still answered. ``None``
             sets no limit.
+        compression: Accept permessage-deflate (RFC 7692) when a client
+            offers it, as browsers do. The size limit applies to a message
+            after it is inflated, so a small compressed "bomb" gets 1009.
+        compression_window_bits: The largest deflate window, as a power of
+            two (9 to 15), for what we send and, if the client allows it,
+            for what it sends. Each side keeps a window per connection, so
+            a smaller one saves memory at some cost in compression.
+        compression_min_size: Messages shorter than this many bytes are sent
+            uncompressed; deflate saves nothing on them.
     """
 
     # Keep-alive
@@ -68,6 +77,10 @@ class Options:
     max_request_head_size: int = 16 * 1024
     max_request_headers: int = 100
     max_connections: int | None = 1000
+    # Compression
+    compression: bool = True
+    compression_window_bits: int = 12
+    compression_min_size: int = 64
     # Security
     allowed_origins: Sequence[str] = field(default=())
     # Timeouts
@@ -96,6 +109,12 @@ class Options:
             _check_whole("max_connections", self.max_connections, allow_zero=False)
         # A queue of 0 hands each message straight to the handler: a valid choice.
         _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
+        _check_whole("compression_min_size", self.compression_min_size, allow_zero=True)
+        if not isinstance(self.compression, bool):
+            raise ValueError(f"compression must be True or False, got {self.compression!r}")
+        bits = self.compression_window_bits
+        if not isinstance(bits, int) or isinstance(bits, bool) or not 9 <= bits <= 15:
+            raise ValueError(f"compression_window_bits must be a whole number from 9 to 15, got {bits!r}")
 
 
 def _check_seconds(name: str, value: object, *, allow_zero: bool) -> None:

@@ -27,35 +27,60 @@ suite covers every item):
 3. No pong after our Close (trio-websocket issue #184): a Ping that arrives
    while our Close is in flight would make wsproto raise
    ``LocalProtocolError`` in the reader task and crash the connection.
+   ``ClientConnection``, the client of ``trio_ws.testing``, needs the same
+   fix, because the server's keep-alive pings can cross its Close.
 
 4. ``close_now(code, reason)``: send a Close frame if the socket takes it at
    once, then drop TCP, for a peer that has stopped answering.
+
+5. Fail the connection with a Close frame (RFC 6455 section 7.1.7). When the
+   peer breaks the protocol (bad frame, bad UTF-8, a forbidden close code),
+   wsproto reports a ``CloseConnection`` with 1002 or 1007 while its state is
+   still ``OPEN``, and trio-websocket would drop TCP without a word. An
+   oversized message makes trio-websocket send 1009 at once and discard the
+   messages that came before it. Here both cases first let the handler answer
+   the messages completed before the bad frame (as in item 2), then send
+   Close with the code, then drop TCP without reading further.
+
+6. permessage-deflate. trio-websocket's ``_accept`` offers no way to pass
+   wsproto extensions, so ``_accept`` is overridden to add
+   :class:`~trio_ws._deflate.Deflate` when the client offered it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+from typing import NoReturn
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
+    AcceptConnection,
     BytesMessage,
     CloseConnection,
     Event,
     Message,
     Ping,
+    Request,
     TextMessage,
 )
+from wsproto.extensions import Extension
+from wsproto.typing import Headers
 
+from ._deflate import Deflate, offers_deflate
 from ._options import Options, seconds
 
-__all__ = ["ServerConnection", "server_connection"]
+logger = logging.getLogger("trio_ws.websocket")
+
+__all__ = ["ClientConnection", "ServerConnection", "client_connection", "server_connection"]
 
 # A Close frame to a dead peer fits in the kernel's send buffer; if the buffer
 # is full the peer has stopped reading, and waiting longer would not help.
 _CLOSE_FRAME_BUDGET = 1.0
+_LINGER_READ_SIZE = 64 * 1024
 
 
 class _ServerWSConnection(WSConnection):
@@ -87,7 +112,11 @@ class ServerConnection(WebSocketConnection):
             receive_buffer_size=options.receive_buffer_size,
         )
         self._close_timeout = options.close_timeout
-        self._peer_close: CloseConnection | None = None
+        self._options = options
+        self._deflate: Deflate | None = None
+        # Set when the peer's Close has arrived, or the peer broke the protocol:
+        # the connection ends once the handler has answered what came before.
+        self._ending: CloseReason | None = None
         # Messages the reader has queued, and messages the handler has taken. A
         # message handed straight to a waiting get_message() never shows in the
         # queue's statistics, so the two are counted here.
@@ -136,7 +165,7 @@ class ServerConnection(WebSocketConnection):
 
     def _note_handler_progress(self) -> None:
         self._holding_message = False
-        if self._peer_close is not None and not self._owes_replies():
+        if self._ending is not None and not self._owes_replies():
             self._handler_caught_up.set()
 
     def _owes_replies(self) -> bool:
@@ -144,24 +173,33 @@ class ServerConnection(WebSocketConnection):
         return self._holding_message or self._messages_taken < self._messages_queued
 
     async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
-        if event.message_finished and self._message_size + len(event.data) <= self._max_message_size:
+        if self._message_size + len(event.data) > self._max_message_size:
+            await self._fail(1009, f"message larger than {self._max_message_size} bytes")
+        if event.message_finished:
             self._messages_queued += 1  # counted before the queue can block
         await super()._handle_message_event(event)
 
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            # No Close came from the peer: wsproto found a protocol error in its bytes.
+            await self._fail(event.code, _failure_reason(event, self._max_message_size))
         if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
-            self._peer_close = event
-            # get_message() still returns what is queued, then finds the end.
-            self._send_channel.close()
-            if self._owes_replies():
-                with trio.move_on_after(seconds(self._close_timeout)):
-                    await self._handler_caught_up.wait()
+            await self._wait_for_handler(CloseReason(event.code, event.reason or None))
         await super()._handle_close_connection_event(event)
 
+    async def _wait_for_handler(self, ending: CloseReason) -> None:
+        """Let the handler answer every message it was given before the connection ends."""
+        self._ending = ending
+        # get_message() still returns what is queued, then finds the end.
+        self._send_channel.close()
+        if self._owes_replies():
+            with trio.move_on_after(seconds(self._close_timeout)):
+                await self._handler_caught_up.wait()
+
     async def ping(self, payload: bytes | None = None) -> None:
-        if self._peer_close is not None:
-            # The peer is closing and will send no pong; its Close is being answered.
-            raise ConnectionClosed(CloseReason(self._peer_close.code, self._peer_close.reason or None))
+        if self._ending is not None:
+            # The connection is ending and no pong will come.
+            raise ConnectionClosed(self._ending)
         await super().ping(payload)
 
     async def _aclose(self, code: int, reason: str | None) -> None:
@@ -192,6 +230,79 @@ class ServerConnection(WebSocketConnection):
         self._handler_caught_up.set()
         await self._close_stream()
 
+    # -- 5. fail the connection with a Close frame --------------------------------
+
+    async def _fail(self, code: int, reason: str) -> NoReturn:
+        """Fail the WebSocket connection (RFC 6455 section 7.1.7) with Close ``code``.
+
+        The peer's data after the bad frame is never read: the reader stops.
+        Raises ``ConnectionClosed``, which is how a trio-websocket event handler
+        ends the reader task.
+        """
+        logger.debug("%s: failing the connection with %d (%s)", self, code, reason)
+        self._message_parts, self._message_size = [], 0
+        await self._wait_for_handler(CloseReason(code, reason))
+        if self._close_reason is None:
+            self._close_reason = CloseReason(code, reason)
+            if self._wsproto.state is ConnectionState.OPEN:
+                with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
+                    await self._send(CloseConnection(code=code, reason=reason))
+        self._close_handshake.set()
+        await self._linger()
+        await self._close_stream()
+        # Stops trio-websocket's reader before it handles any event after the bad one.
+        raise ConnectionClosed(self._close_reason)
+
+    async def _linger(self) -> None:
+        """Half-close, then discard what the peer still sends until it hangs up, briefly.
+
+        Closing a socket with unread bytes makes the kernel send a reset, which
+        can destroy our Close frame on its way: likely after 1009, when the peer
+        is in the middle of a large message. TLS cannot half-close, so there the
+        stream is simply closed.
+        """
+        stream = self._stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return
+        with trio.move_on_after(_CLOSE_FRAME_BUDGET):
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                async with self._stream_lock:
+                    await stream.send_eof()
+                while await stream.receive_some(_LINGER_READ_SIZE):
+                    pass
+
+    # -- 6. permessage-deflate ------------------------------------------------------
+
+    async def _accept(self, request: Request, subprotocol: str | None, extra_headers: Headers) -> None:
+        # trio-websocket's own _accept, with the extensions that it cannot pass.
+        options = self._options
+        if options.compression and offers_deflate(request.extensions):
+            self._deflate = Deflate(
+                window_bits=options.compression_window_bits,
+                min_size=options.compression_min_size,
+                max_message_size=options.max_message_size,
+            )
+        self._subprotocol = subprotocol
+        self._path = request.target
+        extensions: list[Extension] = [self._deflate] if self._deflate else []
+        await self._send(
+            AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers, extensions=extensions)
+        )
+        self._open_handshake.set()
+
+    @property
+    def extensions(self) -> list[str]:
+        """The extensions in use on this connection, such as ``["permessage-deflate"]``."""
+        return [self._deflate.name] if self._deflate and self._deflate.enabled() else []
+
+
+def _failure_reason(event: CloseConnection, max_message_size: int) -> str:
+    """The reason to send with a Close for a protocol error that wsproto found."""
+    if event.code == 1009:
+        # Only permessage-deflate reports this, and wsproto calls it "error in extension".
+        return f"decompressed message larger than {max_message_size} bytes"
+    return event.reason or "protocol error"
+
 
 def server_connection(
     stream: trio.abc.Stream,
@@ -213,4 +324,43 @@ def server_connection(
     connection._wsproto.initiate_upgrade_connection(headers, target)
     if trailing_data:
         connection._wsproto.receive_data(trailing_data)
+    return connection
+
+
+class ClientConnection(WebSocketConnection):
+    """trio-websocket's client connection, with item 3 of the module docstring applied."""
+
+    async def _handle_ping_event(self, event: Ping) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:
+            await super()._handle_ping_event(event)
+
+
+async def client_connection(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    path: str,
+    *,
+    subprotocols: list[str],
+    extra_headers: list[tuple[bytes, bytes]],
+    message_queue_size: int,
+    max_message_size: int,
+) -> ClientConnection:
+    """Open a client WebSocket over ``stream``, as ``trio_websocket.wrap_client_stream`` does.
+
+    Raises:
+        trio_websocket.ConnectionRejected: from the reader task in ``nursery``,
+            when the server answers the handshake over HTTP.
+    """
+    connection = ClientConnection(
+        stream,
+        WSConnection(ConnectionType.CLIENT),
+        host="localhost",
+        path=path,
+        client_subprotocols=subprotocols,
+        client_extra_headers=extra_headers,
+        message_queue_size=message_queue_size,
+        max_message_size=max_message_size,
+    )
+    nursery.start_soon(connection._reader_task)
+    await connection._open_handshake.wait()
     return connection

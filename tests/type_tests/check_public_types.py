@@ -7,8 +7,10 @@ from functools import partial
 from typing import Any, assert_type
 
 import trio
+import trio.testing
 
 import trio_ws
+import trio_ws.testing
 
 
 async def starting_a_server(nursery: trio.Nursery) -> None:
@@ -36,3 +38,15 @@ def decorators_keep_the_handler_type(ws: trio_ws.WebSocketConnection, request: t
     # The decorators hand back the function itself, with its own type (not Any).
     assert_type(handler(ws), Coroutine[Any, Any, None])  # type: ignore[unused-coroutine]
     assert_type(page(request), Coroutine[Any, Any, trio_ws.Response])  # type: ignore[unused-coroutine]
+
+
+async def testing_helpers(nursery: trio.Nursery) -> None:
+    app = trio_ws.echo_app()
+    assert_type(await trio_ws.testing.start_server(nursery, app), trio_ws.Server)
+    async with trio_ws.testing.open_memory_server(app) as served:
+        assert_type(served, trio_ws.testing.MemoryServer)
+        assert_type(served.server, trio_ws.Server)
+        async with served.connect("/ws", stream_pair=trio.testing.lockstep_stream_pair) as ws:
+            assert_type(ws, trio_ws.WebSocketConnection)
+    async with trio_ws.testing.open_memory_websocket(app) as ws:
+        assert_type(await ws.get_message(), str | bytes)

@@ -58,8 +58,9 @@ function connect() {
   log("connecting", "Connecting", url);
   socket.onopen = () => {
     setState("open", "Open");
-    const protocol = socket.protocol ? ` (subprotocol ${socket.protocol})` : "";
-    log("open", "Open", `connected to ${socket.url}${protocol}`);
+    const protocol = socket.protocol ? `, subprotocol ${socket.protocol}` : "";
+    const extensions = socket.extensions ? `, extensions: ${socket.extensions}` : "";
+    log("open", "Open", `connected to ${socket.url}${protocol}${extensions}`);
     $("message").focus();
   };
   socket.onmessage = (event) => log("received", "Received", describe(event.data));
