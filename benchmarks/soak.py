@@ -297,6 +297,7 @@ async def run(args: argparse.Namespace, pid: int, port: int) -> tuple[Figures, f
                 if i % 100 == 99:
                     await trio.sleep(0.05)  # ramp up, so the listen backlog is not the bottleneck
         done.set()
+    figures.peak_fds = max(figures.peak_fds, all_open.fds)  # the sampler may have missed that moment
     return figures, trio.current_time() - start, all_open.fds
 
 

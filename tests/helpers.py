@@ -137,6 +137,11 @@ def warnings_logged(records: Iterable[logging.LogRecord]) -> list[str]:
     return [r.getMessage() for r in records if r.levelno >= logging.WARNING]
 
 
+def alarms_logged(records: Iterable[logging.LogRecord]) -> list[str]:
+    """Records at WARNING or above, or with a traceback at any level: a peer's doing leaves none."""
+    return [r.getMessage() for r in records if r.levelno >= logging.WARNING or r.exc_info is not None]
+
+
 def task_count() -> int:
     """How many trio tasks exist right now, counted over the whole task tree."""
 

@@ -20,6 +20,10 @@ Rules of this module:
   warning on ``trio.serve_listeners``).
 * One request per connection: every response says ``Connection: close``.
   Pages are small, and WebSocket traffic does not need HTTP keep-alive.
+* Every read from a peer is bounded before it is trusted: the whole head
+  by ``handshake_timeout``, its size by ``max_request_head_size`` and its
+  header count by ``max_request_headers`` (431), and an upgrade by a free
+  ``max_connections`` slot (503 when there is none).
 """
 
 from __future__ import annotations
