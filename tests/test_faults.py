@@ -7,6 +7,8 @@ and no traceback for a peer's doing, and goes on serving everyone else.
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import ssl
 import struct
@@ -283,3 +285,41 @@ async def test_tls_mistakes_cost_only_their_connection(
         await trio.testing.wait_all_tasks_blocked(cushion=0.05)
     assert task_count() == tasks_before
     assert alarms_logged(caplog.records) == []
+
+
+class _OutOfFilesListener(MemoryListener):
+    """A memory listener whose next ``failures`` accepts fail as if the process had no free fds."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def accept(self) -> trio.abc.Stream:
+        stream = await super().accept()
+        if self.failures:
+            self.failures -= 1
+            await stream.aclose()
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return stream
+
+
+async def test_running_out_of_file_descriptors_pauses_accepting_only(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """accept() failing with EMFILE: open connections carry on, and accepting resumes when it can."""
+    listener = _OutOfFilesListener(failures=0)
+    server = await start_memory_server(nursery, trio_ws.echo_app(), listener)
+    open_one = await open_raw_websocket(listener)
+    listener.failures = 3
+    refused = [await listener.connect() for _ in range(3)]  # these three meet EMFILE
+    for stream in refused:
+        assert await stream.receive_some() == b""
+    await open_one.send(TextMessage(data="still echoing"))
+    assert await open_one.next_event() == TextMessage(data="still echoing")
+    late = await open_raw_websocket(listener)  # accepted once files are free again
+    await late.send(TextMessage(data="late"))
+    assert await late.next_event() == TextMessage(data="late")
+    assert server.statistics().open_websockets == 2
+    emfile = [r for r in caplog.records if r.name == "trio.serve_listeners"]
+    assert len(emfile) == 3 and "EMFILE" in emfile[0].getMessage()
+    assert alarms_logged(r for r in caplog.records if r.name.startswith("trio_ws")) == []

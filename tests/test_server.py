@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import resource
 import ssl
+import subprocess
+import sys
 from functools import partial
 
 import pytest
@@ -15,6 +18,7 @@ from websockets.trio.client import connect
 from wsproto.events import CloseConnection
 
 import trio_ws
+from trio_ws._server import _make_room_for
 
 from .helpers import (
     IO_DEADLINE,
@@ -224,3 +228,39 @@ async def test_a_handler_that_ignores_cancellation_holds_only_itself(
     assert await stuck.next_event() is None  # and TCP closed with its task
     await trio.testing.wait_all_tasks_blocked()
     assert task_count() == tasks_before
+
+
+def test_the_open_file_limit_is_raised_to_fit_max_connections(caplog: pytest.LogCaptureFixture) -> None:
+    """A soft open-file limit too low for max_connections is raised (up to the hard limit), and said so."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1064:
+        pytest.skip(f"the hard open-file limit ({hard}) is too low to test raising the soft one")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        _make_room_for(1000)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 64
+        _make_room_for(None)
+        _make_room_for(10)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 64  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [r.getMessage() for r in caplog.records] == [
+        "raised the open-file limit from 256 to 1064 for max_connections (1000)"
+    ]
+
+
+def test_a_hard_open_file_limit_too_low_is_a_warning() -> None:
+    """If even the hard limit can't hold max_connections, a warning says what to change."""
+    script = (
+        "import logging, resource; from trio_ws._server import _make_room_for;"
+        "logging.basicConfig(format='%(levelname)s %(message)s');"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300)); _make_room_for(1000);"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "(300, 300)"
+    assert result.stderr.strip() == (
+        "WARNING max_connections (1000) does not fit under this process's limit of 300 open files: "
+        "raise the hard limit (ulimit -Hn 1064) or lower max_connections"
+    )

@@ -49,6 +49,9 @@ logger = logging.getLogger("trio_ws.server")
 # grace period. Cancelled tasks normally end within microseconds; one still
 # running after this has shielded itself from cancellation.
 _CANCEL_MARGIN = 1.0
+# Files a server needs besides one socket per WebSocket: listeners, plain HTTP
+# requests, handshakes under way, log files, the interpreter's own.
+_SPARE_FILES = 64
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,7 @@ class Server:
     # -- running and stopping ----------------------------------------------------
 
     async def _run(self, task_status: trio.TaskStatus[Server]) -> None:
+        _make_room_for(self.options.max_connections)
         try:
             async with trio.open_nursery() as connections:
                 self._connections = connections.cancel_scope
@@ -328,6 +332,42 @@ async def serve_listeners(
     """Like :func:`serve`, on listeners you opened yourself (a unix socket, a test's memory listener)."""
     server = Server(app, listeners, options or Options())
     await server._run(task_status)
+
+
+def _make_room_for(max_connections: int | None) -> None:
+    """Raise the process's soft open-file limit if ``max_connections`` sockets would not fit.
+
+    Past that limit ``accept()`` fails with EMFILE: new clients wait in the
+    kernel's queue and trio's accept loop logs an error every 0.1 s, while
+    the open connections carry on. Many systems start processes with a soft
+    limit of 1024 and allow far more, so the limit is raised as far as the
+    hard limit allows (an unprivileged process may do that), and if even
+    that is too low, a warning says what to change.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover (not on Unix)
+        return
+    if max_connections is None:
+        return
+    needed = max_connections + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        logger.info(
+            "raised the open-file limit from %d to %d for max_connections (%d)", soft, raised, max_connections
+        )
+    if raised < needed:
+        logger.warning(
+            "max_connections (%d) does not fit under this process's limit of %d open files: "
+            "raise the hard limit (ulimit -Hn %d) or lower max_connections",
+            max_connections,
+            raised,
+            needed,
+        )
 
 
 def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.SocketType | None:
