@@ -288,6 +288,7 @@ async def test_max_connections_refuses_upgrades_with_503(
                         pass
                 assert refused.value.response.status_code == 503
                 assert b"as many WebSocket connections as it takes" in refused.value.response.body
+                assert refused.value.response.headers["x-content-type-options"] == "nosniff"
             assert (await get(server.port, "/healthz"))[0] == 200
             assert (await get(server.port, "/"))[0] == 200
             for ws in (first, second):
