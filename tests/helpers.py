@@ -120,9 +120,13 @@ class RawClient:
             self.ws.receive_data(bytes(data))
 
 
-async def open_raw_websocket(listener: MemoryListener, path: str = "/ws") -> RawClient:
-    """A RawClient connected through ``listener`` and past an accepted handshake."""
-    client = RawClient(await listener.connect())
+async def open_raw_websocket(
+    listener: MemoryListener,
+    path: str = "/ws",
+    stream_pair: trio_ws.testing.StreamPairFactory = trio.testing.memory_stream_pair,
+) -> RawClient:
+    """A RawClient connected through ``listener`` (over ``stream_pair``) and past an accepted handshake."""
+    client = RawClient(await listener.connect(stream_pair))
     accepted = await client.handshake(path)
     assert isinstance(accepted, AcceptConnection), accepted
     return client
@@ -131,6 +135,11 @@ async def open_raw_websocket(listener: MemoryListener, path: str = "/ws") -> Raw
 def warnings_logged(records: Iterable[logging.LogRecord]) -> list[str]:
     """The messages of records at WARNING or above: a peer's doing must leave this empty."""
     return [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+
+
+def alarms_logged(records: Iterable[logging.LogRecord]) -> list[str]:
+    """Records at WARNING or above, or with a traceback at any level: a peer's doing leaves none."""
+    return [r.getMessage() for r in records if r.levelno >= logging.WARNING or r.exc_info is not None]
 
 
 def task_count() -> int:

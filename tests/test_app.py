@@ -13,6 +13,10 @@ async def _noop(ws: trio_ws.WebSocketConnection) -> None:
     pass
 
 
+async def _noop_http(request: trio_ws.Request) -> trio_ws.Response:
+    return trio_ws.Response.text(200, "")
+
+
 def test_routes_match_the_exact_path_and_ignore_the_query() -> None:
     """/ws?token=1 goes to /ws; /ws/ and /WS do not."""
     app = trio_ws.App()
@@ -38,6 +42,8 @@ def test_a_path_has_one_handler() -> None:
         app.add_websocket("/healthz", _noop)
     with pytest.raises(ValueError, match="must start with '/'"):
         app.add_websocket("ws", _noop)
+    with pytest.raises(ValueError, match="'/tunnel': CONNECT is for proxies"):
+        app.add_route("/tunnel", _noop_http, methods=["GET", "connect"])
 
 
 def test_decorators_register_and_return_the_handler() -> None:
@@ -142,6 +148,8 @@ def test_options_defaults_are_valid() -> None:
         ({"handshake_timeout": float("nan")}, "handshake_timeout must be a number"),
         ({"shutdown_timeout": None}, "shutdown_timeout must be a number"),
         ({"message_queue_size": -1}, "message_queue_size must be at least 0"),
+        ({"max_connections": 0}, "max_connections must be greater than 0"),
+        ({"max_request_headers": 2.5}, "max_request_headers must be a whole number"),
         ({"allowed_origins": "https://a.example"}, "must be a list of origins"),
         ({"allowed_origins": ["a.example"]}, "needs a scheme"),
         ({"compression": "yes"}, "compression must be True or False"),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from websockets.exceptions import ConnectionClosedOK
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
 from .helpers import upgrade_request
@@ -104,6 +104,7 @@ def test_port_in_use_is_one_clear_line() -> None:
         (["--max-message-size", "lots"], "--max-message-size: 'lots' is not a size"),
         (["--keep-alive-timeout", "soon"], "--keep-alive-timeout: 'soon' is not a number"),
         (["--allowed-origin", "example.com"], "needs a scheme"),
+        (["--max-connections", "-1"], "--max-connections: '-1' must be 0 (no limit) or more"),
         (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
         (["--compression-window-bits", "16"], "--compression-window-bits: '16' is not a window size"),
     ],
@@ -164,6 +165,7 @@ def test_help_explains_every_option() -> None:
         "--keep-alive-timeout",
         "--receive-buffer-size",
         "--max-message-size",
+        "--max-connections",
         "--allowed-origin",
         "--subprotocol",
         "--compression",
@@ -177,6 +179,22 @@ def test_help_explains_every_option() -> None:
         "--log-level",
     ):
         assert option in result.stdout
+
+
+def test_max_connections_answers_503_when_full() -> None:
+    """--max-connections 1: a second WebSocket gets 503 and a log line; the first one carries on."""
+    with running_cli("--max-connections", "1") as (proc, url):
+        ws_url = url.replace("http://", "ws://") + "ws"
+        with connect(ws_url, open_timeout=10) as ws:
+            with pytest.raises(InvalidStatus) as refused:
+                connect(ws_url, open_timeout=10)
+            assert refused.value.response.status_code == 503
+            ws.send("still served")
+            assert ws.recv(timeout=10) == "still served"
+        code, _, err = _finish(proc, signal.SIGINT)
+    assert code == 0
+    assert "WARNING trio_ws.server: connection limit reached: 1 WebSockets open" in err
+    assert "Traceback" not in err
 
 
 def test_second_ctrl_c_stops_at_once() -> None:

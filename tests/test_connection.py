@@ -56,8 +56,12 @@ async def test_handler_sees_the_chosen_subprotocol(nursery: trio.Nursery) -> Non
             assert await ws.recv() == "you speak chat"
 
 
-async def test_oversize_message_closes_with_1009(nursery: trio.Nursery) -> None:
-    """A message over max_message_size closes that connection with 1009; a message at the limit passes."""
+async def test_oversize_message_closes_with_1009(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message over max_message_size closes that connection with 1009 and a log line; a message at
+    the limit passes."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
     server = await start_server(nursery, trio_ws.echo_app(), max_message_size=1000)
     with trio.fail_after(IO_DEADLINE):
         async with connect(server.ws_url(), compression=None) as other:
@@ -72,6 +76,9 @@ async def test_oversize_message_closes_with_1009(nursery: trio.Nursery) -> None:
                 assert "1000 bytes" in ws.protocol.close_rcvd.reason
             await other.send("unaffected")
             assert await other.recv() == "unaffected"
+    closes = [r.getMessage() for r in caplog.records if "closed with 1009" in r.getMessage()]
+    assert len(closes) == 1 and "1000 bytes" in closes[0]
+    assert warnings_logged(caplog.records) == []
 
 
 async def test_handler_exception_closes_only_its_connection_with_1011(

@@ -16,11 +16,13 @@ import trio_ws
 from .helpers import (
     IO_DEADLINE,
     MemoryListener,
+    alarms_logged,
     http_exchange,
     parse_response,
     start_memory_server,
     start_server,
     upgrade_request,
+    warnings_logged,
 )
 
 
@@ -55,9 +57,12 @@ async def test_head_has_no_body(echo_server: trio_ws.Server) -> None:
 
 
 async def test_healthz(echo_server: trio_ws.Server) -> None:
-    """/healthz answers 200 ok while the server runs."""
+    """/healthz answers 200 ok while the server runs, to GET and HEAD only (CONNECT crashed it once)."""
     status, headers, body = await get(echo_server.port, "/healthz")
     assert (status, headers["content-type"], body) == (200, "text/plain; charset=utf-8", b"ok\n")
+    for method in ("CONNECT", "POST"):
+        status, headers, _ = await get(echo_server.port, "/healthz", method=method)
+        assert (status, headers["allow"]) == (405, "GET, HEAD")
 
 
 async def test_wrong_path_is_404(echo_server: trio_ws.Server) -> None:
@@ -158,15 +163,22 @@ async def test_bad_requests_leave_other_connections_alone(echo_server: trio_ws.S
 
 
 async def test_handshake_timeout_drops_a_slow_client(
-    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A client that never finishes its request head is dropped after handshake_timeout."""
+    """A client that never finishes its request head is dropped after handshake_timeout, with a log line."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
     await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, handshake_timeout=7)
     client = await memory_listener.connect()
     start = trio.current_time()
     await client.send_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")  # ...and nothing more
     assert await client.receive_some() == b""
     assert trio.current_time() - start == 7
+    assert [r.getMessage() for r in caplog.records if r.name == "trio_ws.http"] == [
+        "dropped StapledStream: no complete request head within handshake_timeout (7 s)"
+    ]
 
 
 async def test_trickling_client_is_dropped_at_the_deadline(
@@ -227,3 +239,148 @@ async def test_upgrade_with_a_body_is_400(echo_server: trio_ws.Server) -> None:
     status, _, body = parse_response(await http_exchange(echo_server.port, request))
     assert status == 400
     assert b"no body" in body
+
+
+async def test_too_many_headers_is_431(nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    """More header lines than max_request_headers get 431 and one log line, even on a WebSocket path."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    server = await start_server(nursery, trio_ws.echo_app(), max_request_headers=10)
+    fine = [f"X-H{i}: v" for i in range(5)]  # with the upgrade's own 5 headers: 10 in all
+    with trio.fail_after(IO_DEADLINE):
+        async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
+            await stream.send_all(upgrade_request(extra=fine))
+            assert (await stream.receive_some()).startswith(b"HTTP/1.1 101 ")
+        raw = await http_exchange(server.port, upgrade_request(extra=[*fine, "X-One-Too-Many: v"]))
+    status, _, body = parse_response(raw)
+    assert status == 431
+    assert body == b"Request Header Fields Too Large: 11 header lines, the server takes at most 10\n"
+    assert '"GET /ws" 431' in [r.getMessage() for r in caplog.records]
+    assert alarms_logged(caplog.records) == []
+
+
+async def test_oversize_and_malformed_heads_are_logged_without_a_traceback(
+    echo_server: trio_ws.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused request head leaves one INFO line naming the peer and the status, and no traceback."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
+    with trio.fail_after(IO_DEADLINE):
+        assert parse_response(await http_exchange(echo_server.port, head))[0] == 431
+        assert parse_response(await http_exchange(echo_server.port, b"garbage\r\n\r\n"))[0] == 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "trio_ws.http"]
+    assert len(lines) == 2
+    assert lines[0].startswith("refused a bad request head from 127.0.0.1:") and ": 431 (" in lines[0]
+    assert ": 400 (" in lines[1]
+    assert alarms_logged(caplog.records) == []
+
+
+async def test_max_connections_refuses_upgrades_with_503(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When max_connections WebSockets are open, upgrades get 503; open ones and plain HTTP carry on."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    server = await start_server(nursery, trio_ws.echo_app(), max_connections=2)
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(server.ws_url()) as first, connect(server.ws_url()) as second:
+            for _ in range(2):
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(server.ws_url()):
+                        pass
+                assert refused.value.response.status_code == 503
+                assert b"as many WebSocket connections as it takes" in refused.value.response.body
+                assert refused.value.response.headers["x-content-type-options"] == "nosniff"
+            assert (await get(server.port, "/healthz"))[0] == 200
+            assert (await get(server.port, "/"))[0] == 200
+            for ws in (first, second):
+                await ws.send("unaffected")
+                assert await ws.recv() == "unaffected"
+        # Both closed: their slots are free again.
+        async with connect(server.ws_url()) as ws:
+            await ws.send("room again")
+            assert await ws.recv() == "room again"
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count('"GET /ws" 503') == 2
+    assert warnings_logged(caplog.records) == [  # once per episode, not once per refusal
+        "connection limit reached: 2 WebSockets open (max_connections); new upgrades get 503 until one closes"
+    ]
+    assert "below the connection limit again: accepting WebSocket upgrades" in messages
+
+
+async def test_max_connections_counts_upgrades_in_progress(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A handshake still under way holds its slot, so a burst of upgrades can't overshoot the limit."""
+    listener = MemoryListener()
+    server = await start_memory_server(
+        nursery, trio_ws.echo_app(), listener, max_connections=1, handshake_timeout=5
+    )
+    # Lockstep streams: the server's 101 waits until the client reads it, which this one never does.
+    stalled = await listener.connect(trio.testing.lockstep_stream_pair)
+    await stalled.send_all(upgrade_request())
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.statistics().open_websockets == 0  # not open yet, but counted
+
+    async def status_of_upgrade() -> int:
+        stream = await listener.connect()
+        await stream.send_all(upgrade_request())
+        first = await stream.receive_some()
+        await stream.aclose()
+        return int(first.split(b" ")[1])
+
+    assert await status_of_upgrade() == 503
+    await trio.sleep(5)  # the stalled handshake times out and gives its slot back
+    await trio.testing.wait_all_tasks_blocked()
+    assert await status_of_upgrade() == 101
+
+
+async def test_static_files_never_reach_outside_their_directory(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """'..', encoded '%2e%2e', absolute paths and symlinks out of the root all get 404, never the file."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    public = tmp_path / "public"
+    public.mkdir()
+    (public / "hello.txt").write_text("hello")
+    (public / "link-out.txt").symlink_to(secret)
+    (public / "link-in.txt").symlink_to(public / "hello.txt")
+    (public / "root-link").symlink_to("/")
+    app = trio_ws.App()
+    app.add_static_directory("/files", public)
+    assert "not serving link-out.txt, a link to" in warnings_logged(caplog.records)[0]
+    server = await start_server(nursery, app)
+
+    assert (await get(server.port, "/files/link-in.txt"))[::2] == (200, b"hello")
+    attempts = [
+        "/files/../secret.txt",
+        "/files/%2e%2e/secret.txt",
+        "/files/%2E%2E%2Fsecret.txt",
+        "/files/..%2fsecret.txt",
+        "/files/..%5csecret.txt",
+        "/files/....//secret.txt",
+        "/files/./hello.txt/../../secret.txt",
+        "/files/link-out.txt",
+        "/files/root-link/etc/passwd",
+        "/files/root-link",
+        "/files/%00",
+        "/etc/passwd",
+        "//etc/passwd",
+        str(secret),
+        "/files/" + str(secret),
+        f"http://127.0.0.1/files/../{secret.name}",
+    ]
+    for path in attempts:
+        status, headers, body = await get(server.port, path)
+        assert status in (400, 404), path
+        assert b"top secret" not in body and b"root:" not in body, path
+        assert headers["x-content-type-options"] == "nosniff"
+
+
+async def test_non_ascii_handshake_header_is_400(
+    echo_server: trio_ws.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handshake header wsproto can't decode as ASCII gets 400, not an internal error (found by fuzzing)."""
+    request = upgrade_request(extra=["Connection: \x80"])
+    status, _, body = parse_response(await http_exchange(echo_server.port, request))
+    assert (status, body) == (400, b"Bad Request: a WebSocket handshake header is not ASCII\n")
+    assert warnings_logged(caplog.records) == []

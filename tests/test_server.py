@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import resource
 import ssl
+import subprocess
+import sys
 from functools import partial
 
 import pytest
@@ -11,8 +15,10 @@ import trio.testing
 import trustme
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.trio.client import connect
+from wsproto.events import CloseConnection
 
 import trio_ws
+from trio_ws._server import _make_room_for
 
 from .helpers import (
     IO_DEADLINE,
@@ -167,3 +173,94 @@ async def test_urls_use_the_host_name_asked_for(nursery: trio.Nursery) -> None:
     server: trio_ws.Server = await nursery.start(trio_ws.serve, trio_ws.echo_app(), "localhost", 0)
     assert server.url == f"http://localhost:{server.port}/"
     assert server.ws_url("/chat") == f"ws://localhost:{server.port}/chat"
+
+
+async def test_a_handler_that_ignores_cancellation_holds_only_itself(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A shielded handler can't be cancelled: aclose() still returns at grace + 1 s, logs it, and
+    the other connections are closed; serve() returns when that handler finally ends."""
+    release = trio.Event()
+    serve_returned = trio.Event()
+    app = trio_ws.App()
+
+    @app.websocket("/shielded")
+    async def shielded(ws: trio_ws.WebSocketConnection) -> None:
+        with trio.CancelScope(shield=True):
+            await release.wait()
+
+    app.add_websocket("/ws", trio_ws.echo)
+
+    async def run_server(task_status: trio.TaskStatus[trio_ws.Server]) -> None:
+        options = trio_ws.Options(shutdown_timeout=4)
+        await trio_ws.serve_listeners(app, [memory_listener], options=options, task_status=task_status)
+        serve_returned.set()
+
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before = task_count()
+    server: trio_ws.Server = await nursery.start(run_server)
+    stuck = await open_raw_websocket(memory_listener, "/shielded")
+    polite = await open_raw_websocket(memory_listener, "/ws")
+    await trio.testing.wait_all_tasks_blocked()
+
+    start = trio.current_time()
+    with trio.fail_after(60):  # clock time: without the margin aclose() would wait for ever
+        async with trio.open_nursery() as inner:
+            inner.start_soon(server.aclose)
+            close = await polite.next_event()
+            assert isinstance(close, CloseConnection) and close.code == 1001
+            await polite.send(close.response())
+            assert await polite.next_event() is None  # the echo connection is over
+    assert trio.current_time() - start == 4 + 1
+    assert not serve_returned.is_set()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "ignore cancellation" in errors[0]
+    await server.aclose()  # a second call returns at once
+    assert trio.current_time() - start == 4 + 1
+
+    release.set()
+    await serve_returned.wait()
+    goodbye = await stuck.next_event()  # it was told, though its handler could not listen
+    assert isinstance(goodbye, CloseConnection) and goodbye.code == 1001
+    assert await stuck.next_event() is None  # and TCP closed with its task
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == tasks_before
+
+
+def test_the_open_file_limit_is_raised_to_fit_max_connections(caplog: pytest.LogCaptureFixture) -> None:
+    """A soft open-file limit too low for max_connections is raised (up to the hard limit), and said so."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1064:
+        pytest.skip(f"the hard open-file limit ({hard}) is too low to test raising the soft one")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    try:
+        _make_room_for(1000)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 64
+        _make_room_for(None)
+        _make_room_for(10)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 64  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [r.getMessage() for r in caplog.records] == [
+        "raised the open-file limit from 256 to 1064 for max_connections (1000)"
+    ]
+
+
+def test_a_hard_open_file_limit_too_low_is_a_warning() -> None:
+    """If even the hard limit can't hold max_connections, a warning says what to change."""
+    script = (
+        "import logging, resource; from trio_ws._server import _make_room_for;"
+        "logging.basicConfig(format='%(levelname)s %(message)s');"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300)); _make_room_for(1000);"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "(300, 300)"
+    assert result.stderr.strip() == (
+        "WARNING max_connections (1000) does not fit under this process's limit of 300 open files: "
+        "raise the hard limit (ulimit -Hn 1064) or lower max_connections"
+    )

@@ -11,6 +11,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ __all__ = [
     "HTTPRoute",
     "Resolution",
 ]
+
+logger = logging.getLogger("trio_ws.app")
 
 WebSocketHandler: TypeAlias = "Callable[[WebSocketConnection], Awaitable[None]]"
 """A coroutine function that talks to one client, and returns when it is done."""
@@ -167,6 +170,9 @@ class App:
     def add_route(self, path: str, handler: HTTPHandler, *, methods: Iterable[str] = ("GET", "HEAD")) -> None:
         """Answer plain HTTP requests to ``path`` with ``handler``."""
         allowed = frozenset(m.upper() for m in methods)
+        if "CONNECT" in allowed:
+            # A 2xx answer to CONNECT turns the connection into a tunnel, which is a proxy's job.
+            raise ValueError(f"route {path!r}: CONNECT is for proxies, and trio_ws is not one")
         if "GET" in allowed:
             allowed |= {"HEAD"}
         self._add(HTTPRoute(path, handler, allowed))
@@ -185,13 +191,23 @@ class App:
 
         The files are read once, now: a static directory is part of the app,
         and reading it up front means no request can reach outside it.
+
+        Only regular files are served, not subdirectories, and not a symlink
+        that leads out of ``directory`` (it is skipped with a warning): the
+        directory is the whole of what a client can read.
         """
         root = Path(directory)
         if not root.is_dir():
             raise ValueError(f"static directory {str(root)!r} does not exist")
+        real_root = root.resolve()
         prefix = prefix.rstrip("/")
         for file in sorted(root.iterdir()):
-            if file.is_file():
+            target = file.resolve()
+            if not target.is_relative_to(real_root):
+                logger.warning(
+                    "static directory %s: not serving %s, a link to %s outside it", root, file.name, target
+                )
+            elif target.is_file():
                 self.add_static(f"{prefix}/{file.name}", file.read_bytes())
 
     def resolve(self, target: str) -> Resolution:

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
             allowed_origins=tuple(args.allowed_origin),
             handshake_timeout=args.handshake_timeout,
             shutdown_timeout=args.shutdown_timeout,
+            max_connections=args.max_connections,
             compression=args.compression,
             compression_window_bits=args.compression_window_bits,
             compression_min_size=args.compression_min_size,
@@ -136,6 +137,13 @@ def _parser() -> argparse.ArgumentParser:
         default=d.max_message_size,
         metavar="BYTES",
         help="close a connection (1009) that sends a larger message (accepts 16MiB)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=_optional_count,
+        default=d.max_connections,
+        metavar="N",
+        help="most WebSockets open at once; past it, new upgrades get 503; 0 sets no limit",
     )
     p.add_argument(
         "--allowed-origin",
@@ -249,6 +257,19 @@ def _optional_seconds(text: str) -> float | None:
     if text.strip().lower() in {"off", "none"}:
         return None
     return _seconds(text) or None
+
+
+def _optional_count(text: str) -> int | None:
+    """A whole number, where 0 (or 'none') means no limit."""
+    if text.strip().lower() in {"off", "none"}:
+        return None
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (no limit) or more")
+    return count or None
 
 
 def _size(text: str) -> int:

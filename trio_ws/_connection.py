@@ -48,14 +48,19 @@ async def run_websocket(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws.run_reader)
         with trio.move_on_at(handshake_deadline) as handshake:
-            request = await ws.handshake()
-            await request.accept(subprotocol=route.choose_subprotocol(request.proposed_subprotocols))
+            try:
+                request = await ws.handshake()
+                await request.accept(subprotocol=route.choose_subprotocol(request.proposed_subprotocols))
+            except ConnectionClosed:
+                logger.debug("%s: the peer left during the upgrade", ws)
+                nursery.cancel_scope.cancel()
+                return
         if handshake.cancelled_caught:
-            logger.debug("%s: handshake timeout", ws)
+            logger.info("%s: dropped: the upgrade did not finish within handshake_timeout", ws)
             nursery.cancel_scope.cancel()
             return
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
-        logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, ws.remote, extensions)
+        logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 
         if options.keep_alive_interval is not None:
             nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
@@ -90,7 +95,7 @@ async def _run_handler(ws: ServerConnection, route: WebSocketRoute, close_timeou
                 getattr(route.handler, "__qualname__", route.handler),
                 route.path,
                 ws,
-                ws.remote,
+                _remote(ws),
                 exc_info=exc,
             )
             code, reason = 1011, "internal error"
@@ -98,6 +103,14 @@ async def _run_handler(ws: ServerConnection, route: WebSocketRoute, close_timeou
         # Closes with `code` if the handler left the connection open; no-op otherwise.
         with trio.move_on_after(seconds(close_timeout)):
             await ws.aclose(code, reason)
+
+
+def _remote(ws: ServerConnection) -> object:
+    """The peer's address for a log line; a peer that has reset the connection has none."""
+    try:
+        return ws.remote
+    except OSError:
+        return "a peer that has gone"
 
 
 def _peer_left(exc: BaseException) -> bool:

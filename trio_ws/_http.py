@@ -20,6 +20,10 @@ Rules of this module:
   warning on ``trio.serve_listeners``).
 * One request per connection: every response says ``Connection: close``.
   Pages are small, and WebSocket traffic does not need HTTP keep-alive.
+* Every read from a peer is bounded before it is trusted: the whole head
+  by ``handshake_timeout``, its size by ``max_request_head_size`` and its
+  header count by ``max_request_headers`` (431), and an upgrade by a free
+  ``max_connections`` slot (503 when there is none).
 """
 
 from __future__ import annotations
@@ -35,14 +39,14 @@ from wsproto.utilities import RemoteProtocolError as HandshakeError
 
 from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
 from ._connection import run_websocket
-from ._options import seconds
+from ._options import Options, seconds
 from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
-from ._websocket import server_connection
+from ._websocket import ServerConnection, server_connection
 
 if TYPE_CHECKING:
     from ._server import Server
 
-__all__ = ["decide", "serve_stream"]
+__all__ = ["decide", "open_websocket", "serve_stream"]
 
 logger = logging.getLogger("trio_ws.http")
 
@@ -82,29 +86,54 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
 
     with trio.move_on_at(deadline) as reading:
         try:
-            request = await _read_request(stream, conn)
+            request = await _read_request(stream, conn, options.max_request_head_size)
         except h11.RemoteProtocolError as exc:
-            logger.debug("bad request head: %s", exc)
             status = exc.error_status_hint
+            logger.info("refused a bad request head from %s: %d (%s)", _peer(stream), status, exc)
             await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {exc}"))
             return
     if reading.cancelled_caught:
-        logger.debug("handshake timeout: no complete request head within %s s", options.handshake_timeout)
+        logger.info(
+            "dropped %s: no complete request head within handshake_timeout (%s s)",
+            _peer(stream),
+            options.handshake_timeout,
+        )
         return
     if request is None:
         return  # the client connected and left without a request
 
-    decision = decide(request, server)
+    method = request.method.decode("ascii", "replace")
+    decision = _check_head_limits(request, server) or decide(request, server)
     if isinstance(decision, WebSocketRoute):
-        await _upgrade(stream, conn, request, decision, server, deadline)
-        return
+        with server.websocket_slot() as admitted:
+            if admitted:
+                await _upgrade(stream, conn, request, decision, server, deadline)
+                return
+        decision = Response.text(
+            503, "Service Unavailable: the server has as many WebSocket connections as it takes"
+        )
     if isinstance(decision, HTTPRoute):
         response = await _call_http_handler(decision, request)
     else:
         response = decision
-    method = request.method.decode("ascii", "replace")
     logger.info('"%s %s" %d', method, _printable(request.target), response.status)
     await _respond(stream, conn, response, head_only=method == "HEAD")
+
+
+def _check_head_limits(request: h11.Request, server: Server) -> Response | None:
+    """A 431 for a request with more header lines than ``max_request_headers``, else ``None``.
+
+    h11 already bounds the head's size; a count limit stops a head of many
+    tiny headers from costing a list entry each in every check that follows.
+    """
+    limit = server.options.max_request_headers
+    if len(request.headers) <= limit:
+        return None
+    return Response.text(
+        431,
+        f"Request Header Fields Too Large: {len(request.headers)} header lines, "
+        f"the server takes at most {limit}",
+    )
 
 
 async def _upgrade(
@@ -116,18 +145,35 @@ async def _upgrade(
     deadline: float,
 ) -> None:
     """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
+    ws = open_websocket(stream, request, _trailing_data(conn), server.options)
+    if isinstance(ws, Response):
+        logger.info('"GET %s" %d', _printable(request.target), ws.status)
+        await _respond(stream, conn, ws)
+        return
+    await run_websocket(ws, route, server, deadline)
+
+
+def open_websocket(
+    stream: trio.abc.Stream, request: h11.Request, trailing_data: bytes, options: Options
+) -> ServerConnection | Response:
+    """A connection for a WebSocket handshake request, or the HTTP answer that refuses it.
+
+    Pure up to the connection object: nothing is sent or started yet.
+    """
     try:
-        ws = server_connection(
+        return server_connection(
             stream,
             list(request.headers),
             request.target.decode("ascii", "replace"),
-            _trailing_data(conn),
-            server.options,
+            trailing_data,
+            options,
         )
     except HandshakeError as exc:
-        await _respond(stream, conn, _handshake_rejection(exc))
-        return
-    await run_websocket(ws, route, server, deadline)
+        return _handshake_rejection(exc)
+    except UnicodeDecodeError as exc:
+        # wsproto decodes some handshake headers as ASCII, and lets the error through.
+        logger.debug("bad WebSocket handshake: %s", exc)
+        return Response.text(400, "Bad Request: a WebSocket handshake header is not ASCII")
 
 
 def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:
@@ -140,6 +186,10 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
     path, _query = split_target(request.target.decode("ascii", "replace"))
     app = server.app
     if app.health_path is not None and path == app.health_path:
+        if method not in ("GET", "HEAD"):
+            return Response.text(
+                405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
+            )
         if server.closing:
             return Response.text(503, "shutting down")
         return Response.text(200, "ok")
@@ -180,8 +230,16 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
     return route
 
 
-async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Request | None:
-    """Read until h11 has a whole request head; ``None`` if the client hung up first."""
+async def _read_request(stream: trio.abc.Stream, conn: h11.Connection, limit: int) -> h11.Request | None:
+    """Read until h11 has a whole request head; ``None`` if the client hung up first.
+
+    Raises:
+        h11.RemoteProtocolError: a malformed head, or one over ``limit`` bytes
+            (``error_status_hint`` 431). h11's own limit only counts a head
+            still incomplete, so a larger one that arrives in a single read
+            is measured here.
+    """
+    received = 0
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
@@ -189,8 +247,15 @@ async def _read_request(stream: trio.abc.Stream, conn: h11.Connection) -> h11.Re
                 data = await stream.receive_some(_READ_SIZE)
             except trio.BrokenResourceError:
                 return None
+            received += len(data)
             conn.receive_data(bytes(data))
         elif isinstance(event, h11.Request):
+            size = received - len(conn.trailing_data[0])
+            if size > limit:
+                raise h11.RemoteProtocolError(
+                    f"request head of {size} bytes is over max_request_head_size ({limit})",
+                    error_status_hint=431,
+                )
             return event
         else:
             return None  # ConnectionClosed: EOF before any request
@@ -269,6 +334,19 @@ async def _linger(stream: trio.abc.Stream) -> None:
             await stream.send_eof()
             while await stream.receive_some(_READ_SIZE):
                 pass
+
+
+def _peer(stream: trio.abc.Stream) -> str:
+    """The peer's address as ``host:port`` for a log line, or a description of the stream."""
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
+    if isinstance(stream, trio.SocketStream):
+        try:
+            host, port, *_ = stream.socket.getpeername()
+        except OSError:
+            return "a peer that has gone"
+        return f"{host}:{port}"
+    return type(stream).__name__
 
 
 def _printable(target: bytes) -> str:

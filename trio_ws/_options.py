@@ -49,6 +49,13 @@ class Options:
             to finish after the server has sent them close 1001.
         max_request_head_size: Largest HTTP request head, in bytes; a larger
             one is answered with 431.
+        max_request_headers: Most header lines a request may carry; more are
+            answered with 431.
+        max_connections: Most WebSockets open (or finishing their upgrade)
+            at once. When the server is full, a new upgrade is answered with
+            503 and the open connections are not affected; plain HTTP
+            requests (the page, ``/healthz``) are still answered. ``None``
+            sets no limit.
         compression: Accept permessage-deflate (RFC 7692) when a client
             offers it, as browsers do. The size limit applies to a message
             after it is inflated, so a small compressed "bomb" gets 1009.
@@ -68,6 +75,8 @@ class Options:
     max_message_size: int = 1024 * 1024
     message_queue_size: int = 1
     max_request_head_size: int = 16 * 1024
+    max_request_headers: int = 100
+    max_connections: int | None = 1000
     # Compression
     compression: bool = True
     compression_window_bits: int = 12
@@ -93,8 +102,11 @@ class Options:
             if value is not None:
                 _check_seconds(name, value, allow_zero=False)
         _check_seconds("shutdown_timeout", self.shutdown_timeout, allow_zero=True)
-        for name in ("receive_buffer_size", "max_message_size", "max_request_head_size"):
+        sizes = ("receive_buffer_size", "max_message_size", "max_request_head_size", "max_request_headers")
+        for name in sizes:
             _check_whole(name, getattr(self, name), allow_zero=False)
+        if self.max_connections is not None:
+            _check_whole("max_connections", self.max_connections, allow_zero=False)
         # A queue of 0 hands each message straight to the handler: a valid choice.
         _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
         _check_whole("compression_min_size", self.compression_min_size, allow_zero=True)

@@ -18,7 +18,8 @@ Rules of this module:
   connection outlives the server.
 * Graceful shutdown is ``Server.aclose()``: stop accepting, send close 1001
   to every open WebSocket, wait up to ``shutdown_timeout`` for the handlers
-  to finish, then cancel whatever is left. Cancelling ``serve()`` instead is
+  to finish, then cancel whatever is left, which has one more second to
+  unwind before ``aclose()`` returns regardless. Cancelling ``serve()`` instead is
   the hard stop: every connection is cancelled at once and TCP is closed.
   (Cancellation alone cannot say goodbye: a cancelled task can't send.)
 """
@@ -43,6 +44,14 @@ from ._websocket import ServerConnection
 __all__ = ["Server", "ServerStatistics", "serve", "serve_listeners"]
 
 logger = logging.getLogger("trio_ws.server")
+
+# How long Server.aclose() waits for cancelled connections to unwind after the
+# grace period. Cancelled tasks normally end within microseconds; one still
+# running after this has shielded itself from cancellation.
+_CANCEL_MARGIN = 1.0
+# Files a server needs besides one socket per WebSocket: listeners, plain HTTP
+# requests, handshakes under way, log files, the interpreter's own.
+_SPARE_FILES = 64
 
 
 @dataclass(frozen=True)
@@ -73,10 +82,16 @@ class Server:
         self.options = options
         self.listeners = listeners
         self._websockets: set[ServerConnection] = set()
+        # One token per WebSocket, taken before the upgrade starts (max_connections).
+        self._websocket_slots = (
+            trio.CapacityLimiter(options.max_connections) if options.max_connections is not None else None
+        )
+        self._full = False
         self._closing = False
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.CancelScope | None = None
-        self._stopped = trio.Event()
+        self._stopped = trio.Event()  # serve() is about to return
+        self._closed = trio.Event()  # aclose() is about to return
 
     # -- where it listens --------------------------------------------------------
 
@@ -146,9 +161,42 @@ class Server:
         finally:
             self._websockets.discard(ws)
 
+    @contextmanager
+    def websocket_slot(self) -> Iterator[bool]:
+        """Hold one of the ``max_connections`` slots while the block runs; yield False if none is free.
+
+        Being full is logged once, at WARNING, when it starts, and again at
+        INFO when a slot frees up, so that a flood of refused upgrades does
+        not flood the log as well (each refusal still has its access line).
+        """
+        slots = self._websocket_slots
+        if slots is None:
+            yield True
+            return
+        try:
+            slots.acquire_nowait()
+        except trio.WouldBlock:
+            if not self._full:
+                self._full = True
+                logger.warning(
+                    "connection limit reached: %d WebSockets open (max_connections); "
+                    "new upgrades get 503 until one closes",
+                    slots.total_tokens,
+                )
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            slots.release()
+            if self._full:
+                self._full = False
+                logger.info("below the connection limit again: accepting WebSocket upgrades")
+
     # -- running and stopping ----------------------------------------------------
 
     async def _run(self, task_status: trio.TaskStatus[Server]) -> None:
+        _make_room_for(self.options.max_connections)
         try:
             async with trio.open_nursery() as connections:
                 self._connections = connections.cancel_scope
@@ -169,34 +217,50 @@ class Server:
             self._stopped.set()
 
     async def aclose(self) -> None:
-        """Shut down gracefully; return once every connection has ended.
+        """Shut down gracefully; return once every connection has ended, or at the latest
+        ``shutdown_timeout`` plus one second later.
 
         Stops accepting at once, answers new requests on open HTTP
         connections with 503, sends close 1001 (Going Away) to every open
         WebSocket, and waits up to ``options.shutdown_timeout`` seconds for
         their handlers to return. Whatever is still running then is
-        cancelled. Calling it again waits for the first call to finish.
+        cancelled, and gets a margin of one second to unwind.
+        A handler that ignores cancellation (a shielded cancel scope) is
+        logged as an error and left behind: ``aclose()`` returns anyway, and
+        ``serve()`` returns when that handler does. Calling ``aclose()`` again
+        waits for the first call to finish.
         """
         if self._closing:
-            await self._stopped.wait()
+            await self._closed.wait()
             return
         self._closing = True
         assert self._accepting is not None and self._connections is not None
-        self._accepting.cancel()
-        logger.info("shutting down: closing %d WebSocket(s) with 1001", len(self._websockets))
-        with trio.move_on_after(self.options.shutdown_timeout) as grace:
-            async with trio.open_nursery() as goodbyes:
-                for ws in list(self._websockets):
-                    goodbyes.start_soon(_say_goodbye, ws)
-            await self._stopped.wait()
-        if grace.cancelled_caught:
-            logger.warning(
-                "shutdown grace period of %s s is over; cancelling %d connection(s)",
-                self.options.shutdown_timeout,
-                len(self._websockets),
-            )
-        self._connections.cancel()
-        await self._stopped.wait()
+        try:
+            self._accepting.cancel()
+            logger.info("shutting down: closing %d WebSocket(s) with 1001", len(self._websockets))
+            with trio.move_on_after(self.options.shutdown_timeout) as grace:
+                async with trio.open_nursery() as goodbyes:
+                    for ws in list(self._websockets):
+                        goodbyes.start_soon(_say_goodbye, ws)
+                await self._stopped.wait()
+            if grace.cancelled_caught:
+                logger.warning(
+                    "shutdown grace period of %s s is over; cancelling %d connection(s)",
+                    self.options.shutdown_timeout,
+                    len(self._websockets),
+                )
+            self._connections.cancel()
+            with trio.move_on_after(_CANCEL_MARGIN):
+                await self._stopped.wait()
+            if not self._stopped.is_set():
+                logger.error(
+                    "shutdown: connection(s) %s still running %s s after being cancelled; their "
+                    "handlers ignore cancellation (a shielded cancel scope?); serve() returns when they end",
+                    ", ".join(sorted(str(ws) for ws in self._websockets)) or "(plain HTTP)",
+                    _CANCEL_MARGIN,
+                )
+        finally:
+            self._closed.set()
 
 
 async def _say_goodbye(ws: ServerConnection) -> None:
@@ -268,6 +332,42 @@ async def serve_listeners(
     """Like :func:`serve`, on listeners you opened yourself (a unix socket, a test's memory listener)."""
     server = Server(app, listeners, options or Options())
     await server._run(task_status)
+
+
+def _make_room_for(max_connections: int | None) -> None:
+    """Raise the process's soft open-file limit if ``max_connections`` sockets would not fit.
+
+    Past that limit ``accept()`` fails with EMFILE: new clients wait in the
+    kernel's queue and trio's accept loop logs an error every 0.1 s, while
+    the open connections carry on. Many systems start processes with a soft
+    limit of 1024 and allow far more, so the limit is raised as far as the
+    hard limit allows (an unprivileged process may do that), and if even
+    that is too low, a warning says what to change.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover (not on Unix)
+        return
+    if max_connections is None:
+        return
+    needed = max_connections + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        logger.info(
+            "raised the open-file limit from %d to %d for max_connections (%d)", soft, raised, max_connections
+        )
+    if raised < needed:
+        logger.warning(
+            "max_connections (%d) does not fit under this process's limit of %d open files: "
+            "raise the hard limit (ulimit -Hn %d) or lower max_connections",
+            max_connections,
+            raised,
+            needed,
+        )
 
 
 def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.SocketType | None:
