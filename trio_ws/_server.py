@@ -342,7 +342,8 @@ def _make_room_for(max_connections: int | None) -> None:
     the open connections carry on. Many systems start processes with a soft
     limit of 1024 and allow far more, so the limit is raised as far as the
     hard limit allows (an unprivileged process may do that), and if even
-    that is too low, a warning says what to change.
+    that is too low, a warning says what to change. Go's runtime raises the
+    soft limit of every program the same way. The limit is never lowered.
     """
     try:
         import resource
