@@ -37,8 +37,8 @@ from __future__ import annotations
 import contextlib
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
-from wsproto import ConnectionType, WSConnection
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketRequest
+from wsproto import ConnectionType
 from wsproto.connection import ConnectionState
 from wsproto.events import (
     BytesMessage,
@@ -49,6 +49,8 @@ from wsproto.events import (
     TextMessage,
 )
 
+from ._fastframes import FastWSConnection
+from ._fastio import FewerCheckpoints
 from ._options import Options, seconds
 
 __all__ = ["ServerConnection", "server_connection"]
@@ -58,7 +60,7 @@ __all__ = ["ServerConnection", "server_connection"]
 _CLOSE_FRAME_BUDGET = 1.0
 
 
-class _ServerWSConnection(WSConnection):
+class _ServerWSConnection(FastWSConnection):
     """wsproto's server connection, which may send data while a peer's Close waits for an answer."""
 
     def __init__(self) -> None:
@@ -75,7 +77,7 @@ class _ServerWSConnection(WSConnection):
         return super().send(event)
 
 
-class ServerConnection(WebSocketConnection):
+class ServerConnection(FewerCheckpoints):
     """A server-side ``WebSocketConnection`` with the adaptations listed in the module docstring."""
 
     def __init__(self, stream: trio.abc.Stream, options: Options) -> None:
