@@ -7,6 +7,7 @@ import struct
 
 import pytest
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
     BytesMessage,
@@ -188,3 +189,12 @@ def test_server_frame_header_lengths() -> None:
     assert server_frame(b"x" * 125)[:2] == bytes([0x82, 125])
     assert server_frame(b"x" * 126)[:4] == bytes([0x82, 126]) + struct.pack("!H", 126)
     assert server_frame("x" * 65536)[:10] == bytes([0x81, 127]) + struct.pack("!Q", 65536)
+
+
+def test_an_open_connection_lets_its_handshake_go() -> None:
+    """Once open, a connection drops its handshake's h11 state, and still works."""
+    client, fast = _server_pair(FastWSConnection)
+    assert fast.handshake is _fastframes._FINISHED_HANDSHAKE
+    fast.receive_data(client.send(TextMessage(data="still here")))
+    assert list(fast.events()) == [TextMessage(data="still here")]
+    assert fast.state is ConnectionState.OPEN

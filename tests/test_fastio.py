@@ -1,7 +1,10 @@
-"""Fewer scheduler trips per message, and nothing else changed: checkpoints, locking and order hold."""
+"""Fewer scheduler trips and bytes per connection, and nothing else changed: checkpoints, locking, order."""
 
 from __future__ import annotations
 
+import gc
+
+import h11
 import trio
 import trio.testing
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
@@ -82,3 +85,33 @@ async def test_a_burst_queues_in_order_behind_a_slow_handler(
         messages = [TextMessage(data=f"m{i}") for i in range(50)]
         await client.send(*messages)
         assert [await client.next_event() for _ in messages] == messages
+
+
+async def test_open_websockets_hold_no_http_state(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """After the upgrade, a connection keeps no h11 server connection alive (memory per idle socket)."""
+    app = trio_ws.App()
+    opened = 0
+    counted = trio.Event()
+    alive: list[int] = []
+
+    @app.websocket("/ws")
+    async def count_http_state(ws: trio_ws.WebSocketConnection) -> None:
+        nonlocal opened
+        opened += 1
+        if opened == 3:
+            gc.collect()
+            alive.append(
+                sum(isinstance(o, h11.Connection) and o.our_role is h11.SERVER for o in gc.get_objects())
+            )
+            counted.set()
+        await ws.get_message()
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=None)
+    with trio.fail_after(IO_DEADLINE):
+        for _ in range(3):
+            await open_raw_websocket(memory_listener)
+        await counted.wait()
+    # One, shared by every open connection as its finished handshake's.
+    assert alive == [1]

@@ -13,8 +13,8 @@ Rules of this module:
 
 * Nothing global is patched. ``FastWSConnection`` is a ``WSConnection``
   subclass; once its handshake completes, its own connection's frame and
-  message decoders are replaced by subclasses that add a fast path before
-  calling wsproto's method. Other users of wsproto in the process are not
+  message decoders become instances of subclasses that add a fast path
+  before calling wsproto's method. Other users of wsproto in the process are not
   affected.
 * The fast path only takes what it can decode completely and exactly: a
   whole TEXT or BINARY frame with FIN set, no RSV bits, masked, with a
@@ -32,8 +32,9 @@ What it reaches into (check on a wsproto upgrade; the tests cover each):
 ``Connection._proto``, ``Connection._state``, ``FrameProtocol._frame_decoder``,
 ``_message_decoder``, ``extensions`` and ``_outbound_opcode``,
 ``FrameDecoder.header``/``buffer``/``masker``/``parse_header``/``process_buffer``,
-``Buffer.buffer``/``bytes_used``, ``XorMaskerSimple._masking_key`` and
-``MessageDecoder.opcode``/``process_frame``.
+``Buffer.buffer``/``bytes_used``, ``XorMaskerSimple._masking_key``,
+``MessageDecoder.opcode``/``process_frame``, and ``WSConnection.handshake``
+with ``H11Handshake._events`` (an open connection lets its handshake go).
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ import struct
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from wsproto import WSConnection
+from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import BytesMessage, Event, TextMessage
 from wsproto.frame_protocol import Frame, FrameDecoder, MessageDecoder, Opcode, XorMaskerSimple
+from wsproto.handshake import H11Handshake
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -153,16 +155,15 @@ class _FastMessageDecoder(MessageDecoder):
 
 
 def _accelerate(connection: Connection) -> None:
-    """Give this one connection the fast decoders, keeping their state (bytes already buffered)."""
+    """Give this one connection the fast decoders.
+
+    The decoder objects keep their state (bytes already buffered) and only
+    change class, to subclasses that add methods and no fields; rebuilding
+    them would cost each connection a few hundred bytes of fresh dicts.
+    """
     proto = connection._proto
-    for attribute, fast_class in (
-        ("_frame_decoder", _FastFrameDecoder),
-        ("_message_decoder", _FastMessageDecoder),
-    ):
-        decoder = getattr(proto, attribute)
-        fast = fast_class.__new__(fast_class)
-        fast.__dict__.update(decoder.__dict__)
-        setattr(proto, attribute, fast)
+    proto._frame_decoder.__class__ = _FastFrameDecoder
+    proto._message_decoder.__class__ = _FastMessageDecoder
 
 
 def server_frame(payload: str | bytes | bytearray | memoryview) -> bytes:
@@ -181,6 +182,11 @@ def server_frame(payload: str | bytes | bytearray | memoryview) -> bytes:
     return b"".join((header, payload))
 
 
+# Stands in for each open connection's handshake; nothing reads or changes it
+# (see FastWSConnection.send), so one object serves them all.
+_FINISHED_HANDSHAKE = H11Handshake(ConnectionType.SERVER)
+
+
 class FastWSConnection(WSConnection):
     """A ``WSConnection`` that takes the fast path described in the module docstring."""
 
@@ -190,6 +196,11 @@ class FastWSConnection(WSConnection):
             data = super().send(event)
             if self.connection is not None and not self.client:
                 _accelerate(self.connection)
+                # Open now: every method here goes straight to the connection, so
+                # the handshake (its own h11 state and event queue, about 2 KiB)
+                # is never consulted again and can go.
+                if not self.handshake._events:
+                    self.handshake = _FINISHED_HANDSHAKE
             return data
         if (
             connection._state is ConnectionState.OPEN

@@ -41,6 +41,7 @@ from ._websocket import server_connection
 
 if TYPE_CHECKING:
     from ._server import Server
+    from ._websocket import ServerConnection
 
 __all__ = ["decide", "serve_stream"]
 
@@ -96,7 +97,11 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
 
     decision = decide(request, server)
     if isinstance(decision, WebSocketRoute):
-        await _upgrade(stream, conn, request, decision, server, deadline)
+        ws = await _upgrade(stream, conn, request, server)
+        # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.
+        del conn, request, reading
+        if ws is not None:
+            await run_websocket(ws, decision, server, deadline)
         return
     if isinstance(decision, HTTPRoute):
         response = await _call_http_handler(decision, request)
@@ -108,13 +113,8 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
 
 
 async def _upgrade(
-    stream: trio.abc.Stream,
-    conn: h11.Connection,
-    request: h11.Request,
-    route: WebSocketRoute,
-    server: Server,
-    deadline: float,
-) -> None:
+    stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, server: Server
+) -> ServerConnection | None:
     """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
     try:
         ws = server_connection(
@@ -126,8 +126,8 @@ async def _upgrade(
         )
     except HandshakeError as exc:
         await _respond(stream, conn, _handshake_rejection(exc))
-        return
-    await run_websocket(ws, route, server, deadline)
+        return None
+    return ws
 
 
 def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:
