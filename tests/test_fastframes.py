@@ -109,7 +109,7 @@ def test_fast_connection_decodes_every_stream_as_wsproto_does(seed: int) -> None
     """The same bytes, cut into random pieces, give the same events from FastWSConnection and wsproto."""
     rng = random.Random(seed)
     stream = _client_stream(rng)
-    chunks = [rng.choice([1, 2, 7, 100, 4096, 65536]) for _ in range(len(stream))]
+    chunks = [rng.choice([1, 2, 7, 100, 4096, 65536, 200_000]) for _ in range(len(stream))]
     _, plain = _server_pair(WSConnection)
     _, fast = _server_pair(FastWSConnection)
     assert _feed(fast, stream, chunks) == _feed(plain, stream, chunks)
@@ -121,6 +121,8 @@ def test_fast_connection_decodes_every_stream_as_wsproto_does(seed: int) -> None
         client_frame(0x1, b"\xff\xfe not utf-8"),  # invalid UTF-8: 1007
         client_frame(0x1, "caf\u00e9".encode()[:-1]),  # truncated UTF-8
         bytes([0x81, 0xFE, 0x00, 0x05]) + b"\x00\x00\x00\x00hello",  # 16-bit length for 5 bytes
+        bytes([0x81, 0xFF]) + (5).to_bytes(8, "big") + b"\x00\x00\x00\x00hello",  # 64-bit length for 5
+        bytes([0x82, 0xFF]) + (2**63 + 5).to_bytes(8, "big") + b"\x00\x00\x00\x00hello",  # top bit set
         bytes([0x81, 0x05]) + b"hello",  # unmasked frame from a client
         bytes([0xC1, 0x85]) + b"\x00\x00\x00\x00hello",  # RSV1 set without an extension
         bytes([0x83, 0x85]) + b"\x00\x00\x00\x00hello",  # reserved opcode

@@ -18,7 +18,7 @@ Rules of this module:
   affected.
 * The fast path only takes what it can decode completely and exactly: a
   whole TEXT or BINARY frame with FIN set, no RSV bits, masked, with a
-  minimal 7-bit or 16-bit length, and no extension negotiated. Anything
+  minimal length, and no extension negotiated. Anything
   else, including every malformed frame and invalid UTF-8, goes to wsproto,
   which raises its usual errors.
 * Outgoing data frames are built directly only in the ``OPEN`` state, with
@@ -129,6 +129,11 @@ class _FastFrameDecoder(FrameDecoder):
             if size < 126:
                 return None  # non-minimal length: wsproto raises the error
             start = 8
+        elif size == 127 and len(data) >= 14:
+            size = int.from_bytes(data[2:10], "big")
+            if size < 2**16 or size >> 63:
+                return None  # non-minimal length or the top bit set: wsproto raises the error
+            start = 14
         else:
             return None
         end = start + size
