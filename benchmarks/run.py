@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         specs.insert(0, ServerSpec.parse(BASELINE))
     scenarios = args.scenarios.split(",")
     cpus = _pick_cpus()
+    plan = Plan(scenarios, warmup, duration, idle)
 
     print(
         f"trio_ws benchmark: {rounds} round(s), {duration} s per scenario, {idle} idle connections; "
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
         shift = round_number % len(specs)
         for spec in specs[shift:] + specs[:shift]:
             print(f"  round {round_number + 1}/{rounds}: {spec.label}", file=sys.stderr, flush=True)
-            results[spec.label].append(_measure(spec, cpus, scenarios, warmup, duration, idle))
+            results[spec.label].append(_measure(spec, cpus, plan))
 
     print(_table(results, [s.label for s in specs], scenarios, rounds))
     print(_load_check(results, scenarios))
@@ -162,14 +163,17 @@ def _pinned(command: list[str], cpu: int | None) -> list[str]:
     return command  # no util-linux: run unpinned rather than not at all
 
 
-def _measure(
-    spec: ServerSpec,
-    cpus: tuple[int, int] | None,
-    scenarios: list[str],
-    warmup: float,
-    duration: float,
-    idle: int,
-) -> dict[str, dict[str, float]]:
+@dataclass(frozen=True)
+class Plan:
+    """What the load generator runs against each server."""
+
+    scenarios: list[str]
+    warmup: float
+    duration: float
+    idle: int
+
+
+def _measure(spec: ServerSpec, cpus: tuple[int, int] | None, plan: Plan) -> dict[str, dict[str, float]]:
     """Start ``spec`` on a fresh process, run the load generator through ``scenarios``, stop it."""
     command = [sys.executable, "-m", "benchmarks.servers", spec.name, "--port", "0"]
     for option in spec.options:
@@ -184,7 +188,7 @@ def _measure(
             text=True,
         )
         try:
-            return _run_load(spec, server, cpus, scenarios, warmup, duration, idle)
+            return _run_load(spec, server, cpus, plan)
         finally:
             server.kill()
             server.communicate(timeout=10)
@@ -195,13 +199,7 @@ def _measure(
 
 
 def _run_load(
-    spec: ServerSpec,
-    server: subprocess.Popen[str],
-    cpus: tuple[int, int] | None,
-    scenarios: list[str],
-    warmup: float,
-    duration: float,
-    idle: int,
+    spec: ServerSpec, server: subprocess.Popen[str], cpus: tuple[int, int] | None, plan: Plan
 ) -> dict[str, dict[str, float]]:
     port = _read_port(server)
     load_command = [
@@ -213,17 +211,17 @@ def _run_load(
         "--server-pid",
         str(server.pid),
         "--scenarios",
-        ",".join(scenarios),
+        ",".join(plan.scenarios),
         "--warmup",
-        str(warmup),
+        str(plan.warmup),
         "--duration",
-        str(duration),
+        str(plan.duration),
         "--idle-connections",
-        str(idle),
+        str(plan.idle),
     ]
     if spec.name == "raw-trio-tcp":
         load_command.append("--raw")
-    budget = STARTUP_DEADLINE + len(scenarios) * (warmup + duration + 30)
+    budget = STARTUP_DEADLINE + len(plan.scenarios) * (plan.warmup + plan.duration + 30)
     load = subprocess.run(
         _pinned(load_command, cpus[1] if cpus else None),
         cwd=ROOT,
