@@ -107,7 +107,11 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     if isinstance(decision, WebSocketRoute):
         with server.websocket_slot() as admitted:
             if admitted:
-                await _upgrade(stream, conn, request, decision, server, deadline)
+                ws = await _upgrade(stream, conn, request, server)
+                # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.
+                del conn, request, reading
+                if ws is not None:
+                    await run_websocket(ws, decision, server, deadline)
                 return
         decision = Response.text(
             503, "Service Unavailable: the server has as many WebSocket connections as it takes"
@@ -137,20 +141,15 @@ def _check_head_limits(request: h11.Request, server: Server) -> Response | None:
 
 
 async def _upgrade(
-    stream: trio.abc.Stream,
-    conn: h11.Connection,
-    request: h11.Request,
-    route: WebSocketRoute,
-    server: Server,
-    deadline: float,
-) -> None:
+    stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, server: Server
+) -> ServerConnection | None:
     """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
     ws = open_websocket(stream, request, _trailing_data(conn), server.options)
     if isinstance(ws, Response):
         logger.info('"GET %s" %d', _printable(request.target), ws.status)
         await _respond(stream, conn, ws)
-        return
-    await run_websocket(ws, route, server, deadline)
+        return None
+    return ws
 
 
 def open_websocket(

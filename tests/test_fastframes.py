@@ -1,0 +1,202 @@
+"""The fast framing path gives exactly what wsproto gives: the same bytes, events and errors."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Request,
+    TextMessage,
+)
+from wsproto.frame_protocol import FrameDecoder, MessageDecoder, XorMaskerSimple
+
+from trio_ws import _fastframes
+from trio_ws._fastframes import FastWSConnection, server_frame, unmask
+
+from .helpers import client_frame
+
+
+def _wsproto_unmask(data: bytes, key: bytes) -> bytes:
+    return bytes(XorMaskerSimple(key).process(bytearray(data)))
+
+
+@pytest.mark.parametrize("numpy", [True, False], ids=["numpy", "pure-python"])
+def test_unmask_equals_wsproto_for_every_length(numpy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """unmask() equals wsproto's masker for random payloads of every length 0..2100, with or without numpy."""
+    if numpy:
+        pytest.importorskip("numpy")
+    else:
+        monkeypatch.setattr(_fastframes, "_numpy", None)
+    rng = random.Random(6455)
+    for size in range(2101):
+        key = rng.randbytes(4)
+        data = rng.randbytes(size)
+        assert unmask(data, key) == _wsproto_unmask(data, key), size
+
+
+def test_masker_continues_across_fragment_boundaries() -> None:
+    """The fast masker, fed a payload in random pieces, rotates its key as wsproto's does."""
+    rng = random.Random(5)
+    for _ in range(200):
+        key = rng.randbytes(4)
+        data = rng.randbytes(rng.randrange(0, 5000))
+        cuts = sorted(rng.sample(range(len(data) + 1), min(len(data) + 1, rng.randrange(1, 6))))
+        pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        fast, slow = _fastframes._FastMasker(key), XorMaskerSimple(key)
+        assert [fast.process(bytearray(p)) for p in pieces] == [slow.process(bytearray(p)) for p in pieces]
+
+
+def _server_pair(server_class: type[WSConnection]) -> tuple[WSConnection, WSConnection]:
+    """A client and an open server connection of ``server_class``, past the handshake."""
+    client = WSConnection(ConnectionType.CLIENT)
+    server = server_class(ConnectionType.SERVER)
+    server.receive_data(client.send(Request(host="example.com", target="/ws")))
+    assert isinstance(next(server.events()), Request)
+    client.receive_data(server.send(AcceptConnection()))
+    assert isinstance(next(client.events()), AcceptConnection)
+    return client, server
+
+
+def _feed(server: WSConnection, stream: bytes, chunks: list[int]) -> list[Event]:
+    """Feed ``stream`` in pieces of the given sizes, collecting events until a close or an error."""
+    events: list[Event] = []
+    pos = 0
+    for size in [*chunks, len(stream)]:
+        if pos >= len(stream):
+            break
+        server.receive_data(stream[pos : pos + size])
+        pos += size
+        events += list(server.events())
+        if any(isinstance(e, CloseConnection) for e in events):
+            break
+    return events
+
+
+def _client_stream(rng: random.Random) -> bytes:
+    """Frames a client may send: whole and fragmented messages of many sizes, and pings between."""
+    client, _ = _server_pair(WSConnection)
+    out = b""
+    for _ in range(60):
+        kind = rng.randrange(5)
+        size = rng.choice([0, 1, 3, 4, 5, 125, 126, 127, 1000, 1030, 65535, 65536, 70000])
+        if kind == 0:
+            out += client.send(TextMessage(data="é" * (size // 2) + "x" * (size % 2)))
+        elif kind == 1:
+            out += client.send(BytesMessage(data=rng.randbytes(size)))
+        elif kind == 2:
+            out += client.send(TextMessage(data="part ", message_finished=False))
+            out += client.send(Ping(payload=b"in between"))
+            out += client.send(TextMessage(data="end" * size))
+        elif kind == 3:
+            out += client.send(BytesMessage(data=rng.randbytes(size), message_finished=False))
+            out += client.send(BytesMessage(data=b"!"))
+        else:
+            out += client.send(Ping(payload=rng.randbytes(min(size, 125))))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_fast_connection_decodes_every_stream_as_wsproto_does(seed: int) -> None:
+    """The same bytes, cut into random pieces, give the same events from FastWSConnection and wsproto."""
+    rng = random.Random(seed)
+    stream = _client_stream(rng)
+    chunks = [rng.choice([1, 2, 7, 100, 4096, 65536, 200_000]) for _ in range(len(stream))]
+    _, plain = _server_pair(WSConnection)
+    _, fast = _server_pair(FastWSConnection)
+    assert _feed(fast, stream, chunks) == _feed(plain, stream, chunks)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        client_frame(0x1, b"\xff\xfe not utf-8"),  # invalid UTF-8: 1007
+        client_frame(0x1, "caf\u00e9".encode()[:-1]),  # truncated UTF-8
+        bytes([0x81, 0xFE, 0x00, 0x05]) + b"\x00\x00\x00\x00hello",  # 16-bit length for 5 bytes
+        bytes([0x81, 0xFF]) + (5).to_bytes(8, "big") + b"\x00\x00\x00\x00hello",  # 64-bit length for 5
+        bytes([0x82, 0xFF]) + (2**63 + 5).to_bytes(8, "big") + b"\x00\x00\x00\x00hello",  # top bit set
+        bytes([0x81, 0x05]) + b"hello",  # unmasked frame from a client
+        bytes([0xC1, 0x85]) + b"\x00\x00\x00\x00hello",  # RSV1 set without an extension
+        bytes([0x83, 0x85]) + b"\x00\x00\x00\x00hello",  # reserved opcode
+        bytes([0x09, 0x80, 0, 0, 0, 0]),  # fragmented ping
+        client_frame(0x0, b"continuation with nothing to continue"),
+        client_frame(0x1, b"start", fin=False) + client_frame(0x2, b"wrong opcode"),
+    ],
+)
+def test_fast_connection_rejects_bad_frames_as_wsproto_does(frame: bytes) -> None:
+    """A malformed frame gives the same close code and reason from the fast path as from wsproto."""
+    _, plain = _server_pair(WSConnection)
+    _, fast = _server_pair(FastWSConnection)
+    events = _feed(fast, frame, [len(frame)])
+    assert events == _feed(plain, frame, [len(frame)])
+    assert isinstance(events[-1], CloseConnection) and events[-1].code in (1002, 1007)
+
+
+def _message(kind: str, size: int) -> TextMessage | BytesMessage:
+    if kind == "text":
+        return TextMessage(data="é" * (size // 2) + "a" * (size % 2))
+    data = random.Random(size).randbytes(size)
+    return BytesMessage(data=data if kind == "bytes" else bytearray(data))
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 100_000])
+@pytest.mark.parametrize("kind", ["text", "bytes", "bytearray"])
+def test_fast_connection_sends_the_bytes_wsproto_sends(size: int, kind: str) -> None:
+    """Outgoing frames are byte for byte wsproto's, for text and binary at every length boundary."""
+    event = _message(kind, size)
+    _, plain = _server_pair(WSConnection)
+    _, fast = _server_pair(FastWSConnection)
+    assert fast.send(event) == plain.send(event) == server_frame(event.data)
+
+
+def test_fast_connection_leaves_other_sends_to_wsproto() -> None:
+    """Fragments, pings and closes go through wsproto, and its state follows them."""
+    _, plain = _server_pair(WSConnection)
+    _, fast = _server_pair(FastWSConnection)
+    for event in [
+        TextMessage(data="first half ", message_finished=False),
+        Ping(payload=b"p"),
+        TextMessage(data="second half"),
+        BytesMessage(data=b"\x00" * 300),
+        CloseConnection(code=1000, reason="bye"),
+    ]:
+        assert fast.send(event) == plain.send(event)
+    assert fast.state is plain.state
+
+
+def test_only_the_fast_connection_is_changed() -> None:
+    """Accelerating one connection leaves wsproto's classes and other connections as they were."""
+    _, plain_before = _server_pair(WSConnection)
+    _, fast = _server_pair(FastWSConnection)
+    _, plain_after = _server_pair(WSConnection)
+    assert fast.connection is not None
+    assert isinstance(fast.connection._proto._frame_decoder, _fastframes._FastFrameDecoder)
+    assert isinstance(fast.connection._proto._message_decoder, _fastframes._FastMessageDecoder)
+    for plain in (plain_before, plain_after):
+        assert plain.connection is not None
+        assert type(plain.connection._proto._frame_decoder) is FrameDecoder
+        assert type(plain.connection._proto._message_decoder) is MessageDecoder
+
+
+def test_server_frame_header_lengths() -> None:
+    """server_frame uses the shortest length encoding RFC 6455 allows."""
+    assert server_frame(b"x" * 125)[:2] == bytes([0x82, 125])
+    assert server_frame(b"x" * 126)[:4] == bytes([0x82, 126]) + struct.pack("!H", 126)
+    assert server_frame("x" * 65536)[:10] == bytes([0x81, 127]) + struct.pack("!Q", 65536)
+
+
+def test_an_open_connection_lets_its_handshake_go() -> None:
+    """Once open, a connection drops its handshake's h11 state, and still works."""
+    client, fast = _server_pair(FastWSConnection)
+    assert fast.handshake is _fastframes._FINISHED_HANDSHAKE
+    fast.receive_data(client.send(TextMessage(data="still here")))
+    assert list(fast.events()) == [TextMessage(data="still here")]
+    assert fast.state is ConnectionState.OPEN
