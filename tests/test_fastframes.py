@@ -35,7 +35,7 @@ def test_unmask_equals_wsproto_for_every_length(numpy: bool, monkeypatch: pytest
     if numpy:
         pytest.importorskip("numpy")
     else:
-        monkeypatch.setattr(_fastframes, "_numpy", None)
+        monkeypatch.setattr(_fastframes, "_numpy_module", lambda: None)
     rng = random.Random(6455)
     for size in range(2101):
         key = rng.randbytes(4)
