@@ -103,8 +103,8 @@ class Options:
             if value is not None:
                 _check_seconds(name, value, allow_zero=False)
         _check_seconds("shutdown_timeout", self.shutdown_timeout, allow_zero=True)
-        sizes = ("receive_buffer_size", "max_message_size", "max_request_head_size", "max_request_headers")
-        for name in sizes:
+        counts = ("receive_buffer_size", "max_message_size", "max_request_head_size", "max_request_headers")
+        for name in counts:
             _check_whole(name, getattr(self, name), allow_zero=False)
         if self.max_connections is not None:
             _check_whole("max_connections", self.max_connections, allow_zero=False)
