@@ -10,6 +10,7 @@ General layout (each module opens with its own rules):
     _connection.py  one WebSocket's nursery: reader, keep-alive and handler
     _websocket.py   the one place that adapts trio-websocket's connection
     _deflate.py     permessage-deflate: wsproto's, with a server's limits
+    _linger.py      closing TCP without a reset that would eat our last bytes
     _fastframes.py  a fast path through wsproto's framing, per connection
     _fastio.py      fewer trio schedule points in trio-websocket's hand-offs
     _keepalive.py   the ping task

@@ -39,6 +39,7 @@ from wsproto.utilities import RemoteProtocolError as HandshakeError
 
 from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
 from ._connection import run_websocket
+from ._linger import linger
 from ._options import Options, seconds
 from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
 from ._websocket import ServerConnection, server_connection
@@ -51,9 +52,6 @@ __all__ = ["decide", "open_websocket", "serve_stream"]
 logger = logging.getLogger("trio_ws.http")
 
 _READ_SIZE = 16 * 1024
-# After an answer, wait this long for the client to hang up, so that bytes it
-# is still sending don't turn our close into a reset that eats the answer.
-_LINGER = 1.0
 _SEND_TIMEOUT = 10.0
 _SECURITY_HEADERS = (("x-content-type-options", "nosniff"),)
 _PAGE_CSP = (
@@ -320,19 +318,7 @@ async def _respond(
     data += conn.send(h11.EndOfMessage())
     with trio.move_on_after(_SEND_TIMEOUT):
         await stream.send_all(data)
-        await _linger(stream)
-
-
-async def _linger(stream: trio.abc.Stream) -> None:
-    """Half-close, then read until the client hangs up, for at most ``_LINGER`` seconds.
-
-    TLS streams can't half-close: HTTPS clients read to Content-Length instead.
-    """
-    if isinstance(stream, trio.abc.HalfCloseableStream):
-        with trio.move_on_after(_LINGER):
-            await stream.send_eof()
-            while await stream.receive_some(_READ_SIZE):
-                pass
+        await linger(stream)
 
 
 def _peer(stream: trio.abc.Stream) -> str:

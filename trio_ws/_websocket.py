@@ -77,6 +77,7 @@ from wsproto.typing import Headers
 from ._deflate import Deflate, offers_deflate
 from ._fastframes import FastWSConnection
 from ._fastio import FewerCheckpoints
+from ._linger import linger
 from ._options import Options, seconds
 
 logger = logging.getLogger("trio_ws.websocket")
@@ -86,7 +87,6 @@ __all__ = ["ClientConnection", "ServerConnection", "client_connection", "server_
 # A Close frame to a dead peer fits in the kernel's send buffer; if the buffer
 # is full the peer has stopped reading, and waiting longer would not help.
 _CLOSE_FRAME_BUDGET = 1.0
-_LINGER_READ_SIZE = 64 * 1024
 
 
 class _ServerWSConnection(FastWSConnection):
@@ -242,13 +242,20 @@ class ServerConnection(FewerCheckpoints):
         handler's next ``get_message()`` raises ``ConnectionClosed`` with
         ``code`` and ``reason``.
         """
-        if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
-            self._close_reason = CloseReason(code, reason)
-            with trio.move_on_after(_CLOSE_FRAME_BUDGET):
-                with contextlib.suppress(ConnectionClosed):
-                    await self._send(CloseConnection(code=code, reason=reason))
+        await self._send_close_frame(code, reason)
         self._handler_caught_up.set()
         await self._close_stream()
+
+    async def _send_close_frame(self, code: int, reason: str) -> None:
+        """Make Close ``code`` our close reason and send it, if the connection is still open.
+
+        The frame goes only if the socket takes it within ``_CLOSE_FRAME_BUDGET``:
+        the caller closes TCP next either way.
+        """
+        if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
+            self._close_reason = CloseReason(code, reason)
+            with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
+                await self._send(CloseConnection(code=code, reason=reason))
 
     # -- 5. fail the connection with a Close frame --------------------------------
 
@@ -262,11 +269,9 @@ class ServerConnection(FewerCheckpoints):
         logger.debug("%s: failing the connection with %d (%s)", self, code, reason)
         self._message_parts, self._message_size = [], 0
         await self._wait_for_handler(CloseReason(code, reason))
-        if self._close_reason is None:
+        await self._send_close_frame(code, reason)
+        if self._close_reason is None:  # nothing could be sent, but this is why the connection ended
             self._close_reason = CloseReason(code, reason)
-            if self._wsproto.state is ConnectionState.OPEN:
-                with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
-                    await self._send(CloseConnection(code=code, reason=reason))
         self._close_handshake.set()
         await self._linger()
         await self._close_stream()
@@ -274,22 +279,14 @@ class ServerConnection(FewerCheckpoints):
         raise ConnectionClosed(self._close_reason)
 
     async def _linger(self) -> None:
-        """Half-close, then discard what the peer still sends until it hangs up, briefly.
-
-        Closing a socket with unread bytes makes the kernel send a reset, which
-        can destroy our Close frame on its way: likely after 1009, when the peer
-        is in the middle of a large message. TLS cannot half-close, so there the
-        stream is simply closed.
-        """
-        stream = self._stream
-        if not isinstance(stream, trio.abc.HalfCloseableStream):
-            return
-        with trio.move_on_after(_CLOSE_FRAME_BUDGET):
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                async with self._stream_lock:
-                    await stream.send_eof()
-                while await stream.receive_some(_LINGER_READ_SIZE):
-                    pass
+        """Let the peer read our Close before TCP closes, even if it is still sending (``_linger.py``)."""
+        with (
+            trio.move_on_after(_CLOSE_FRAME_BUDGET),
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+        ):
+            # The lock: half-closing must not cut into a frame another task is sending.
+            async with self._stream_lock:
+                await linger(self._stream)
 
     # -- 6. permessage-deflate ------------------------------------------------------
 
