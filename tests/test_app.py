@@ -6,6 +6,7 @@ import pytest
 
 import trio_ws
 from trio_ws._app import HTTPRoute, WebSocketRoute, split_target
+from trio_ws._printable import printable
 from trio_ws._upgrade import is_websocket_upgrade, origin_allowed
 
 
@@ -30,6 +31,20 @@ def test_routes_match_the_exact_path_and_ignore_the_query() -> None:
 def test_percent_encoded_paths_are_decoded() -> None:
     """/a%20b matches the route '/a b'."""
     assert split_target("/a%20b?x=%20") == ("/a b", "x=%20")
+
+
+def test_printable_escapes_what_is_not_visible_text() -> None:
+    """Controls, C1, line separators, bidi overrides, backslashes and stray bytes are escaped; long
+    values are cut."""
+    assert printable("plain /path?q=1 ok") == "plain /path?q=1 ok"
+    assert printable("a\r\n\x1b[2J\x00\\") == "a\\x0d\\x0a\\x1b[2J\\x00\\\\"
+    assert (
+        printable("\u0085\u009b\u2028\u2029\u202e\U000e0001é✓")
+        == "\\x85\\x9b\\u2028\\u2029\\u202e\\U000e0001é✓"
+    )
+    assert printable(b"caf\xc3\xa9 \xff") == "café \\xff"
+    assert printable("x" * 300) == "x" * 200 + "..."
+    assert printable("\n" * 300, limit=2) == "\\x0a\\x0a..."
 
 
 def test_a_path_has_one_handler() -> None:
@@ -122,6 +137,7 @@ def test_is_websocket_upgrade(headers: list[tuple[bytes, bytes]], upgrade: bool)
         ("http://evil.example", "example.com", (), False),
         ("null", "example.com", (), False),  # sandboxed page or file://
         ("http://evil.example", None, (), False),
+        ("http://[", "example.com", (), False),  # malformed: was an internal error
         ("https://app.example", "example.com", ("https://app.example",), True),
         ("https://app.example/", "example.com", ("https://app.example",), True),
         ("http://anything", "example.com", ("*",), True),

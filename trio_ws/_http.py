@@ -24,6 +24,8 @@ Rules of this module:
   by ``handshake_timeout``, its size by ``max_request_head_size`` and its
   header count by ``max_request_headers`` (431), and an upgrade by a free
   ``max_connections`` slot (503 when there is none).
+* A value from the peer reaches a log line or an error body only through
+  ``_printable.printable``, escaped and cut short.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
 from ._connection import run_websocket
 from ._linger import linger
 from ._options import Options, seconds
+from ._printable import printable
 from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
 from ._websocket import ServerConnection, server_connection
 
@@ -87,8 +90,10 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
             request = await _read_request(stream, conn, options.max_request_head_size)
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
-            logger.info("refused a bad request head from %s: %d (%s)", _peer(stream), status, exc)
-            await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {exc}"))
+            logger.info(
+                "refused a bad request head from %s: %d (%s)", _peer(stream), status, printable(str(exc))
+            )
+            await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {printable(str(exc))}"))
             return
     if reading.cancelled_caught:
         logger.info(
@@ -118,7 +123,7 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
         response = await _call_http_handler(decision, request)
     else:
         response = decision
-    logger.info('"%s %s" %d', method, _printable(request.target), response.status)
+    logger.info('"%s %s" %d', method, printable(request.target), response.status)
     await _respond(stream, conn, response, head_only=method == "HEAD")
 
 
@@ -144,7 +149,7 @@ async def _upgrade(
     """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
     ws = open_websocket(stream, request, _trailing_data(conn), server.options)
     if isinstance(ws, Response):
-        logger.info('"GET %s" %d', _printable(request.target), ws.status)
+        logger.info('"GET %s" %d', printable(request.target), ws.status)
         await _respond(stream, conn, ws)
         return None
     return ws
@@ -167,9 +172,9 @@ def open_websocket(
         )
     except HandshakeError as exc:
         return _handshake_rejection(exc)
-    except UnicodeDecodeError as exc:
-        # wsproto decodes some handshake headers as ASCII, and lets the error through.
-        logger.debug("bad WebSocket handshake: %s", exc)
+    except UnicodeError as exc:
+        # wsproto decodes some handshake headers as ASCII (the Host as IDNA), and lets the error through.
+        logger.debug("bad WebSocket handshake: %s", printable(str(exc)))
         return Response.text(400, "Bad Request: a WebSocket handshake header is not ASCII")
 
 
@@ -218,11 +223,12 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
         return Response.text(400, "Bad Request: a WebSocket handshake has no body")
     origin = _header_str(request, b"origin")
     if not origin_allowed(origin, _header_str(request, b"host"), server.options.allowed_origins):
-        logger.info("refused a WebSocket from origin %s on %s", origin, path)
+        shown = printable(header_value(request.headers, b"origin") or b"")
+        logger.info("refused a WebSocket from origin %s on %s", shown, printable(path))
         return Response.text(
             403,
-            f"Forbidden: origin {origin} may not open a WebSocket here; "
-            f"the server allows it with --allowed-origin {origin}",
+            f"Forbidden: origin {shown} may not open a WebSocket here; "
+            f"the server allows it with --allowed-origin {shown}",
         )
     return route
 
@@ -272,8 +278,8 @@ def _handshake_rejection(exc: HandshakeError) -> Response:
     if isinstance(hint, RejectConnection):
         status = hint.status_code
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in hint.headers)
-    logger.debug("bad WebSocket handshake: %s", exc)
-    return Response.text(status, f"{_phrase(status)}: {exc}", headers=headers)
+    logger.debug("bad WebSocket handshake: %s", printable(str(exc)))
+    return Response.text(status, f"{_phrase(status)}: {printable(str(exc))}", headers=headers)
 
 
 async def _call_http_handler(route: HTTPRoute, request: h11.Request) -> Response:
@@ -287,7 +293,7 @@ async def _call_http_handler(route: HTTPRoute, request: h11.Request) -> Response
     try:
         return await route.handler(http_request)
     except Exception:
-        logger.exception("HTTP handler for %s failed", path)
+        logger.exception("HTTP handler for %s failed", printable(path))
         return Response.text(500, "Internal Server Error")
 
 
@@ -332,12 +338,6 @@ def _peer(stream: trio.abc.Stream) -> str:
             return "a peer that has gone"
         return f"{host}:{port}"
     return type(stream).__name__
-
-
-def _printable(target: bytes) -> str:
-    """A request target as it may go into a log line: at most 200 characters, escaped."""
-    text = target[:200].decode("ascii", "backslashreplace")
-    return text + "..." if len(target) > 200 else text
 
 
 def _header_str(request: h11.Request, name: bytes) -> str | None:

@@ -65,4 +65,8 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
         return True
     if host is None or origin == "null":
         return False
-    return urlsplit(origin).netloc == host.strip().lower()
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # a malformed origin, such as "http://[" (found by test_hostile_http)
+        return False
+    return netloc == host.strip().lower()
