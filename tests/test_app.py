@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 import trio_ws
-from trio_ws._app import HTTPRoute, WebSocketRoute, split_target
+from trio_ws._app import HTTPRoute, WebSocketRoute
 from trio_ws._printable import printable
+from trio_ws._target import Target, parse_target
 from trio_ws._upgrade import is_websocket_upgrade, origin_allowed
 
 
@@ -28,9 +29,34 @@ def test_routes_match_the_exact_path_and_ignore_the_query() -> None:
     assert app.resolve("/WS") is None
 
 
-def test_percent_encoded_paths_are_decoded() -> None:
-    """/a%20b matches the route '/a b'."""
-    assert split_target("/a%20b?x=%20") == ("/a b", "x=%20")
+def test_percent_encoded_paths_are_decoded_segment_by_segment() -> None:
+    """/a%20b matches the route '/a b'; the query is split off first and stays encoded."""
+    assert parse_target(b"/a%20b?x=%20") == Target("/a%20b", "x=%20", ("a b",))
+    app = trio_ws.App()
+    app.add_websocket("/a b", _noop)
+    assert app.resolve("/a%20b?x=1") is not None
+
+
+@pytest.mark.parametrize(
+    ("target", "parsed"),
+    [
+        (b"/", Target("/", "", ("",))),
+        (b"/a%2Fb/c?x=%2F", Target("/a%2Fb/c", "x=%2F", ("a/b", "c"))),
+        (b"/app.js%3Fx", Target("/app.js%3Fx", "", ("app.js?x",))),
+        (b"/a?", Target("/a", "", ("a",))),
+        (b"http://h:1/a?q", Target("/a", "q", ("a",), "h:1")),
+        (b"HTTPS://[::1]:8443", Target("/", "", ("",), "[::1]:8443")),
+        (b"*", None),
+        (b"h:1", None),
+        (b"ftp://h/a", None),
+        (b"http://u@h/a", None),
+        (b"http:///a", None),
+        (b"http://[/a", None),
+    ],
+)
+def test_request_targets_are_split_before_they_are_decoded(target: bytes, parsed: Target | None) -> None:
+    """Origin and absolute forms split into path segments and query first, then each segment is decoded."""
+    assert parse_target(target) == parsed
 
 
 def test_printable_escapes_what_is_not_visible_text() -> None:

@@ -1,7 +1,9 @@
-"""Hostile HTTP clients (issue 15, item 7), reproduced over real sockets where they hurt.
+"""Hostile HTTP clients (issue 15, items 6 and 7), reproduced over real sockets where they hurt.
 
 Each test here failed against the server as it was before its fix:
 
+6. ``/a%2Fb`` reached the route ``/a/b``, ``/app.js%3Fx`` served ``/app.js``,
+   an absolute-form target got 404, and the 404 body echoed control characters;
 7. the 403 log line printed a peer's ``Origin`` raw (NEL, CSI) and uncut.
 """
 
@@ -40,6 +42,48 @@ def _target_app() -> trio_ws.App:
 async def _get(port: int, target: str) -> tuple[int, dict[str, str], bytes]:
     raw = await http_exchange(port, f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
     return parse_response(raw)
+
+
+# -- 6. the request target ------------------------------------------------------------
+
+
+async def test_an_encoded_slash_is_not_a_path_separator(nursery: trio.Nursery) -> None:
+    """/a%2Fb is one segment 'a/b', so it does not reach the route /a/b (RFC 3986 section 2.2)."""
+    server = await start_server(nursery, _target_app())
+    assert (await _get(server.port, "/a/b"))[::2] == (200, b"the route /a/b\n")
+    for target in ("/a%2Fb", "/a%2fb", "/a%2F%62"):
+        assert (await _get(server.port, target))[0] == 404, target
+
+
+async def test_an_encoded_question_mark_does_not_start_the_query(nursery: trio.Nursery) -> None:
+    """/app.js%3Fx is the path '/app.js?x', not /app.js with a query: 404."""
+    server = await start_server(nursery, _target_app())
+    assert (await _get(server.port, "/app.js?x"))[0] == 200
+    assert (await _get(server.port, "/app.js%3Fx"))[0] == 404
+
+
+async def test_absolute_form_targets_are_served(nursery: trio.Nursery) -> None:
+    """GET http://host/path is served like GET /path (RFC 9112 section 3.2.2), upgrades included,
+    and its host stands in for the Host header in the origin check."""
+    server = await start_server(nursery, _target_app())
+    own = f"127.0.0.1:{server.port}"
+    assert (await _get(server.port, f"http://{own}/healthz"))[::2] == (200, b"ok\n")
+    assert (await _get(server.port, f"HTTP://{own}/a/b?x=1"))[0] == 200
+    upgrade = upgrade_request(f"http://{own}/ws", host="elsewhere.localhost", extra=[f"Origin: http://{own}"])
+    with trio.fail_after(IO_DEADLINE):
+        async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
+            await stream.send_all(upgrade)
+            assert (await stream.receive_some()).startswith(b"HTTP/1.1 101 ")
+    for bad in ("ftp://host/a/b", "a/b", "http:/a/b", "http://user@host/a/b"):
+        assert (await _get(server.port, bad))[0] == 400, bad
+
+
+async def test_the_404_body_escapes_control_characters(nursery: trio.Nursery) -> None:
+    """A 404 names the path with CR, LF, ESC, NUL and other invisible characters escaped."""
+    server = await start_server(nursery, _target_app())
+    status, _, body = await _get(server.port, "/x%0D%0AX-Injected:%20yes%1B[31m%00%C2%85%E2%80%A8")
+    assert status == 404
+    assert body == b"Not Found: no route for /x\\x0d\\x0aX-Injected: yes\\x1b[31m\\x00\\x85\\u2028\n"
 
 
 # -- 7. log injection -----------------------------------------------------------------

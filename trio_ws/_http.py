@@ -24,6 +24,8 @@ Rules of this module:
   by ``handshake_timeout``, its size by ``max_request_head_size`` and its
   header count by ``max_request_headers`` (431), and an upgrade by a free
   ``max_connections`` slot (503 when there is none).
+* The request target is taken apart once, by ``_target.parse_target``, and
+  everything after that (routing, the 404 body, the log line) uses its parts.
 * A value from the peer reaches a log line or an error body only through
   ``_printable.printable``, escaped and cut short.
 """
@@ -39,11 +41,12 @@ import trio
 from wsproto.events import RejectConnection
 from wsproto.utilities import RemoteProtocolError as HandshakeError
 
-from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
+from ._app import HTTPRoute, Request, Response, WebSocketRoute, route_segments
 from ._connection import run_websocket
 from ._linger import linger
 from ._options import Options, seconds
 from ._printable import printable
+from ._target import Target, parse_target
 from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
 from ._websocket import ServerConnection, server_connection
 
@@ -106,7 +109,8 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
         return  # the client connected and left without a request
 
     method = request.method.decode("ascii", "replace")
-    decision = _check_head_limits(request, server) or decide(request, server)
+    target = parse_target(request.target)
+    decision = _check_head_limits(request, server) or decide(request, target, server)
     if isinstance(decision, WebSocketRoute):
         with server.websocket_slot() as admitted:
             if admitted:
@@ -120,7 +124,8 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
             503, "Service Unavailable: the server has as many WebSocket connections as it takes"
         )
     if isinstance(decision, HTTPRoute):
-        response = await _call_http_handler(decision, request)
+        assert target is not None  # decide() routes only a target it could parse
+        response = await _call_http_handler(decision, request, target)
     else:
         response = decision
     logger.info('"%s %s" %d', method, printable(request.target), response.status)
@@ -178,16 +183,26 @@ def open_websocket(
         return Response.text(400, "Bad Request: a WebSocket handshake header is not ASCII")
 
 
-def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:
+def decide(
+    request: h11.Request, target: Target | None, server: Server
+) -> Response | WebSocketRoute | HTTPRoute:
     """What to do with a request: answer it at once, or pass it to a route.
 
-    Pure: looks only at the request, the app's routes and whether the
-    server is shutting down.
+    Pure: looks only at the request, its parsed ``target`` (``None`` if it
+    could not be parsed), the app's routes and the server's state.
     """
     method = request.method.decode("ascii", "replace")
-    path, _query = split_target(request.target.decode("ascii", "replace"))
+    if target is None:
+        return Response.text(
+            400, "Bad Request: the request target must be a path such as /index.html, or an absolute URL"
+        )
+    path = target.path
+    # RFC 9112 section 3.2.2: an absolute-form target's host replaces the Host header.
+    host = target.authority if target.authority is not None else _header_str(request, b"host")
+    origin = _header_str(request, b"origin")
+
     app = server.app
-    if app.health_path is not None and path == app.health_path:
+    if app.health_path is not None and target.segments == route_segments(app.health_path):
         if method not in ("GET", "HEAD"):
             return Response.text(
                 405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
@@ -196,9 +211,9 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
             return Response.text(503, "shutting down")
         return Response.text(200, "ok")
 
-    route = app.resolve(path)
+    route = app.resolve(target)
     if route is None:
-        return Response.text(404, f"Not Found: no route for {path}")
+        return Response.text(404, f"Not Found: no route for {printable(path)}")
     if server.closing:
         return Response.text(503, "Service Unavailable: the server is shutting down")
 
@@ -206,14 +221,14 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
         if method not in route.methods:
             allow = ", ".join(sorted(route.methods))
             return Response.text(
-                405, f"Method Not Allowed: {path} accepts {allow}", headers=[("allow", allow)]
+                405, f"Method Not Allowed: {printable(path)} accepts {allow}", headers=[("allow", allow)]
             )
         return route
 
     if method != "GET" or not is_websocket_upgrade(request.headers):
         return Response.text(
             426,
-            f"Upgrade Required: {path} is a WebSocket endpoint; "
+            f"Upgrade Required: {printable(path)} is a WebSocket endpoint; "
             f"connect to it with a WebSocket client, not a plain HTTP request",
             headers=[("upgrade", "websocket"), ("connection", "Upgrade")],
         )
@@ -221,8 +236,7 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
         request.headers, b"transfer-encoding"
     ):
         return Response.text(400, "Bad Request: a WebSocket handshake has no body")
-    origin = _header_str(request, b"origin")
-    if not origin_allowed(origin, _header_str(request, b"host"), server.options.allowed_origins):
+    if not origin_allowed(origin, host, server.options.allowed_origins):
         shown = printable(header_value(request.headers, b"origin") or b"")
         logger.info("refused a WebSocket from origin %s on %s", shown, printable(path))
         return Response.text(
@@ -282,18 +296,17 @@ def _handshake_rejection(exc: HandshakeError) -> Response:
     return Response.text(status, f"{_phrase(status)}: {printable(str(exc))}", headers=headers)
 
 
-async def _call_http_handler(route: HTTPRoute, request: h11.Request) -> Response:
-    path, query = split_target(request.target.decode("ascii", "replace"))
+async def _call_http_handler(route: HTTPRoute, request: h11.Request, target: Target) -> Response:
     http_request = Request(
         method=request.method.decode("ascii", "replace"),
-        path=path,
-        query=query,
+        path=target.path,
+        query=target.query,
         headers=tuple(request.headers),
     )
     try:
         return await route.handler(http_request)
     except Exception:
-        logger.exception("HTTP handler for %s failed", printable(path))
+        logger.exception("HTTP handler for %s failed", printable(target.path))
         return Response.text(500, "Internal Server Error")
 
 
