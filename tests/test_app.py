@@ -8,7 +8,7 @@ import trio_ws
 from trio_ws._app import HTTPRoute, WebSocketRoute
 from trio_ws._printable import printable
 from trio_ws._target import Target, parse_target
-from trio_ws._upgrade import is_websocket_upgrade, origin_allowed
+from trio_ws._upgrade import handshake_refusal, is_websocket_upgrade, origin_allowed
 
 
 async def _noop(ws: trio_ws.WebSocketConnection) -> None:
@@ -71,6 +71,23 @@ def test_printable_escapes_what_is_not_visible_text() -> None:
     assert printable(b"caf\xc3\xa9 \xff") == "café \\xff"
     assert printable("x" * 300) == "x" * 200 + "..."
     assert printable("\n" * 300, limit=2) == "\\x0a\\x0a..."
+
+
+def test_handshake_refusal_checks_version_key_and_http_version() -> None:
+    """A well-formed handshake passes; each malformed part gets its own status and message."""
+    good = [(b"sec-websocket-version", b"13"), (b"sec-websocket-key", b"dGhlIHNhbXBsZSBub25jZQ==")]
+    assert handshake_refusal(b"1.1", good) is None
+    cases = {
+        (b"1.0", tuple(good)): 400,
+        (b"1.1", tuple(good[1:])): 400,
+        (b"1.1", ((b"sec-websocket-version", b"8"), good[1])): 426,
+        (b"1.1", (good[0], good[0], good[1])): 426,
+        (b"1.1", tuple(good[:1])): 400,
+        (b"1.1", (good[0], (b"sec-websocket-key", b"QUJD"))): 400,
+    }
+    for (version, headers), status in cases.items():
+        refusal = handshake_refusal(version, headers)
+        assert refusal is not None and refusal.status == status, (version, headers)
 
 
 def test_a_path_has_one_handler() -> None:

@@ -1,10 +1,12 @@
-"""Hostile HTTP clients (issue 15, items 6 and 7), reproduced over real sockets where they hurt.
+"""Hostile HTTP clients (issue 15, items 6 to 8), reproduced over real sockets where they hurt.
 
 Each test here failed against the server as it was before its fix:
 
 6. ``/a%2Fb`` reached the route ``/a/b``, ``/app.js%3Fx`` served ``/app.js``,
    an absolute-form target got 404, and the 404 body echoed control characters;
-7. the 403 log line printed a peer's ``Origin`` raw (NEL, CSI) and uncut.
+7. the 403 log line printed a peer's ``Origin`` raw (NEL, CSI) and uncut;
+8. malformed handshakes (a bad or doubled key, HTTP/1.0) got 101, version 8
+   got a misleading body, and ``Upgrade: h2c, WebSocket`` got 400.
 """
 
 from __future__ import annotations
@@ -127,3 +129,45 @@ async def test_no_peer_value_reaches_the_log_raw(
     for message in messages:
         assert _invisible_characters(message) == set(), message
         assert len(message) < 2000, message[:100]
+
+
+# -- 8. handshake checks --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "says"),
+    [
+        ((b"dGhlIHNhbXBsZSBub25jZQ==", b"not base64!"), 400, b"16 random bytes in base64"),
+        ((b"dGhlIHNhbXBsZSBub25jZQ==", b"c2hvcnQ="), 400, b"16 random bytes in base64"),
+        (
+            (
+                b"Sec-WebSocket-Version: 13",
+                b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: c2Vjb25kIGtleSBoZXJlIQ==",
+            ),
+            400,
+            b"more than one 'Sec-WebSocket-Key'",
+        ),
+        ((b" HTTP/1.1\r\n", b" HTTP/1.0\r\n"), 400, b"needs HTTP/1.1, not HTTP/1.0"),
+        ((b"Version: 13", b"Version: 8"), 426, b"speaks WebSocket version 13, and the client asked for 8"),
+    ],
+)
+async def test_malformed_handshakes_are_refused(
+    echo_server: trio_ws.Server, change: tuple[bytes, bytes], status: int, says: bytes
+) -> None:
+    """A key that is not 16 bytes of base64, two keys, an HTTP/1.0 upgrade and version 8 are refused
+    (RFC 6455 sections 4.2.1, 4.2.2 and 11.3.1), each with a body that says what is wrong."""
+    request = upgrade_request().replace(*change)
+    status_got, headers, body = parse_response(await http_exchange(echo_server.port, request))
+    assert (status_got, says in body) == (status, True), body
+    if status == 426:
+        assert headers["sec-websocket-version"] == "13"
+        assert b"Missing header" not in body
+
+
+async def test_an_upgrade_list_naming_websocket_is_accepted(echo_server: trio_ws.Server) -> None:
+    """Upgrade: h2c, WebSocket (a list, RFC 9110 section 7.8) opens a WebSocket like Upgrade: websocket."""
+    request = upgrade_request().replace(b"Upgrade: websocket", b"Upgrade: h2c, WebSocket")
+    with trio.fail_after(IO_DEADLINE):
+        async with await trio.open_tcp_stream("127.0.0.1", echo_server.port) as stream:
+            await stream.send_all(request)
+            assert (await stream.receive_some()).startswith(b"HTTP/1.1 101 ")

@@ -47,7 +47,7 @@ from ._linger import linger
 from ._options import Options, seconds
 from ._printable import printable
 from ._target import Target, parse_target
-from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
+from ._upgrade import handshake_refusal, header_value, is_websocket_upgrade, origin_allowed, wsproto_headers
 from ._websocket import ServerConnection, server_connection
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ def open_websocket(
     try:
         return server_connection(
             stream,
-            list(request.headers),
+            wsproto_headers(request.headers),
             request.target.decode("ascii", "replace"),
             trailing_data,
             options,
@@ -236,6 +236,9 @@ def decide(
         request.headers, b"transfer-encoding"
     ):
         return Response.text(400, "Bad Request: a WebSocket handshake has no body")
+    refusal = handshake_refusal(request.http_version, request.headers)
+    if refusal is not None:
+        return refusal
     if not origin_allowed(origin, host, server.options.allowed_origins):
         shown = printable(header_value(request.headers, b"origin") or b"")
         logger.info("refused a WebSocket from origin %s on %s", shown, printable(path))

@@ -5,17 +5,36 @@ Rules of this module:
 * No I/O and no trio: every function takes parsed values and returns a
   decision, so each rule is tested on its own.
 * The checks here are the ones RFC 6455 and browsers leave to the server:
-  whether the request asks for a WebSocket at all, and whether a browser's
-  ``Origin`` is allowed (the protection against cross-site WebSocket
-  hijacking). wsproto checks the rest of the handshake headers.
+  whether the request asks for a WebSocket at all, whether its handshake
+  headers are well formed (:func:`handshake_refusal`, which wsproto checks
+  only in part), and whether a browser's ``Origin`` is allowed (the
+  protection against cross-site WebSocket hijacking). wsproto then checks
+  the rest of the handshake.
+* Header lists are token lists wherever RFC 9110 says so (``Connection``,
+  ``Upgrade``): ``Upgrade: h2c, WebSocket`` asks for a WebSocket, and every
+  check here and in wsproto must agree on that (:func:`wsproto_headers`).
 """
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
-__all__ = ["header_tokens", "header_value", "is_websocket_upgrade", "origin_allowed"]
+from ._app import Response
+
+__all__ = [
+    "WEBSOCKET_VERSION",
+    "handshake_refusal",
+    "header_tokens",
+    "header_value",
+    "is_websocket_upgrade",
+    "origin_allowed",
+    "wsproto_headers",
+]
+
+WEBSOCKET_VERSION = b"13"
 
 Headers = Sequence[tuple[bytes, bytes]]
 
@@ -42,6 +61,61 @@ def is_websocket_upgrade(headers: Headers) -> bool:
     return b"upgrade" in header_tokens(headers, b"connection") and b"websocket" in header_tokens(
         headers, b"upgrade"
     )
+
+
+def handshake_refusal(http_version: bytes, headers: Headers) -> Response | None:
+    """The HTTP answer to a WebSocket handshake that is malformed, or ``None`` if it is well formed.
+
+    RFC 6455 section 4.2.1 asks for an HTTP/1.1 request with exactly one
+    ``Sec-WebSocket-Key`` (section 11.3.1) that is 16 bytes in base64, and
+    section 4.2.2 for a 426 naming the version the server speaks when the
+    client asks for another one.
+    """
+    if http_version != b"1.1":
+        return Response.text(
+            400,
+            f"Bad Request: a WebSocket handshake needs HTTP/1.1, not HTTP/{http_version.decode('ascii')}",
+        )
+    versions = [value for key, value in headers if key == b"sec-websocket-version"]
+    if not versions:
+        return Response.text(
+            400, "Bad Request: missing header 'Sec-WebSocket-Version' (this server speaks version 13)"
+        )
+    if versions != [WEBSOCKET_VERSION]:
+        asked = ", ".join(v.decode("ascii", "backslashreplace") for v in versions)
+        return Response.text(
+            426,
+            f"Upgrade Required: this server speaks WebSocket version 13, and the client asked for {asked}",
+            headers=[("sec-websocket-version", WEBSOCKET_VERSION.decode())],
+        )
+    keys = [value for key, value in headers if key == b"sec-websocket-key"]
+    if not keys:
+        return Response.text(400, "Bad Request: missing header 'Sec-WebSocket-Key'")
+    if len(keys) > 1:
+        return Response.text(400, "Bad Request: more than one 'Sec-WebSocket-Key' header")
+    if not _is_key(keys[0]):
+        return Response.text(
+            400, "Bad Request: 'Sec-WebSocket-Key' must be 16 random bytes in base64 (24 characters)"
+        )
+    return None
+
+
+def _is_key(key: bytes) -> bool:
+    try:
+        return len(b64decode(key, validate=True)) == 16
+    except binascii.Error:
+        return False
+
+
+def wsproto_headers(headers: Headers) -> list[tuple[bytes, bytes]]:
+    """``headers`` for wsproto, whose check wants ``Upgrade`` to be exactly ``websocket``.
+
+    Call it only for a request :func:`is_websocket_upgrade` accepted: the
+    ``Upgrade`` list then names websocket, and that is the protocol chosen.
+    """
+    upgrade = [(b"upgrade", b"websocket")]
+    others = [(key, value) for key, value in headers if key != b"upgrade"]
+    return others + upgrade
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str]) -> bool:
