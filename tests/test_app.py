@@ -8,7 +8,7 @@ import trio_ws
 from trio_ws._app import HTTPRoute, WebSocketRoute
 from trio_ws._printable import printable
 from trio_ws._target import Target, parse_target
-from trio_ws._upgrade import handshake_refusal, is_websocket_upgrade, origin_allowed
+from trio_ws._upgrade import handshake_refusal, host_allowed, is_websocket_upgrade, origin_allowed
 
 
 async def _noop(ws: trio_ws.WebSocketConnection) -> None:
@@ -71,6 +71,29 @@ def test_printable_escapes_what_is_not_visible_text() -> None:
     assert printable(b"caf\xc3\xa9 \xff") == "café \\xff"
     assert printable("x" * 300) == "x" * 200 + "..."
     assert printable("\n" * 300, limit=2) == "\\x0a\\x0a..."
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "ok"),
+    [
+        ("localhost:5000", (), True),
+        ("LOCALHOST.", (), True),
+        ("app.localhost:1", (), True),
+        ("127.0.0.1", (), True),
+        ("127.9.9.9:80", (), True),
+        ("[::1]:5000", (), True),
+        ("evil.example:5000", (), False),
+        ("localhost.evil.example", (), False),
+        ("10.0.0.1", (), False),
+        ("[::1", (), False),
+        (None, (), False),
+        ("app.example:443", ("app.example",), True),
+        ("anything.example", ("*",), True),
+    ],
+)
+def test_host_allowed_on_a_loopback_server(host: str | None, allowed: tuple[str, ...], ok: bool) -> None:
+    """Loopback names and addresses pass, and so do the names in allowed_hosts; nothing else does."""
+    assert host_allowed(host, allowed) is ok
 
 
 def test_handshake_refusal_checks_version_key_and_http_version() -> None:
@@ -192,9 +215,12 @@ def test_origin_allowed(origin: str | None, host: str | None, allowed: tuple[str
 
 
 def test_options_defaults_are_valid() -> None:
-    """The defaults build, and allowed_origins is normalised."""
-    options = trio_ws.Options(allowed_origins=["HTTPS://App.Example/"])
+    """The defaults build, and allowed_origins and allowed_hosts are normalised."""
+    options = trio_ws.Options(
+        allowed_origins=["HTTPS://App.Example/"], allowed_hosts=["App.Example.", "fd00::1"]
+    )
     assert options.allowed_origins == ("https://app.example",)
+    assert options.allowed_hosts == ("app.example", "fd00::1")
     assert options.keep_alive_interval == 20
 
 
@@ -208,6 +234,9 @@ def test_options_defaults_are_valid() -> None:
         ({"shutdown_timeout": None}, "shutdown_timeout must be a number"),
         ({"message_queue_size": -1}, "message_queue_size must be at least 0"),
         ({"max_connections": 0}, "max_connections must be greater than 0"),
+        ({"allowed_hosts": "app.example"}, "must be a list of host names"),
+        ({"allowed_hosts": ["http://app.example"]}, "must be a bare host name"),
+        ({"allowed_hosts": ["app.example:443"]}, "must be a bare host name"),
         ({"max_request_headers": 2.5}, "max_request_headers must be a whole number"),
         ({"allowed_origins": "https://a.example"}, "must be a list of origins"),
         ({"allowed_origins": ["a.example"]}, "needs a scheme"),

@@ -105,6 +105,7 @@ def test_port_in_use_is_one_clear_line() -> None:
         (["--keep-alive-timeout", "soon"], "--keep-alive-timeout: 'soon' is not a number"),
         (["--allowed-origin", "example.com"], "needs a scheme"),
         (["--max-connections", "-1"], "--max-connections: '-1' must be 0 (no limit) or more"),
+        (["--allowed-host", "https://app.example"], "must be a bare host name such as 'app.example'"),
         (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
         (["--compression-window-bits", "16"], "--compression-window-bits: '16' is not a window size"),
     ],

@@ -1,4 +1,4 @@
-"""Hostile HTTP clients (issue 15, items 6 to 8), reproduced over real sockets where they hurt.
+"""Hostile HTTP clients (issue 15, items 6 to 9), reproduced over real sockets where they hurt.
 
 Each test here failed against the server as it was before its fix:
 
@@ -6,7 +6,9 @@ Each test here failed against the server as it was before its fix:
    an absolute-form target got 404, and the 404 body echoed control characters;
 7. the 403 log line printed a peer's ``Origin`` raw (NEL, CSI) and uncut;
 8. malformed handshakes (a bad or doubled key, HTTP/1.0) got 101, version 8
-   got a misleading body, and ``Upgrade: h2c, WebSocket`` got 400.
+   got a misleading body, and ``Upgrade: h2c, WebSocket`` got 400;
+9. a page on an attacker's name that resolves to 127.0.0.1 (DNS rebinding)
+   could open a WebSocket on a server bound to loopback.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import trio_ws
 
 from .helpers import (
     IO_DEADLINE,
+    alarms_logged,
     http_exchange,
     parse_response,
     start_server,
@@ -171,3 +174,52 @@ async def test_an_upgrade_list_naming_websocket_is_accepted(echo_server: trio_ws
         async with await trio.open_tcp_stream("127.0.0.1", echo_server.port) as stream:
             await stream.send_all(request)
             assert (await stream.receive_some()).startswith(b"HTTP/1.1 101 ")
+
+
+# -- 9. DNS rebinding -----------------------------------------------------------------
+
+
+async def _upgrade_status(port: int, host: str, origin: str | None) -> int:
+    extra = [] if origin is None else [f"Origin: {origin}"]
+    with trio.fail_after(IO_DEADLINE):
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(upgrade_request(host=host, extra=extra))
+            return int((await stream.receive_some()).split(b" ", 2)[1])
+
+
+async def test_a_rebound_name_is_refused_on_a_loopback_server(
+    echo_server: trio_ws.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bound to 127.0.0.1, the server refuses a browser (Origin) that names it evil.example:PORT, even
+    from evil.example's own page, and says which flag would allow it; loopback names pass."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    port = echo_server.port
+    rebound = f"evil.example:{port}"
+    assert await _upgrade_status(port, rebound, f"http://{rebound}") == 403
+    raw = await http_exchange(
+        port, f"GET / HTTP/1.1\r\nHost: {rebound}\r\nOrigin: http://{rebound}\r\n\r\n".encode()
+    )
+    status, _, body = parse_response(raw)
+    assert status == 403 and b"--allowed-host" in body and b"evil.example" in body
+    for host in (
+        f"127.0.0.1:{port}",
+        f"localhost:{port}",
+        f"app.localhost:{port}",
+        f"127.1.2.3:{port}",
+        f"[::1]:{port}",
+    ):
+        assert await _upgrade_status(port, host, f"http://{host}") == 101, host
+    assert await _upgrade_status(port, rebound, None) == 101  # not a browser: the check does not apply
+    assert alarms_logged(caplog.records) == []
+
+
+async def test_allowed_hosts_names_the_server_for_browsers(nursery: trio.Nursery) -> None:
+    """allowed_hosts=['app.example'] lets browsers reach a loopback server as app.example (a proxy's
+    name, say); other names are still refused, and '*' turns the check off."""
+    server = await start_server(nursery, trio_ws.echo_app(), allowed_hosts=["App.Example"])
+    port = server.port
+    assert await _upgrade_status(port, f"app.example:{port}", f"http://app.example:{port}") == 101
+    assert await _upgrade_status(port, f"other.example:{port}", f"http://other.example:{port}") == 403
+    anywhere = await start_server(nursery, trio_ws.echo_app(), allowed_hosts=["*"])
+    port = anywhere.port
+    assert await _upgrade_status(port, f"other.example:{port}", f"http://other.example:{port}") == 101

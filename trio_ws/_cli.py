@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
             receive_buffer_size=args.receive_buffer_size,
             max_message_size=args.max_message_size,
             allowed_origins=tuple(args.allowed_origin),
+            allowed_hosts=tuple(args.allowed_host),
             handshake_timeout=args.handshake_timeout,
             shutdown_timeout=args.shutdown_timeout,
             max_connections=args.max_connections,
@@ -152,6 +153,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ORIGIN",
         help="a browser origin, such as https://example.com, that may connect besides the "
         "page's own; repeat for more, or '*' for any (default: same host only)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name, such as app.example, that browsers may use to reach a server bound to "
+        "loopback (a proxy's name, say); repeat for more, or '*' for any (default: loopback names only)",
     )
     p.add_argument(
         "--subprotocol",

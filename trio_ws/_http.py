@@ -47,7 +47,14 @@ from ._linger import linger
 from ._options import Options, seconds
 from ._printable import printable
 from ._target import Target, parse_target
-from ._upgrade import handshake_refusal, header_value, is_websocket_upgrade, origin_allowed, wsproto_headers
+from ._upgrade import (
+    handshake_refusal,
+    header_value,
+    host_allowed,
+    is_websocket_upgrade,
+    origin_allowed,
+    wsproto_headers,
+)
 from ._websocket import ServerConnection, server_connection
 
 if TYPE_CHECKING:
@@ -200,6 +207,11 @@ def decide(
     # RFC 9112 section 3.2.2: an absolute-form target's host replaces the Host header.
     host = target.authority if target.authority is not None else _header_str(request, b"host")
     origin = _header_str(request, b"origin")
+    if origin is not None and server.loopback_only and not host_allowed(host, server.options.allowed_hosts):
+        return _rebinding_refusal(
+            target.authority or header_value(request.headers, b"host"),
+            header_value(request.headers, b"origin"),
+        )
 
     app = server.app
     if app.health_path is not None and target.segments == route_segments(app.health_path):
@@ -248,6 +260,23 @@ def decide(
             f"the server allows it with --allowed-origin {shown}",
         )
     return route
+
+
+def _rebinding_refusal(host: str | bytes | None, origin: bytes | None) -> Response:
+    """The 403 for a browser that reached a loopback-only server under a name that is not loopback."""
+    name = printable(host or "(none)")
+    logger.info(
+        "refused a request from origin %s for host %s: this server listens on loopback only, "
+        "and that host is not a loopback name (DNS rebinding?)",
+        printable(origin or b""),
+        name,
+    )
+    return Response.text(
+        403,
+        f"Forbidden: this server listens on a loopback address, and a browser reached it as {name}, "
+        "which is not a loopback name (a page using DNS rebinding looks like this); "
+        f"if the server is meant to be reached as {name}, allow it with --allowed-host",
+    )
 
 
 async def _read_request(stream: trio.abc.Stream, conn: h11.Connection, limit: int) -> h11.Request | None:

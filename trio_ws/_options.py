@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 
 __all__ = ["Options", "seconds"]
 
@@ -41,6 +42,13 @@ class Options:
             open a WebSocket. The page's own origin (same host) is always
             allowed; ``"*"`` allows every origin. Requests without an
             ``Origin`` header (non-browser clients) are not affected.
+        allowed_hosts: Host names, besides loopback ones, that a browser may
+            use to reach a server bound only to loopback addresses (the
+            default ``127.0.0.1`` or ``localhost``): a name a proxy forwards,
+            say. A browser request (one with ``Origin``) to such a server
+            under any other ``Host`` gets 403, because that is what a DNS
+            rebinding attack looks like. ``"*"`` turns the check off. The
+            check does not apply to a server bound to other addresses.
         handshake_timeout: Seconds a new connection has to send its request
             head and finish the upgrade. A slower one is dropped.
         close_timeout: Seconds to wait for the peer's answer to our close
@@ -84,6 +92,7 @@ class Options:
     compression_min_size: int = 64
     # Security
     allowed_origins: Sequence[str] = field(default=())
+    allowed_hosts: Sequence[str] = field(default=())
     # Timeouts
     handshake_timeout: float | None = 10.0
     close_timeout: float | None = 10.0
@@ -98,6 +107,12 @@ class Options:
                 f"write allowed_origins=[{origins!r}]"
             )
         object.__setattr__(self, "allowed_origins", _normalise_origins(origins))
+        if isinstance(self.allowed_hosts, str):
+            raise ValueError(
+                f"allowed_hosts must be a list of host names, not the string {self.allowed_hosts!r}; "
+                f"write allowed_hosts=[{self.allowed_hosts!r}]"
+            )
+        object.__setattr__(self, "allowed_hosts", _normalise_hosts(self.allowed_hosts))
         for name in ("keep_alive_interval", "keep_alive_timeout", "handshake_timeout", "close_timeout"):
             value = getattr(self, name)
             if value is not None:
@@ -144,6 +159,29 @@ def _normalise_origins(origins: Iterable[str]) -> tuple[str, ...]:
             raise ValueError(f"allowed origin {origin!r} needs a scheme, e.g. 'https://{cleaned}'")
         result.append(cleaned)
     return tuple(result)
+
+
+def _normalise_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
+    """Lower-case each host name; refuse a URL or a port, which the check never compares."""
+    result = []
+    for host in hosts:
+        cleaned = host.strip().rstrip(".").lower()
+        bare = cleaned and not any(c in cleaned for c in "/[]@ ") and (":" not in cleaned or _is_ip(cleaned))
+        if cleaned != "*" and not bare:
+            raise ValueError(
+                f"allowed host {host!r} must be a bare host name such as 'app.example', "
+                "without a scheme or a port"
+            )
+        result.append(cleaned)
+    return tuple(result)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def seconds(timeout: float | None) -> float:

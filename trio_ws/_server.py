@@ -87,6 +87,9 @@ class Server:
             trio.CapacityLimiter(options.max_connections) if options.max_connections is not None else None
         )
         self._full = False
+        #: Whether every listener is bound to a loopback address: browser requests
+        #: must then name a loopback host too (``_upgrade.host_allowed``).
+        self.loopback_only = bool(listeners) and all(_is_loopback(listener) for listener in listeners)
         self._closing = False
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.CancelScope | None = None
@@ -377,6 +380,15 @@ def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.Sock
     if isinstance(listener, trio.SocketListener):
         return listener.socket
     return None
+
+
+def _is_loopback(listener: trio.abc.Listener[trio.abc.Stream]) -> bool:
+    socket = _socket_of(listener)
+    if socket is None or socket.family not in (trio.socket.AF_INET, trio.socket.AF_INET6):
+        return False
+    with suppress(ValueError):
+        return ip_address(socket.getsockname()[0]).is_loopback
+    return False
 
 
 def _name_or_none(host: str | None) -> str | None:

@@ -7,9 +7,10 @@ Rules of this module:
 * The checks here are the ones RFC 6455 and browsers leave to the server:
   whether the request asks for a WebSocket at all, whether its handshake
   headers are well formed (:func:`handshake_refusal`, which wsproto checks
-  only in part), and whether a browser's ``Origin`` is allowed (the
-  protection against cross-site WebSocket hijacking). wsproto then checks
-  the rest of the handshake.
+  only in part), whether a browser's ``Origin`` is allowed (the protection
+  against cross-site WebSocket hijacking), and whether a browser reached a
+  loopback server under a loopback name (the protection against DNS
+  rebinding). wsproto then checks the rest of the handshake.
 * Header lists are token lists wherever RFC 9110 says so (``Connection``,
   ``Upgrade``): ``Upgrade: h2c, WebSocket`` asks for a WebSocket, and every
   check here and in wsproto must agree on that (:func:`wsproto_headers`).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import binascii
 from base64 import b64decode
 from collections.abc import Iterable, Sequence
+from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from ._app import Response
@@ -29,6 +31,8 @@ __all__ = [
     "handshake_refusal",
     "header_tokens",
     "header_value",
+    "host_allowed",
+    "is_loopback_host",
     "is_websocket_upgrade",
     "origin_allowed",
     "wsproto_headers",
@@ -144,3 +148,47 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
     except ValueError:  # a malformed origin, such as "http://[" (found by test_hostile_http)
         return False
     return netloc == host.strip().lower()
+
+
+def host_allowed(host: str | None, allowed_hosts: Iterable[str]) -> bool:
+    """Whether a browser request to a server bound to loopback names the server as a loopback host.
+
+    A page on an attacker's name that resolves to 127.0.0.1 (DNS rebinding)
+    reaches a loopback server as its own origin, so the origin check passes;
+    but its ``Host`` is still the attacker's name. Development servers refuse
+    such requests the same way.
+
+    Args:
+        host: The request's ``Host`` header (or the absolute target's authority).
+        allowed_hosts: Other names (lower-case, no port) the server is known by, or ``"*"``.
+    """
+    if host is None:
+        return False
+    allowed = tuple(allowed_hosts)
+    if "*" in allowed:
+        return True
+    name = _host_name(host)
+    return name is not None and (is_loopback_host(name) or name in allowed)
+
+
+def is_loopback_host(name: str) -> bool:
+    """Whether ``name`` (lower-case, no port, no brackets) always means this machine.
+
+    ``localhost`` and every name under ``.localhost`` do (RFC 6761 section
+    6.3, and browsers resolve them so), as do 127.0.0.0/8 and ``::1``.
+    """
+    name = name.rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host: str) -> str | None:
+    """The name in a ``Host`` value (``name:port``, ``[::1]:port``), lower-case; ``None`` if malformed."""
+    try:
+        return urlsplit("//" + host.strip()).hostname
+    except ValueError:
+        return None
