@@ -234,6 +234,7 @@ def test_options_defaults_are_valid() -> None:
         ({"shutdown_timeout": None}, "shutdown_timeout must be a number"),
         ({"message_queue_size": -1}, "message_queue_size must be at least 0"),
         ({"max_connections": 0}, "max_connections must be greater than 0"),
+        ({"max_idle_connections": 0}, "max_idle_connections must be greater than 0"),
         ({"allowed_hosts": "app.example"}, "must be a list of host names"),
         ({"allowed_hosts": ["http://app.example"]}, "must be a bare host name"),
         ({"allowed_hosts": ["app.example:443"]}, "must be a bare host name"),

@@ -306,7 +306,8 @@ class _OutOfFilesListener(MemoryListener):
 async def test_running_out_of_file_descriptors_pauses_accepting_only(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """accept() failing with EMFILE: open connections carry on, and accepting resumes when it can."""
+    """accept() failing with EMFILE: open connections carry on, accepting resumes when it can, and
+    the three failures make one WARNING without a traceback."""
     listener = _OutOfFilesListener(failures=0)
     server = await start_memory_server(nursery, trio_ws.echo_app(), listener)
     open_one = await open_raw_websocket(listener)
@@ -320,6 +321,8 @@ async def test_running_out_of_file_descriptors_pauses_accepting_only(
     await late.send(TextMessage(data="late"))
     assert await late.next_event() == TextMessage(data="late")
     assert server.statistics().open_websockets == 2
-    emfile = [r for r in caplog.records if r.name == "trio.serve_listeners"]
-    assert len(emfile) == 3 and "EMFILE" in emfile[0].getMessage()
-    assert alarms_logged(r for r in caplog.records if r.name.startswith("trio_ws")) == []
+    assert alarms_logged(caplog.records) == [
+        "accept() failed with EMFILE (Too many open files), 1 time(s) since this was last logged (at most "
+        "every 10 s); no connection is waiting to be closed, so new clients wait in the kernel's queue; "
+        "raise the open-file limit (ulimit -n) or lower max_connections"
+    ]

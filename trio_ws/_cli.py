@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             handshake_timeout=args.handshake_timeout,
             shutdown_timeout=args.shutdown_timeout,
             max_connections=args.max_connections,
+            max_idle_connections=args.max_idle_connections,
             compression=args.compression,
             compression_window_bits=args.compression_window_bits,
             compression_min_size=args.compression_min_size,
@@ -145,6 +146,14 @@ def _parser() -> argparse.ArgumentParser:
         default=d.max_connections,
         metavar="N",
         help="most WebSockets open at once; past it, new upgrades get 503; 0 sets no limit",
+    )
+    p.add_argument(
+        "--max-idle-connections",
+        type=_optional_count,
+        default=d.max_idle_connections,
+        metavar="N",
+        help="most connections waiting for a request; past it, the one that waited longest is "
+        "closed; 0 sets no limit",
     )
     p.add_argument(
         "--allowed-origin",

@@ -22,8 +22,9 @@ Rules of this module:
   Pages are small, and WebSocket traffic does not need HTTP keep-alive.
 * Every read from a peer is bounded before it is trusted: the whole head
   by ``handshake_timeout``, its size by ``max_request_head_size`` and its
-  header count by ``max_request_headers`` (431), and an upgrade by a free
-  ``max_connections`` slot (503 when there is none).
+  header count by ``max_request_headers`` (431), the time a connection may
+  wait with no complete head by ``max_idle_connections`` (``_admission.py``),
+  and an upgrade by a free ``max_connections`` slot (503 when there is none).
 * The request target is taken apart once, by ``_target.parse_target``, and
   everything after that (routing, the 404 body, the log line) uses its parts.
 * A value from the peer reaches a log line or an error body only through
@@ -95,7 +96,7 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     # One deadline covers reading the head and finishing the upgrade.
     deadline = trio.current_time() + seconds(options.handshake_timeout)
 
-    with trio.move_on_at(deadline) as reading:
+    with trio.move_on_at(deadline) as reading, server.admission.waiting(stream) as waiting:
         try:
             request = await _read_request(stream, conn, options.max_request_head_size)
         except h11.RemoteProtocolError as exc:
@@ -105,6 +106,9 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
             )
             await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {printable(str(exc))}"))
             return
+    if waiting.evicted:
+        logger.debug("closed %s: it waited longest for a request head (max_idle_connections)", _peer(stream))
+        return
     if reading.cancelled_caught:
         logger.info(
             "dropped %s: no complete request head within handshake_timeout (%s s)",
@@ -119,7 +123,7 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     target = parse_target(request.target)
     decision = _check_head_limits(request, server) or decide(request, target, server)
     if isinstance(decision, WebSocketRoute):
-        with server.websocket_slot() as admitted:
+        with server.admission.websocket_slot() as admitted:
             if admitted:
                 ws = await _upgrade(stream, conn, request, server)
                 # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.

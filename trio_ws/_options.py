@@ -64,6 +64,13 @@ class Options:
             503 and the open connections are not affected; plain HTTP
             requests (the page, ``/healthz``) are still answered. ``None``
             sets no limit.
+        max_idle_connections: Most connections waiting for a request, that
+            is, accepted but with no complete request head yet. When one
+            more arrives, the one that has waited longest is closed, so
+            connections that send nothing can't keep a new client (or the
+            health check) from being served. ``None`` sets no limit. The
+            server raises its open-file limit to fit this plus
+            ``max_connections``.
         compression: Accept permessage-deflate (RFC 7692) when a client
             offers it, as browsers do. The size limit applies to a message
             after it is inflated, so a small compressed "bomb" gets 1009.
@@ -86,6 +93,7 @@ class Options:
     max_request_head_size: int = 16 * 1024
     max_request_headers: int = 100
     max_connections: int | None = 1000
+    max_idle_connections: int | None = 1000
     # Compression
     compression: bool = True
     compression_window_bits: int = 12
@@ -121,8 +129,9 @@ class Options:
         counts = ("receive_buffer_size", "max_message_size", "max_request_head_size", "max_request_headers")
         for name in counts:
             _check_whole(name, getattr(self, name), allow_zero=False)
-        if self.max_connections is not None:
-            _check_whole("max_connections", self.max_connections, allow_zero=False)
+        for name in ("max_connections", "max_idle_connections"):
+            if getattr(self, name) is not None:
+                _check_whole(name, getattr(self, name), allow_zero=False)
         # A queue of 0 hands each message straight to the handler: a valid choice.
         _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
         _check_whole("compression_min_size", self.compression_min_size, allow_zero=True)
