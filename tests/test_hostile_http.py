@@ -16,9 +16,7 @@ Each test here failed against the server as it was before its fix:
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import resource
 import signal
 import socket
@@ -37,6 +35,7 @@ import trio_ws
 from .helpers import (
     IO_DEADLINE,
     MemoryListener,
+    OutOfFilesListener,
     alarms_logged,
     http_exchange,
     parse_response,
@@ -167,30 +166,16 @@ async def test_a_new_connection_closes_the_one_that_waited_longest(
     assert alarms_logged(caplog.records) == warnings_logged(caplog.records)  # and no traceback
 
 
-class _OutOfFilesOnce(MemoryListener):
-    """A memory listener whose next accept fails with EMFILE, as if the process had no free file."""
-
-    fail_next = False
-
-    async def accept(self) -> trio.abc.Stream:
-        stream = await super().accept()
-        if self.fail_next:
-            self.fail_next = False
-            await stream.aclose()
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-        return stream
-
-
 async def test_running_out_of_files_closes_a_waiting_connection_and_accepts_at_once(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """EMFILE with a silent connection waiting: that one is closed and accepting resumes at once, without
     the 0.1 s pause it takes when nothing can be closed; one WARNING, no traceback."""
-    listener = _OutOfFilesOnce()
+    listener = OutOfFilesListener(failures=0)
     await start_memory_server(nursery, trio_ws.echo_app(), listener)
     silent = await listener.connect()
     await trio.testing.wait_all_tasks_blocked()
-    listener.fail_next = True
+    listener.failures = 1
     start = trio.current_time()
     await listener.connect()  # meets EMFILE
     assert await silent.receive_some() == b""
