@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterable
@@ -80,6 +81,22 @@ def upgrade_request(path: str = "/ws", host: str = "127.0.0.1", extra: Iterable[
         *extra,
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class OutOfFilesListener(MemoryListener):
+    """A memory listener whose next ``failures`` accepts fail as if the process had no free fds."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def accept(self) -> trio.abc.Stream:
+        stream = await super().accept()
+        if self.failures:
+            self.failures -= 1
+            await stream.aclose()
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return stream
 
 
 class RawClient:

@@ -105,6 +105,8 @@ def test_port_in_use_is_one_clear_line() -> None:
         (["--keep-alive-timeout", "soon"], "--keep-alive-timeout: 'soon' is not a number"),
         (["--allowed-origin", "example.com"], "needs a scheme"),
         (["--max-connections", "-1"], "--max-connections: '-1' must be 0 (no limit) or more"),
+        (["--max-idle-connections", "x"], "--max-idle-connections: 'x' is not a whole number"),
+        (["--allowed-host", "https://app.example"], "must be a bare host name such as 'app.example'"),
         (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
         (["--compression-window-bits", "16"], "--compression-window-bits: '16' is not a window size"),
     ],
@@ -193,7 +195,7 @@ def test_max_connections_answers_503_when_full() -> None:
             assert ws.recv(timeout=10) == "still served"
         code, _, err = _finish(proc, signal.SIGINT)
     assert code == 0
-    assert "WARNING trio_ws.server: connection limit reached: 1 WebSockets open" in err
+    assert "WARNING trio_ws.admission: connection limit reached: 1 WebSockets open" in err
     assert "Traceback" not in err
 
 

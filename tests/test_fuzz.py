@@ -32,6 +32,7 @@ from wsproto.events import AcceptConnection, TextMessage
 import trio_ws
 from trio_ws._app import HTTPRoute, Response, WebSocketRoute
 from trio_ws._http import _check_head_limits, decide, open_websocket
+from trio_ws._target import parse_target
 
 from .helpers import (
     IO_DEADLINE,
@@ -203,7 +204,7 @@ def test_request_head_parser_survives_anything(data: bytes, chunk: int) -> None:
     if not isinstance(event, h11.Request):
         assert event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed)
         return
-    decision = _check_head_limits(event, server) or decide(event, server)
+    decision = _check_head_limits(event, server) or decide(event, parse_target(event.target), server)
     if isinstance(decision, Response):
         assert decision.status in HEAD_STATUSES
     elif isinstance(decision, WebSocketRoute):

@@ -5,8 +5,11 @@ General layout (each module opens with its own rules):
     _app.py         App: routes by path; pure, no I/O
     _options.py     Options: every limit and timeout, in one frozen dataclass
     _server.py      serve() and Server: the nursery tree, graceful shutdown
+    _admission.py   keeping room: the accept loop, waiting connections, WebSocket slots
     _http.py        the front door: read the request head with h11, answer or upgrade
-    _upgrade.py     pure handshake checks: upgrade request? allowed origin?
+    _target.py      the request target taken apart: path segments, query, host
+    _upgrade.py     pure handshake checks: upgrade request? well formed? allowed origin and host?
+    _printable.py   escaping a peer's values for log lines and error bodies
     _connection.py  one WebSocket's nursery: reader, keep-alive and handler
     _websocket.py   the one place that adapts trio-websocket's connection
     _deflate.py     permessage-deflate: wsproto's, with a server's limits

@@ -4,7 +4,9 @@ Rules of this module:
 
 * No I/O happens here. Routing is a pure decision (``App.resolve``) that the
   HTTP front door in ``_http.py`` acts on, so it can be tested without trio.
-* Paths match exactly; the query string is not part of the match.
+* Paths match exactly, segment by segment, each segment percent-decoded on
+  its own (``_target.py``): ``/a%20b`` reaches the route ``/a b``, but
+  ``/a%2Fb`` does not reach ``/a/b``. The query string is not part of the match.
 * One path has one meaning: registering a path twice is an error, because a
   silent override is a bug waiting to be found in production.
 """
@@ -17,7 +19,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
-from urllib.parse import unquote
+
+from ._target import Target, parse_target
 
 if TYPE_CHECKING:
     from trio_websocket import WebSocketConnection
@@ -31,6 +34,7 @@ __all__ = [
     "WebSocketRoute",
     "HTTPRoute",
     "Resolution",
+    "route_segments",
 ]
 
 logger = logging.getLogger("trio_ws.app")
@@ -133,7 +137,8 @@ class App:
     def __init__(self, *, health_path: str | None = "/healthz") -> None:
         if health_path is not None:
             _check_path(health_path)
-        self._routes: dict[str, WebSocketRoute | HTTPRoute] = {}
+        # Keyed by the route's path segments: a request matches by its decoded segments.
+        self._routes: dict[tuple[str, ...], WebSocketRoute | HTTPRoute] = {}
         self.health_path = health_path
 
     def websocket(self, path: str, *, subprotocols: Iterable[str] = ()) -> Callable[[_WS], _WS]:
@@ -210,9 +215,14 @@ class App:
             elif target.is_file():
                 self.add_static(f"{prefix}/{file.name}", file.read_bytes())
 
-    def resolve(self, target: str) -> Resolution:
+    def resolve(self, target: str | Target) -> Resolution:
         """The route for a request target (path plus optional query), or ``None``."""
-        return self._routes.get(split_target(target)[0])
+        if isinstance(target, str):
+            parsed = parse_target(target.encode("ascii", "replace"))
+            if parsed is None:
+                return None
+            target = parsed
+        return self._routes.get(target.segments)
 
     @property
     def routes(self) -> tuple[WebSocketRoute | HTTPRoute, ...]:
@@ -221,15 +231,15 @@ class App:
 
     def _add(self, route: WebSocketRoute | HTTPRoute) -> None:
         _check_path(route.path)
-        if route.path in self._routes or route.path == self.health_path:
+        key = route_segments(route.path)
+        if key in self._routes or route.path == self.health_path:
             raise ValueError(f"path {route.path!r} is already routed; each path has one handler")
-        self._routes[route.path] = route
+        self._routes[key] = route
 
 
-def split_target(target: str) -> tuple[str, str]:
-    """Split a request target into its decoded path and its raw query string."""
-    path, _, query = target.partition("?")
-    return unquote(path), query
+def route_segments(path: str) -> tuple[str, ...]:
+    """The segments of a route's path, as written (route paths are not percent-encoded)."""
+    return tuple(path[1:].split("/"))
 
 
 def _check_path(path: str) -> None:

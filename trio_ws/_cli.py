@@ -49,9 +49,11 @@ def main(argv: list[str] | None = None) -> None:
             receive_buffer_size=args.receive_buffer_size,
             max_message_size=args.max_message_size,
             allowed_origins=tuple(args.allowed_origin),
+            allowed_hosts=tuple(args.allowed_host),
             handshake_timeout=args.handshake_timeout,
             shutdown_timeout=args.shutdown_timeout,
             max_connections=args.max_connections,
+            max_idle_connections=args.max_idle_connections,
             compression=args.compression,
             compression_window_bits=args.compression_window_bits,
             compression_min_size=args.compression_min_size,
@@ -146,12 +148,28 @@ def _parser() -> argparse.ArgumentParser:
         help="most WebSockets open at once; past it, new upgrades get 503; 0 sets no limit",
     )
     p.add_argument(
+        "--max-idle-connections",
+        type=_optional_count,
+        default=d.max_idle_connections,
+        metavar="N",
+        help="most connections waiting for a request; past it, the one that waited longest is "
+        "closed; 0 sets no limit",
+    )
+    p.add_argument(
         "--allowed-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="a browser origin, such as https://example.com, that may connect besides the "
         "page's own; repeat for more, or '*' for any (default: same host only)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name, such as app.example, that browsers may use to reach a server bound to "
+        "loopback (a proxy's name, say); repeat for more, or '*' for any (default: loopback names only)",
     )
     p.add_argument(
         "--subprotocol",

@@ -22,8 +22,13 @@ Rules of this module:
   Pages are small, and WebSocket traffic does not need HTTP keep-alive.
 * Every read from a peer is bounded before it is trusted: the whole head
   by ``handshake_timeout``, its size by ``max_request_head_size`` and its
-  header count by ``max_request_headers`` (431), and an upgrade by a free
-  ``max_connections`` slot (503 when there is none).
+  header count by ``max_request_headers`` (431), the time a connection may
+  wait with no complete head by ``max_idle_connections`` (``_admission.py``),
+  and an upgrade by a free ``max_connections`` slot (503 when there is none).
+* The request target is taken apart once, by ``_target.parse_target``, and
+  everything after that (routing, the 404 body, the log line) uses its parts.
+* A value from the peer reaches a log line or an error body only through
+  ``_printable.printable``, escaped and cut short.
 """
 
 from __future__ import annotations
@@ -37,11 +42,20 @@ import trio
 from wsproto.events import RejectConnection
 from wsproto.utilities import RemoteProtocolError as HandshakeError
 
-from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
+from ._app import HTTPRoute, Request, Response, WebSocketRoute, route_segments
 from ._connection import run_websocket
 from ._linger import linger
 from ._options import Options, seconds
-from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
+from ._printable import printable
+from ._target import Target, parse_target
+from ._upgrade import (
+    handshake_refusal,
+    header_value,
+    host_allowed,
+    is_websocket_upgrade,
+    origin_allowed,
+    wsproto_headers,
+)
 from ._websocket import ServerConnection, server_connection
 
 if TYPE_CHECKING:
@@ -82,14 +96,19 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     # One deadline covers reading the head and finishing the upgrade.
     deadline = trio.current_time() + seconds(options.handshake_timeout)
 
-    with trio.move_on_at(deadline) as reading:
+    with trio.move_on_at(deadline) as reading, server.admission.waiting(stream) as waiting:
         try:
             request = await _read_request(stream, conn, options.max_request_head_size)
         except h11.RemoteProtocolError as exc:
             status = exc.error_status_hint
-            logger.info("refused a bad request head from %s: %d (%s)", _peer(stream), status, exc)
-            await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {exc}"))
+            logger.info(
+                "refused a bad request head from %s: %d (%s)", _peer(stream), status, printable(str(exc))
+            )
+            await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {printable(str(exc))}"))
             return
+    if waiting.evicted:
+        logger.debug("closed %s: it waited longest for a request head (max_idle_connections)", _peer(stream))
+        return
     if reading.cancelled_caught:
         logger.info(
             "dropped %s: no complete request head within handshake_timeout (%s s)",
@@ -101,9 +120,10 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
         return  # the client connected and left without a request
 
     method = request.method.decode("ascii", "replace")
-    decision = _check_head_limits(request, server) or decide(request, server)
+    target = parse_target(request.target)
+    decision = _check_head_limits(request, server) or decide(request, target, server)
     if isinstance(decision, WebSocketRoute):
-        with server.websocket_slot() as admitted:
+        with server.admission.websocket_slot() as admitted:
             if admitted:
                 ws = await _upgrade(stream, conn, request, server)
                 # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.
@@ -115,10 +135,11 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
             503, "Service Unavailable: the server has as many WebSocket connections as it takes"
         )
     if isinstance(decision, HTTPRoute):
-        response = await _call_http_handler(decision, request)
+        assert target is not None  # decide() routes only a target it could parse
+        response = await _call_http_handler(decision, request, target)
     else:
         response = decision
-    logger.info('"%s %s" %d', method, _printable(request.target), response.status)
+    logger.info('"%s %s" %d', method, printable(request.target), response.status)
     await _respond(stream, conn, response, head_only=method == "HEAD")
 
 
@@ -144,7 +165,7 @@ async def _upgrade(
     """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
     ws = open_websocket(stream, request, _trailing_data(conn), server.options)
     if isinstance(ws, Response):
-        logger.info('"GET %s" %d', _printable(request.target), ws.status)
+        logger.info('"GET %s" %d', printable(request.target), ws.status)
         await _respond(stream, conn, ws)
         return None
     return ws
@@ -160,29 +181,44 @@ def open_websocket(
     try:
         return server_connection(
             stream,
-            list(request.headers),
+            wsproto_headers(request.headers),
             request.target.decode("ascii", "replace"),
             trailing_data,
             options,
         )
     except HandshakeError as exc:
         return _handshake_rejection(exc)
-    except UnicodeDecodeError as exc:
-        # wsproto decodes some handshake headers as ASCII, and lets the error through.
-        logger.debug("bad WebSocket handshake: %s", exc)
+    except UnicodeError as exc:
+        # wsproto decodes some handshake headers as ASCII (the Host as IDNA), and lets the error through.
+        logger.debug("bad WebSocket handshake: %s", printable(str(exc)))
         return Response.text(400, "Bad Request: a WebSocket handshake header is not ASCII")
 
 
-def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:
+def decide(
+    request: h11.Request, target: Target | None, server: Server
+) -> Response | WebSocketRoute | HTTPRoute:
     """What to do with a request: answer it at once, or pass it to a route.
 
-    Pure: looks only at the request, the app's routes and whether the
-    server is shutting down.
+    Pure: looks only at the request, its parsed ``target`` (``None`` if it
+    could not be parsed), the app's routes and the server's state.
     """
     method = request.method.decode("ascii", "replace")
-    path, _query = split_target(request.target.decode("ascii", "replace"))
+    if target is None:
+        return Response.text(
+            400, "Bad Request: the request target must be a path such as /index.html, or an absolute URL"
+        )
+    path = target.path
+    # RFC 9112 section 3.2.2: an absolute-form target's host replaces the Host header.
+    host = target.authority if target.authority is not None else _header_str(request, b"host")
+    origin = _header_str(request, b"origin")
+    if origin is not None and server.loopback_only and not host_allowed(host, server.options.allowed_hosts):
+        return _rebinding_refusal(
+            target.authority or header_value(request.headers, b"host"),
+            header_value(request.headers, b"origin"),
+        )
+
     app = server.app
-    if app.health_path is not None and path == app.health_path:
+    if app.health_path is not None and target.segments == route_segments(app.health_path):
         if method not in ("GET", "HEAD"):
             return Response.text(
                 405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
@@ -191,9 +227,9 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
             return Response.text(503, "shutting down")
         return Response.text(200, "ok")
 
-    route = app.resolve(path)
+    route = app.resolve(target)
     if route is None:
-        return Response.text(404, f"Not Found: no route for {path}")
+        return Response.text(404, f"Not Found: no route for {printable(path)}")
     if server.closing:
         return Response.text(503, "Service Unavailable: the server is shutting down")
 
@@ -201,14 +237,14 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
         if method not in route.methods:
             allow = ", ".join(sorted(route.methods))
             return Response.text(
-                405, f"Method Not Allowed: {path} accepts {allow}", headers=[("allow", allow)]
+                405, f"Method Not Allowed: {printable(path)} accepts {allow}", headers=[("allow", allow)]
             )
         return route
 
     if method != "GET" or not is_websocket_upgrade(request.headers):
         return Response.text(
             426,
-            f"Upgrade Required: {path} is a WebSocket endpoint; "
+            f"Upgrade Required: {printable(path)} is a WebSocket endpoint; "
             f"connect to it with a WebSocket client, not a plain HTTP request",
             headers=[("upgrade", "websocket"), ("connection", "Upgrade")],
         )
@@ -216,15 +252,35 @@ def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | 
         request.headers, b"transfer-encoding"
     ):
         return Response.text(400, "Bad Request: a WebSocket handshake has no body")
-    origin = _header_str(request, b"origin")
-    if not origin_allowed(origin, _header_str(request, b"host"), server.options.allowed_origins):
-        logger.info("refused a WebSocket from origin %s on %s", origin, path)
+    refusal = handshake_refusal(request.http_version, request.headers)
+    if refusal is not None:
+        return refusal
+    if not origin_allowed(origin, host, server.options.allowed_origins):
+        shown = printable(header_value(request.headers, b"origin") or b"")
+        logger.info("refused a WebSocket from origin %s on %s", shown, printable(path))
         return Response.text(
             403,
-            f"Forbidden: origin {origin} may not open a WebSocket here; "
-            f"the server allows it with --allowed-origin {origin}",
+            f"Forbidden: origin {shown} may not open a WebSocket here; "
+            f"the server allows it with --allowed-origin {shown}",
         )
     return route
+
+
+def _rebinding_refusal(host: str | bytes | None, origin: bytes | None) -> Response:
+    """The 403 for a browser that reached a loopback-only server under a name that is not loopback."""
+    name = printable(host or "(none)")
+    logger.info(
+        "refused a request from origin %s for host %s: this server listens on loopback only, "
+        "and that host is not a loopback name (DNS rebinding?)",
+        printable(origin or b""),
+        name,
+    )
+    return Response.text(
+        403,
+        f"Forbidden: this server listens on a loopback address, and a browser reached it as {name}, "
+        "which is not a loopback name (a page using DNS rebinding looks like this); "
+        f"if the server is meant to be reached as {name}, allow it with --allowed-host",
+    )
 
 
 async def _read_request(stream: trio.abc.Stream, conn: h11.Connection, limit: int) -> h11.Request | None:
@@ -272,22 +328,21 @@ def _handshake_rejection(exc: HandshakeError) -> Response:
     if isinstance(hint, RejectConnection):
         status = hint.status_code
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in hint.headers)
-    logger.debug("bad WebSocket handshake: %s", exc)
-    return Response.text(status, f"{_phrase(status)}: {exc}", headers=headers)
+    logger.debug("bad WebSocket handshake: %s", printable(str(exc)))
+    return Response.text(status, f"{_phrase(status)}: {printable(str(exc))}", headers=headers)
 
 
-async def _call_http_handler(route: HTTPRoute, request: h11.Request) -> Response:
-    path, query = split_target(request.target.decode("ascii", "replace"))
+async def _call_http_handler(route: HTTPRoute, request: h11.Request, target: Target) -> Response:
     http_request = Request(
         method=request.method.decode("ascii", "replace"),
-        path=path,
-        query=query,
+        path=target.path,
+        query=target.query,
         headers=tuple(request.headers),
     )
     try:
         return await route.handler(http_request)
     except Exception:
-        logger.exception("HTTP handler for %s failed", path)
+        logger.exception("HTTP handler for %s failed", printable(target.path))
         return Response.text(500, "Internal Server Error")
 
 
@@ -332,12 +387,6 @@ def _peer(stream: trio.abc.Stream) -> str:
             return "a peer that has gone"
         return f"{host}:{port}"
     return type(stream).__name__
-
-
-def _printable(target: bytes) -> str:
-    """A request target as it may go into a log line: at most 200 characters, escaped."""
-    text = target[:200].decode("ascii", "backslashreplace")
-    return text + "..." if len(target) > 200 else text
 
 
 def _header_str(request: h11.Request, name: bytes) -> str | None:

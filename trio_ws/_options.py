@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from ipaddress import ip_address
 
 __all__ = ["Options", "seconds"]
 
@@ -41,6 +42,13 @@ class Options:
             open a WebSocket. The page's own origin (same host) is always
             allowed; ``"*"`` allows every origin. Requests without an
             ``Origin`` header (non-browser clients) are not affected.
+        allowed_hosts: Host names, besides loopback ones, that a browser may
+            use to reach a server bound only to loopback addresses (the
+            default ``127.0.0.1`` or ``localhost``): a name a proxy forwards,
+            say. A browser request (one with ``Origin``) to such a server
+            under any other ``Host`` gets 403, because that is what a DNS
+            rebinding attack looks like. ``"*"`` turns the check off. The
+            check does not apply to a server bound to other addresses.
         handshake_timeout: Seconds a new connection has to send its request
             head and finish the upgrade. A slower one is dropped.
         close_timeout: Seconds to wait for the peer's answer to our close
@@ -56,6 +64,13 @@ class Options:
             503 and the open connections are not affected; plain HTTP
             requests (the page, ``/healthz``) are still answered. ``None``
             sets no limit.
+        max_idle_connections: Most connections waiting for a request, that
+            is, accepted but with no complete request head yet. When one
+            more arrives, the one that has waited longest is closed, so
+            connections that send nothing can't keep a new client (or the
+            health check) from being served. ``None`` sets no limit. The
+            server raises its open-file limit to fit this plus
+            ``max_connections``.
         compression: Accept permessage-deflate (RFC 7692) when a client
             offers it, as browsers do. The size limit applies to a message
             after it is inflated, so a small compressed "bomb" gets 1009.
@@ -78,12 +93,14 @@ class Options:
     max_request_head_size: int = 16 * 1024
     max_request_headers: int = 100
     max_connections: int | None = 1000
+    max_idle_connections: int | None = 1000
     # Compression
     compression: bool = True
     compression_window_bits: int = 12
     compression_min_size: int = 64
     # Security
     allowed_origins: Sequence[str] = field(default=())
+    allowed_hosts: Sequence[str] = field(default=())
     # Timeouts
     handshake_timeout: float | None = 10.0
     close_timeout: float | None = 10.0
@@ -98,6 +115,12 @@ class Options:
                 f"write allowed_origins=[{origins!r}]"
             )
         object.__setattr__(self, "allowed_origins", _normalise_origins(origins))
+        if isinstance(self.allowed_hosts, str):
+            raise ValueError(
+                f"allowed_hosts must be a list of host names, not the string {self.allowed_hosts!r}; "
+                f"write allowed_hosts=[{self.allowed_hosts!r}]"
+            )
+        object.__setattr__(self, "allowed_hosts", _normalise_hosts(self.allowed_hosts))
         for name in ("keep_alive_interval", "keep_alive_timeout", "handshake_timeout", "close_timeout"):
             value = getattr(self, name)
             if value is not None:
@@ -106,8 +129,9 @@ class Options:
         counts = ("receive_buffer_size", "max_message_size", "max_request_head_size", "max_request_headers")
         for name in counts:
             _check_whole(name, getattr(self, name), allow_zero=False)
-        if self.max_connections is not None:
-            _check_whole("max_connections", self.max_connections, allow_zero=False)
+        for name in ("max_connections", "max_idle_connections"):
+            if getattr(self, name) is not None:
+                _check_whole(name, getattr(self, name), allow_zero=False)
         # A queue of 0 hands each message straight to the handler: a valid choice.
         _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
         _check_whole("compression_min_size", self.compression_min_size, allow_zero=True)
@@ -144,6 +168,29 @@ def _normalise_origins(origins: Iterable[str]) -> tuple[str, ...]:
             raise ValueError(f"allowed origin {origin!r} needs a scheme, e.g. 'https://{cleaned}'")
         result.append(cleaned)
     return tuple(result)
+
+
+def _normalise_hosts(hosts: Iterable[str]) -> tuple[str, ...]:
+    """Lower-case each host name; refuse a URL or a port, which the check never compares."""
+    result = []
+    for host in hosts:
+        cleaned = host.strip().rstrip(".").lower()
+        bare = cleaned and not any(c in cleaned for c in "/[]@ ") and (":" not in cleaned or _is_ip(cleaned))
+        if cleaned != "*" and not bare:
+            raise ValueError(
+                f"allowed host {host!r} must be a bare host name such as 'app.example', "
+                "without a scheme or a port"
+            )
+        result.append(cleaned)
+    return tuple(result)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def seconds(timeout: float | None) -> float:

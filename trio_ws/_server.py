@@ -5,7 +5,7 @@
     serve(app, host, port, task_status=...)     started(Server), then runs until closed
     └─ connections nursery                      closes last: waits for every connection
        ├─ accepting nursery                     cancelled first by Server.aclose()
-       │  └─ trio.serve_listeners               one accept loop per listener
+       │  └─ _admission.accept_loop             one per listener
        └─ one task per accepted connection      _http.serve_stream
           └─ connection nursery                 for a WebSocket: _connection.run_websocket
              ├─ reader task
@@ -36,6 +36,7 @@ from ipaddress import ip_address
 
 import trio
 
+from ._admission import Admission, accept_loop, make_room_for
 from ._app import App
 from ._http import serve_stream
 from ._options import Options
@@ -49,9 +50,6 @@ logger = logging.getLogger("trio_ws.server")
 # grace period. Cancelled tasks normally end within microseconds; one still
 # running after this has shielded itself from cancellation.
 _CANCEL_MARGIN = 1.0
-# Files a server needs besides one socket per WebSocket: listeners, plain HTTP
-# requests, handshakes under way, log files, the interpreter's own.
-_SPARE_FILES = 64
 
 
 @dataclass(frozen=True)
@@ -82,11 +80,11 @@ class Server:
         self.options = options
         self.listeners = listeners
         self._websockets: set[ServerConnection] = set()
-        # One token per WebSocket, taken before the upgrade starts (max_connections).
-        self._websocket_slots = (
-            trio.CapacityLimiter(options.max_connections) if options.max_connections is not None else None
-        )
-        self._full = False
+        #: Caps on waiting connections and on WebSockets (``_admission.py``).
+        self.admission = Admission(options)
+        #: Whether every listener is bound to a loopback address: browser requests
+        #: must then name a loopback host too (``_upgrade.host_allowed``).
+        self.loopback_only = bool(listeners) and all(_is_loopback(listener) for listener in listeners)
         self._closing = False
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.CancelScope | None = None
@@ -161,55 +159,18 @@ class Server:
         finally:
             self._websockets.discard(ws)
 
-    @contextmanager
-    def websocket_slot(self) -> Iterator[bool]:
-        """Hold one of the ``max_connections`` slots while the block runs; yield False if none is free.
-
-        Being full is logged once, at WARNING, when it starts, and again at
-        INFO when a slot frees up, so that a flood of refused upgrades does
-        not flood the log as well (each refusal still has its access line).
-        """
-        slots = self._websocket_slots
-        if slots is None:
-            yield True
-            return
-        try:
-            slots.acquire_nowait()
-        except trio.WouldBlock:
-            if not self._full:
-                self._full = True
-                logger.warning(
-                    "connection limit reached: %d WebSockets open (max_connections); "
-                    "new upgrades get 503 until one closes",
-                    slots.total_tokens,
-                )
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            slots.release()
-            if self._full:
-                self._full = False
-                logger.info("below the connection limit again: accepting WebSocket upgrades")
-
     # -- running and stopping ----------------------------------------------------
 
     async def _run(self, task_status: trio.TaskStatus[Server]) -> None:
-        _make_room_for(self.options.max_connections)
+        make_room_for(self.options.max_connections, self.options.max_idle_connections)
         try:
             async with trio.open_nursery() as connections:
                 self._connections = connections.cancel_scope
                 async with trio.open_nursery() as accepting:
                     self._accepting = accepting.cancel_scope
-                    await accepting.start(
-                        partial(
-                            trio.serve_listeners,
-                            partial(serve_stream, server=self),
-                            self.listeners,
-                            handler_nursery=connections,
-                        )
-                    )
+                    handler = partial(serve_stream, server=self)
+                    for listener in self.listeners:
+                        accepting.start_soon(accept_loop, listener, handler, connections, self.admission)
                     logger.info("listening on %s", self._where())
                     task_status.started(self)
                 # Accepting has stopped; the connections nursery now waits for the open ones.
@@ -334,49 +295,21 @@ async def serve_listeners(
     await server._run(task_status)
 
 
-def _make_room_for(max_connections: int | None) -> None:
-    """Raise the process's soft open-file limit if ``max_connections`` sockets would not fit.
-
-    Past that limit ``accept()`` fails with EMFILE: new clients wait in the
-    kernel's queue and trio's accept loop logs an error every 0.1 s, while
-    the open connections carry on. Many systems start processes with a soft
-    limit of 1024 and allow far more, so the limit is raised as far as the
-    hard limit allows (an unprivileged process may do that), and if even
-    that is too low, a warning says what to change. Go's runtime raises the
-    soft limit of every program the same way. The limit is never lowered.
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover (not on Unix)
-        return
-    if max_connections is None:
-        return
-    needed = max_connections + _SPARE_FILES
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if raised > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-        logger.info(
-            "raised the open-file limit from %d to %d for max_connections (%d)", soft, raised, max_connections
-        )
-    if raised < needed:
-        logger.warning(
-            "max_connections (%d) does not fit under this process's limit of %d open files: "
-            "raise the hard limit (ulimit -Hn %d) or lower max_connections",
-            max_connections,
-            raised,
-            needed,
-        )
-
-
 def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.SocketType | None:
     if isinstance(listener, trio.SSLListener):
         listener = listener.transport_listener
     if isinstance(listener, trio.SocketListener):
         return listener.socket
     return None
+
+
+def _is_loopback(listener: trio.abc.Listener[trio.abc.Stream]) -> bool:
+    socket = _socket_of(listener)
+    if socket is None or socket.family not in (trio.socket.AF_INET, trio.socket.AF_INET6):
+        return False
+    with suppress(ValueError):
+        return ip_address(socket.getsockname()[0]).is_loopback
+    return False
 
 
 def _name_or_none(host: str | None) -> str | None:
