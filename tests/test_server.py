@@ -264,3 +264,23 @@ def test_a_hard_open_file_limit_too_low_is_a_warning() -> None:
         "WARNING max_connections (1000) does not fit under this process's limit of 300 open files: "
         "raise the hard limit (ulimit -Hn 1064) or lower max_connections"
     )
+
+
+async def test_a_peer_that_never_answers_our_1001_is_logged_as_such(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On shutdown, a peer that never answers the server's Close 1001 is logged with 1001 and
+    'no Close came back', not as a normal close."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    server = await start_memory_server(
+        nursery, trio_ws.echo_app(), memory_listener, close_timeout=2, shutdown_timeout=5
+    )
+    client = await open_raw_websocket(memory_listener)
+    await server.aclose()
+    close = await client.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1001
+    lines = [r.getMessage() for r in caplog.records if r.name == "trio_ws.connection"]
+    assert lines[-1].endswith(": closed with 1001 (server shutting down); no Close came back")
