@@ -266,6 +266,35 @@ def test_a_hard_open_file_limit_too_low_is_a_warning() -> None:
     )
 
 
+async def test_shutdown_counts_every_connection_it_cancels(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The grace-period warning counts every connection it cancels, plain HTTP ones included, and
+    says how many of them are WebSockets."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def stubborn(ws: trio_ws.WebSocketConnection) -> None:
+        await trio.sleep_forever()
+
+    server = await start_memory_server(nursery, app, memory_listener, shutdown_timeout=2)
+    client = await open_raw_websocket(memory_listener)
+    idle = await memory_listener.connect()  # accepted, but its request head never comes
+    await trio.testing.wait_all_tasks_blocked()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(server.aclose)
+        close = await client.next_event()
+        assert isinstance(close, CloseConnection) and close.code == 1001
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "shutdown grace period of 2 s is over; cancelling 2 connection(s), 1 of them WebSockets"
+    ]
+    await idle.aclose()
+
+
 async def test_a_peer_that_never_answers_our_1001_is_logged_as_such(
     nursery: trio.Nursery,
     memory_listener: MemoryListener,
