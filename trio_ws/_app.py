@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 from urllib.parse import unquote
 
 if TYPE_CHECKING:
-    from trio_websocket import WebSocketConnection
+    from ._websocket import WebSocketConnection
 
 __all__ = [
     "App",

@@ -87,6 +87,9 @@ suite covers every item):
 11. Speed: the two classes here derive from ``_fastframes.FastWSConnection``
     and ``_fastio.FewerCheckpoints``, which keep wsproto's and
     trio-websocket's behaviour and list what they reach into themselves.
+
+Besides, the public :class:`WebSocketConnection` adds ``async for message in
+ws`` (issue 10, item 8) to trio-websocket's class; it reaches into nothing.
 """
 
 from __future__ import annotations
@@ -96,7 +99,8 @@ import logging
 from typing import NoReturn, cast
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
+import trio_websocket
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -126,6 +130,7 @@ __all__ = [
     "FRAGMENT_SIZE",
     "ClientConnection",
     "ServerConnection",
+    "WebSocketConnection",
     "client_connection",
     "server_connection",
 ]
@@ -138,6 +143,33 @@ _CLOSE_FRAME_BUDGET = 1.0
 _EVENTS_PER_CHECKPOINT = 64
 # Longer messages go out in fragments of at most this many bytes (item 9).
 FRAGMENT_SIZE = 64 * 1024
+# Close codes that end `async for message in ws` quietly, as in the websockets library:
+# Normal Closure, Going Away, and a Close frame with no code at all (a browser's plain close()).
+_NORMAL_CLOSES = frozenset({1000, 1001, 1005})
+
+
+class WebSocketConnection(trio_websocket.WebSocketConnection):
+    """The connection a handler gets: trio-websocket's ``WebSocketConnection``, plus ``async for``.
+
+    Everything trio-websocket documents works as documented. In addition,
+    a handler can read messages with ``async for message in ws:``. The loop
+    ends quietly when the connection closes normally (1000, 1001, or a
+    Close frame without a code, as the ``websockets`` library's loop does);
+    any other close raises ``ConnectionClosed``, as ``get_message()`` does.
+    """
+
+    __slots__ = ()
+
+    def __aiter__(self) -> WebSocketConnection:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.get_message()
+        except ConnectionClosed as exc:
+            if exc.reason is not None and exc.reason.code in _NORMAL_CLOSES:
+                raise StopAsyncIteration from None
+            raise
 
 
 class _ServerWSConnection(FastWSConnection):
@@ -157,8 +189,8 @@ class _ServerWSConnection(FastWSConnection):
         return super().send(event)
 
 
-class ServerConnection(FewerCheckpoints):
-    """A server-side ``WebSocketConnection`` with the adaptations listed in the module docstring."""
+class ServerConnection(FewerCheckpoints, WebSocketConnection):
+    """The server side of a :class:`WebSocketConnection`, with the adaptations in the module docstring."""
 
     # Slots keep these out of the instance dict, which trio-websocket's own
     # attributes fill: one more key there makes it grow by 1.6 KiB per connection.
@@ -626,7 +658,7 @@ def server_connection(
 
 
 class ClientConnection(WebSocketConnection):
-    """trio-websocket's client connection, with item 5 of the module docstring applied."""
+    """trio-websocket's client connection, with item 5 of the module docstring applied (and ``async for``)."""
 
     async def _handle_ping_event(self, event: Ping) -> None:
         if self._wsproto.state is ConnectionState.OPEN:
