@@ -267,3 +267,52 @@ def test_a_hard_open_file_limit_too_low_is_a_warning() -> None:
         "WARNING max_connections (1000) and max_idle_connections (1000) do not fit under this "
         "process's limit of 300 open files: raise the hard limit (ulimit -Hn 2064) or lower them"
     )
+
+
+async def test_shutdown_counts_every_connection_it_cancels(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The grace-period warning counts every connection it cancels, plain HTTP ones included, and
+    says how many of them are WebSockets."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def stubborn(ws: trio_ws.WebSocketConnection) -> None:
+        await trio.sleep_forever()
+
+    server = await start_memory_server(nursery, app, memory_listener, shutdown_timeout=2)
+    client = await open_raw_websocket(memory_listener)
+    idle = await memory_listener.connect()  # accepted, but its request head never comes
+    await trio.testing.wait_all_tasks_blocked()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(server.aclose)
+        close = await client.next_event()
+        assert isinstance(close, CloseConnection) and close.code == 1001
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "shutdown grace period of 2 s is over; cancelling 2 connection(s), 1 of them WebSockets"
+    ]
+    await idle.aclose()
+
+
+async def test_a_peer_that_never_answers_our_1001_is_logged_as_such(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On shutdown, a peer that never answers the server's Close 1001 is logged with 1001 and
+    'no Close came back', not as a normal close."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    server = await start_memory_server(
+        nursery, trio_ws.echo_app(), memory_listener, close_timeout=2, shutdown_timeout=5
+    )
+    client = await open_raw_websocket(memory_listener)
+    await server.aclose()
+    close = await client.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1001
+    lines = [r.getMessage() for r in caplog.records if r.name == "trio_ws.connection"]
+    assert lines[-1].endswith(": closed with 1001 (server shutting down); no Close came back")

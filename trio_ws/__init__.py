@@ -23,7 +23,6 @@ General layout (each module opens with its own rules):
 """
 
 from trio_websocket import ConnectionClosed as ConnectionClosed
-from trio_websocket import WebSocketConnection as WebSocketConnection
 
 from ._app import App as App
 from ._app import HTTPHandler as HTTPHandler
@@ -38,6 +37,7 @@ from ._server import ServerStatistics as ServerStatistics
 from ._server import serve as serve
 from ._server import serve_listeners as serve_listeners
 from ._version import __version__ as __version__
+from ._websocket import WebSocketConnection as WebSocketConnection
 
 __all__ = [
     "App",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 from ._target import Target, parse_target
 
 if TYPE_CHECKING:
-    from trio_websocket import WebSocketConnection
+    from ._websocket import WebSocketConnection
 
 __all__ = [
     "App",

@@ -138,7 +138,10 @@ def _parser() -> argparse.ArgumentParser:
         type=_size,
         default=d.max_message_size,
         metavar="BYTES",
-        help="close a connection (1009) that sends a larger message (accepts 16MiB)",
+        help=(
+            "close a connection (1009) that sends a larger message (UTF-8 bytes for text), "
+            "or one in more than BYTES/64 frames (accepts 16MiB)"
+        ),
     )
     p.add_argument(
         "--max-connections",

@@ -32,12 +32,18 @@ class Options:
             If none arrives, the peer is taken for dead and the connection is
             closed with 1011. ``None`` waits forever.
         receive_buffer_size: Bytes asked from the socket per read.
-        max_message_size: Largest message accepted, in bytes (or characters
-            for text). A larger one closes the connection with 1009.
+        max_message_size: Largest message accepted, in bytes (UTF-8 bytes
+            for text, as RFC 6455 counts them). A larger one closes the
+            connection with 1009, and so does a message in more than
+            ``max_message_size // 64`` frames (at least 64), since every
+            frame costs work even when it is empty. A message in progress
+            holds only its own bytes.
         message_queue_size: How many received messages may wait for the
-            handler. When the queue is full the reader stops reading, so a
-            slow handler slows the peer down through TCP instead of filling
-            memory.
+            handler. When the queue is full (or, with 0, while the reader
+            holds the message it is handing over) the reader stops reading,
+            so a slow handler slows the peer down through TCP instead of
+            filling memory. A peer that never reads pins what its handler
+            holds plus this many messages and one read.
         allowed_origins: Browser origins (``"https://example.com"``) that may
             open a WebSocket. The page's own origin (same host) is always
             allowed; ``"*"`` allows every origin. Requests without an
@@ -51,8 +57,11 @@ class Options:
             check does not apply to a server bound to other addresses.
         handshake_timeout: Seconds a new connection has to send its request
             head and finish the upgrade. A slower one is dropped.
-        close_timeout: Seconds to wait for the peer's answer to our close
-            frame before the TCP connection is closed anyway.
+        close_timeout: Seconds the closing phase may take, from the moment
+            a Close frame is sent or received: the handler's last replies,
+            our Close and the peer's answer. Then TCP is closed regardless,
+            which also frees a handler stuck sending to a peer that stopped
+            reading.
         shutdown_timeout: Grace period, in seconds, that open connections get
             to finish after the server has sent them close 1001.
         max_request_head_size: Largest HTTP request head, in bytes; a larger

@@ -88,6 +88,7 @@ class Server:
         self._closing = False
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.CancelScope | None = None
+        self._connection_tasks: trio.Nursery | None = None  # for counting them at shutdown
         self._stopped = trio.Event()  # serve() is about to return
         self._closed = trio.Event()  # aclose() is about to return
 
@@ -166,6 +167,7 @@ class Server:
         try:
             async with trio.open_nursery() as connections:
                 self._connections = connections.cancel_scope
+                self._connection_tasks = connections
                 async with trio.open_nursery() as accepting:
                     self._accepting = accepting.cancel_scope
                     handler = partial(serve_stream, server=self)
@@ -205,9 +207,13 @@ class Server:
                         goodbyes.start_soon(_say_goodbye, ws)
                 await self._stopped.wait()
             if grace.cancelled_caught:
+                assert self._connection_tasks is not None
                 logger.warning(
-                    "shutdown grace period of %s s is over; cancelling %d connection(s)",
+                    "shutdown grace period of %s s is over; "
+                    "cancelling %d connection(s), %d of them WebSockets",
                     self.options.shutdown_timeout,
+                    # Every connection task still running: plain HTTP and handshakes too.
+                    len(self._connection_tasks.child_tasks),
                     len(self._websockets),
                 )
             self._connections.cancel()
