@@ -85,7 +85,7 @@ async def test_plain_request_to_websocket_path_is_426(echo_server: trio_ws.Serve
     status, headers, body = await get(echo_server.port, "/ws")
     assert status == 426
     assert headers["upgrade"] == "websocket"
-    assert headers["connection"] == "close, Upgrade"
+    assert headers["connection"] == "Upgrade"
     assert b"WebSocket endpoint" in body
 
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
@@ -79,6 +79,9 @@ from ._fastframes import FastWSConnection
 from ._fastio import FewerCheckpoints
 from ._linger import linger
 from ._options import Options, seconds
+
+if TYPE_CHECKING:
+    from ._request import Request as HTTPRequest
 
 logger = logging.getLogger("trio_ws.websocket")
 
@@ -121,7 +124,11 @@ class ServerConnection(FewerCheckpoints):
         "_messages_taken",
         "_options",
         "_reader_done",
+        "request",
     )
+
+    #: The HTTP request this WebSocket was opened with (set by ``_http.py`` before the handler runs).
+    request: HTTPRequest
 
     def __init__(self, stream: trio.abc.Stream, options: Options) -> None:
         super().__init__(
