@@ -194,3 +194,22 @@ async def test_upgrade_hooks_share_the_handshake_deadline(
     assert "dropped StapledStream: the upgrade's hooks did not finish within handshake_timeout" in [
         r.getMessage() for r in caplog.records
     ]
+
+
+async def test_a_hook_that_returns_something_else_is_a_bug_with_a_500(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An auth hook that returns neither an Identity nor a Response gets 500 and an ERROR naming what
+    it must return."""
+
+    async def confused(request: trio_ws.Request) -> trio_ws.Identity | trio_ws.Response:
+        return "ada"  # type: ignore[return-value]
+
+    app = trio_ws.App(auth=confused)
+    app.add_static("/", b"page")
+    server = await start_server(nursery, app)
+    with trio.fail_after(IO_DEADLINE):
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/")).status_code == 500
+    [error] = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert error.endswith("returned 'str'; it must return a trio_ws.Identity or a trio_ws.Response")

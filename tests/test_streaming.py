@@ -299,3 +299,17 @@ def test_server_sent_events_are_framed_as_the_standard_says() -> None:
         trio_ws.ServerSentEvent("x", event="a\nb")
     with pytest.raises(ValueError, match="NUL"):
         trio_ws.ServerSentEvent("x", id="a\0")
+
+
+def test_sse_response_headers_replace_the_defaults_they_name() -> None:
+    """A header given to sse_response replaces the default of the same name instead of doubling it."""
+    _, receive = trio.open_memory_channel[str](1)
+    response = trio_ws.sse_response(
+        receive, headers=[("Cache-Control", "no-cache, no-store"), ("pragma", "no-cache")]
+    )
+    assert response.headers == (
+        ("x-accel-buffering", "no"),
+        ("Cache-Control", "no-cache, no-store"),
+        ("pragma", "no-cache"),
+    )
+    assert response.content_type == "text/event-stream" and response.streamed

@@ -43,8 +43,9 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import h11
 import trio
@@ -142,7 +143,7 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     with server.admission.websocket_slot() as admitted:
         ws = await _open_websocket(peer, wire, outcome, admitted)
         # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.
-        del wire, outcome
+        del wire, outcome, peer
         if ws is not None:
             await run_websocket(ws, route, server, deadline)
 
@@ -220,37 +221,40 @@ async def _exchange(peer: _Peer, wire: Wire, h11_request: h11.Request, deadline:
 
 async def _authenticate(hook: AuthHook, request: Request) -> Response | None:
     """Run an auth hook: ``None`` lets the request in (with ``request.identity`` set), or the refusal."""
-    try:
-        outcome = await hook(request)
-    except Exception:
-        logger.exception("auth hook %s failed on %s", _name(hook), printable(request.path))
-        return Response.text(500, "Internal Server Error")
+    outcome = await _run_hook(
+        "auth hook", hook, request, "a trio_ws.Identity or a trio_ws.Response", (Identity, Response)
+    )
     if isinstance(outcome, Identity):
         request.identity = outcome
         return None
-    if isinstance(outcome, Response):
-        return outcome
-    logger.error(
-        "auth hook %s returned %r; it must return a trio_ws.Identity or a trio_ws.Response",
-        _name(hook),
-        type(outcome).__name__,
-    )
-    return Response.text(500, "Internal Server Error")
+    return cast(Response, outcome)
 
 
 async def _before_upgrade(hook: BeforeUpgrade, request: Request) -> Response | None:
+    """Run a pre-upgrade hook: ``None`` lets the upgrade through, or the answer to send instead."""
+    outcome = await _run_hook(
+        "before_upgrade hook", hook, request, "None or a trio_ws.Response", (type(None), Response)
+    )
+    return cast("Response | None", outcome)
+
+
+async def _run_hook(
+    kind: str,
+    hook: Callable[[Request], Awaitable[object]],
+    request: Request,
+    returns: str,
+    valid: tuple[type, ...],
+) -> object:
+    """What ``hook`` returns for ``request``; a hook that fails, or returns something else, is a bug: it is
+    logged (with the traceback) and answered with 500."""
     try:
         outcome = await hook(request)
     except Exception:
-        logger.exception("before_upgrade hook %s failed on %s", _name(hook), printable(request.path))
+        logger.exception("%s %s failed on %s", kind, _name(hook), printable(request.path))
         return Response.text(500, "Internal Server Error")
-    if outcome is None or isinstance(outcome, Response):
+    if isinstance(outcome, valid):
         return outcome
-    logger.error(
-        "before_upgrade hook %s returned %r; it must return None or a trio_ws.Response",
-        _name(hook),
-        type(outcome).__name__,
-    )
+    logger.error("%s %s returned %r; it must return %s", kind, _name(hook), type(outcome).__name__, returns)
     return Response.text(500, "Internal Server Error")
 
 

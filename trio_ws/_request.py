@@ -135,12 +135,12 @@ class Request:
         "_body",
         "_body_stream",
         "_cookies",
+        "_headers",
         "_host",
         "_query_params",
         "_server",
         "_watches_closing",
         "client",
-        "headers",
         "http_version",
         "identity",
         "method",
@@ -156,7 +156,7 @@ class Request:
         method: str,
         path: str,
         query: str = "",
-        headers: tuple[tuple[bytes, bytes], ...] = (),
+        headers: Iterable[tuple[bytes, bytes]] = (),
         *,
         raw_path: str | None = None,
         path_params: Mapping[str, str] = _EMPTY,
@@ -172,7 +172,9 @@ class Request:
         self.method = method
         self.path = path
         self.query = query
-        self.headers = headers
+        # Names and values in one flat tuple: a pair tuple per header would cost 56 bytes each,
+        # for every open WebSocket (``ws.request``).
+        self._headers = tuple(item for pair in headers for item in pair)
         self.raw_path = path if raw_path is None else raw_path
         self.path_params = path_params
         self.identity = identity
@@ -192,10 +194,17 @@ class Request:
 
     # -- headers, query, cookies --------------------------------------------------
 
+    @property
+    def headers(self) -> tuple[tuple[bytes, bytes], ...]:
+        """Every header as a ``(name, value)`` pair of bytes, names lower-case, in the order sent."""
+        flat = self._headers
+        return tuple(zip(flat[::2], flat[1::2], strict=True))
+
     def header(self, name: str) -> str | None:
         """The value of header ``name`` (case-insensitive), or ``None``; several are joined with ``, ``."""
         wanted = name.lower().encode("ascii")
-        values = [value.decode("latin-1") for key, value in self.headers if key.lower() == wanted]
+        flat = self._headers
+        values = [flat[i + 1].decode("latin-1") for i in range(0, len(flat), 2) if flat[i].lower() == wanted]
         return ", ".join(values) if values else None
 
     @property

@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, TypeAlias
 
 if TYPE_CHECKING:
@@ -126,6 +127,10 @@ class Match:
     params: Mapping[str, str]
 
 
+# Shared by every match without parameters: a WebSocket keeps its request's for its whole life.
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class _Param:
     name: str
@@ -176,7 +181,7 @@ class Router:
         """The endpoint for a request's decoded path segments, or ``None``."""
         endpoint = self._exact.get(segments) or self._folded.get(tuple(s.casefold() for s in segments))
         if endpoint is not None:
-            return Match(endpoint, {})
+            return Match(endpoint, _NO_PARAMS)
         for pattern, endpoint in self._patterns:
             params = _match(pattern, segments, endpoint.ignore_case)
             if params is not None:

@@ -108,8 +108,10 @@ class Server:
         self._host_name = host_name
         self.options = options
         self.listeners = listeners
-        # Each open WebSocket, with an event set when its handler and reader are done.
-        self._websockets: dict[ServerConnection, trio.Event] = {}
+        self._websockets: set[ServerConnection] = set()
+        # Shutdown waits on these for handlers that say their own goodbye (made only for those:
+        # an event per open WebSocket would cost every connection its memory).
+        self._goodbyes: dict[ServerConnection, trio.Event] = {}
         self._streams: set[_Stream] = set()
         #: Caps on waiting connections and on WebSockets (``_admission.py``).
         self.admission = Admission(options)
@@ -200,12 +202,14 @@ class Server:
     @contextmanager
     def tracking(self, ws: ServerConnection) -> Iterator[None]:
         """Count ``ws`` as open while the block runs, so shutdown can say goodbye to it."""
-        done = self._websockets[ws] = trio.Event()
+        self._websockets.add(ws)
         try:
             yield
         finally:
-            del self._websockets[ws]
-            done.set()
+            self._websockets.discard(ws)
+            done = self._goodbyes.pop(ws, None)
+            if done is not None:
+                done.set()
 
     @contextmanager
     def streaming(self, request: Request) -> Iterator[trio.CancelScope]:
@@ -276,8 +280,10 @@ class Server:
             goodbye_time = self.options.shutdown_timeout / 2
             with trio.move_on_after(self.options.shutdown_timeout) as grace:
                 async with trio.open_nursery() as goodbyes:
-                    for ws, done in list(self._websockets.items()):
-                        goodbyes.start_soon(_say_goodbye, ws, done, goodbye_time)
+                    for ws in list(self._websockets):
+                        if ws.request.watches_closing:
+                            self._goodbyes[ws] = trio.Event()
+                        goodbyes.start_soon(_say_goodbye, ws, self._goodbyes.get(ws), goodbye_time)
                     for stream in list(self._streams):
                         goodbyes.start_soon(_end_stream, stream, goodbye_time)
                 await self._stopped.wait()
@@ -301,10 +307,11 @@ class Server:
             self._closed.set()
 
 
-async def _say_goodbye(ws: ServerConnection, done: trio.Event, goodbye_time: float) -> None:
+async def _say_goodbye(ws: ServerConnection, done: trio.Event | None, goodbye_time: float) -> None:
     """Close ``ws`` with 1001 and wait for the peer's answer; first, if its handler watches for
-    the shutdown, let it say its own goodbye and return (for up to ``goodbye_time`` seconds)."""
-    if ws.request.watches_closing:
+    the shutdown (``done`` is then set when it has returned), let it say its own goodbye (for up
+    to ``goodbye_time`` seconds)."""
+    if done is not None:
         with trio.move_on_after(goodbye_time):
             await done.wait()
     try:

@@ -109,11 +109,13 @@ def sse_response(
             cleanly. The channel is closed when the response ends.
         heartbeat: Seconds of silence after which a comment is sent, to keep
             proxies from closing the stream; ``None`` sends none.
-        headers: More response headers (added to ``Cache-Control: no-cache``).
+        headers: More response headers; one named like a default
+            (``Cache-Control: no-cache``, ``X-Accel-Buffering: no``) replaces it.
     """
-    return Response(
-        200, _event_stream(events, heartbeat), "text/event-stream", (*SSE_HEADERS, *tuple(headers))
-    )
+    extra = tuple(headers)
+    given = {name.lower() for name, _ in extra}
+    defaults = tuple(header for header in SSE_HEADERS if header[0] not in given)
+    return Response(200, _event_stream(events, heartbeat), "text/event-stream", (*defaults, *extra))
 
 
 async def _event_stream(
