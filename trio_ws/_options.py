@@ -53,7 +53,10 @@ class Options:
             rebinding attack looks like. ``"*"`` turns the check off. The
             check does not apply to a server bound to other addresses.
         handshake_timeout: Seconds a new connection has to send its request
-            head and finish the upgrade. A slower one is dropped.
+            head and, for a WebSocket, finish the upgrade (its auth and
+            ``before_upgrade`` hooks included). A slower one is dropped. An
+            upgrade after earlier requests on a connection gets as long from
+            its own head.
         close_timeout: Seconds to wait for the peer's answer to our close
             frame before the TCP connection is closed anyway.
         shutdown_timeout: Grace period, in seconds, that open connections get

@@ -42,6 +42,13 @@ class Response:
     content_type: str | None = "text/plain; charset=utf-8"
     headers: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, int) or not 200 <= self.status <= 599:
+            raise ValueError(
+                f"a response status must be from 200 to 599, got {self.status!r} "
+                "(the server sends 1xx answers itself)"
+            )
+
     @property
     def streamed(self) -> bool:
         """Whether the body is an async iterable, sent chunk by chunk."""

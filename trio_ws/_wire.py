@@ -37,6 +37,8 @@ _READ_SIZE = 16 * 1024
 # How long one write may wait for a peer that does not read.
 _SEND_TIMEOUT = 10.0
 _SECURITY_HEADERS = (("x-content-type-options", "nosniff"),)
+# Framing is the server's (h11's) to say; a handler's Connection tokens are merged into ours.
+_SERVERS_HEADERS = {"connection", "content-length", "transfer-encoding"}
 _PAGE_CSP = (
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
     "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
@@ -159,6 +161,7 @@ class Wire:
             reason=phrase(response.status),
         )
         body = response.body
+        head_only = head_only or response.status in (204, 304)  # these never have a body (RFC 9110 6.4.1)
         if isinstance(body, bytes):
             events: list[h11.Event] = [head]
             if body and not head_only:
@@ -264,7 +267,7 @@ def _headers(response: Response, close: bool, extra: list[tuple[str, str]]) -> l
     if connection:
         headers.append(("connection", ", ".join(connection)))
     headers += _SECURITY_HEADERS
-    headers += [(k, v) for k, v in response.headers if k.lower() != "connection"]
+    headers += [(k, v) for k, v in response.headers if k.lower() not in _SERVERS_HEADERS]
     headers += extra
     own_policy = any(k.lower() == "content-security-policy" for k, _ in response.headers)
     if response.content_type is not None and response.content_type.startswith("text/html") and not own_policy:
