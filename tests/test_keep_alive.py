@@ -124,6 +124,36 @@ async def test_pipelined_requests_are_answered_in_order(nursery: trio.Nursery) -
     assert bodies[0].strip().isdigit()
 
 
+async def test_a_request_pipelined_while_a_handler_works_is_kept_for_its_turn(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A second request that arrives while the first one's handler waits (read by the departure
+    watcher) is answered after the first, in order."""
+    release = trio.Event()
+    app = _app()
+
+    @app.route("/wait")
+    async def wait(request: trio_ws.Request) -> trio_ws.Response:
+        await release.wait()
+        return trio_ws.Response.text(200, "first")
+
+    await start_memory_server(nursery, app, memory_listener)
+    client = _Client(await memory_listener.connect())
+    await client.request("GET", "/wait")
+    await trio.testing.wait_all_tasks_blocked()
+    await client.stream.send_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond")
+    await trio.testing.wait_all_tasks_blocked()
+    release.set()
+    assert (await client.response())[1] == b"first\n"
+    client.next_cycle()
+    client.conn.send(
+        h11.Request(method="POST", target="/echo", headers=[("host", "x"), ("content-length", "6")])
+    )
+    client.conn.send(h11.Data(data=b"second"))
+    client.conn.send(h11.EndOfMessage())
+    assert (await client.response())[1] == b"second"
+
+
 async def test_an_idle_keep_alive_connection_is_closed_after_http_idle_timeout(
     nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
 ) -> None:
