@@ -313,3 +313,66 @@ def test_sse_response_headers_replace_the_defaults_they_name() -> None:
         ("pragma", "no-cache"),
     )
     assert response.content_type == "text/event-stream" and response.streamed
+
+
+async def test_a_client_that_stops_reading_a_stream_is_let_go(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client that stops reading a streamed response holds a write at most 10 s: then the
+    connection is closed, the body's generator ends, and nothing is logged above INFO."""
+    ended = trio.Event()
+    app = trio_ws.App()
+
+    @app.route("/firehose")
+    async def firehose(request: trio_ws.Request) -> trio_ws.Response:
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    yield b"x" * 65536
+            finally:
+                ended.set()
+
+        return trio_ws.Response(200, body())
+
+    server = await start_memory_server(nursery, app, memory_listener)
+    # Lockstep streams hold no bytes in flight: a write waits until the client reads, which it never does.
+    client = await memory_listener.connect(trio.testing.lockstep_stream_pair)
+    await client.send_all(b"GET /firehose HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:  # the head of the answer, then nothing more
+        head += await client.receive_some()
+    start = trio.current_time()
+    await ended.wait()
+    assert trio.current_time() - start == pytest.approx(10)
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.statistics().streaming_responses == 0
+    assert alarms_logged(caplog.records) == []
+
+
+async def test_a_body_that_fails_mid_stream_is_a_bug_of_its_own_connection(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A streamed body that raises after its first chunk is logged once with its traceback; its
+    client sees the response cut short, and the next client is served."""
+    app = trio_ws.App()
+
+    @app.route("/broken")
+    async def broken(request: trio_ws.Request) -> trio_ws.Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"partial"
+            raise RuntimeError("the feed broke")
+
+        return trio_ws.Response(200, body())
+
+    server = await start_server(nursery, app)
+    with trio.fail_after(IO_DEADLINE):
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get("/broken")
+            assert (await client.get("/healthz")).text == "ok\n"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == ["the response body for /broken failed"]
+    assert errors[0].exc_info is not None

@@ -291,25 +291,40 @@ async def _serve_route(
             response = await _respond_to(request, route, reader)
             close = _must_close(peer, wire) or not reader.complete
             access.log(response.status)
-            stop = peer.server.streaming(request) if response.streamed else None
-            head_only = request.method == "HEAD"
-            if stop is None:
-                await wire.write_response(response, head_only=head_only, close=close, extra_headers=cors)
-            else:
-                with stop as scope:
-                    await wire.write_response(
-                        response, head_only=head_only, close=close, extra_headers=cors, stop=scope
-                    )
+            # Nothing may escape the request nursery but a bug of ours: it would come out as a group.
+            broken = False
+            try:
+                await _write(peer, wire, request, response, close, cors)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
+                logger.debug("connection lost while the answer to %s was sent", printable(request.path))
+                broken = True
+            except Exception:
+                logger.exception("the response body for %s failed", printable(request.path))
+                broken = True
         nursery.cancel_scope.cancel()  # the watcher's work is done
     if request_scope.cancelled_caught:
         logger.info(
             '"%s %s": the client left before the answer was complete', access.method, printable(access.target)
         )
         return False
+    if broken:
+        return False
     if close:
         await linger(peer.stream)
         return False
     return wire.reusable
+
+
+async def _write(
+    peer: _Peer, wire: Wire, request: Request, response: Response, close: bool, cors: list[tuple[str, str]]
+) -> None:
+    """Send a handler's response; a streamed one is counted, so that shutdown can end it cleanly."""
+    head_only = request.method == "HEAD"
+    if not response.streamed:
+        await wire.write_response(response, head_only=head_only, close=close, extra_headers=cors)
+        return
+    with peer.server.streaming(request) as stop:
+        await wire.write_response(response, head_only=head_only, close=close, extra_headers=cors, stop=stop)
 
 
 async def _respond_to(request: Request, route: HTTPRoute, reader: BodyReader) -> Response:
