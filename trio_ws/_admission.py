@@ -5,10 +5,11 @@ process may hold only so many (its open-file limit). A peer that opens
 sockets and sends nothing must not use them all up, or nobody else gets in,
 not even the health check. Rules of this module:
 
-* Connections with no complete request head yet are capped
-  (``max_idle_connections``). One more closes the one that has waited
-  longest: silent sockets cost their sender a connection each, and keep
-  nobody out.
+* Connections waiting for a request head are capped
+  (``max_idle_connections``): new ones, and keep-alive ones between two
+  requests. One more closes the one that has waited longest: silent sockets
+  cost their sender a connection each, and keep nobody out. Graceful
+  shutdown closes the keep-alive ones at once (:meth:`Admission.close_kept_alive`).
 * WebSockets are capped by ``max_connections``: an upgrade past it gets 503.
 * At start-up the open-file limit is raised to fit both caps
   (:func:`make_room_for`).
@@ -48,14 +49,16 @@ _SPARE_FILES = 64
 
 
 class Waiting:
-    """A connection waiting for its request head, which admission may close to make room."""
+    """A connection waiting for a request head, which admission may close to make room."""
 
-    __slots__ = ("_scope", "_stream", "evicted")
+    __slots__ = ("_scope", "_stream", "evicted", "kept_alive")
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: trio.abc.Stream, kept_alive: bool) -> None:
         self._stream = stream
         self._scope = trio.CancelScope()
-        #: Whether admission closed this connection to make room for another.
+        #: Whether it has served a request already, and waits for the next.
+        self.kept_alive = kept_alive
+        #: Whether admission closed this connection (to make room, or for shutdown).
         self.evicted = False
 
     def evict(self) -> None:
@@ -105,8 +108,8 @@ class Admission:
         return len(self._waiting)
 
     @contextmanager
-    def waiting(self, stream: trio.abc.Stream) -> Iterator[Waiting]:
-        """Count ``stream`` as waiting for its request while the block runs.
+    def waiting(self, stream: trio.abc.Stream, *, kept_alive: bool = False) -> Iterator[Waiting]:
+        """Count ``stream`` as waiting for a request while the block runs.
 
         The block runs in a cancel scope that is cancelled if the connection
         is closed to make room (``Waiting.evicted`` then says so). If the cap
@@ -123,7 +126,7 @@ class Admission:
                     count,
                     REPORT_INTERVAL,
                 )
-        waiting = Waiting(stream)
+        waiting = Waiting(stream, kept_alive)
         self._waiting[waiting] = None
         try:
             with waiting._scope:
@@ -138,6 +141,19 @@ class Admission:
             oldest.evict()
             return True
         return False
+
+    def close_kept_alive(self) -> int:
+        """Close every keep-alive connection waiting between requests (graceful shutdown); return how many.
+
+        A client may always find a kept-alive connection closed and retry on
+        a new one (RFC 9112 section 9.3.1). New connections that have not
+        sent their first request yet are left to send it and get 503.
+        """
+        idle = [waiting for waiting in self._waiting if waiting.kept_alive]
+        for waiting in idle:
+            del self._waiting[waiting]
+            waiting.evict()
+        return len(idle)
 
     def out_of_files(self, exc: OSError) -> bool:
         """``accept()`` failed with ``exc`` for want of files: make room, and report it now and then.

@@ -45,9 +45,12 @@ class Options:
             filling memory. A peer that never reads pins what its handler
             holds plus this many messages and one read.
         allowed_origins: Browser origins (``"https://example.com"``) that may
-            open a WebSocket. The page's own origin (same host) is always
-            allowed; ``"*"`` allows every origin. Requests without an
-            ``Origin`` header (non-browser clients) are not affected.
+            open a WebSocket, or send HTTP requests to a route and read the
+            answer (CORS, with credentials). The page's own origin (same
+            host) is always allowed; ``"*"`` allows every origin (and, for
+            HTTP, without credentials). A browser request from any other
+            origin gets 403. Requests without an ``Origin`` header
+            (non-browser clients) are not affected.
         allowed_hosts: Host names, besides loopback ones, that a browser may
             use to reach a server bound only to loopback addresses (the
             default ``127.0.0.1`` or ``localhost``): a name a proxy forwards,
@@ -56,7 +59,10 @@ class Options:
             rebinding attack looks like. ``"*"`` turns the check off. The
             check does not apply to a server bound to other addresses.
         handshake_timeout: Seconds a new connection has to send its request
-            head and finish the upgrade. A slower one is dropped.
+            head and, for a WebSocket, finish the upgrade (its auth and
+            ``before_upgrade`` hooks included). A slower one is dropped. An
+            upgrade after earlier requests on a connection gets as long from
+            its own head.
         close_timeout: Seconds the closing phase may take, from the moment
             a Close frame is sent or received: the handler's last replies,
             our Close and the peer's answer. Then TCP is closed regardless,
@@ -68,13 +74,26 @@ class Options:
             one is answered with 431.
         max_request_headers: Most header lines a request may carry; more are
             answered with 431.
+        max_request_body: Largest request body, in bytes. A larger
+            ``Content-Length`` gets 413 before any of the body is read; a
+            chunked body gets 413 when it passes the limit. Either way the
+            connection is closed, since the rest of the body is not read.
+        request_body_timeout: Seconds from the end of a request head to the
+            end of its body. A slower body gets 408: a body that trickles
+            is a slowloris too. ``None`` waits forever.
+        http_idle_timeout: Seconds a keep-alive connection may wait for its
+            next request head, after answering one. Then it is closed.
+            ``None`` waits forever (still bounded by ``max_idle_connections``).
+        max_requests_per_connection: Most requests one keep-alive connection
+            serves; the last answer says ``Connection: close``. ``None`` sets
+            no limit.
         max_connections: Most WebSockets open (or finishing their upgrade)
             at once. When the server is full, a new upgrade is answered with
             503 and the open connections are not affected; plain HTTP
             requests (the page, ``/healthz``) are still answered. ``None``
             sets no limit.
-        max_idle_connections: Most connections waiting for a request, that
-            is, accepted but with no complete request head yet. When one
+        max_idle_connections: Most connections waiting for a request head:
+            new ones, and keep-alive ones between two requests. When one
             more arrives, the one that has waited longest is closed, so
             connections that send nothing can't keep a new client (or the
             health check) from being served. ``None`` sets no limit. The
@@ -101,6 +120,8 @@ class Options:
     message_queue_size: int = 1
     max_request_head_size: int = 16 * 1024
     max_request_headers: int = 100
+    max_request_body: int = 1024 * 1024
+    max_requests_per_connection: int | None = 1000
     max_connections: int | None = 1000
     max_idle_connections: int | None = 1000
     # Compression
@@ -112,6 +133,8 @@ class Options:
     allowed_hosts: Sequence[str] = field(default=())
     # Timeouts
     handshake_timeout: float | None = 10.0
+    http_idle_timeout: float | None = 5.0
+    request_body_timeout: float | None = 30.0
     close_timeout: float | None = 10.0
     shutdown_timeout: float = 5.0
 
@@ -130,15 +153,29 @@ class Options:
                 f"write allowed_hosts=[{self.allowed_hosts!r}]"
             )
         object.__setattr__(self, "allowed_hosts", _normalise_hosts(self.allowed_hosts))
-        for name in ("keep_alive_interval", "keep_alive_timeout", "handshake_timeout", "close_timeout"):
+        timeouts = (
+            "keep_alive_interval",
+            "keep_alive_timeout",
+            "handshake_timeout",
+            "close_timeout",
+            "http_idle_timeout",
+            "request_body_timeout",
+        )
+        for name in timeouts:
             value = getattr(self, name)
             if value is not None:
                 _check_seconds(name, value, allow_zero=False)
         _check_seconds("shutdown_timeout", self.shutdown_timeout, allow_zero=True)
-        counts = ("receive_buffer_size", "max_message_size", "max_request_head_size", "max_request_headers")
+        counts = (
+            "receive_buffer_size",
+            "max_message_size",
+            "max_request_head_size",
+            "max_request_headers",
+            "max_request_body",
+        )
         for name in counts:
             _check_whole(name, getattr(self, name), allow_zero=False)
-        for name in ("max_connections", "max_idle_connections"):
+        for name in ("max_connections", "max_idle_connections", "max_requests_per_connection"):
             if getattr(self, name) is not None:
                 _check_whole(name, getattr(self, name), allow_zero=False)
         # A queue of 0 hands each message straight to the handler: a valid choice.

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from ._app import Response
+from ._response import Response
 
 __all__ = [
     "WEBSOCKET_VERSION",

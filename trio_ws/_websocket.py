@@ -96,7 +96,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import NoReturn, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import trio
 import trio_websocket
@@ -123,6 +123,9 @@ from ._fastframes import FastWSConnection
 from ._fastio import FewerCheckpoints
 from ._linger import linger
 from ._options import Options, seconds
+
+if TYPE_CHECKING:
+    from ._request import Request as HTTPRequest
 
 logger = logging.getLogger("trio_ws.websocket")
 
@@ -210,7 +213,11 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
         "_reader_done",
         "_reader_scope",
         "_room",
+        "request",
     )
+
+    #: The HTTP request this WebSocket was opened with (set by ``_http.py`` before the handler runs).
+    request: HTTPRequest
 
     def __init__(self, stream: trio.abc.Stream, options: Options) -> None:
         super().__init__(
