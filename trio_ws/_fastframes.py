@@ -35,8 +35,9 @@ What it reaches into (check on a wsproto upgrade; the tests cover each):
 ``_message_decoder``, ``extensions`` and ``_outbound_opcode``,
 ``FrameDecoder.header``/``buffer``/``masker``/``parse_header``/``process_buffer``,
 ``Buffer.buffer``/``bytes_used``, ``XorMaskerSimple._masking_key``,
-``MessageDecoder.opcode``/``process_frame``, and ``WSConnection.handshake``
-with ``H11Handshake._events`` (an open connection lets its handshake go).
+``MessageDecoder.opcode``/``process_frame``, ``Connection._events`` (a
+list instead of a deque), and ``WSConnection.handshake`` with
+``H11Handshake._events`` (an open connection lets its handshake go).
 """
 
 from __future__ import annotations
@@ -227,6 +228,16 @@ class _FastMessageDecoder(MessageDecoder):
         self.frames = 0
 
 
+class _Events(list[Event]):
+    """wsproto's queue of pending events, as a list: an empty ``deque`` costs 600 bytes more per connection.
+
+    wsproto only appends to it, tests it for emptiness and takes from the left.
+    """
+
+    def popleft(self) -> Event:
+        return self.pop(0)
+
+
 def _accelerate(connection: Connection, max_message_size: int | None) -> None:
     """Give this one connection the fast decoders, with its message limits.
 
@@ -234,6 +245,7 @@ def _accelerate(connection: Connection, max_message_size: int | None) -> None:
     change class, to subclasses that add methods and a few fields; rebuilding
     them would cost each connection a few hundred bytes of fresh dicts.
     """
+    connection._events = _Events(connection._events)  # type: ignore[assignment]
     proto = connection._proto
     proto._frame_decoder.__class__ = _FastFrameDecoder
     decoder = proto._message_decoder

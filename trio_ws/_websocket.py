@@ -222,6 +222,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             receive_buffer_size=options.receive_buffer_size,
         )
         self._init_io(options.message_queue_size)
+        # trio-websocket's own close handler (replaced here) is its only user.
+        del self._for_testing_peer_closed_connection
         self._close_timeout = options.close_timeout
         self._options = options
         self._deflate: Deflate | None = None
@@ -235,8 +237,10 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         self._messages_taken = 0
         # The handler took a message and has not yet replied or asked for the next one.
         self._holding_message = False
-        self._handler_caught_up = trio.Event()
-        self._reader_done = trio.Event()
+        # Two events, made when first needed (an idle connection needs neither, and each costs
+        # a quarter of a kilobyte): the handler has caught up with a Close, the reader is done.
+        self._handler_caught_up: trio.Event | None = None
+        self._reader_done: trio.Event | None = None
         # The reader runs in this scope; its deadline is the end of the closing phase (item 3).
         self._reader_scope = trio.CancelScope()
         # The Close frames that went each way, for the log line (item 8).
@@ -272,7 +276,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             self._close_handshake.set()
             await self._close_stream()
         finally:
-            self._reader_done.set()
+            self._event("_reader_done").set()
 
     async def _read(self) -> None:
         wsproto = self._wsproto
@@ -352,13 +356,21 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         self._wake_reader()  # a reader waiting for room would never see the socket close
         await super()._close_stream()
 
+    def _event(self, name: str) -> trio.Event:
+        """The event in slot ``name``, made now if it was not needed before."""
+        event: trio.Event | None = getattr(self, name)
+        if event is None:
+            event = trio.Event()
+            setattr(self, name, event)
+        return event
+
     async def handshake(self) -> WebSocketRequest:
         """The client's handshake request, ready to ``accept()``."""
         return await self._get_request()
 
     async def wait_reader_done(self) -> None:
         """Return once the reader has finished: the close handshake is over or TCP is gone."""
-        await self._reader_done.wait()
+        await self._event("_reader_done").wait()
 
     # -- 3. the closing phase is bounded ------------------------------------------------
 
@@ -388,7 +400,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         except ConnectionClosed:
             if self._close_reason is None:
                 # The peer's Close is waiting for us: let it be answered, then report it.
-                self._handler_caught_up.set()
+                self._event("_handler_caught_up").set()
                 await self._close_handshake.wait()
                 raise ConnectionClosed(self._close_reason) from None
             raise
@@ -406,7 +418,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
     def _note_handler_progress(self) -> None:
         self._holding_message = False
         if self._ending is not None and not self._owes_replies():
-            self._handler_caught_up.set()
+            self._event("_handler_caught_up").set()
 
     def _owes_replies(self) -> bool:
         """Whether the handler has a received message it has not answered or asked past."""
@@ -435,7 +447,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         # get_message() still returns what is queued, then finds the end.
         self._close_inbox()
         if self._owes_replies():
-            await self._handler_caught_up.wait()
+            await self._event("_handler_caught_up").wait()
 
     async def ping(self, payload: bytes | None = None) -> None:
         if self._ending is not None:
@@ -464,7 +476,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         ``code`` and ``reason``.
         """
         await self._send_close_frame(code, reason)
-        self._handler_caught_up.set()
+        self._event("_handler_caught_up").set()
         await self._close_stream()
 
     async def _send_close_frame(self, code: int, reason: str) -> None:
@@ -519,7 +531,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
     async def _aclose(self, code: int, reason: str | None) -> None:
         # The handler is done with the connection, so a waiting Close can be answered.
-        self._handler_caught_up.set()
+        self._event("_handler_caught_up").set()
         if self._close_reason is not None:
             return  # closed or closing already; aclose() may be called again
         self._begin_closing()
@@ -604,7 +616,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         await self._send(
             AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers, extensions=extensions)
         )
-        self._open_handshake.set()
+        # Only trio-websocket's client waits for this event; a server can let it go.
+        del self._open_handshake
 
     @property
     def extensions(self) -> list[str]:
