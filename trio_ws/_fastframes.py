@@ -71,7 +71,7 @@ _TEXT_FIN = 0x80 | Opcode.TEXT
 _BINARY_FIN = 0x80 | Opcode.BINARY
 
 
-def pure_unmask(data: bytes | bytearray, key: bytes) -> bytes:
+def pure_unmask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     """``data`` XORed with the 4-byte masking ``key`` repeated (RFC 6455 section 5.3), in Python.
 
     Two big integers XORed at once: about 25 times faster than wsproto's
@@ -84,7 +84,7 @@ def pure_unmask(data: bytes | bytearray, key: bytes) -> bytes:
     )
 
 
-def _c_unmask() -> Callable[[bytes | bytearray, bytes], bytes] | None:
+def _c_unmask() -> Callable[[bytes | bytearray | memoryview, bytes], bytes] | None:
     """websockets' C ``apply_mask``, if its wheel had one for this platform."""
     try:
         from websockets.speedups import apply_mask
@@ -94,7 +94,7 @@ def _c_unmask() -> Callable[[bytes | bytearray, bytes], bytes] | None:
 
 
 # ``data`` XORed with the 4-byte masking ``key`` repeated: C where there is a wheel for it.
-unmask: Callable[[bytes | bytearray, bytes], bytes] = _c_unmask() or pure_unmask
+unmask: Callable[[bytes | bytearray | memoryview, bytes], bytes] = _c_unmask() or pure_unmask
 
 
 class _FastMasker(XorMaskerSimple):
@@ -150,7 +150,14 @@ class _FastFrameDecoder(FrameDecoder):
         end = start + size
         if end > len(data):
             return None
-        payload = unmask(data[start:end], bytes(data[start - 4 : start]))
+        key = bytes(data[start - 4 : start])
+        if size < 4096:
+            payload = unmask(data[start:end], key)
+        else:
+            # A view, not a slice: one copy of a long payload fewer. It is released before
+            # the buffer shrinks below (a bytearray can't be resized while viewed).
+            with memoryview(data) as view:
+                payload = unmask(view[start:end], key)
         del data[:end]
         return Frame(Opcode.TEXT if first == _TEXT_FIN else Opcode.BINARY, payload, True, True)
 
@@ -316,6 +323,22 @@ class FastWSConnection(WSConnection):
             ):
                 return server_frame(event.data)
         return connection.send(event)
+
+    def send_message(self, message: str | bytes) -> bytes:
+        """The frame for a whole message, as ``send(TextMessage(...))`` or ``send(BytesMessage(...))``
+        would build it, without making the event when the fast path applies."""
+        connection = self.connection
+        if (
+            connection is not None
+            and connection._state is ConnectionState.OPEN
+            and not connection._proto.extensions
+            and connection._proto._outbound_opcode is None
+            and not self.client
+        ):
+            return server_frame(message)
+        if isinstance(message, str):
+            return self.send(TextMessage(data=message))
+        return self.send(BytesMessage(data=message))
 
     def receive_data(self, data: bytes | None) -> None:
         connection = self.connection

@@ -42,6 +42,8 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from wsproto.events import BytesMessage, Event, TextMessage
 
+from ._fastframes import FastWSConnection
+
 __all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
 
 # trio-websocket's own logger, so its debug lines read as before.
@@ -164,15 +166,16 @@ class BatchedIO(WebSocketConnection):
     async def send_message(self, message: str | bytes) -> None:
         if self._close_reason:
             raise ConnectionClosed(self._close_reason)
-        event: TextMessage | BytesMessage
-        if isinstance(message, str):
-            event = TextMessage(data=message)
-        elif isinstance(message, bytes):
-            event = BytesMessage(data=message)
-        else:
+        if not isinstance(message, str | bytes):
             raise ValueError("message must be str or bytes")
         outbox = self._outbox
-        outbox.append(self._wsproto.send(event))
+        wsproto = self._wsproto
+        if isinstance(wsproto, FastWSConnection):
+            outbox.append(wsproto.send_message(message))
+        elif isinstance(message, str):
+            outbox.append(wsproto.send(TextMessage(data=message)))
+        else:
+            outbox.append(wsproto.send(BytesMessage(data=message)))
         # More received messages wait for replies: hold this one back, to go out with theirs. The
         # reader (woken by the first reply held back) writes the outbox when it next runs, after
         # this step of the handler's, unless the handler has done it by then.
@@ -206,8 +209,11 @@ class BatchedIO(WebSocketConnection):
         try:
             outbox = self._outbox
             if outbox:
-                outbox.append(data)
-                data = b"".join(outbox)
+                if data or len(outbox) > 1:
+                    outbox.append(data)
+                    data = b"".join(outbox)
+                else:
+                    data = outbox[0]  # one frame: no copy
                 outbox.clear()
             if not data:
                 await trio.lowlevel.checkpoint()

@@ -191,6 +191,13 @@ class _ServerWSConnection(FastWSConnection):
             return bytes(connection._proto.send_data(event.data, event.message_finished))
         return super().send(event)
 
+    def send_message(self, message: str | bytes) -> bytes:
+        # As send() above: data frames may still go while a peer's Close waits for an answer.
+        connection = self.connection
+        if connection is not None and connection.state is ConnectionState.REMOTE_CLOSING:
+            return bytes(connection._proto.send_data(message, True))
+        return super().send_message(message)
+
 
 class ServerConnection(BatchedIO, WebSocketConnection):
     """The server side of a :class:`WebSocketConnection`, with the adaptations in the module docstring."""
