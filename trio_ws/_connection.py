@@ -3,7 +3,7 @@
 ::
 
     connection nursery                 (opened by run_websocket)
-    ├─ reader task       trio-websocket's: socket -> wsproto -> message queue
+    ├─ reader task       socket -> wsproto -> the handler's inbox (bounded; _websocket.py)
     ├─ keep-alive task   a ping every keep_alive_interval (if enabled)
     └─ handler           the route's handler, run in this task itself
 
