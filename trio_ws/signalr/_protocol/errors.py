@@ -31,6 +31,8 @@ class HandshakeError(ProtocolError):
     own; ``str(exc)`` may say more, for the server's log.
     """
 
+    signalr_name = "InvalidDataException"
+
     def __init__(self, reply: str, detail: str | None = None) -> None:
         super().__init__(detail or reply)
         self.reply = reply
