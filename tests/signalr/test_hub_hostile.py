@@ -181,6 +181,22 @@ async def test_streams_past_the_limit_get_an_error_completion(caplog: pytest.Log
     assert_no_tracebacks(caplog)
 
 
+async def test_finished_streams_make_room_for_new_ones() -> None:
+    """The stream limit counts running streams only: many short ones, one after another, all run."""
+    async with serve_hub(Target(), max_streams=2) as server, connect(server) as client:
+        for number in range(5):
+            await client.send(StreamInvocation(f"t{number}", "Ticks", ()))
+            assert await client.receive() == StreamItem(f"t{number}", 1)
+            await client.send(CancelInvocation(f"t{number}"))
+            while not isinstance(message := await client.receive(), Completion):
+                pass
+            assert message == Completion.void(f"t{number}")
+        for number in range(5):
+            await client.send(Invocation("Concat", (), f"c{number}", ("up",)))
+            await client.send(Completion.void("up"))
+            assert await client.receive() == Completion.with_result(f"c{number}", "")
+
+
 async def test_a_client_stream_that_never_completes(autojump_clock: trio.testing.MockClock) -> None:
     """An upload left open holds no call slot: other calls go on; the method waits (bounded by
     max_streams) until the connection ends, then it is cancelled."""

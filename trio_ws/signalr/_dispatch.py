@@ -211,9 +211,9 @@ class Dispatcher:
                 return HubError(f"Stream ID '{stream_id}' is already in use.")
         return None
 
-    def _finish_streams(self, stream_ids: Sequence[str]) -> None:
-        """The call is over: its uploads are no longer wanted."""
-        if stream_ids:
+    def _finish_streams(self, stream_ids: Sequence[str], *, counted: bool) -> None:
+        """The call is over: it no longer counts against max_streams, and its uploads are unwanted."""
+        if counted:
             self._stream_calls -= 1
         for stream_id in stream_ids:
             channel = self._uploads.pop(stream_id, None)
@@ -262,7 +262,7 @@ class Dispatcher:
                     await self._answer_error(invocation_id, text)
         finally:
             call.release_slot()
-            self._finish_streams(stream_ids)
+            self._finish_streams(stream_ids, counted=bool(stream_ids))
 
     async def _run_stream(
         self,
@@ -305,7 +305,7 @@ class Dispatcher:
                         )
             finally:
                 del self._streams[invocation_id]
-                self._finish_streams(stream_ids)
+                self._finish_streams(stream_ids, counted=True)
         if scope.cancelled_caught:
             logger.debug("%s: stream %s cancelled by the client", self._connection, invocation_id)
         await self._connection.send_message(Completion(invocation_id, error=error))
