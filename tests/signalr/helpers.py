@@ -118,9 +118,9 @@ class HubTestClient:
 
 
 @asynccontextmanager
-async def serve_hub(hub: Hub, **options: Any) -> AsyncIterator[HubServer]:
-    """``hub`` served for the block (``options`` build its ``HubOptions``), closed gracefully after."""
-    server = HubServer(hub, options=HubOptions(**options))
+async def serve_hub(hub: Hub, options: HubOptions | None = None, **fields: Any) -> AsyncIterator[HubServer]:
+    """``hub`` served for the block with ``options`` (or ``HubOptions(**fields)``), then closed."""
+    server = HubServer(hub, options=options or HubOptions(**fields))
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         yield server
