@@ -111,6 +111,7 @@ class HubConnection:
         self._outbox = Outbox(options.send_buffer_size)
         self._inbound_send, self._inbound = trio.open_memory_channel[bytes | _TransportLost](1)
         self._transport: Transport | None = None
+        self._pumps: trio.CancelScope | None = None
         self._formats: frozenset[TransferFormat] = frozenset()
         self._transport_pings = True
         self._transport_gone = False
@@ -313,6 +314,8 @@ class HubConnection:
             if not self._transport_gone:
                 await self._flushed.wait()
         self._done.set()
+        if self._pumps is not None:
+            self._pumps.cancel()  # the goodbye had its time: stop pumping, read or not
         self.server.forget(self)
         if self._connected:
             detail = f" ({self._detail})" if self._detail else ""
@@ -414,14 +417,19 @@ class HubConnection:
         self._transport_pings = transport.keep_alive
         try:
             async with trio.open_nursery() as pumps:
+                # Cancelled by whichever ends first: the transport (pump in), the connection
+                # once its Close is sent (pump out), or the connection's end after close_timeout.
+                self._pumps = pumps.cancel_scope
+                if self._done.is_set():
+                    pumps.cancel_scope.cancel()
                 pumps.start_soon(self._pump_out, transport, pumps.cancel_scope)
-                pumps.start_soon(self._stop_when_done, pumps.cancel_scope)
                 await self._pump_in(transport)
                 pumps.cancel_scope.cancel()
         finally:
             # Nothing can reach the client any more; a transport that could resume the
             # connection (Long Polling, stateful reconnect) will keep the queue instead.
             self._transport = None
+            self._pumps = None
             self._transport_gone = True
             self._outbox.discard()
             self._flushed.set()
@@ -464,12 +472,6 @@ class HubConnection:
                 await transport.send(chunk, binary=self._binary)
         except trio.BrokenResourceError as exc:
             self._transport_broke(f"sending: {exc}" if str(exc) else "sending")
-        pumps.cancel()
-
-    async def _stop_when_done(self, pumps: trio.CancelScope) -> None:
-        # The connection has ended and its goodbye had its time: stop pumping,
-        # even if the client never read it.
-        await self._done.wait()
         pumps.cancel()
 
     def _transport_broke(self, detail: str) -> None:
