@@ -33,6 +33,20 @@ from trio_ws.signalr._protocol.messages import (
 StreamPair = Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]]
 
 
+def decode_all(
+    protocol: HubProtocol, data: bytes, *, chunk: int | None = None, limit: int = 2**20
+) -> list[HubMessage]:
+    """Every message in ``data``, fed to a fresh reader ``chunk`` bytes at a time (all at once by default)."""
+    reader = protocol.reader(limit)
+    out: list[HubMessage] = []
+    step = chunk or max(len(data), 1)
+    for start in range(0, len(data), step):
+        reader.receive_data(data[start : start + step])
+        while (message := reader.next_message()) is not None:
+            out.append(message)
+    return out
+
+
 class HubTestClient:
     """One client end of a hub connection."""
 

@@ -22,16 +22,11 @@ from trio_ws.signalr._protocol.messages import (
     StreamItem,
 )
 
+from . import helpers
+
 
 def decode_all(data: bytes, *, chunk: int | None = None, limit: int = 2**20) -> list[HubMessage]:
-    reader = JSON.reader(limit)
-    out: list[HubMessage] = []
-    step = chunk or max(len(data), 1)
-    for start in range(0, len(data), step):
-        reader.receive_data(data[start : start + step])
-        while (message := reader.next_message()) is not None:
-            out.append(message)
-    return out
+    return helpers.decode_all(JSON, data, chunk=chunk, limit=limit)
 
 
 # Each message next to its JSON from HubProtocol.md ("JSON Encoding").

@@ -22,16 +22,11 @@ from trio_ws.signalr._protocol.messages import (
     StreamItem,
 )
 
+from . import helpers
+
 
 def decode_all(data: bytes, *, chunk: int | None = None, limit: int = 2**20) -> list[HubMessage]:
-    reader = MESSAGEPACK.reader(limit)
-    out: list[HubMessage] = []
-    step = chunk or max(len(data), 1)
-    for start in range(0, len(data), step):
-        reader.receive_data(data[start : start + step])
-        while (message := reader.next_message()) is not None:
-            out.append(message)
-    return out
+    return helpers.decode_all(MESSAGEPACK, data, chunk=chunk, limit=limit)
 
 
 def framed(body_hex: str) -> bytes:

@@ -239,6 +239,10 @@ class Dispatcher:
         try:
             try:
                 result = await method.function(self._hub, *bound)
+                if invocation_id is not None:
+                    # ASP.NET answers a void method with "result": null too, and clients expect it.
+                    # A result with no wire form fails here, while encoding, like a raised error.
+                    await self._connection.send_message(Completion.with_result(invocation_id, result))
             except Exception as exc:
                 self._failed(target, exc)
                 text = error_text(
@@ -247,19 +251,6 @@ class Dispatcher:
                     detailed=self._options.detailed_errors,
                 )
                 await self._answer_error(invocation_id, text)
-                return
-            if invocation_id is not None:
-                # ASP.NET answers a void method with "result": null too, and clients expect it.
-                try:
-                    await self._connection.send_message(Completion.with_result(invocation_id, result))
-                except (TypeError, ValueError) as exc:
-                    self._failed(target, exc)
-                    text = error_text(
-                        f"An unexpected error occurred invoking '{target}' on the server.",
-                        exc,
-                        detailed=self._options.detailed_errors,
-                    )
-                    await self._answer_error(invocation_id, text)
         finally:
             call.release_slot()
             self._finish_streams(stream_ids, counted=bool(stream_ids))

@@ -16,11 +16,13 @@ Rules of this module:
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from typing import ClassVar
 
+from .framing import Framer
 from .messages import HubMessage, TransferFormat
 
-__all__ = ["HubProtocol", "MessageReader"]
+__all__ = ["FramedReader", "HubProtocol", "MessageReader"]
 
 
 class MessageReader(abc.ABC):
@@ -37,6 +39,24 @@ class MessageReader(abc.ABC):
         Raises:
             ProtocolError: the bytes are not a valid message, or one is over the size limit.
         """
+
+
+class FramedReader(MessageReader):
+    """A reader made of a framing and a decoder: each frame becomes a message (or is skipped)."""
+
+    def __init__(self, framer: Framer, decode: Callable[[bytes], HubMessage | None]) -> None:
+        self._framer = framer
+        self._decode = decode
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        self._framer.receive_data(data)
+
+    def next_message(self) -> HubMessage | None:
+        while (record := self._framer.next_record()) is not None:
+            message = self._decode(record)
+            if message is not None:
+                return message
+        return None
 
 
 class HubProtocol(abc.ABC):

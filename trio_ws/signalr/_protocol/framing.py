@@ -20,12 +20,22 @@ Rules of this module:
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from .errors import ProtocolError
 
-__all__ = ["RECORD_SEPARATOR", "BinaryFramer", "TextFramer", "encode_varint"]
+__all__ = ["RECORD_SEPARATOR", "BinaryFramer", "Framer", "TextFramer", "encode_varint"]
 
 RECORD_SEPARATOR = 0x1E
 _MAX_VARINT_BYTES = 5
+
+
+class Framer(Protocol):
+    """Cuts a stream of bytes into frames (``TextFramer``, ``BinaryFramer``)."""
+
+    def receive_data(self, data: bytes | bytearray) -> None: ...
+
+    def next_record(self) -> bytes | None: ...
 
 
 class _Buffer:

@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .codec import HubProtocol, MessageReader
+from .codec import FramedReader, HubProtocol, MessageReader
 from .errors import ProtocolError
 from .framing import TextFramer
 from .messages import (
@@ -72,7 +72,7 @@ class JsonProtocol(HubProtocol):
     transfer_format: ClassVar[TransferFormat] = TransferFormat.TEXT
 
     def reader(self, max_message_size: int) -> MessageReader:
-        return _JsonReader(max_message_size)
+        return FramedReader(TextFramer(max_message_size), lambda record: _from_object(loads_record(record)))
 
     def encode(self, message: HubMessage) -> bytes:
         if isinstance(message, Ping):
@@ -81,21 +81,6 @@ class JsonProtocol(HubProtocol):
 
 
 JSON = JsonProtocol()
-
-
-class _JsonReader(MessageReader):
-    def __init__(self, max_message_size: int) -> None:
-        self._framer = TextFramer(max_message_size)
-
-    def receive_data(self, data: bytes | bytearray) -> None:
-        self._framer.receive_data(data)
-
-    def next_message(self) -> HubMessage | None:
-        while (record := self._framer.next_record()) is not None:
-            message = _from_object(loads_record(record))
-            if message is not None:
-                return message
-        return None
 
 
 def _to_object(message: HubMessage) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import msgpack
 
-from .codec import HubProtocol, MessageReader
+from .codec import FramedReader, HubProtocol, MessageReader
 from .errors import ProtocolError
 from .framing import BinaryFramer, encode_varint
 from .messages import (
@@ -64,7 +64,7 @@ class MessagePackProtocol(HubProtocol):
     transfer_format: ClassVar[TransferFormat] = TransferFormat.BINARY
 
     def reader(self, max_message_size: int) -> MessageReader:
-        return _MessagePackReader(max_message_size)
+        return FramedReader(BinaryFramer(max_message_size), lambda body: _from_array(_unpack(body)))
 
     def encode(self, message: HubMessage) -> bytes:
         if isinstance(message, Ping):
@@ -73,21 +73,6 @@ class MessagePackProtocol(HubProtocol):
 
 
 MESSAGEPACK = MessagePackProtocol()
-
-
-class _MessagePackReader(MessageReader):
-    def __init__(self, max_message_size: int) -> None:
-        self._framer = BinaryFramer(max_message_size)
-
-    def receive_data(self, data: bytes | bytearray) -> None:
-        self._framer.receive_data(data)
-
-    def next_message(self) -> HubMessage | None:
-        while (body := self._framer.next_record()) is not None:
-            message = _from_array(_unpack(body))
-            if message is not None:
-                return message
-        return None
 
 
 def _unpack(body: bytes) -> Any:
