@@ -261,6 +261,36 @@ async def test_a_transport_that_breaks_on_send_is_transport_failed() -> None:
     assert hub.reasons == [DisconnectReason.TRANSPORT_FAILED]
 
 
+async def test_a_transport_whose_task_is_cancelled_ends_its_connection() -> None:
+    """If the task carrying the transport is cancelled (its socket's handler, say), the connection
+    does not linger without one: it ends with TRANSPORT_FAILED."""
+    hub = Lifecycle()
+    async with serve_hub(hub) as server:
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.serve_transport, StreamTransport(server_stream))
+            client = HubTestClient(client_stream, JSON)
+            assert await client.handshake() is None
+            assert await client.call("Echo", "x") == "x"
+            nursery.cancel_scope.cancel()
+        await hub.disconnected.wait()
+        assert server.statistics().connections == 0
+    assert hub.reasons == [DisconnectReason.TRANSPORT_FAILED]
+
+
+async def test_pings_start_before_on_connected_returns(autojump_clock: trio.testing.MockClock) -> None:
+    """The keep-alive runs from the handshake on, so a slow on_connected does not look like a dead server."""
+
+    class Slow(Lifecycle):
+        async def on_connected(self) -> None:
+            await trio.sleep(40)
+
+    async with serve_hub(Slow()) as server, connect(server) as client:
+        start = trio.current_time()
+        assert await client.receive(skip_pings=False) == Ping()
+        assert trio.current_time() - start == pytest.approx(15)
+
+
 async def test_abort_closes_without_allowing_reconnect() -> None:
     """``context.abort()`` sends ``{"type":7}``: the client stops for good; the reason is ABORTED."""
     hub = Lifecycle()

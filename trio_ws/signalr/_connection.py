@@ -220,11 +220,12 @@ class HubConnection:
         self._registered = True
         async with trio.open_nursery() as nursery:
             self._tasks = nursery
+            if self._options.keep_alive_interval is not None:
+                # From the handshake on, as ASP.NET: a slow on_connected must not look like a dead server.
+                nursery.start_soon(self._keep_alive, self._options.keep_alive_interval)
             if not await self._call_on_connected():
                 return
             self._connected = True
-            if self._options.keep_alive_interval is not None:
-                nursery.start_soon(self._keep_alive, self._options.keep_alive_interval)
             await self._read_messages()
             nursery.cancel_scope.cancel()
 
@@ -426,13 +427,16 @@ class HubConnection:
                 await self._pump_in(transport)
                 pumps.cancel_scope.cancel()
         finally:
-            # Nothing can reach the client any more; a transport that could resume the
-            # connection (Long Polling, stateful reconnect) will keep the queue instead.
+            # Nothing can reach the client any more, whatever ended the attachment (even the
+            # transport's task being cancelled): the connection ends too. A transport that can
+            # resume a connection (Long Polling, stateful reconnect) will keep it instead.
             self._transport = None
             self._pumps = None
             self._transport_gone = True
             self._outbox.discard()
             self._flushed.set()
+            if not self.closing:
+                self._transport_broke("the transport was detached")
             await transport.aclose()
 
     async def _pump_in(self, transport: Transport) -> None:
@@ -440,7 +444,7 @@ class HubConnection:
             try:
                 data = await transport.receive()
             except trio.BrokenResourceError as exc:
-                self._transport_broke(f"receiving: {exc}" if str(exc) else "receiving")
+                self._transport_broke(f"while receiving: {exc}" if str(exc) else "while receiving")
                 return
             if data is None:
                 # The client closed cleanly: what it sent before still counts, so the end
@@ -471,13 +475,13 @@ class HubConnection:
                     break
                 await transport.send(chunk, binary=self._binary)
         except trio.BrokenResourceError as exc:
-            self._transport_broke(f"sending: {exc}" if str(exc) else "sending")
+            self._transport_broke(f"while sending: {exc}" if str(exc) else "while sending")
         pumps.cancel()
 
     def _transport_broke(self, detail: str) -> None:
         self._transport_gone = True
         if not self.closing:
-            logger.info("%s: the transport failed while %s", self, detail)
+            logger.info("%s: the transport failed: %s", self, detail)
         self.close(DisconnectReason.TRANSPORT_FAILED, detail)
 
 

@@ -118,6 +118,12 @@ class HubServer:
         the ``HubServer`` once the backplane is ready and connections can be
         opened. Returns once ``aclose()`` has closed every connection.
 
+        Error handling: nothing a client does, and no exception from hub
+        code, leaves a connection's task (hub methods fail their calls,
+        hook errors are logged); an internal error ends only its connection
+        and is logged as a bug. What the backplane's ``serve()`` raises
+        comes out of ``run()`` in an ``ExceptionGroup``.
+
         Raises:
             RuntimeError: it is already running, or has been closed.
         """
@@ -167,7 +173,13 @@ class HubServer:
 
         What a WebSocket handler does for a client that skipped negotiation,
         and what tests do over a memory stream. The transport is closed when
-        this returns.
+        this returns. If this task is cancelled, the connection ends too
+        (``TRANSPORT_FAILED``).
+
+        Error handling: the transport's ``trio.BrokenResourceError`` ends
+        the connection quietly (``TRANSPORT_FAILED``); any other exception
+        from the transport propagates, in an ``ExceptionGroup``, after the
+        connection has been told.
 
         Raises:
             RuntimeError: the hub server is not running, or is closing.
