@@ -25,15 +25,19 @@ from typing import Any
 
 import trio
 
-from trio_ws.signalr import ClientResultError, Hub, HubOptions, HubServer, HubStream
+from trio_ws.signalr import ClientResultError, Hub, HubError, HubOptions, HubServer, HubStream
 
 __all__ = ["OPTIONS", "AuthorizedHub", "InvalidOperationException", "TestHub", "client_result_text"]
 
 OPTIONS = HubOptions(detailed_errors=True)
 
 
-class InvalidOperationException(Exception):
-    """Named as .NET names it, because the functional tests compare the error text."""
+class InvalidOperationException(HubError):
+    """Named as .NET names it, because the functional tests compare the error text.
+
+    A ``HubError``, because failing is what the methods that raise it are for:
+    the caller reads the text, and the server logs no traceback for it.
+    """
 
 
 class TestHub(Hub):

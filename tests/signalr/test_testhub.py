@@ -19,7 +19,7 @@ from trio_ws.signalr._protocol.messages import (
     StreamItem,
 )
 
-from .helpers import HubTestClient, connect, serve_hub
+from .helpers import HubTestClient, assert_no_tracebacks, connect, serve_hub
 
 HELLO = "\u4f60\u597d\uff0c\u4e16\u754c\uff01"
 PROTOCOLS = pytest.mark.parametrize("protocol", ["json", "messagepack"])
@@ -45,8 +45,11 @@ async def test_echo_connection_id_and_transport_name(protocol: str) -> None:
 
 
 @PROTOCOLS
-async def test_errors_read_as_the_functional_tests_expect(protocol: str) -> None:
-    """ThrowException, StreamThrowException and the mismatched invocations give the tests' texts."""
+async def test_errors_read_as_the_functional_tests_expect(
+    protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ThrowException, StreamThrowException and the mismatched invocations give the tests' texts,
+    and failing on purpose logs no traceback."""
     async with serve_hub(TestHub(), OPTIONS) as server, connect(server, protocol) as client:
         assert (await client.invoke("ThrowException", "An error occurred.")).error == (
             "An unexpected error occurred invoking 'ThrowException' on the server. "
@@ -64,6 +67,7 @@ async def test_errors_read_as_the_functional_tests_expect(protocol: str) -> None
         assert (await client.stream("Echo", "42"))[1].error == (
             "The client attempted to invoke the non-streaming 'Echo' method with a streaming invocation."
         )
+    assert_no_tracebacks(caplog)
 
 
 @PROTOCOLS
