@@ -394,8 +394,10 @@ async def test_connection_ids_tokens_and_transports() -> None:
         first_client, first = trio.testing.memory_stream_pair()
         _, second = trio.testing.memory_stream_pair()
         async with trio.open_nursery() as nursery:
+            assert not connection.has_transport
             nursery.start_soon(connection.attach, StreamTransport(first))
             await trio.testing.wait_all_tasks_blocked()
+            assert connection.has_transport
             with pytest.raises(TransportInUse):
                 await connection.attach(StreamTransport(second))
             client = HubTestClient(first_client, JSON)

@@ -31,6 +31,11 @@ Rules of this module:
   results still awaited fail, the connection leaves the backplane (and so
   its groups), ``on_disconnected`` runs, and the Close message is given
   time to go out.
+* When its transport goes (the client closed it, it broke, or the task
+  carrying it was cancelled) the connection ends with it: ``CLIENT_CLOSED``
+  or ``TRANSPORT_FAILED``. The transports that can resume a connection
+  (Long Polling between polls, stateful reconnect) will instead wait, at
+  most a disconnect timeout, for the next one to attach.
 * The client timeout starts with the client's first Ping, as ASP.NET's
   does, and counts only time spent waiting for the client's bytes.
 * A peer's mistake (bad handshake, malformed message, a message over the
@@ -136,6 +141,11 @@ class HubConnection:
     def closing(self) -> bool:
         """Whether the connection has begun to end."""
         return self._reason is not None or self._done.is_set()
+
+    @property
+    def has_transport(self) -> bool:
+        """Whether a transport is attached now (a second WebSocket is answered 409 before its upgrade)."""
+        return self._transport is not None
 
     @property
     def reason(self) -> DisconnectReason | None:
