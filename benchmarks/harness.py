@@ -79,7 +79,8 @@ def pick_cpus() -> tuple[int, int] | None:
     return available[0], available[1]
 
 
-def pinned(command: list[str], cpu: int | None) -> list[str]:
+def pinned(command: list[str], cpu: int | str | None) -> list[str]:
+    """``command`` run on ``cpu`` (a CPU number, or a list such as ``0-2``), if taskset is there."""
     if cpu is None:
         return command
     if shutil.which("taskset"):
@@ -202,6 +203,39 @@ def load_check(results: Results, scenarios: Sequence[str], titles: Mapping[str, 
             f"  {titles[name]:<38} load generator {client:.2f}, server (median) {server:.2f}: {verdict}"
         )
     return "\n".join(lines)
+
+
+def cpu_table(
+    results: Results, labels: Sequence[str], scenarios: Sequence[str], titles: Mapping[str, str]
+) -> str:
+    """Each server's CPU share beside the generator's, per scenario (medians over rounds), and a verdict.
+
+    A server near 1.0 with the generator well below it was the bottleneck, as
+    it should be; both well below 1.0 means the two waited on each other
+    (one round trip at a time) or the machine's other work took the CPU.
+    The verdict looks at the generator's highest share in any round.
+    """
+    header = ["scenario", *labels, "load generator"]
+    rows = [header]
+    for name in scenarios:
+        row = [titles[name]]
+        highest = 0.0
+        for label in labels:
+            measured = [r[name] for r in results[label] if "client_cpu" in r.get(name, {})]
+            if not measured:
+                row.append("n/a")
+                continue
+            server = statistics.median(m["server_cpu"] for m in measured)
+            client = statistics.median(m["client_cpu"] for m in measured)
+            highest = max(highest, *(m["client_cpu"] for m in measured))
+            row.append(f"server {server:.2f}, load {client:.2f}")
+        verdict = "had CPU to spare" if highest < SATURATION else "WARNING: near saturation"
+        row.append(f"highest {highest:.2f}: {verdict}")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\nCPU share (CPU seconds / wall seconds), median over rounds:\n" + "\n".join(lines)
 
 
 def run_rounds(
