@@ -22,14 +22,19 @@ Results have one shape everywhere: ``results[label][round][scenario][key]``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 STARTUP_DEADLINE = 30.0
 # A generator below this CPU share had CPU to spare, so the server was the bottleneck.
@@ -92,6 +97,47 @@ def rotated(items: Sequence[ServerSpec], round_number: int) -> list[ServerSpec]:
     """Round ``n`` starts with the ``n``-th server, so no server always runs first or last."""
     shift = round_number % len(items)
     return [*items[shift:], *items[:shift]]
+
+
+@contextmanager
+def server_process(
+    command: list[str], cpu: int | str | None, cwd: Path, label: str, *, read_stdout: bool = True
+) -> Iterator[subprocess.Popen[str]]:
+    """Run a server pinned to ``cpu`` for the ``with`` block; then kill it and show the end of its stderr.
+
+    Its stderr goes to a file, never a pipe: a server that logs a lot must
+    never block on a full pipe. A server that wrote anything there did
+    something the benchmark did not expect, so it is shown.
+    """
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(
+            pinned(command, cpu),
+            cwd=cwd,
+            stdout=subprocess.PIPE if read_stdout else subprocess.DEVNULL,
+            stderr=log,
+            text=True,
+        )
+        try:
+            yield server
+        finally:
+            server.kill()
+            server.communicate(timeout=10)
+            log.seek(0)
+            stderr = log.read()
+            if stderr.strip():
+                print(f"{label} wrote to stderr (the end of it):\n{stderr[-2000:]}", file=sys.stderr)
+
+
+def run_generator(
+    command: list[str], cpu: int | str | None, cwd: Path, label: str, budget: float
+) -> dict[str, dict[str, float]]:
+    """Run a load generator pinned to ``cpu``: its measurements by scenario, from one JSON object a line."""
+    load = subprocess.run(pinned(command, cpu), cwd=cwd, capture_output=True, text=True, timeout=budget)
+    if load.returncode != 0:
+        raise SystemExit(f"load generator failed against {label}:\n{load.stderr}")
+    measured = [json.loads(line) for line in load.stdout.splitlines() if line.startswith("{")]
+    # JSON has no NaN, so a generator in Node writes a figure it could not measure as null.
+    return {m.pop("scenario"): {k: float("nan") if v is None else v for k, v in m.items()} for m in measured}
 
 
 def read_port(server: subprocess.Popen[str]) -> int:

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +36,11 @@ from .harness import (
     load_check,
     parse_servers,
     pick_cpus,
-    pinned,
     ratio_table,
     read_port,
+    run_generator,
     run_rounds,
+    server_process,
 )
 from .load import IDLE_TITLE, SCENARIOS
 from .servers import SERVERS
@@ -129,58 +128,26 @@ def _measure(spec: ServerSpec, cpus: tuple[int, int] | None, plan: Plan) -> dict
     command = [sys.executable, "-m", "benchmarks.servers", spec.name, "--port", "0"]
     for option in spec.options:
         command += ["--option", option]
-    # stderr goes to a file: a server that logs a lot must never block on a full pipe.
-    with tempfile.TemporaryFile(mode="w+") as server_log:
-        server = subprocess.Popen(
-            pinned(command, cpus[0] if cpus else None),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=server_log,
-            text=True,
-        )
-        try:
-            return _run_load(spec, server, cpus, plan)
-        finally:
-            server.kill()
-            server.communicate(timeout=10)
-            server_log.seek(0)
-            stderr = server_log.read()
-            if stderr.strip():
-                print(f"{spec.label} wrote to stderr (the end of it):\n{stderr[-2000:]}", file=sys.stderr)
-
-
-def _run_load(
-    spec: ServerSpec, server: subprocess.Popen[str], cpus: tuple[int, int] | None, plan: Plan
-) -> dict[str, dict[str, float]]:
-    port = read_port(server)
-    load_command = [
-        sys.executable,
-        "-m",
-        "benchmarks.load",
-        "--port",
-        str(port),
-        "--server-pid",
-        str(server.pid),
-        "--scenarios",
-        ",".join(plan.scenarios),
-        "--warmup",
-        str(plan.warmup),
-        "--duration",
-        str(plan.duration),
-        "--idle-connections",
-        str(plan.idle),
-    ]
-    if spec.name == "raw-trio-tcp":
-        load_command.append("--raw")
-    budget = STARTUP_DEADLINE + len(plan.scenarios) * (plan.warmup + plan.duration + 30)
-    load = subprocess.run(
-        pinned(load_command, cpus[1] if cpus else None),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=budget,
-    )
-    if load.returncode != 0:
-        raise SystemExit(f"load generator failed against {spec.label}:\n{load.stderr}")
-    measured = [json.loads(line) for line in load.stdout.splitlines() if line.startswith("{")]
-    return {m.pop("scenario"): m for m in measured}
+    with server_process(command, cpus[0] if cpus else None, ROOT, spec.label) as server:
+        port = read_port(server)
+        load_command = [
+            sys.executable,
+            "-m",
+            "benchmarks.load",
+            "--port",
+            str(port),
+            "--server-pid",
+            str(server.pid),
+            "--scenarios",
+            ",".join(plan.scenarios),
+            "--warmup",
+            str(plan.warmup),
+            "--duration",
+            str(plan.duration),
+            "--idle-connections",
+            str(plan.idle),
+        ]
+        if spec.name == "raw-trio-tcp":
+            load_command.append("--raw")
+        budget = STARTUP_DEADLINE + len(plan.scenarios) * (plan.warmup + plan.duration + 30)
+        return run_generator(load_command, cpus[1] if cpus else None, ROOT, spec.label, budget)

@@ -70,6 +70,8 @@ def _assert_measured(measured: dict[str, object], labels: list[str]) -> None:
         assert sorted(rounds[0]) == sorted(SCENARIOS), label
         for metric in METRICS:
             value = rounds[0][metric.scenario][metric.key]
+            if metric.key.endswith("_per_cpu_s") and rounds[0][metric.scenario]["server_cpu"] == 0:
+                continue  # the server got no clock tick of CPU in the quick window: a busy machine
             assert math.isfinite(value) and value > 0, (label, metric)
         for scenario in SCENARIOS:
             assert 0 < rounds[0][scenario]["client_cpu"] < 2, (label, scenario)

@@ -39,7 +39,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -58,7 +57,9 @@ from ..harness import (
     pinned,
     ratio_table,
     read_port,
+    run_generator,
     run_rounds,
+    server_process,
 )
 from .servers import (
     HUB_SERVERS,
@@ -362,65 +363,35 @@ def _measure(
         if config.info.text_frames:
             command.append("--text-frames")
         budget = STARTUP_DEADLINE + len(plan.scenarios) * (plan.warmup + plan.duration + 60)
-        load = subprocess.run(
-            pinned(command, cpus[1] if cpus else None),
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            timeout=budget,
-        )
-        if load.returncode != 0:
-            raise SystemExit(f"load generator failed against {config.spec.label}:\n{load.stderr}")
-        measured = [json.loads(line) for line in load.stdout.splitlines() if line.startswith("{")]
-        return {m.pop("scenario"): m for m in measured}
+        return run_generator(command, cpus[1] if cpus else None, HERE, config.spec.label, budget)
 
 
 @contextmanager
 def _started(config: Config, cpu: str | None, redis_url: str | None) -> Iterator[Started]:
-    """Start the server's processes pinned to ``cpu``; stop them all, and show what they logged."""
+    """Start the server's processes pinned to ``cpu``; stop them all at the end, showing what they logged."""
     backplane = redis_url if config.backplane else None
+    label = config.spec.label
     with ExitStack() as stack:
-        logs: list[tuple[subprocess.Popen[str], tempfile._TemporaryFileWrapper[str]]] = []
-
-        def start(command: list[str], read_stdout: bool) -> subprocess.Popen[str]:
-            # stderr goes to a file: a server that logs a lot must never block on a full pipe.
-            log = stack.enter_context(tempfile.NamedTemporaryFile(mode="w+"))
-            process = subprocess.Popen(
-                pinned(command, cpu),
-                cwd=ROOT,
-                stdout=subprocess.PIPE if read_stdout else subprocess.DEVNULL,
-                stderr=log,
-                text=True,
+        if config.info.name == "trio_ws" and backplane:
+            port = _free_port()
+            command = _trio_ws_cli(port, config.workers, backplane)
+            supervisor = stack.enter_context(server_process(command, cpu, ROOT, label, read_stdout=False))
+            _wait_until_serving(port, config)
+            yield Started([supervisor], port)
+            return
+        python = str(PEERS_PYTHON) if config.info.interpreter == "peers" else sys.executable
+        command = [python, "-m", "benchmarks.hubs.servers", config.info.name]
+        if backplane:
+            command += ["--backplane", backplane, "--reuse-port"]
+        first = stack.enter_context(server_process([*command, "--port", "0"], cpu, ROOT, label))
+        port = read_port(first)
+        workers = [first]
+        for _ in range(config.workers - 1):
+            workers.append(
+                stack.enter_context(server_process([*command, "--port", str(port)], cpu, ROOT, label))
             )
-            logs.append((process, log))
-            return process
-
-        try:
-            if config.info.name == "trio_ws" and backplane:
-                port = _free_port()
-                start(_trio_ws_cli(port, config.workers, backplane), read_stdout=False)
-                _wait_until_serving(port, config)
-                yield Started([p for p, _ in logs], port)
-            else:
-                python = str(PEERS_PYTHON) if config.info.interpreter == "peers" else sys.executable
-                command = [python, "-m", "benchmarks.hubs.servers", config.info.name]
-                if backplane:
-                    command += ["--backplane", backplane, "--reuse-port"]
-                port = read_port(start([*command, "--port", "0"], read_stdout=True))
-                for _ in range(config.workers - 1):
-                    read_port(start([*command, "--port", str(port)], read_stdout=True))
-                yield Started([p for p, _ in logs], port)
-        finally:
-            for process, log in logs:
-                process.kill()
-                process.communicate(timeout=10)
-                log.seek(0)
-                stderr = log.read()
-                if stderr.strip():
-                    print(
-                        f"{config.spec.label} wrote to stderr (the end of it):\n{stderr[-2000:]}",
-                        file=sys.stderr,
-                    )
+            read_port(workers[-1])
+        yield Started(workers, port)
 
 
 def _trio_ws_cli(port: int, workers: int, backplane: str) -> list[str]:
