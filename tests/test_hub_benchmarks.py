@@ -143,7 +143,17 @@ def test_a_configuration_a_server_cannot_run_is_left_out_with_its_reason(
     assert _config(text, transport).why_not() == reason
 
 
-def test_an_option_with_a_typo_is_refused() -> None:
-    """A misspelt server option stops the run before anything starts, naming the option."""
-    with pytest.raises(SystemExit, match="unknown option"):
-        _config("python-socketio:worker=2")
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("python-socketio:worker=2", "unknown option"),
+        ("python-socketio:workers=two", "give a whole number"),
+        ("python-socketio:workers=0", "give a whole number"),
+        ("python-socketio:backplane=kafka", "choose none or redis"),
+        ("python-socketio:transport=grpc", "choose from websockets, sse, longpolling"),
+    ],
+)
+def test_a_mistaken_server_option_is_refused(text: str, message: str) -> None:
+    """A mistaken server option stops the run before anything starts, saying what to change."""
+    with pytest.raises(SystemExit, match=message):
+        _config(text)

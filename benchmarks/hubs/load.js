@@ -122,6 +122,8 @@ function webSocketClass(textFrames) {
   };
 }
 
+const BenchWebSocket = webSocketClass(args["text-frames"]);
+
 const SIGNALR_TRANSPORTS = {
   websockets: signalR.HttpTransportType.WebSockets,
   sse: signalR.HttpTransportType.ServerSentEvents,
@@ -134,7 +136,7 @@ async function openSignalR(onClosed) {
   const transport = SIGNALR_TRANSPORTS[args.transport];
   if (transport === undefined) throw new Error(`no SignalR transport ${args.transport}`);
   const connection = new signalR.HubConnectionBuilder()
-    .withUrl(args.url, { transport, WebSocket: webSocketClass(args["text-frames"]) })
+    .withUrl(args.url, { transport, WebSocket: BenchWebSocket })
     .configureLogging(signalR.LogLevel.None)
     .build();
   connection.onclose((error) => onClosed(error || "the server closed the connection"));

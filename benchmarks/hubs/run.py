@@ -33,6 +33,7 @@ environment of their own (``benchmarks/hubs/.venv``, from
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -138,9 +139,10 @@ class Config:
         backplane = values.get("backplane", backplane)
         if backplane not in ("none", "redis"):
             raise SystemExit(f"{spec.label}: backplane {backplane!r}; choose none or redis")
-        return cls(
-            spec, HUB_SERVERS[spec.name], transport, int(values.get("workers", workers)), backplane == "redis"
-        )
+        count = values.get("workers", str(workers))
+        if not count.isdigit() or int(count) < 1:
+            raise SystemExit(f"{spec.label}: workers {count!r}; give a whole number, 1 or more")
+        return cls(spec, HUB_SERVERS[spec.name], transport, int(count), backplane == "redis")
 
     def why_not(self) -> str | None:
         """Why this server cannot run this configuration, or ``None`` if it can."""
@@ -305,6 +307,7 @@ def setup() -> None:
     )
 
 
+@functools.cache
 def _trio_ws_cli_scales_out() -> bool:
     """Does ``python -m trio_ws`` take an APP with ``--workers`` and ``--backplane`` (issue 13)?"""
     result = subprocess.run(
