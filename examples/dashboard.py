@@ -111,9 +111,8 @@ async def push(ws: trio_ws.WebSocketConnection, figures: trio.MemoryReceiveChann
 
 async def count_messages(ws: trio_ws.WebSocketConnection, hub: Hub, done: trio.CancelScope) -> None:
     """Count what the page sends; when it closes, cancel ``done`` so the pushing stops too."""
-    with suppress(trio_ws.ConnectionClosed):
-        while True:
-            await ws.get_message()
+    with suppress(trio_ws.ConnectionClosed):  # a close other than a normal one
+        async for _ in ws:
             hub.messages_received += 1
     done.cancel()
 

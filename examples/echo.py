@@ -22,11 +22,8 @@ app = trio_ws.App()
 
 @app.websocket("/ws")
 async def echo(ws: trio_ws.WebSocketConnection) -> None:
-    while True:
-        try:
-            message = await ws.get_message()
-        except trio_ws.ConnectionClosed:
-            return  # the client closed; the server answers its Close for us
+    # The loop ends when the client closes (the server answers its Close for us).
+    async for message in ws:
         await ws.send_message(message)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterable
@@ -37,15 +38,44 @@ async def start_memory_server(
 
 
 async def http_exchange(port: int, data: bytes) -> bytes:
-    """Send raw ``data`` to the server and return everything it answers until it closes."""
+    """Send raw ``data`` to the server; return what it answers, up to the end of one response.
+
+    The server keeps a connection open after a response (keep-alive), so the
+    answer ends where h11 says the response ends, or where the server closes.
+    """
+    method = data.split(b" ", 1)[0].decode("ascii", "replace")
+    method = method if method.isascii() and method.isalpha() else "GET"
     with trio.fail_after(IO_DEADLINE):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
             await stream.send_all(data)
-            chunks = []
-            while chunk := await stream.receive_some(65536):
-                chunks.append(chunk)
+            return await read_response(stream, method)
+
+
+async def read_response(stream: trio.abc.Stream, method: str = "GET") -> bytes:
+    """The bytes of one response to a ``method`` request read from ``stream`` (all, if it is not HTTP)."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    chunks: list[bytes] = []
+    parsing = True
+    while True:
+        try:
+            chunk = bytes(await stream.receive_some(65536))
+        except trio.BrokenResourceError:
+            chunk = b""
+        if not chunk:
             return b"".join(chunks)
+        chunks.append(chunk)
+        if not parsing:
+            continue
+        client.receive_data(chunk)
+        try:
+            while (event := client.next_event()) is not h11.NEED_DATA:
+                if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    return b"".join(chunks)
+        except h11.RemoteProtocolError:
+            parsing = False  # not one HTTP response: read until the server closes
 
 
 def parse_response(raw: bytes, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -80,6 +110,22 @@ def upgrade_request(path: str = "/ws", host: str = "127.0.0.1", extra: Iterable[
         *extra,
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class OutOfFilesListener(MemoryListener):
+    """A memory listener whose next ``failures`` accepts fail as if the process had no free fds."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def accept(self) -> trio.abc.Stream:
+        stream = await super().accept()
+        if self.failures:
+            self.failures -= 1
+            await stream.aclose()
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return stream
 
 
 class RawClient:

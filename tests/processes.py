@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import selectors
 import subprocess
 import sys
@@ -15,16 +16,28 @@ STARTUP_DEADLINE = 20.0
 
 
 @contextmanager
-def running_cli(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def running_cli(
+    *args: str, open_files: tuple[int, int] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start the CLI on a free port; yield the process and the URL it printed.
 
     The start-up banner is checked here: the page URL, then the WebSocket URL on the same port.
+
+    Args:
+        open_files: The (soft, hard) open-file limit to start the process with,
+            as ``ulimit -Sn``/``-Hn`` would; by default it inherits this one's.
     """
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "trio_ws", "--host", "127.0.0.1", "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=limit_files,
     )
     try:
         url = _read_url(proc)

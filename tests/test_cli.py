@@ -15,6 +15,8 @@ import trustme
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
+from trio_ws._cli import _options, _parser
+
 from .helpers import upgrade_request
 from .processes import running_cli
 
@@ -105,6 +107,10 @@ def test_port_in_use_is_one_clear_line() -> None:
         (["--keep-alive-timeout", "soon"], "--keep-alive-timeout: 'soon' is not a number"),
         (["--allowed-origin", "example.com"], "needs a scheme"),
         (["--max-connections", "-1"], "--max-connections: '-1' must be 0 (no limit) or more"),
+        (["--max-idle-connections", "x"], "--max-idle-connections: 'x' is not a whole number"),
+        (["--allowed-host", "https://app.example"], "must be a bare host name such as 'app.example'"),
+        (["--max-request-body", "0"], "--max-request-body: '0' must be more than 0 bytes"),
+        (["--http-idle-timeout", "later"], "--http-idle-timeout: 'later' is not a number of seconds"),
         (["--keyfile", "key.pem"], "--keyfile needs --certfile"),
         (["--compression-window-bits", "16"], "--compression-window-bits: '16' is not a window size"),
     ],
@@ -166,13 +172,19 @@ def test_help_explains_every_option() -> None:
         "--receive-buffer-size",
         "--max-message-size",
         "--max-connections",
+        "--max-idle-connections",
         "--allowed-origin",
+        "--allowed-host",
         "--subprotocol",
         "--compression",
         "--no-compression",
         "--compression-window-bits",
         "--compression-min-size",
         "--handshake-timeout",
+        "--http-idle-timeout",
+        "--max-request-body",
+        "--request-body-timeout",
+        "--max-requests-per-connection",
         "--shutdown-timeout",
         "--certfile",
         "--keyfile",
@@ -193,7 +205,7 @@ def test_max_connections_answers_503_when_full() -> None:
             assert ws.recv(timeout=10) == "still served"
         code, _, err = _finish(proc, signal.SIGINT)
     assert code == 0
-    assert "WARNING trio_ws.server: connection limit reached: 1 WebSockets open" in err
+    assert "WARNING trio_ws.admission: connection limit reached: 1 WebSockets open" in err
     assert "Traceback" not in err
 
 
@@ -210,3 +222,41 @@ def test_second_ctrl_c_stops_at_once() -> None:
     assert code == 0
     assert "SIGINT again: stopping now" in out
     assert "Traceback" not in err
+
+
+def test_http_options_reach_options() -> None:
+    """Each HTTP flag sets its Options field; 0 turns a timeout or a count off."""
+    args = _parser().parse_args(
+        [
+            "--http-idle-timeout",
+            "0",
+            "--request-body-timeout",
+            "2.5",
+            "--max-request-body",
+            "64KiB",
+            "--max-requests-per-connection",
+            "7",
+            "--max-idle-connections",
+            "0",
+            "--allowed-host",
+            "App.Example",
+        ]
+    )
+    options = _options(args)
+    assert (options.http_idle_timeout, options.request_body_timeout) == (None, 2.5)
+    assert (options.max_request_body, options.max_requests_per_connection) == (65536, 7)
+    assert (options.max_idle_connections, options.allowed_hosts) == (None, ("app.example",))
+
+
+def test_max_requests_per_connection_reaches_the_server() -> None:
+    """--max-requests-per-connection 1: the first answer says Connection: close, and the socket closes."""
+    with running_cli("--max-requests-per-connection", "1") as (proc, url):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 ") and b"connection: close" in answer
+        code, _, err = _finish(proc, signal.SIGINT)
+    assert code == 0 and "Traceback" not in err

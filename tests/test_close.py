@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 import trio.testing
@@ -159,3 +161,105 @@ async def test_keep_alive_during_a_pending_close_is_harmless(
     assert events[1].code == 4001  # type: ignore[attr-defined]
     await trio.testing.wait_all_tasks_blocked()
     assert warnings_logged(caplog.records) == []
+
+
+async def test_close_timeout_bounds_a_close_stuck_behind_a_reply(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A peer that sends Close while the echo of its message is stuck in send (it reads nothing) is
+    dropped exactly close_timeout later: the handler's send fails instead of hanging for ever."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    handler_saw: list[int] = []
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def echo(ws: trio_ws.WebSocketConnection) -> None:
+        try:
+            while True:
+                await ws.send_message(await ws.get_message())
+        except trio_ws.ConnectionClosed as exc:
+            assert exc.reason is not None
+            handler_saw.append(exc.reason.code)
+
+    server = await start_memory_server(
+        nursery, app, memory_listener, close_timeout=5, keep_alive_interval=None
+    )
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before = task_count()
+    # Lockstep streams hold nothing: the echo's send waits until the peer reads, and it never does.
+    client = await open_raw_websocket(memory_listener, stream_pair=trio.testing.lockstep_stream_pair)
+    await client.send(TextMessage(data="stuck"))
+    await client.send(CloseConnection(code=1000, reason="bye"))
+    closed_at = trio.current_time()
+    await trio.sleep(4.9)
+    assert server.statistics().open_websockets == 1
+    await trio.sleep(0.2)
+    assert server.statistics().open_websockets == 0
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == tasks_before
+    assert handler_saw == [1000]  # the peer's code: its Close did arrive
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("trio_ws.")]
+    assert any("the close did not finish within close_timeout (5 s)" in line for line in lines)
+    assert any(line.endswith("closed with 1000 (bye); our answer did not go out") for line in lines)
+    assert trio.current_time() - closed_at < 5.2
+    assert warnings_logged(caplog.records) == []
+
+
+async def test_close_timeout_bounds_our_close_to_a_peer_that_never_answers(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """When the handler returns, our Close goes out; a peer that never answers it is dropped
+    close_timeout later, and the log says no Close came back."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def leave_at_once(ws: trio_ws.WebSocketConnection) -> None:
+        await ws.aclose(4000, "done here")
+
+    await start_memory_server(nursery, app, memory_listener, close_timeout=3, keep_alive_interval=None)
+    client = await open_raw_websocket(memory_listener)
+    close = await client.next_event()
+    assert isinstance(close, CloseConnection) and (close.code, close.reason) == (4000, "done here")
+    start = trio.current_time()
+    assert await client.next_event() is None  # TCP closed, without an answer from us
+    assert trio.current_time() - start == 3
+    await trio.testing.wait_all_tasks_blocked()
+    lines = [r.getMessage() for r in caplog.records if r.name == "trio_ws.connection"]
+    assert lines[-1].endswith("closed with 4000 (done here); no Close came back")
+
+
+async def test_a_close_waiting_for_a_slow_handler_is_answered_at_close_timeout(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A handler too slow to reply within close_timeout does not keep the peer's Close waiting:
+    it is answered then (the socket is free), TCP is closed, and the late reply is refused."""
+    late_reply: list[str] = []
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def slow_echo(ws: trio_ws.WebSocketConnection) -> None:
+        message = await ws.get_message()
+        await trio.sleep(20)
+        try:
+            await ws.send_message(message)
+        except trio_ws.ConnectionClosed as exc:
+            assert exc.reason is not None
+            late_reply.append(f"refused: {exc.reason.code}")
+
+    await start_memory_server(nursery, app, memory_listener, close_timeout=5, keep_alive_interval=None)
+    client = await open_raw_websocket(memory_listener)
+    await client.send(TextMessage(data="slow"), CloseConnection(code=4002, reason="bye"))
+    start = trio.current_time()
+    close = await client.next_event()
+    assert isinstance(close, CloseConnection) and (close.code, close.reason) == (4002, "bye")
+    assert trio.current_time() - start == 5
+    assert await client.next_event() is None
+    await trio.sleep(20)
+    assert late_reply == ["refused: 4002"]

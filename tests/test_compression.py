@@ -67,16 +67,25 @@ class FrameClient:
         await self.stream.send_all(b"".join(frames))
 
     async def frame(self) -> tuple[int, int, bytes]:
-        """The server's next frame as (rsv bits, opcode, payload); server frames are never masked."""
+        """The server's next message as (rsv bits, opcode, payload), its fragments joined; server frames
+        are never masked."""
+        fin, rsv, opcode, payload = await self._one_frame()
+        while not fin:
+            fin, _, continuation, more = await self._one_frame()
+            assert continuation == 0, "a fragmented message goes on in continuation frames"
+            payload += more
+        return rsv, opcode, payload
+
+    async def _one_frame(self) -> tuple[bool, int, int, bytes]:
         header = await self._read_exactly(2)
-        assert header[0] & 0x80, "this test client expects unfragmented server frames"
         assert not header[1] & 0x80, "a server frame must not be masked"
         length = header[1] & 0x7F
         if length == 126:
             length = int.from_bytes(await self._read_exactly(2), "big")
         elif length == 127:
             length = int.from_bytes(await self._read_exactly(8), "big")
-        return (header[0] >> 4) & 0x7, header[0] & 0x0F, await self._read_exactly(length)
+        fin = bool(header[0] & 0x80)
+        return fin, (header[0] >> 4) & 0x7, header[0] & 0x0F, await self._read_exactly(length)
 
     async def _read_until(self, marker: bytes) -> bytes:
         while marker not in self.buffer:

@@ -10,11 +10,16 @@ import trio.lowlevel
 import trio.testing
 from websockets.exceptions import ConnectionClosedError
 from websockets.trio.client import connect
+from wsproto.events import BytesMessage, CloseConnection, TextMessage
+from wsproto.frame_protocol import CloseReason
 
 import trio_ws
 
 from .helpers import (
     IO_DEADLINE,
+    MemoryListener,
+    open_raw_websocket,
+    start_memory_server,
     start_server,
     warnings_logged,
 )
@@ -162,5 +167,94 @@ async def test_connection_closed_inside_a_handler_nursery_is_not_an_error(
             await ws.send("x")
             assert await ws.recv() == "x"
         await finished.wait()
+    await trio.testing.wait_all_tasks_blocked()
+    assert warnings_logged(caplog.records) == []
+
+
+def _looping_app(received: list[str | bytes], outcome: list[str]) -> trio_ws.App:
+    """A handler that reads with ``async for`` and notes how its loop ended."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def loop(ws: trio_ws.WebSocketConnection) -> None:
+        try:
+            async for message in ws:
+                received.append(message)
+        except trio_ws.ConnectionClosed as exc:
+            assert exc.reason is not None
+            outcome.append(f"raised {exc.reason.code}")
+        else:
+            outcome.append("ended quietly")
+
+    return app
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1005])
+async def test_async_for_ends_quietly_when_the_peer_closes_normally(
+    nursery: trio.Nursery, memory_listener: MemoryListener, code: int
+) -> None:
+    """`async for message in ws` yields every message, then ends without an exception when the peer
+    closes with 1000, 1001 or no code at all (1005), as the websockets library's loop does."""
+    received: list[str | bytes] = []
+    outcome: list[str] = []
+    await start_memory_server(nursery, _looping_app(received, outcome), memory_listener)
+    client = await open_raw_websocket(memory_listener)
+    # wsproto sends a Close frame without a code for its NO_STATUS_RCVD (1005) member only.
+    close = CloseConnection(code=CloseReason.NO_STATUS_RCVD if code == 1005 else code)
+    await client.send(TextMessage(data="one"), BytesMessage(data=b"two"), close)
+    answer = await client.next_event()
+    assert isinstance(answer, CloseConnection) and answer.code == code
+    await trio.testing.wait_all_tasks_blocked()
+    assert received == ["one", b"two"]
+    assert outcome == ["ended quietly"]
+
+
+@pytest.mark.parametrize("code", [1011, 3000, 4000])
+async def test_async_for_raises_on_any_other_close(
+    nursery: trio.Nursery, memory_listener: MemoryListener, code: int
+) -> None:
+    """Any other close code comes out of the loop as ConnectionClosed, as get_message() raises it."""
+    received: list[str | bytes] = []
+    outcome: list[str] = []
+    await start_memory_server(nursery, _looping_app(received, outcome), memory_listener)
+    client = await open_raw_websocket(memory_listener)
+    await client.send(TextMessage(data="one"), CloseConnection(code=code, reason="why"))
+    assert isinstance(await client.next_event(), CloseConnection)
+    await trio.testing.wait_all_tasks_blocked()
+    assert received == ["one"]
+    assert outcome == [f"raised {code}"]
+
+
+async def test_async_for_raises_when_tcp_drops_without_a_close(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """A peer that drops TCP without a Close frame ends the loop with ConnectionClosed(1006)."""
+    received: list[str | bytes] = []
+    outcome: list[str] = []
+    await start_memory_server(nursery, _looping_app(received, outcome), memory_listener)
+    client = await open_raw_websocket(memory_listener)
+    await client.send(TextMessage(data="one"))
+    await client.stream.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    assert received == ["one"]
+    assert outcome == ["raised 1006"]
+
+
+async def test_a_handler_that_lets_the_loop_raise_is_not_an_error(
+    nursery: trio.Nursery, memory_listener: MemoryListener, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ConnectionClosed out of an `async for` loop, left to escape the handler, logs no error."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def loop(ws: trio_ws.WebSocketConnection) -> None:
+        async for message in ws:
+            await ws.send_message(message)
+
+    await start_memory_server(nursery, app, memory_listener)
+    client = await open_raw_websocket(memory_listener)
+    await client.send(TextMessage(data="one"), CloseConnection(code=4000))
+    assert isinstance(await client.next_event(), TextMessage)
+    assert isinstance(await client.next_event(), CloseConnection)
     await trio.testing.wait_all_tasks_blocked()
     assert warnings_logged(caplog.records) == []

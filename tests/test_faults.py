@@ -7,8 +7,6 @@ and no traceback for a peer's doing, and goes on serving everyone else.
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
 import ssl
 import struct
@@ -26,6 +24,7 @@ import trio_ws
 from .helpers import (
     IO_DEADLINE,
     MemoryListener,
+    OutOfFilesListener,
     RawClient,
     alarms_logged,
     open_raw_websocket,
@@ -81,10 +80,11 @@ async def test_a_handler_that_does_not_read_stops_the_reader(
     async with trio.open_nursery() as sending:
         sending.start_soon(send_many)
         await trio.testing.wait_all_tasks_blocked()
-        # The queue holds queue_size messages and the reader holds one more, waiting to queue it.
-        assert sent == queue_size + 1
+        # The queue holds queue_size messages, and the reader reads no further; with no queue at
+        # all, the reader holds the one message it is handing over.
+        assert sent == max(queue_size, 1)
         await trio.sleep(3600)
-        assert sent == queue_size + 1  # still blocked an hour later: back-pressure, not a stall
+        assert sent == max(queue_size, 1)  # still blocked an hour later: back-pressure, not a stall
         go.set()
     await client.stream.aclose()
     await finished.wait()
@@ -287,27 +287,12 @@ async def test_tls_mistakes_cost_only_their_connection(
     assert alarms_logged(caplog.records) == []
 
 
-class _OutOfFilesListener(MemoryListener):
-    """A memory listener whose next ``failures`` accepts fail as if the process had no free fds."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    async def accept(self) -> trio.abc.Stream:
-        stream = await super().accept()
-        if self.failures:
-            self.failures -= 1
-            await stream.aclose()
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-        return stream
-
-
 async def test_running_out_of_file_descriptors_pauses_accepting_only(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """accept() failing with EMFILE: open connections carry on, and accepting resumes when it can."""
-    listener = _OutOfFilesListener(failures=0)
+    """accept() failing with EMFILE: open connections carry on, accepting resumes when it can, and
+    the three failures make one WARNING without a traceback."""
+    listener = OutOfFilesListener(failures=0)
     server = await start_memory_server(nursery, trio_ws.echo_app(), listener)
     open_one = await open_raw_websocket(listener)
     listener.failures = 3
@@ -320,6 +305,8 @@ async def test_running_out_of_file_descriptors_pauses_accepting_only(
     await late.send(TextMessage(data="late"))
     assert await late.next_event() == TextMessage(data="late")
     assert server.statistics().open_websockets == 2
-    emfile = [r for r in caplog.records if r.name == "trio.serve_listeners"]
-    assert len(emfile) == 3 and "EMFILE" in emfile[0].getMessage()
-    assert alarms_logged(r for r in caplog.records if r.name.startswith("trio_ws")) == []
+    assert alarms_logged(caplog.records) == [
+        "accept() failed with EMFILE (Too many open files), 1 time(s) since this was last logged (at most "
+        "every 10 s); no connection is waiting to be closed, so new clients wait in the kernel's queue; "
+        "raise the open-file limit (ulimit -n) or lower max_connections"
+    ]

@@ -30,8 +30,10 @@ from websockets.trio.client import connect
 from wsproto.events import AcceptConnection, TextMessage
 
 import trio_ws
-from trio_ws._app import HTTPRoute, Response, WebSocketRoute
-from trio_ws._http import _check_head_limits, decide, open_websocket
+from trio_ws._app import HTTPRoute, WebSocketRoute
+from trio_ws._decide import Routed, check_head_limits, decide, open_websocket
+from trio_ws._response import Response
+from trio_ws._target import parse_target
 
 from .helpers import (
     IO_DEADLINE,
@@ -46,7 +48,7 @@ from .helpers import (
 T = TypeVar("T")
 
 # Every status the front door may answer a request head with.
-HEAD_STATUSES = {101, 200, 400, 403, 404, 405, 426, 431, 500, 501, 503, 505}
+HEAD_STATUSES = {101, 200, 204, 400, 403, 404, 405, 426, 431, 500, 501, 503, 505}
 
 _fuzz = settings(
     derandomize=True,
@@ -203,16 +205,16 @@ def test_request_head_parser_survives_anything(data: bytes, chunk: int) -> None:
     if not isinstance(event, h11.Request):
         assert event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed)
         return
-    decision = _check_head_limits(event, server) or decide(event, server)
+    decision = check_head_limits(event, server.options) or decide(event, parse_target(event.target), server)
     if isinstance(decision, Response):
         assert decision.status in HEAD_STATUSES
-    elif isinstance(decision, WebSocketRoute):
+    elif isinstance(decision.route, WebSocketRoute):
         stream = trio.testing.memory_stream_pair()[1]
         ws = open_websocket(stream, event, b"", server.options)
         if isinstance(ws, Response):
             assert ws.status in {400, 426}
     else:
-        assert isinstance(decision, HTTPRoute)
+        assert isinstance(decision, Routed) and isinstance(decision.route, HTTPRoute)
 
 
 # -- 2. a live server over memory streams ------------------------------------------

@@ -85,7 +85,7 @@ async def test_plain_request_to_websocket_path_is_426(echo_server: trio_ws.Serve
     status, headers, body = await get(echo_server.port, "/ws")
     assert status == 426
     assert headers["upgrade"] == "websocket"
-    assert headers["connection"] == "close, Upgrade"
+    assert headers["connection"] == "Upgrade"
     assert b"WebSocket endpoint" in body
 
 
@@ -384,3 +384,32 @@ async def test_non_ascii_handshake_header_is_400(
     status, _, body = parse_response(await http_exchange(echo_server.port, request))
     assert (status, body) == (400, b"Bad Request: a WebSocket handshake header is not ASCII\n")
     assert warnings_logged(caplog.records) == []
+
+
+async def test_a_handler_cannot_break_the_framing(nursery: trio.Nursery) -> None:
+    """Framing is the server's: a body on a 204 is not sent, a handler's Content-Length or
+    Transfer-Encoding is dropped, and a 1xx status can't be built at all."""
+    app = trio_ws.App()
+
+    @app.route("/no-content")
+    async def no_content(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response(204, b"ignored", None, (("content-length", "99"),))
+
+    @app.route("/lying")
+    async def lying(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response(
+            200, b"four", headers=(("Content-Length", "99"), ("transfer-encoding", "gzip"))
+        )
+
+    server = await start_server(nursery, app)
+    status, headers, body = await get(server.port, "/no-content")
+    assert (status, body, "content-length" in headers) == (204, b"", False)
+    status, headers, body = await get(server.port, "/lying")
+    assert (status, headers["content-length"], body, "transfer-encoding" in headers) == (
+        200,
+        "4",
+        b"four",
+        False,
+    )
+    with pytest.raises(ValueError, match="from 200 to 599"):
+        trio_ws.Response(101)

@@ -110,3 +110,27 @@ async def test_keep_alive_can_be_turned_off(
         event = await client.next_event()
         raise AssertionError(f"expected silence, got {event}")
     assert server.statistics().open_websockets == 1
+
+
+async def test_keep_alive_stays_while_a_close_is_stuck(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """While a Close waits behind a reply stuck in send, the keep-alive task does not quietly return:
+    it stays until close_timeout has dropped the connection, then ends with it."""
+    await start_memory_server(
+        nursery,
+        trio_ws.echo_app(),
+        memory_listener,
+        keep_alive_interval=1,
+        keep_alive_timeout=1,
+        close_timeout=10,
+    )
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before = task_count()
+    client = await open_raw_websocket(memory_listener, stream_pair=trio.testing.lockstep_stream_pair)
+    await client.send(TextMessage(data="stuck"), CloseConnection(code=1000))
+    await trio.sleep(5)  # pings would be due now, but the connection is closing
+    assert task_count() == tasks_before + 3  # connection task, reader, keep-alive
+    await trio.sleep(5.1)
+    await trio.testing.wait_all_tasks_blocked()
+    assert task_count() == tasks_before

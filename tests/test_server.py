@@ -18,7 +18,7 @@ from websockets.trio.client import connect
 from wsproto.events import CloseConnection
 
 import trio_ws
-from trio_ws._server import _make_room_for
+from trio_ws._admission import make_room_for
 
 from .helpers import (
     IO_DEADLINE,
@@ -230,37 +230,89 @@ async def test_a_handler_that_ignores_cancellation_holds_only_itself(
     assert task_count() == tasks_before
 
 
-def test_the_open_file_limit_is_raised_to_fit_max_connections(caplog: pytest.LogCaptureFixture) -> None:
-    """A soft open-file limit too low for max_connections is raised (up to the hard limit), and said so."""
+def test_the_open_file_limit_is_raised_to_fit_both_connection_caps(caplog: pytest.LogCaptureFixture) -> None:
+    """A soft open-file limit too low for max_connections plus max_idle_connections is raised (up to
+    the hard limit), and said so."""
     caplog.set_level(logging.INFO, logger="trio_ws")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 1064:
+    if hard != resource.RLIM_INFINITY and hard < 1564:
         pytest.skip(f"the hard open-file limit ({hard}) is too low to test raising the soft one")
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
     try:
-        _make_room_for(1000)
-        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 64
-        _make_room_for(None)
-        _make_room_for(10)
-        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 64  # never lowered
+        make_room_for(1000, 500)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 500 + 64
+        make_room_for(None, 500)
+        make_room_for(10, None)
+        make_room_for(10, 10)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 1000 + 500 + 64  # never lowered
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert [r.getMessage() for r in caplog.records] == [
-        "raised the open-file limit from 256 to 1064 for max_connections (1000)"
+        "raised the open-file limit from 256 to 1564 for max_connections (1000) "
+        "and max_idle_connections (500)"
     ]
 
 
 def test_a_hard_open_file_limit_too_low_is_a_warning() -> None:
-    """If even the hard limit can't hold max_connections, a warning says what to change."""
+    """If even the hard limit can't hold both connection caps, a warning says what to change."""
     script = (
-        "import logging, resource; from trio_ws._server import _make_room_for;"
+        "import logging, resource; from trio_ws._admission import make_room_for;"
         "logging.basicConfig(format='%(levelname)s %(message)s');"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300)); _make_room_for(1000);"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300)); make_room_for(1000, 1000);"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE))"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "(300, 300)"
     assert result.stderr.strip() == (
-        "WARNING max_connections (1000) does not fit under this process's limit of 300 open files: "
-        "raise the hard limit (ulimit -Hn 1064) or lower max_connections"
+        "WARNING max_connections (1000) and max_idle_connections (1000) do not fit under this "
+        "process's limit of 300 open files: raise the hard limit (ulimit -Hn 2064) or lower them"
     )
+
+
+async def test_shutdown_counts_every_connection_it_cancels(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The grace-period warning counts every connection it cancels, plain HTTP ones included, and
+    says how many of them are WebSockets."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def stubborn(ws: trio_ws.WebSocketConnection) -> None:
+        await trio.sleep_forever()
+
+    server = await start_memory_server(nursery, app, memory_listener, shutdown_timeout=2)
+    client = await open_raw_websocket(memory_listener)
+    idle = await memory_listener.connect()  # accepted, but its request head never comes
+    await trio.testing.wait_all_tasks_blocked()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(server.aclose)
+        close = await client.next_event()
+        assert isinstance(close, CloseConnection) and close.code == 1001
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "shutdown grace period of 2 s is over; cancelling 2 connection(s), 1 of them WebSockets"
+    ]
+    await idle.aclose()
+
+
+async def test_a_peer_that_never_answers_our_1001_is_logged_as_such(
+    nursery: trio.Nursery,
+    memory_listener: MemoryListener,
+    autojump_clock: trio.testing.MockClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On shutdown, a peer that never answers the server's Close 1001 is logged with 1001 and
+    'no Close came back', not as a normal close."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    server = await start_memory_server(
+        nursery, trio_ws.echo_app(), memory_listener, close_timeout=2, shutdown_timeout=5
+    )
+    client = await open_raw_websocket(memory_listener)
+    await server.aclose()
+    close = await client.next_event()
+    assert isinstance(close, CloseConnection) and close.code == 1001
+    lines = [r.getMessage() for r in caplog.records if r.name == "trio_ws.connection"]
+    assert lines[-1].endswith(": closed with 1001 (server shutting down); no Close came back")

@@ -2,11 +2,22 @@
 
 General layout (each module opens with its own rules):
 
-    _app.py         App: routes by path; pure, no I/O
+    _app.py         App: routes, hooks and services; pure, no I/O
+    _routing.py     the route table: exact paths, path parameters, case-insensitive paths
+    _request.py     Request (what a handler is told), Identity, the request body stream
+    _response.py    Response: a whole body or a streamed one
+    _auth.py        bearer tokens and an auth hook built on them
+    _cors.py        cross-origin requests: preflights and the headers that allow them
+    _sse.py         Server-Sent Events: the format and a streamed response
     _options.py     Options: every limit and timeout, in one frozen dataclass
     _server.py      serve() and Server: the nursery tree, graceful shutdown
-    _http.py        the front door: read the request head with h11, answer or upgrade
-    _upgrade.py     pure handshake checks: upgrade request? allowed origin?
+    _admission.py   keeping room: the accept loop, waiting connections, WebSocket slots
+    _http.py        the front door: request after request on one connection, answered or upgraded
+    _decide.py      what to do with a request head: answer at once or route it; pure
+    _wire.py        h11 and the stream: heads, bodies and responses, read and written with bounds
+    _target.py      the request target taken apart: path segments, query, host
+    _upgrade.py     pure handshake checks: upgrade request? well formed? allowed origin and host?
+    _printable.py   escaping a peer's values for log lines and error bodies
     _connection.py  one WebSocket's nursery: reader, keep-alive and handler
     _websocket.py   the one place that adapts trio-websocket's connection
     _deflate.py     permessage-deflate: wsproto's, with a server's limits
@@ -21,36 +32,60 @@ General layout (each module opens with its own rules):
 """
 
 from trio_websocket import ConnectionClosed as ConnectionClosed
-from trio_websocket import WebSocketConnection as WebSocketConnection
 
 from ._app import App as App
-from ._app import HTTPHandler as HTTPHandler
-from ._app import Request as Request
-from ._app import Response as Response
-from ._app import WebSocketHandler as WebSocketHandler
+from ._app import Service as Service
+from ._auth import bearer_auth as bearer_auth
+from ._auth import bearer_token as bearer_token
 from ._echo import echo as echo
 from ._echo import echo_app as echo_app
 from ._options import Options as Options
+from ._request import Identity as Identity
+from ._request import Request as Request
+from ._request import RequestBody as RequestBody
+from ._request import RequestBodyError as RequestBodyError
+from ._response import Response as Response
+from ._routing import AuthHook as AuthHook
+from ._routing import BeforeUpgrade as BeforeUpgrade
+from ._routing import HTTPHandler as HTTPHandler
+from ._routing import InheritAuth as InheritAuth
+from ._routing import WebSocketHandler as WebSocketHandler
 from ._server import Server as Server
 from ._server import ServerStatistics as ServerStatistics
 from ._server import serve as serve
 from ._server import serve_listeners as serve_listeners
+from ._sse import ServerSentEvent as ServerSentEvent
+from ._sse import sse_response as sse_response
 from ._version import __version__ as __version__
+from ._websocket import ServerConnection as ServerWebSocket
+from ._websocket import WebSocketConnection as WebSocketConnection
 
 __all__ = [
     "App",
+    "AuthHook",
+    "BeforeUpgrade",
     "ConnectionClosed",
     "HTTPHandler",
+    "Identity",
+    "InheritAuth",
     "Options",
     "Request",
+    "RequestBody",
+    "RequestBodyError",
     "Response",
     "Server",
+    "ServerSentEvent",
     "ServerStatistics",
+    "ServerWebSocket",
+    "Service",
     "WebSocketConnection",
     "WebSocketHandler",
     "__version__",
+    "bearer_auth",
+    "bearer_token",
     "echo",
     "echo_app",
     "serve",
     "serve_listeners",
+    "sse_response",
 ]

@@ -1,12 +1,22 @@
-"""What the server serves: an ``App`` maps request paths to handlers.
+"""What the server serves: an ``App`` maps request paths to handlers, and holds its services.
 
 Rules of this module:
 
-* No I/O happens here. Routing is a pure decision (``App.resolve``) that the
-  HTTP front door in ``_http.py`` acts on, so it can be tested without trio.
-* Paths match exactly; the query string is not part of the match.
-* One path has one meaning: registering a path twice is an error, because a
-  silent override is a bug waiting to be found in production.
+* No I/O happens here. Routing is a pure decision (``App.resolve``, backed by
+  ``_routing.Router``) that the HTTP front door in ``_http.py`` acts on, so
+  it can be tested without trio.
+* Paths match segment by segment, each segment percent-decoded on its own
+  (``_target.py``): ``/a%20b`` reaches the route ``/a b``, but ``/a%2Fb``
+  does not reach ``/a/b``. A ``{name}`` segment is a path parameter. The
+  query string is not part of the match.
+* One path may have a WebSocket handler and HTTP handlers (one per method);
+  giving it a second handler for the same thing is an error.
+* Hooks run before a handler, in this order: the auth hook (the route's, or
+  the app's), then for a WebSocket the route's ``before_upgrade`` hook.
+  Either can answer with any :class:`Response` instead.
+* Services are tasks that live as long as the server, not as long as one
+  connection; ``serve()`` starts them before it accepts anyone and cancels
+  them after the last connection has ended.
 """
 
 from __future__ import annotations
@@ -14,101 +24,60 @@ from __future__ import annotations
 import logging
 import mimetypes
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import trio
+
+from ._request import Request
+from ._response import Response
+from ._routing import (
+    AuthHook,
+    BeforeUpgrade,
+    HTTPHandler,
+    HTTPRoute,
+    InheritAuth,
+    Match,
+    Router,
+    WebSocketHandler,
+    WebSocketRoute,
+    route_segments,
+)
+from ._target import Target, parse_target
 
 if TYPE_CHECKING:
-    from trio_websocket import WebSocketConnection
+    from ._server import Server
 
-__all__ = [
-    "App",
-    "HTTPHandler",
-    "Request",
-    "Response",
-    "WebSocketHandler",
-    "WebSocketRoute",
-    "HTTPRoute",
-    "Resolution",
-]
+# The route types live in _routing.py; they are named here too, where the app is.
+__all__ = ["App", "HTTPRoute", "Service", "WebSocketRoute"]
 
 logger = logging.getLogger("trio_ws.app")
 
-WebSocketHandler: TypeAlias = "Callable[[WebSocketConnection], Awaitable[None]]"
-"""A coroutine function that talks to one client, and returns when it is done."""
-
-
-@dataclass(frozen=True)
-class Request:
-    """A plain HTTP request, as an HTTP handler sees it."""
-
-    method: str
-    path: str
-    query: str
-    headers: tuple[tuple[bytes, bytes], ...]
-
-    def header(self, name: str) -> str | None:
-        """The value of header ``name`` (case-insensitive), or ``None``."""
-        wanted = name.lower().encode("ascii")
-        for key, value in self.headers:
-            if key.lower() == wanted:
-                return value.decode("latin-1")
-        return None
-
-
-@dataclass(frozen=True)
-class Response:
-    """A complete HTTP response. Bodies are small and held in memory."""
-
-    status: int
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def text(cls, status: int, text: str, *, headers: Iterable[tuple[str, str]] = ()) -> Response:
-        """A plain-text response; a newline is added so ``curl`` output ends cleanly."""
-        return cls(status, (text + "\n").encode(), headers=tuple(headers))
-
-
-HTTPHandler: TypeAlias = Callable[[Request], Awaitable[Response]]
-"""A coroutine function that turns a :class:`Request` into a :class:`Response`."""
-
-
-@dataclass(frozen=True)
-class WebSocketRoute:
-    """A path that accepts WebSocket upgrades."""
-
-    path: str
-    handler: WebSocketHandler
-    subprotocols: tuple[str, ...] = ()
-
-    def choose_subprotocol(self, proposed: Iterable[str]) -> str | None:
-        """The first of the client's proposals that this route supports, if any."""
-        for name in proposed:
-            if name in self.subprotocols:
-                return name
-        return None
-
-
-@dataclass(frozen=True)
-class HTTPRoute:
-    """A path that answers plain HTTP requests."""
-
-    path: str
-    handler: HTTPHandler
-    methods: frozenset[str] = field(default=frozenset({"GET", "HEAD"}))
-
-
-Resolution: TypeAlias = "WebSocketRoute | HTTPRoute | None"
-
-_WS = TypeVar("_WS", bound="Callable[[WebSocketConnection], Awaitable[None]]")
+_WS = TypeVar("_WS", bound=WebSocketHandler)
 _HTTP = TypeVar("_HTTP", bound=HTTPHandler)
 
 
+class Service(Protocol):
+    """A task that lives as long as the server: ``async def service(server, *, task_status)``.
+
+    ``serve()`` starts it with ``nursery.start(service, server)``, so it must
+    call ``task_status.started()`` once it is ready; the server accepts
+    connections only after every service has. It can learn that graceful
+    shutdown has begun with ``await server.wait_closing()``; it is cancelled
+    after the last connection has ended. An exception from a service stops
+    the whole server (the hard stop) and comes out of ``serve()``.
+    """
+
+    def __call__(
+        self, server: Server, *, task_status: trio.TaskStatus[None] = ...
+    ) -> Awaitable[object]: ...  # pragma: no cover (a signature)
+
+
+_S = TypeVar("_S", bound=Service)
+
+
 class App:
-    """Routes by path: WebSocket endpoints, HTTP endpoints and static files.
+    """Routes by path: WebSocket endpoints, HTTP endpoints, static files, and services.
 
     Example::
 
@@ -120,73 +89,156 @@ class App:
                 message = await ws.get_message()  # ConnectionClosed ends the handler
                 await ws.send_message(message.upper())
 
-        @app.route("/hello")
-        async def hello(request: trio_ws.Request) -> trio_ws.Response:
-            return trio_ws.Response.text(200, "hello")
+        @app.route("/rooms/{name}", methods=["GET", "POST"])
+        async def room(request: trio_ws.Request) -> trio_ws.Response:
+            return trio_ws.Response.text(200, f"room {request.path_params['name']}")
 
     Args:
         health_path: Path of the built-in health check, which answers 200
             while the server accepts connections and 503 while it shuts down.
-            ``None`` turns it off.
+            ``None`` turns it off. It never needs credentials.
+        auth: The auth hook for every route that does not name its own
+            (``auth=`` on a route; ``auth=None`` there makes that route public).
     """
 
-    def __init__(self, *, health_path: str | None = "/healthz") -> None:
-        if health_path is not None:
-            _check_path(health_path)
-        self._routes: dict[str, WebSocketRoute | HTTPRoute] = {}
+    def __init__(self, *, health_path: str | None = "/healthz", auth: AuthHook | None = None) -> None:
+        if health_path is not None and not health_path.startswith("/"):
+            raise ValueError(f"route path {health_path!r} must start with '/'")
+        self._router = Router()
+        self._services: list[Service] = []
         self.health_path = health_path
+        self.auth = auth
 
-    def websocket(self, path: str, *, subprotocols: Iterable[str] = ()) -> Callable[[_WS], _WS]:
+    # -- WebSocket routes --------------------------------------------------------
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        subprotocols: Iterable[str] = (),
+        auth: AuthHook | InheritAuth | None = InheritAuth.APP,
+        before_upgrade: BeforeUpgrade | None = None,
+        ignore_case: bool = False,
+    ) -> Callable[[_WS], _WS]:
         """Decorator: run the decorated handler for each WebSocket opened on ``path``."""
 
         def register(handler: _WS) -> _WS:
-            self.add_websocket(path, handler, subprotocols=subprotocols)
+            self.add_websocket(
+                path,
+                handler,
+                subprotocols=subprotocols,
+                auth=auth,
+                before_upgrade=before_upgrade,
+                ignore_case=ignore_case,
+            )
             return handler
 
         return register
 
     def add_websocket(
-        self, path: str, handler: WebSocketHandler, *, subprotocols: Iterable[str] = ()
+        self,
+        path: str,
+        handler: WebSocketHandler,
+        *,
+        subprotocols: Iterable[str] = (),
+        auth: AuthHook | InheritAuth | None = InheritAuth.APP,
+        before_upgrade: BeforeUpgrade | None = None,
+        ignore_case: bool = False,
     ) -> None:
         """Run ``handler`` for each WebSocket opened on ``path``.
 
         Args:
-            path: The exact request path, starting with ``/``.
-            handler: ``async def handler(ws)``; the connection closes when it returns.
+            path: The request path, starting with ``/``; ``{name}`` segments
+                are path parameters (``ws.request.path_params``).
+            handler: ``async def handler(ws)``; the connection closes when it
+                returns. ``ws.request`` is the :class:`Request` it was opened with.
             subprotocols: Subprotocols this endpoint speaks, in order of
                 preference. The first one the client proposes is chosen.
+            auth: An auth hook, run before the upgrade; by default the app's;
+                ``None`` for none.
+            before_upgrade: ``async def hook(request) -> Response | None``, run
+                after auth and before the 101: a ``Response`` is sent instead
+                of upgrading (404 for an unknown id, 409 for a second socket).
+            ignore_case: Match the path's letters in any case.
         """
-        self._add(WebSocketRoute(path, handler, tuple(subprotocols)))
+        self._add(
+            WebSocketRoute(path, handler, tuple(subprotocols), auth, before_upgrade, ignore_case=ignore_case)
+        )
 
-    def route(self, path: str, *, methods: Iterable[str] = ("GET", "HEAD")) -> Callable[[_HTTP], _HTTP]:
+    # -- HTTP routes -------------------------------------------------------------
+
+    def route(
+        self,
+        path: str,
+        *,
+        methods: Iterable[str] = ("GET", "HEAD"),
+        auth: AuthHook | InheritAuth | None = InheritAuth.APP,
+        stream_body: bool = False,
+        ignore_case: bool = False,
+    ) -> Callable[[_HTTP], _HTTP]:
         """Decorator: answer plain HTTP requests to ``path`` with the decorated handler."""
 
         def register(handler: _HTTP) -> _HTTP:
-            self.add_route(path, handler, methods=methods)
+            self.add_route(
+                path, handler, methods=methods, auth=auth, stream_body=stream_body, ignore_case=ignore_case
+            )
             return handler
 
         return register
 
-    def add_route(self, path: str, handler: HTTPHandler, *, methods: Iterable[str] = ("GET", "HEAD")) -> None:
-        """Answer plain HTTP requests to ``path`` with ``handler``."""
+    def add_route(
+        self,
+        path: str,
+        handler: HTTPHandler,
+        *,
+        methods: Iterable[str] = ("GET", "HEAD"),
+        auth: AuthHook | InheritAuth | None = InheritAuth.APP,
+        stream_body: bool = False,
+        ignore_case: bool = False,
+    ) -> None:
+        """Answer plain HTTP requests to ``path`` with ``handler``.
+
+        Args:
+            path: The request path, starting with ``/``; ``{name}`` segments
+                are path parameters (``request.path_params``).
+            handler: ``async def handler(request) -> Response``.
+            methods: The methods it answers; ``GET`` brings ``HEAD`` along.
+                The server answers ``OPTIONS`` (with CORS preflights) itself.
+            auth: An auth hook, run before the body is read; by default the
+                app's; ``None`` for none.
+            stream_body: Call the handler as soon as the head has arrived and
+                let it read ``request.body_stream``, instead of reading the
+                whole body into ``request.body`` first. Both are bounded by
+                ``max_request_body``.
+            ignore_case: Match the path's letters in any case.
+        """
         allowed = frozenset(m.upper() for m in methods)
         if "CONNECT" in allowed:
             # A 2xx answer to CONNECT turns the connection into a tunnel, which is a proxy's job.
             raise ValueError(f"route {path!r}: CONNECT is for proxies, and trio_ws is not one")
         if "GET" in allowed:
             allowed |= {"HEAD"}
-        self._add(HTTPRoute(path, handler, allowed))
+        self._add(HTTPRoute(path, handler, allowed, auth, stream_body, ignore_case))
 
-    def add_static(self, path: str, body: bytes, content_type: str | None = None) -> None:
+    def add_static(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str | None = None,
+        *,
+        auth: AuthHook | InheritAuth | None = InheritAuth.APP,
+    ) -> None:
         """Serve ``body`` at ``path``. The content type is guessed from the path if not given."""
         response = Response(200, body, content_type or _guess_type(path))
 
         async def static(request: Request) -> Response:
             return response
 
-        self.add_route(path, static)
+        self.add_route(path, static, auth=auth)
 
-    def add_static_directory(self, prefix: str, directory: str | Path) -> None:
+    def add_static_directory(
+        self, prefix: str, directory: str | Path, *, auth: AuthHook | InheritAuth | None = InheritAuth.APP
+    ) -> None:
         """Serve the files directly inside ``directory`` under ``prefix/``.
 
         The files are read once, now: a static directory is part of the app,
@@ -208,33 +260,57 @@ class App:
                     "static directory %s: not serving %s, a link to %s outside it", root, file.name, target
                 )
             elif target.is_file():
-                self.add_static(f"{prefix}/{file.name}", file.read_bytes())
+                self.add_static(f"{prefix}/{file.name}", file.read_bytes(), auth=auth)
 
-    def resolve(self, target: str) -> Resolution:
-        """The route for a request target (path plus optional query), or ``None``."""
-        return self._routes.get(split_target(target)[0])
+    # -- services ----------------------------------------------------------------
+
+    def service(self, fn: _S) -> _S:
+        """Decorator: run ``fn`` as a service for as long as the server runs (see :meth:`add_service`)."""
+        self.add_service(fn)
+        return fn
+
+    def add_service(self, fn: Service) -> None:
+        """Run ``fn`` as long as the server: started before it accepts, cancelled after the last connection.
+
+        ``fn`` is called as ``await nursery.start(fn, server)``: it gets the
+        :class:`~trio_ws.Server`, and must call ``task_status.started()`` when
+        it is ready. See :class:`Service`.
+        """
+        self._services.append(fn)
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """The services, in the order they were added (and are started)."""
+        return tuple(self._services)
+
+    # -- lookups -----------------------------------------------------------------
+
+    def resolve(self, target: str | Target) -> Match | None:
+        """The endpoint for a request target (path, optional query) and its path parameters, or ``None``."""
+        if isinstance(target, str):
+            parsed = parse_target(target.encode("ascii", "replace"))
+            if parsed is None:
+                return None
+            target = parsed
+        return self._router.resolve(target.segments)
+
+    def auth_for(self, route: WebSocketRoute | HTTPRoute) -> AuthHook | None:
+        """The auth hook that guards ``route``: its own, or the app's."""
+        return self.auth if route.auth is InheritAuth.APP else route.auth
+
+    def is_health_check(self, target: Target) -> bool:
+        """Whether ``target`` is the built-in health check."""
+        return self.health_path is not None and target.segments == route_segments(self.health_path)
 
     @property
     def routes(self) -> tuple[WebSocketRoute | HTTPRoute, ...]:
         """Every registered route, in the order it was added."""
-        return tuple(self._routes.values())
+        return self._router.routes
 
     def _add(self, route: WebSocketRoute | HTTPRoute) -> None:
-        _check_path(route.path)
-        if route.path in self._routes or route.path == self.health_path:
-            raise ValueError(f"path {route.path!r} is already routed; each path has one handler")
-        self._routes[route.path] = route
-
-
-def split_target(target: str) -> tuple[str, str]:
-    """Split a request target into its decoded path and its raw query string."""
-    path, _, query = target.partition("?")
-    return unquote(path), query
-
-
-def _check_path(path: str) -> None:
-    if not path.startswith("/"):
-        raise ValueError(f"route path {path!r} must start with '/'")
+        if self.health_path is not None and route_segments(route.path) == route_segments(self.health_path):
+            raise ValueError(f"path {route.path!r} is already routed: it is the health check")
+        self._router.add(route)
 
 
 def _guess_type(path: str) -> str:

@@ -43,19 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        options = Options(
-            keep_alive_interval=args.keep_alive_interval,
-            keep_alive_timeout=args.keep_alive_timeout,
-            receive_buffer_size=args.receive_buffer_size,
-            max_message_size=args.max_message_size,
-            allowed_origins=tuple(args.allowed_origin),
-            handshake_timeout=args.handshake_timeout,
-            shutdown_timeout=args.shutdown_timeout,
-            max_connections=args.max_connections,
-            compression=args.compression,
-            compression_window_bits=args.compression_window_bits,
-            compression_min_size=args.compression_min_size,
-        )
+        options = _options(args)
     except ValueError as exc:
         parser.error(str(exc))
     ssl_context = _ssl_context(parser, args.certfile, args.keyfile)
@@ -68,6 +56,33 @@ def main(argv: list[str] | None = None) -> None:
         _exit_with(f"cannot listen on {args.host}:{args.port}: {_os_error_text(group.exceptions[0])}")
     except* KeyboardInterrupt:
         pass  # Ctrl-C before the signal handlers were in place: nothing to shut down yet.
+
+
+def _options(args: argparse.Namespace) -> Options:
+    """The ``Options`` the parsed command line asks for.
+
+    Raises:
+        ValueError: a value ``Options`` refuses, with a message naming it.
+    """
+    return Options(
+        keep_alive_interval=args.keep_alive_interval,
+        keep_alive_timeout=args.keep_alive_timeout,
+        receive_buffer_size=args.receive_buffer_size,
+        max_message_size=args.max_message_size,
+        allowed_origins=tuple(args.allowed_origin),
+        allowed_hosts=tuple(args.allowed_host),
+        handshake_timeout=args.handshake_timeout,
+        http_idle_timeout=args.http_idle_timeout,
+        request_body_timeout=args.request_body_timeout,
+        max_request_body=args.max_request_body,
+        max_requests_per_connection=args.max_requests_per_connection,
+        shutdown_timeout=args.shutdown_timeout,
+        max_connections=args.max_connections,
+        max_idle_connections=args.max_idle_connections,
+        compression=args.compression,
+        compression_window_bits=args.compression_window_bits,
+        compression_min_size=args.compression_min_size,
+    )
 
 
 async def _serve_until_signal(
@@ -136,7 +151,10 @@ def _parser() -> argparse.ArgumentParser:
         type=_size,
         default=d.max_message_size,
         metavar="BYTES",
-        help="close a connection (1009) that sends a larger message (accepts 16MiB)",
+        help=(
+            "close a connection (1009) that sends a larger message (UTF-8 bytes for text), "
+            "or one in more than BYTES/64 frames (accepts 16MiB)"
+        ),
     )
     p.add_argument(
         "--max-connections",
@@ -146,12 +164,28 @@ def _parser() -> argparse.ArgumentParser:
         help="most WebSockets open at once; past it, new upgrades get 503; 0 sets no limit",
     )
     p.add_argument(
+        "--max-idle-connections",
+        type=_optional_count,
+        default=d.max_idle_connections,
+        metavar="N",
+        help="most connections waiting for a request; past it, the one that waited longest is "
+        "closed; 0 sets no limit",
+    )
+    p.add_argument(
         "--allowed-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
         help="a browser origin, such as https://example.com, that may connect besides the "
         "page's own; repeat for more, or '*' for any (default: same host only)",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name, such as app.example, that browsers may use to reach a server bound to "
+        "loopback (a proxy's name, say); repeat for more, or '*' for any (default: loopback names only)",
     )
     p.add_argument(
         "--subprotocol",
@@ -186,6 +220,34 @@ def _parser() -> argparse.ArgumentParser:
         default=d.handshake_timeout,
         metavar="SECONDS",
         help="drop a connection that has not finished its request or upgrade by then; 0 waits forever",
+    )
+    p.add_argument(
+        "--http-idle-timeout",
+        type=_optional_seconds,
+        default=d.http_idle_timeout,
+        metavar="SECONDS",
+        help="close a keep-alive connection that sends no new request for this long; 0 waits forever",
+    )
+    p.add_argument(
+        "--max-request-body",
+        type=_size,
+        default=d.max_request_body,
+        metavar="BYTES",
+        help="answer a larger request body with 413 (accepts 64KiB, 16MiB)",
+    )
+    p.add_argument(
+        "--request-body-timeout",
+        type=_optional_seconds,
+        default=d.request_body_timeout,
+        metavar="SECONDS",
+        help="answer a request body that takes longer to arrive with 408; 0 waits forever",
+    )
+    p.add_argument(
+        "--max-requests-per-connection",
+        type=_optional_count,
+        default=d.max_requests_per_connection,
+        metavar="N",
+        help="close a keep-alive connection after this many requests; 0 sets no limit",
     )
     p.add_argument(
         "--shutdown-timeout",

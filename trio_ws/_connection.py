@@ -9,9 +9,10 @@
 
 The handler runs in the connection's own task, so the nursery cannot close
 before it returns. When it does return (or fails, or is cancelled), the
-connection is closed, the reader gets a bounded time to finish the close
-handshake, and the nursery is cancelled: the keep-alive task and anything
-else left over end with it. Nothing started here outlives the connection.
+connection is closed, the reader finishes the close handshake (within
+``close_timeout``, after which it drops TCP: see ``_websocket.py``), and the
+nursery is cancelled: the keep-alive task and anything else left over end
+with it. Nothing started here outlives the connection.
 
 Error handling: a handler exception is logged once, with the route and the
 peer, and closes only this connection, with 1011. ``ConnectionClosed``
@@ -28,7 +29,6 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from ._keepalive import keep_alive
-from ._options import seconds
 
 if TYPE_CHECKING:
     from ._app import WebSocketRoute
@@ -65,26 +65,23 @@ async def run_websocket(
         if options.keep_alive_interval is not None:
             nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
         with server.tracking(ws):
-            if server.closing:
-                # Shutdown began during this handshake: say goodbye like to the others.
-                with trio.move_on_after(seconds(options.close_timeout)):
+            try:
+                if server.closing:
+                    # Shutdown began during this handshake: say goodbye like to the others.
                     await ws.aclose(1001, "server shutting down")
-            else:
-                await _run_handler(ws, route, options.close_timeout)
-            # Let the reader see the close handshake through, then stop everything else.
-            with trio.move_on_after(seconds(options.close_timeout)):
+                else:
+                    await _run_handler(ws, route)
+                # Let the reader see the close handshake through (it gives up after
+                # close_timeout), then stop everything else.
                 await ws.wait_reader_done()
+            except trio.Cancelled:
+                logger.info("%s: cancelled (by then: %s)", ws, ws.describe_close())
+                raise
         nursery.cancel_scope.cancel()
-    reason = ws.closed
-    logger.info(
-        "%s: closed with %s%s",
-        ws,
-        reason.code if reason else 1006,
-        f" ({reason.reason})" if reason and reason.reason else "",
-    )
+    logger.info("%s: %s", ws, ws.describe_close())
 
 
-async def _run_handler(ws: ServerConnection, route: WebSocketRoute, close_timeout: float | None) -> None:
+async def _run_handler(ws: ServerConnection, route: WebSocketRoute) -> None:
     code, reason = 1000, None
     try:
         await route.handler(ws)
@@ -101,8 +98,8 @@ async def _run_handler(ws: ServerConnection, route: WebSocketRoute, close_timeou
             code, reason = 1011, "internal error"
     finally:
         # Closes with `code` if the handler left the connection open; no-op otherwise.
-        with trio.move_on_after(seconds(close_timeout)):
-            await ws.aclose(code, reason)
+        # The reader bounds the close by close_timeout.
+        await ws.aclose(code, reason)
 
 
 def _remote(ws: ServerConnection) -> object:

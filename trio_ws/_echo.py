@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib.resources import files
 
-from trio_websocket import ConnectionClosed, WebSocketConnection
-
 from ._app import App
+from ._websocket import WebSocketConnection
 
 __all__ = ["echo", "echo_app"]
 
@@ -17,14 +16,11 @@ _PAGE_FILES = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"
 async def echo(ws: WebSocketConnection) -> None:
     """Send every message back as it came: text as text, binary as binary.
 
-    Returns when the client closes; the server then answers its Close frame
-    with the same code.
+    Returns when the client closes normally; the server then answers its
+    Close frame with the same code. Any other close raises
+    ``ConnectionClosed``, which the server takes for a peer that left.
     """
-    while True:
-        try:
-            message = await ws.get_message()
-        except ConnectionClosed:
-            return
+    async for message in ws:
         await ws.send_message(message)
 
 

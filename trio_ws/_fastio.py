@@ -15,18 +15,19 @@ messages, the lock's FIFO fairness, the errors and trio-websocket's debug
 log lines are as before.
 
 What it replaces (check on a trio-websocket upgrade; the tests cover both):
-``WebSocketConnection._send`` and ``_handle_message_event``, each
-reproduced from trio-websocket 0.12 except for the ``*_nowait`` step.
+``WebSocketConnection._send``, reproduced from trio-websocket 0.12 except
+for the ``*_nowait`` step, and the hand-off at the end of
+``_handle_message_event`` (``_deliver``, which ``_websocket.py``'s reader
+calls with each whole message).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
-from wsproto.events import BytesMessage, Event, TextMessage
+from wsproto.events import Event
 
 __all__ = ["FewerCheckpoints"]
 
@@ -56,20 +57,18 @@ class FewerCheckpoints(WebSocketConnection):
         finally:
             lock.release()
 
-    async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
-        data = event.data
-        if (
-            not event.message_finished
-            or self._message_parts
-            or len(data) > self._max_message_size
-            or not isinstance(data, str | bytes)
-        ):
-            await super()._handle_message_event(event)
-            return
-        # A whole message in one event: what trio-websocket would join is `data` itself.
-        # As in trio-websocket, a closed queue means the handler closed the connection.
-        with contextlib.suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+    async def _deliver(self, message: str | bytes) -> bool:
+        """Hand a whole received message to the handler's queue; False if the handler closed it.
+
+        As in trio-websocket, a closed queue means the handler closed the connection.
+        """
+        try:
+            self._send_channel.send_nowait(message)
+        except trio.WouldBlock:
             try:
-                self._send_channel.send_nowait(data)
-            except trio.WouldBlock:
-                await self._send_channel.send(data)
+                await self._send_channel.send(message)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True

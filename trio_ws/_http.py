@@ -1,14 +1,18 @@
-"""The front door: one TCP connection, one HTTP request, then an answer or an upgrade.
+"""The front door: one TCP connection, request after request, each answered or upgraded.
 
-Every connection the server accepts starts here. The request head is read
-with h11 under the handshake deadline; then ``decide`` (a pure function)
-picks what happens:
+Every connection the server accepts gets one task, which starts here and
+serves request after request (HTTP/1.1 keep-alive) until the connection
+closes or becomes a WebSocket::
 
-* a plain HTTP answer (the page, a static file, ``/healthz``, or an error
-  such as 404, 403 or 426), written with h11, after which the connection is
-  closed; or
-* a WebSocket upgrade, handed to ``_connection.run_websocket`` together with
-  any bytes the client sent after the head.
+    connection task                serve_stream: the whole life of one TCP connection
+    ├─ request nursery             one per request to a route's handler, closed with it
+    │  └─ departure watcher        reads the socket while the handler works; EOF cancels the request
+    └─ the handler, and its streamed response body, run in the connection task itself
+
+For each request: read the head with h11 (``_wire.py``), ask ``decide``
+(``_decide.py``, pure) what to do, run the hooks (auth, then for a WebSocket
+``before_upgrade``), read the body, call the handler, write its response,
+and go round again; or hand an upgrade to ``_connection.run_websocket``.
 
 Rules of this module:
 
@@ -16,48 +20,56 @@ Rules of this module:
   (the access line at INFO, the details at DEBUG). Only a bug, ours or a
   handler's, logs a traceback.
 * Nothing that happens on one connection escapes ``serve_stream``: an
-  exception from here would otherwise crash the whole server (see the
-  warning on ``trio.serve_listeners``).
-* One request per connection: every response says ``Connection: close``.
-  Pages are small, and WebSocket traffic does not need HTTP keep-alive.
-* Every read from a peer is bounded before it is trusted: the whole head
-  by ``handshake_timeout``, its size by ``max_request_head_size`` and its
-  header count by ``max_request_headers`` (431), and an upgrade by a free
-  ``max_connections`` slot (503 when there is none).
+  exception from here would otherwise crash the whole server.
+* One request at a time, so answers go out in the order the requests came
+  (pipelined requests wait in h11's buffer).
+* Every read from a peer is bounded before it is trusted: the first head by
+  ``handshake_timeout``, a later one by ``http_idle_timeout``; the head's
+  size by ``max_request_head_size`` and its header count by
+  ``max_request_headers`` (431); the time a connection may wait with no
+  complete head by ``max_idle_connections`` (``_admission.py``); a body by
+  ``max_request_body`` (413) and ``request_body_timeout`` (408); the
+  requests on one connection by ``max_requests_per_connection``; an upgrade
+  by a free ``max_connections`` slot (503).
+* A connection is used again only if both sides finished their messages;
+  an answer given before the request's body was read closes it.
+* When the client goes away while a handler works or a response streams,
+  the request is cancelled at once (``_watch_departure``), and the
+  connection with it.
+* The request target is taken apart once, by ``_target.parse_target``; a
+  value from the peer reaches a log line only through ``printable``.
 """
 
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import h11
 import trio
-from wsproto.events import RejectConnection
-from wsproto.utilities import RemoteProtocolError as HandshakeError
 
-from ._app import HTTPRoute, Request, Response, WebSocketRoute, split_target
 from ._connection import run_websocket
+from ._decide import Routed, check_head_limits, decide, open_websocket
 from ._linger import linger
-from ._options import Options, seconds
-from ._upgrade import header_value, is_websocket_upgrade, origin_allowed
-from ._websocket import ServerConnection, server_connection
+from ._options import seconds
+from ._printable import printable
+from ._request import Identity, Request, RequestBody, RequestBodyError
+from ._response import Response
+from ._routing import AuthHook, BeforeUpgrade, HTTPRoute, WebSocketRoute
+from ._target import Target, parse_target
+from ._websocket import ServerConnection
+from ._wire import BodyReader, Stalled, Wire, declared_length, phrase
 
 if TYPE_CHECKING:
     from ._server import Server
 
-__all__ = ["decide", "open_websocket", "serve_stream"]
+__all__ = ["serve_stream"]
 
 logger = logging.getLogger("trio_ws.http")
 
-_READ_SIZE = 16 * 1024
-_SEND_TIMEOUT = 10.0
-_SECURITY_HEADERS = (("x-content-type-options", "nosniff"),)
-_PAGE_CSP = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-    "style-src 'self'; script-src 'self'; frame-ancestors 'none'"
-)
+_WATCH_SIZE = 16 * 1024
 
 
 async def serve_stream(stream: trio.abc.Stream, server: Server) -> None:
@@ -68,7 +80,7 @@ async def serve_stream(stream: trio.abc.Stream, server: Server) -> None:
     """
     try:
         await _serve(stream, server)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+    except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
         logger.debug("connection lost before the answer was sent")
     except Exception:
         logger.exception("internal error while serving a connection; please report a bug")
@@ -76,277 +88,393 @@ async def serve_stream(stream: trio.abc.Stream, server: Server) -> None:
         await trio.aclose_forcefully(stream)
 
 
+@dataclass(frozen=True)
+class _Upgrade:
+    """The outcome of a request that may become a WebSocket: its hooks let it through."""
+
+    h11_request: h11.Request
+    request: Request
+    route: WebSocketRoute
+    deadline: float
+    access: _Access
+
+
+class _Peer:
+    """What one connection knows about its client, for every request on it."""
+
+    def __init__(self, stream: trio.abc.Stream, server: Server) -> None:
+        self.stream = stream
+        self.server = server
+        self.address = _address(stream)
+        self.scheme = "https" if isinstance(stream, trio.SSLStream) else "http"
+        self.served = 0
+
+    def __str__(self) -> str:
+        if self.address is None:
+            return type(self.stream).__name__
+        return f"{self.address[0]}:{self.address[1]}"
+
+
 async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     options = server.options
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=options.max_request_head_size)
-    # One deadline covers reading the head and finishing the upgrade.
+    peer = _Peer(stream, server)
+    wire = Wire(stream, options.max_request_head_size)
+    # The first head (and an upgrade right after it) must arrive within handshake_timeout.
     deadline = trio.current_time() + seconds(options.handshake_timeout)
-
-    with trio.move_on_at(deadline) as reading:
-        try:
-            request = await _read_request(stream, conn, options.max_request_head_size)
-        except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint
-            logger.info("refused a bad request head from %s: %d (%s)", _peer(stream), status, exc)
-            await _respond(stream, conn, Response.text(status, f"{_phrase(status)}: {exc}"))
+    while True:
+        request = await _next_request(peer, wire, deadline)
+        if request is None:
             return
-    if reading.cancelled_caught:
+        peer.served += 1
+        if peer.served > 1:  # an upgrade after earlier requests gets handshake_timeout of its own
+            deadline = trio.current_time() + seconds(options.handshake_timeout)
+        outcome = await _exchange(peer, wire, request, deadline)
+        del request
+        if isinstance(outcome, _Upgrade):
+            break
+        if not outcome:
+            return
+        if server.closing:  # no request after this one: the connection ends between requests
+            await linger(stream)
+            return
+        wire.conn.start_next_cycle()
+        deadline = trio.current_time() + seconds(options.http_idle_timeout)
+    route, deadline = outcome.route, outcome.deadline
+    with server.admission.websocket_slot() as admitted:
+        ws = await _open_websocket(peer, wire, outcome, admitted)
+        # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.
+        del wire, outcome, peer
+        if ws is not None:
+            await run_websocket(ws, route, server, deadline)
+
+
+async def _next_request(peer: _Peer, wire: Wire, deadline: float) -> h11.Request | None:
+    """The next request head, or ``None`` when the connection is done (after answering a bad head)."""
+    kept_alive = peer.served > 0
+    refused: h11.RemoteProtocolError | None = None
+    with (
+        trio.move_on_at(deadline) as reading,
+        peer.server.admission.waiting(peer.stream, kept_alive=kept_alive) as waiting,
+    ):
+        try:
+            return await wire.read_request()
+        except h11.RemoteProtocolError as exc:
+            refused = exc
+    if refused is not None:
+        status = refused.error_status_hint
+        logger.info("refused a bad request head from %s: %d (%s)", peer, status, printable(str(refused)))
+        await _answer(peer, wire, Response.text(status, f"{phrase(status)}: {printable(str(refused))}"))
+    elif waiting.evicted:
+        logger.debug(
+            "closed %s: %s",
+            peer,
+            "a keep-alive connection, at shutdown or to make room"
+            if kept_alive
+            else "it waited longest for a request head (max_idle_connections)",
+        )
+    elif reading.cancelled_caught and kept_alive:
+        logger.debug("closed %s: no new request within http_idle_timeout", peer)
+    elif reading.cancelled_caught:
         logger.info(
             "dropped %s: no complete request head within handshake_timeout (%s s)",
-            _peer(stream),
-            options.handshake_timeout,
+            peer,
+            peer.server.options.handshake_timeout,
         )
-        return
-    if request is None:
-        return  # the client connected and left without a request
+    return None
 
-    method = request.method.decode("ascii", "replace")
-    decision = _check_head_limits(request, server) or decide(request, server)
-    if isinstance(decision, WebSocketRoute):
-        with server.websocket_slot() as admitted:
-            if admitted:
-                ws = await _upgrade(stream, conn, request, server)
-                # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.
-                del conn, request, reading
-                if ws is not None:
-                    await run_websocket(ws, decision, server, deadline)
-                return
-        decision = Response.text(
+
+async def _exchange(peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float) -> bool | _Upgrade:
+    """Answer one request; return whether the connection can serve another, or the upgrade to make."""
+    server = peer.server
+    method = h11_request.method.decode("ascii", "replace")
+    access = _Access(method, h11_request.target)
+    if not _has_body(h11_request):
+        await wire.next_body_event()  # h11's EndOfMessage, already in hand: the request is complete
+    target = parse_target(h11_request.target)
+    decision = check_head_limits(h11_request, server.options) or decide(h11_request, target, server)
+    if isinstance(decision, Response):
+        return await _answer(peer, wire, decision, access)
+    assert target is not None  # decide() routes only a target it could parse
+    request = _request(peer, h11_request, target, decision)
+    route = decision.route
+    hook = server.app.auth_for(route)
+    if isinstance(route, HTTPRoute):
+        refusal = None if hook is None else await _authenticate(hook, request)
+        if refusal is not None:
+            return await _answer(peer, wire, refusal, access, extra_headers=decision.cors)
+        return await _serve_route(peer, wire, h11_request, request, route, decision.cors, access)
+    # An upgrade's hooks are part of its handshake, and share its deadline.
+    with trio.move_on_at(deadline) as handshake:
+        refusal = None if hook is None else await _authenticate(hook, request)
+        if refusal is None and route.before_upgrade is not None:
+            refusal = await _before_upgrade(route.before_upgrade, request)
+    if handshake.cancelled_caught:
+        logger.info("dropped %s: the upgrade's hooks did not finish within handshake_timeout", peer)
+        return False
+    if refusal is not None:
+        return await _answer(peer, wire, refusal, access)
+    return _Upgrade(h11_request, request, route, deadline, access)
+
+
+# -- hooks ------------------------------------------------------------------------------
+
+
+async def _authenticate(hook: AuthHook, request: Request) -> Response | None:
+    """Run an auth hook: ``None`` lets the request in (with ``request.identity`` set), or the refusal."""
+    outcome = await _run_hook(
+        "auth hook", hook, request, "a trio_ws.Identity or a trio_ws.Response", (Identity, Response)
+    )
+    if isinstance(outcome, Identity):
+        request.identity = outcome
+        return None
+    return cast(Response, outcome)
+
+
+async def _before_upgrade(hook: BeforeUpgrade, request: Request) -> Response | None:
+    """Run a pre-upgrade hook: ``None`` lets the upgrade through, or the answer to send instead."""
+    outcome = await _run_hook(
+        "before_upgrade hook", hook, request, "None or a trio_ws.Response", (type(None), Response)
+    )
+    return cast("Response | None", outcome)
+
+
+async def _run_hook(
+    kind: str,
+    hook: Callable[[Request], Awaitable[object]],
+    request: Request,
+    returns: str,
+    valid: tuple[type, ...],
+) -> object:
+    """What ``hook`` returns for ``request``; a hook that fails, or returns something else, is a bug: it is
+    logged (with the traceback) and answered with 500."""
+    try:
+        outcome = await hook(request)
+    except Exception:
+        logger.exception("%s %s failed on %s", kind, _name(hook), printable(request.path))
+        return Response.text(500, "Internal Server Error")
+    if isinstance(outcome, valid):
+        return outcome
+    logger.error("%s %s returned %r; it must return %s", kind, _name(hook), type(outcome).__name__, returns)
+    return Response.text(500, "Internal Server Error")
+
+
+# -- an HTTP route ----------------------------------------------------------------------
+
+
+async def _serve_route(
+    peer: _Peer,
+    wire: Wire,
+    h11_request: h11.Request,
+    request: Request,
+    route: HTTPRoute,
+    cors: list[tuple[str, str]],
+    access: _Access,
+) -> bool:
+    """Read the body, run the handler and send its response, all cancelled if the client leaves."""
+    options = peer.server.options
+    declared = declared_length(h11_request)
+    if declared is not None and declared > options.max_request_body:
+        too_large = Response.text(
+            413, f"Content Too Large: {declared} bytes is over max_request_body ({options.max_request_body})"
+        )
+        return await _answer(peer, wire, too_large, access, extra_headers=cors)
+    body_deadline = trio.current_time() + seconds(options.request_body_timeout)
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as request_scope:
+
+            def watch() -> None:
+                nursery.start_soon(_watch_departure, wire, request_scope)
+
+            reader = BodyReader(wire, options.max_request_body, body_deadline, on_complete=watch)
+            if not _has_body(h11_request):
+                watch()
+            response = await _respond_to(request, route, reader)
+            close = _must_close(peer, wire) or not reader.complete
+            access.log(response.status)
+            # Nothing may escape the request nursery but a bug of ours: it would come out as a group.
+            broken = False
+            try:
+                await _write(peer, wire, request, response, close, cors)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
+                logger.debug("connection lost while the answer to %s was sent", printable(request.path))
+                broken = True
+            except Exception:
+                logger.exception("the response body for %s failed", printable(request.path))
+                broken = True
+        nursery.cancel_scope.cancel()  # the watcher's work is done
+    if request_scope.cancelled_caught:
+        logger.info(
+            '"%s %s": the client left before the answer was complete', access.method, printable(access.target)
+        )
+        return False
+    if broken:
+        return False
+    if close:
+        await linger(peer.stream)
+        return False
+    return wire.reusable
+
+
+async def _write(
+    peer: _Peer, wire: Wire, request: Request, response: Response, close: bool, cors: list[tuple[str, str]]
+) -> None:
+    """Send a handler's response; a streamed one is counted, so that shutdown can end it cleanly."""
+    head_only = request.method == "HEAD"
+    if not response.streamed:
+        await wire.write_response(response, head_only=head_only, close=close, extra_headers=cors)
+        return
+    with peer.server.streaming(request) as stop:
+        await wire.write_response(response, head_only=head_only, close=close, extra_headers=cors, stop=stop)
+
+
+async def _respond_to(request: Request, route: HTTPRoute, reader: BodyReader) -> Response:
+    """The handler's response, or the server's answer to a body or handler that failed."""
+    try:
+        if route.stream_body:
+            request._attach_body(RequestBody(reader))
+        else:
+            request._attach_body(await reader.read_all())
+        response = await route.handler(request)
+    except RequestBodyError as exc:
+        logger.debug("request body for %s refused: %s", printable(request.path), exc)
+        return Response.text(exc.status, exc.message)
+    except Exception:
+        logger.exception("HTTP handler for %s failed", printable(request.path))
+        return Response.text(500, "Internal Server Error")
+    if not isinstance(response, Response):
+        logger.error(
+            "HTTP handler for %s returned %r; it must return a trio_ws.Response",
+            printable(request.path),
+            type(response).__name__,
+        )
+        return Response.text(500, "Internal Server Error")
+    return response
+
+
+async def _watch_departure(wire: Wire, request_scope: trio.CancelScope) -> None:
+    """Cancel the request if the client hangs up while its handler works or its answer streams.
+
+    Reading is the only way to notice a peer that leaves (EOF or a reset).
+    What it reads instead is the start of the next, pipelined request: h11
+    keeps it for later, and the watch ends (the client is evidently still there).
+    """
+    try:
+        data = await wire.stream.receive_some(_WATCH_SIZE)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        data = b""
+    if data:
+        wire.conn.receive_data(bytes(data))
+    else:
+        request_scope.cancel()
+
+
+# -- a WebSocket route ------------------------------------------------------------------
+
+
+async def _open_websocket(
+    peer: _Peer, wire: Wire, upgrade: _Upgrade, admitted: bool
+) -> ServerConnection | None:
+    """Hand the request to wsproto, or answer why not (503 when no ``max_connections`` slot is free)."""
+    if not admitted:
+        full = Response.text(
             503, "Service Unavailable: the server has as many WebSocket connections as it takes"
         )
-    if isinstance(decision, HTTPRoute):
-        response = await _call_http_handler(decision, request)
-    else:
-        response = decision
-    logger.info('"%s %s" %d', method, _printable(request.target), response.status)
-    await _respond(stream, conn, response, head_only=method == "HEAD")
-
-
-def _check_head_limits(request: h11.Request, server: Server) -> Response | None:
-    """A 431 for a request with more header lines than ``max_request_headers``, else ``None``.
-
-    h11 already bounds the head's size; a count limit stops a head of many
-    tiny headers from costing a list entry each in every check that follows.
-    """
-    limit = server.options.max_request_headers
-    if len(request.headers) <= limit:
+        await _answer(peer, wire, full, upgrade.access)
         return None
-    return Response.text(
-        431,
-        f"Request Header Fields Too Large: {len(request.headers)} header lines, "
-        f"the server takes at most {limit}",
-    )
-
-
-async def _upgrade(
-    stream: trio.abc.Stream, conn: h11.Connection, request: h11.Request, server: Server
-) -> ServerConnection | None:
-    """Hand the request to wsproto and trio-websocket, or answer why it is not a valid handshake."""
-    ws = open_websocket(stream, request, _trailing_data(conn), server.options)
+    options = peer.server.options
+    ws = open_websocket(peer.stream, upgrade.h11_request, bytes(wire.conn.trailing_data[0]), options)
     if isinstance(ws, Response):
-        logger.info('"GET %s" %d', _printable(request.target), ws.status)
-        await _respond(stream, conn, ws)
+        await _answer(peer, wire, ws, upgrade.access)
         return None
+    ws.request = upgrade.request
     return ws
 
 
-def open_websocket(
-    stream: trio.abc.Stream, request: h11.Request, trailing_data: bytes, options: Options
-) -> ServerConnection | Response:
-    """A connection for a WebSocket handshake request, or the HTTP answer that refuses it.
-
-    Pure up to the connection object: nothing is sent or started yet.
-    """
-    try:
-        return server_connection(
-            stream,
-            list(request.headers),
-            request.target.decode("ascii", "replace"),
-            trailing_data,
-            options,
-        )
-    except HandshakeError as exc:
-        return _handshake_rejection(exc)
-    except UnicodeDecodeError as exc:
-        # wsproto decodes some handshake headers as ASCII, and lets the error through.
-        logger.debug("bad WebSocket handshake: %s", exc)
-        return Response.text(400, "Bad Request: a WebSocket handshake header is not ASCII")
+# -- answers ----------------------------------------------------------------------------
 
 
-def decide(request: h11.Request, server: Server) -> Response | WebSocketRoute | HTTPRoute:
-    """What to do with a request: answer it at once, or pass it to a route.
+@dataclass
+class _Access:
+    """The request line of the access log."""
 
-    Pure: looks only at the request, the app's routes and whether the
-    server is shutting down.
-    """
-    method = request.method.decode("ascii", "replace")
-    path, _query = split_target(request.target.decode("ascii", "replace"))
-    app = server.app
-    if app.health_path is not None and path == app.health_path:
-        if method not in ("GET", "HEAD"):
-            return Response.text(
-                405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
-            )
-        if server.closing:
-            return Response.text(503, "shutting down")
-        return Response.text(200, "ok")
+    method: str
+    target: bytes
 
-    route = app.resolve(path)
-    if route is None:
-        return Response.text(404, f"Not Found: no route for {path}")
-    if server.closing:
-        return Response.text(503, "Service Unavailable: the server is shutting down")
-
-    if isinstance(route, HTTPRoute):
-        if method not in route.methods:
-            allow = ", ".join(sorted(route.methods))
-            return Response.text(
-                405, f"Method Not Allowed: {path} accepts {allow}", headers=[("allow", allow)]
-            )
-        return route
-
-    if method != "GET" or not is_websocket_upgrade(request.headers):
-        return Response.text(
-            426,
-            f"Upgrade Required: {path} is a WebSocket endpoint; "
-            f"connect to it with a WebSocket client, not a plain HTTP request",
-            headers=[("upgrade", "websocket"), ("connection", "Upgrade")],
-        )
-    if header_value(request.headers, b"content-length") or header_value(
-        request.headers, b"transfer-encoding"
-    ):
-        return Response.text(400, "Bad Request: a WebSocket handshake has no body")
-    origin = _header_str(request, b"origin")
-    if not origin_allowed(origin, _header_str(request, b"host"), server.options.allowed_origins):
-        logger.info("refused a WebSocket from origin %s on %s", origin, path)
-        return Response.text(
-            403,
-            f"Forbidden: origin {origin} may not open a WebSocket here; "
-            f"the server allows it with --allowed-origin {origin}",
-        )
-    return route
+    def log(self, status: int) -> None:
+        logger.info('"%s %s" %d', self.method, printable(self.target), status)
 
 
-async def _read_request(stream: trio.abc.Stream, conn: h11.Connection, limit: int) -> h11.Request | None:
-    """Read until h11 has a whole request head; ``None`` if the client hung up first.
-
-    Raises:
-        h11.RemoteProtocolError: a malformed head, or one over ``limit`` bytes
-            (``error_status_hint`` 431). h11's own limit only counts a head
-            still incomplete, so a larger one that arrives in a single read
-            is measured here.
-    """
-    received = 0
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            try:
-                data = await stream.receive_some(_READ_SIZE)
-            except trio.BrokenResourceError:
-                return None
-            received += len(data)
-            conn.receive_data(bytes(data))
-        elif isinstance(event, h11.Request):
-            size = received - len(conn.trailing_data[0])
-            if size > limit:
-                raise h11.RemoteProtocolError(
-                    f"request head of {size} bytes is over max_request_head_size ({limit})",
-                    error_status_hint=431,
-                )
-            return event
-        else:
-            return None  # ConnectionClosed: EOF before any request
-
-
-def _trailing_data(conn: h11.Connection) -> bytes:
-    """The bytes that came after the request head: the client's first WebSocket frames."""
-    data, _closed = conn.trailing_data
-    return bytes(data)
-
-
-def _handshake_rejection(exc: HandshakeError) -> Response:
-    """Turn wsproto's verdict on a bad handshake into an HTTP answer."""
-    hint = exc.event_hint
-    status: int = 400
-    headers: tuple[tuple[str, str], ...] = ()
-    if isinstance(hint, RejectConnection):
-        status = hint.status_code
-        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in hint.headers)
-    logger.debug("bad WebSocket handshake: %s", exc)
-    return Response.text(status, f"{_phrase(status)}: {exc}", headers=headers)
-
-
-async def _call_http_handler(route: HTTPRoute, request: h11.Request) -> Response:
-    path, query = split_target(request.target.decode("ascii", "replace"))
-    http_request = Request(
-        method=request.method.decode("ascii", "replace"),
-        path=path,
-        query=query,
-        headers=tuple(request.headers),
+async def _answer(
+    peer: _Peer,
+    wire: Wire,
+    response: Response,
+    access: _Access | None = None,
+    *,
+    extra_headers: list[tuple[str, str]] | None = None,
+) -> bool:
+    """Send a response the server made itself; return whether the connection can serve another."""
+    close = _must_close(peer, wire) or wire.conn.their_state is not h11.DONE
+    if access is not None:
+        access.log(response.status)
+    await wire.write_response(
+        response,
+        head_only=access is not None and access.method == "HEAD",
+        close=close,
+        extra_headers=extra_headers,
     )
-    try:
-        return await route.handler(http_request)
-    except Exception:
-        logger.exception("HTTP handler for %s failed", path)
-        return Response.text(500, "Internal Server Error")
+    if close:
+        await linger(peer.stream)
+        return False
+    return wire.reusable
 
 
-async def _respond(
-    stream: trio.abc.Stream, conn: h11.Connection, response: Response, *, head_only: bool = False
-) -> None:
-    """Send ``response`` and close the connection politely.
-
-    Responses are small, so the bound here only matters for a client that
-    stops reading: it is not allowed to hold the connection open.
-    """
-    # Every answer ends the connection; a response may add tokens (426 adds "Upgrade").
-    connection = ["close"] + [v for k, v in response.headers if k.lower() == "connection"]
-    headers = [
-        ("content-type", response.content_type),
-        ("content-length", str(len(response.body))),
-        ("connection", ", ".join(connection)),
-        *_SECURITY_HEADERS,
-        *[(k, v) for k, v in response.headers if k.lower() != "connection"],
-    ]
-    if response.content_type.startswith("text/html"):
-        headers.append(("content-security-policy", _PAGE_CSP))
-    data = conn.send(
-        h11.Response(status_code=response.status, headers=headers, reason=_phrase(response.status))
+def _must_close(peer: _Peer, wire: Wire) -> bool:
+    """Whether this answer must be the connection's last, whatever the client asked."""
+    limit = peer.server.options.max_requests_per_connection
+    return (
+        peer.server.closing
+        or (limit is not None and peer.served >= limit)
+        or wire.conn.their_state is h11.ERROR
     )
-    if not head_only and response.body:
-        data += conn.send(h11.Data(data=response.body))
-    data += conn.send(h11.EndOfMessage())
-    with trio.move_on_after(_SEND_TIMEOUT):
-        await stream.send_all(data)
-        await linger(stream)
 
 
-def _peer(stream: trio.abc.Stream) -> str:
-    """The peer's address as ``host:port`` for a log line, or a description of the stream."""
+def _request(peer: _Peer, h11_request: h11.Request, target: Target, routed: Routed) -> Request:
+    headers = tuple(h11_request.headers)
+    return Request(
+        h11_request.method.decode("ascii"),
+        target.path,
+        target.query,
+        headers,
+        raw_path=target.raw_path,
+        path_params=routed.params,
+        client=peer.address,
+        scheme=peer.scheme,
+        http_version=h11_request.http_version.decode("ascii"),
+        host=target.authority,
+        server=peer.server,
+    )
+
+
+def _has_body(request: h11.Request) -> bool:
+    """Whether the request announces a body (h11 has checked the framing headers)."""
+    for name, value in request.headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
+
+
+def _address(stream: trio.abc.Stream) -> tuple[str, int] | None:
+    """The peer's ``(host, port)``, or ``None`` for a stream that is not TCP (or a peer gone)."""
     if isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
     if isinstance(stream, trio.SocketStream):
         try:
             host, port, *_ = stream.socket.getpeername()
         except OSError:
-            return "a peer that has gone"
-        return f"{host}:{port}"
-    return type(stream).__name__
+            return None
+        return str(host), int(port)
+    return None
 
 
-def _printable(target: bytes) -> str:
-    """A request target as it may go into a log line: at most 200 characters, escaped."""
-    text = target[:200].decode("ascii", "backslashreplace")
-    return text + "..." if len(target) > 200 else text
-
-
-def _header_str(request: h11.Request, name: bytes) -> str | None:
-    value = header_value(request.headers, name)
-    return None if value is None else value.decode("latin-1")
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+def _name(hook: object) -> str:
+    return str(getattr(hook, "__qualname__", hook))

@@ -6,7 +6,10 @@ leaves a half-open socket that would otherwise live forever. One ping frame
 per interval fixes the first; a deadline on its pong fixes the second.
 
 The task runs in the connection's nursery beside the reader and the handler,
-so it ends when they do and never outlives its connection.
+so it ends when they do and never outlives its connection. Nor does it end
+before its connection: once a Close has gone either way there is no pong to
+wait for, and the reader bounds the rest by ``close_timeout`` (see
+``_websocket.py``), so the task stays until the connection has ended.
 """
 
 from __future__ import annotations
@@ -27,16 +30,17 @@ logger = logging.getLogger("trio_ws.keepalive")
 async def keep_alive(ws: ServerConnection, interval: float, pong_timeout: float | None) -> None:
     """Ping ``ws`` every ``interval`` seconds; close it with 1011 if a pong is ``pong_timeout`` late.
 
-    Returns when the connection closes, whichever side closed it.
+    Returns when the connection has ended, whichever side closed it.
     """
-    while True:
+    while not ws.closing:
         await trio.sleep(interval)
         with trio.move_on_after(seconds(pong_timeout)) as deadline:
             try:
                 await ws.ping()
             except ConnectionClosed:
-                return
+                break
         if deadline.cancelled_caught:
             logger.info("%s: no pong within %s s, closing the connection", ws, pong_timeout)
             await ws.close_now(1011, "keep-alive timeout")
-            return
+            break
+    await ws.wait_reader_done()

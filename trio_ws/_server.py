@@ -3,25 +3,34 @@
 ::
 
     serve(app, host, port, task_status=...)     started(Server), then runs until closed
-    └─ connections nursery                      closes last: waits for every connection
-       ├─ accepting nursery                     cancelled first by Server.aclose()
-       │  └─ trio.serve_listeners               one accept loop per listener
-       └─ one task per accepted connection      _http.serve_stream
-          └─ connection nursery                 for a WebSocket: _connection.run_websocket
-             ├─ reader task
-             ├─ keep-alive task
-             └─ handler
+    └─ services nursery                         the app's services; cancelled after the last connection
+       ├─ one task per service                  started (and ready) before anyone is accepted
+       └─ connections nursery                   closes last: waits for every connection
+          ├─ accepting nursery                  cancelled first by Server.aclose()
+          │  └─ _admission.accept_loop          one per listener
+          └─ one task per accepted connection   _http.serve_stream: request after request
+             ├─ request nursery                 per HTTP request to a route: a departure watcher
+             └─ connection nursery              for a WebSocket: _connection.run_websocket
+                ├─ reader task
+                ├─ keep-alive task
+                └─ handler
 
 Rules of this module:
 
 * ``serve()`` returns only when every connection task has finished, so no
-  connection outlives the server.
-* Graceful shutdown is ``Server.aclose()``: stop accepting, send close 1001
-  to every open WebSocket, wait up to ``shutdown_timeout`` for the handlers
-  to finish, then cancel whatever is left, which has one more second to
-  unwind before ``aclose()`` returns regardless. Cancelling ``serve()`` instead is
-  the hard stop: every connection is cancelled at once and TCP is closed.
-  (Cancellation alone cannot say goodbye: a cancelled task can't send.)
+  connection outlives the server, and services outlive every connection.
+* Graceful shutdown is ``Server.aclose()``: stop accepting, tell everyone
+  who waits on ``wait_closing()``, close keep-alive connections that are
+  between requests, end streamed responses cleanly and send close 1001 to
+  every open WebSocket, then wait up to ``shutdown_timeout`` for the
+  handlers and in-flight requests to finish. A handler that watches for the
+  shutdown (``Request.wait_closing``) says its own goodbye first: its 1001 or
+  the end of its stream waits until it returns, or until half of
+  ``shutdown_timeout`` has passed. Whatever is left then is cancelled, and
+  has one more second to unwind before ``aclose()`` returns regardless.
+  Cancelling ``serve()`` instead is the hard stop: every connection is
+  cancelled at once and TCP is closed. (Cancellation alone cannot say
+  goodbye: a cancelled task can't send.)
 """
 
 from __future__ import annotations
@@ -36,9 +45,11 @@ from ipaddress import ip_address
 
 import trio
 
+from ._admission import Admission, accept_loop, make_room_for
 from ._app import App
 from ._http import serve_stream
 from ._options import Options
+from ._request import Request
 from ._websocket import ServerConnection
 
 __all__ = ["Server", "ServerStatistics", "serve", "serve_listeners"]
@@ -49,17 +60,33 @@ logger = logging.getLogger("trio_ws.server")
 # grace period. Cancelled tasks normally end within microseconds; one still
 # running after this has shielded itself from cancellation.
 _CANCEL_MARGIN = 1.0
-# Files a server needs besides one socket per WebSocket: listeners, plain HTTP
-# requests, handshakes under way, log files, the interpreter's own.
-_SPARE_FILES = 64
 
 
 @dataclass(frozen=True)
 class ServerStatistics:
-    """A snapshot of the server, from :meth:`Server.statistics`."""
+    """A snapshot of the server, from :meth:`Server.statistics`.
+
+    Attributes:
+        open_websockets: WebSockets open now.
+        closing: Whether graceful shutdown has begun.
+        waiting_connections: Connections waiting for a request head (new,
+            or kept alive between requests).
+        streaming_responses: Responses whose body is being streamed now.
+    """
 
     open_websockets: int
     closing: bool
+    waiting_connections: int = 0
+    streaming_responses: int = 0
+
+
+@dataclass(eq=False)
+class _Stream:
+    """A streamed response in progress, which shutdown ends through ``stop``."""
+
+    request: Request
+    stop: trio.CancelScope
+    ended: trio.Event
 
 
 class Server:
@@ -82,14 +109,20 @@ class Server:
         self.options = options
         self.listeners = listeners
         self._websockets: set[ServerConnection] = set()
-        # One token per WebSocket, taken before the upgrade starts (max_connections).
-        self._websocket_slots = (
-            trio.CapacityLimiter(options.max_connections) if options.max_connections is not None else None
-        )
-        self._full = False
+        # Shutdown waits on these for handlers that say their own goodbye (made only for those:
+        # an event per open WebSocket would cost every connection its memory).
+        self._goodbyes: dict[ServerConnection, trio.Event] = {}
+        self._streams: set[_Stream] = set()
+        #: Caps on waiting connections and on WebSockets (``_admission.py``).
+        self.admission = Admission(options)
+        #: Whether every listener is bound to a loopback address: browser requests
+        #: must then name a loopback host too (``_upgrade.host_allowed``).
+        self.loopback_only = bool(listeners) and all(_is_loopback(listener) for listener in listeners)
         self._closing = False
+        self._closing_event = trio.Event()
         self._accepting: trio.CancelScope | None = None
         self._connections: trio.CancelScope | None = None
+        self._connection_tasks: trio.Nursery | None = None  # for counting them at shutdown
         self._stopped = trio.Event()  # serve() is about to return
         self._closed = trio.Event()  # aclose() is about to return
 
@@ -148,9 +181,24 @@ class Server:
         """True once :meth:`aclose` has started: new requests get 503."""
         return self._closing
 
+    async def wait_closing(self) -> None:
+        """Wait until graceful shutdown begins (:meth:`aclose`).
+
+        For services, which end their work cleanly when told; handlers use
+        ``request.wait_closing()``, which also tells the server that they
+        say their own goodbye.
+        """
+        await self._closing_event.wait()
+
     def statistics(self) -> ServerStatistics:
-        """How many WebSockets are open, and whether the server is shutting down."""
-        return ServerStatistics(open_websockets=len(self._websockets), closing=self._closing)
+        """How many WebSockets, waiting connections and streamed responses there are, and whether
+        the server is shutting down."""
+        return ServerStatistics(
+            open_websockets=len(self._websockets),
+            closing=self._closing,
+            waiting_connections=self.admission.waiting_count,
+            streaming_responses=len(self._streams),
+        )
 
     @contextmanager
     def tracking(self, ws: ServerConnection) -> Iterator[None]:
@@ -160,59 +208,45 @@ class Server:
             yield
         finally:
             self._websockets.discard(ws)
+            done = self._goodbyes.pop(ws, None)
+            if done is not None:
+                done.set()
 
     @contextmanager
-    def websocket_slot(self) -> Iterator[bool]:
-        """Hold one of the ``max_connections`` slots while the block runs; yield False if none is free.
-
-        Being full is logged once, at WARNING, when it starts, and again at
-        INFO when a slot frees up, so that a flood of refused upgrades does
-        not flood the log as well (each refusal still has its access line).
-        """
-        slots = self._websocket_slots
-        if slots is None:
-            yield True
-            return
+    def streaming(self, request: Request) -> Iterator[trio.CancelScope]:
+        """Count a streamed response as open while the block runs; shutdown cancels the scope
+        yielded to end it (``_wire.Wire.write_response`` then ends the body cleanly)."""
+        stream = _Stream(request, trio.CancelScope(), trio.Event())
+        self._streams.add(stream)
         try:
-            slots.acquire_nowait()
-        except trio.WouldBlock:
-            if not self._full:
-                self._full = True
-                logger.warning(
-                    "connection limit reached: %d WebSockets open (max_connections); "
-                    "new upgrades get 503 until one closes",
-                    slots.total_tokens,
-                )
-            yield False
-            return
-        try:
-            yield True
+            if self._closing and not request.watches_closing:
+                stream.stop.cancel()  # the response began during shutdown: no stream starts now
+            yield stream.stop
         finally:
-            slots.release()
-            if self._full:
-                self._full = False
-                logger.info("below the connection limit again: accepting WebSocket upgrades")
+            self._streams.discard(stream)
+            stream.ended.set()
 
     # -- running and stopping ----------------------------------------------------
 
     async def _run(self, task_status: trio.TaskStatus[Server]) -> None:
-        _make_room_for(self.options.max_connections)
+        make_room_for(self.options.max_connections, self.options.max_idle_connections)
         try:
-            async with trio.open_nursery() as connections:
-                self._connections = connections.cancel_scope
-                async with trio.open_nursery() as accepting:
-                    self._accepting = accepting.cancel_scope
-                    await accepting.start(
-                        partial(
-                            trio.serve_listeners,
-                            partial(serve_stream, server=self),
-                            self.listeners,
-                            handler_nursery=connections,
-                        )
-                    )
-                    logger.info("listening on %s", self._where())
-                    task_status.started(self)
-                # Accepting has stopped; the connections nursery now waits for the open ones.
+            async with trio.open_nursery() as services:
+                for service in self.app.services:
+                    await services.start(service, self)
+                async with trio.open_nursery() as connections:
+                    self._connections = connections.cancel_scope
+                    self._connection_tasks = connections
+                    async with trio.open_nursery() as accepting:
+                        self._accepting = accepting.cancel_scope
+                        handler = partial(serve_stream, server=self)
+                        for listener in self.listeners:
+                            accepting.start_soon(accept_loop, listener, handler, connections, self.admission)
+                        logger.info("listening on %s", self._where())
+                        task_status.started(self)
+                    # Accepting has stopped; the connections nursery now waits for the open ones.
+                # Every connection has ended: the services are no longer needed.
+                services.cancel_scope.cancel()
         finally:
             self._stopped.set()
 
@@ -220,10 +254,15 @@ class Server:
         """Shut down gracefully; return once every connection has ended, or at the latest
         ``shutdown_timeout`` plus one second later.
 
-        Stops accepting at once, answers new requests on open HTTP
-        connections with 503, sends close 1001 (Going Away) to every open
-        WebSocket, and waits up to ``options.shutdown_timeout`` seconds for
-        their handlers to return. Whatever is still running then is
+        Stops accepting at once, wakes everyone waiting in
+        :meth:`wait_closing` (and ``Request.wait_closing``), closes keep-alive
+        connections that are between requests, answers new requests with
+        503, ends streamed responses cleanly, and sends close 1001 (Going
+        Away) to every open WebSocket; then waits up to
+        ``options.shutdown_timeout`` seconds for handlers and in-flight
+        requests to finish. A handler that watches for the shutdown gets up
+        to half of that to say its own goodbye and return before its 1001 or
+        the end of its stream. Whatever is still running then is
         cancelled, and gets a margin of one second to unwind.
         A handler that ignores cancellation (a shielded cancel scope) is
         logged as an error and left behind: ``aclose()`` returns anyway, and
@@ -234,19 +273,30 @@ class Server:
             await self._closed.wait()
             return
         self._closing = True
+        self._closing_event.set()
         assert self._accepting is not None and self._connections is not None
         try:
             self._accepting.cancel()
+            self.admission.close_kept_alive()
             logger.info("shutting down: closing %d WebSocket(s) with 1001", len(self._websockets))
+            goodbye_time = self.options.shutdown_timeout / 2
             with trio.move_on_after(self.options.shutdown_timeout) as grace:
                 async with trio.open_nursery() as goodbyes:
                     for ws in list(self._websockets):
-                        goodbyes.start_soon(_say_goodbye, ws)
+                        if ws.request.watches_closing:
+                            self._goodbyes[ws] = trio.Event()
+                        goodbyes.start_soon(_say_goodbye, ws, self._goodbyes.get(ws), goodbye_time)
+                    for stream in list(self._streams):
+                        goodbyes.start_soon(_end_stream, stream, goodbye_time)
                 await self._stopped.wait()
             if grace.cancelled_caught:
+                assert self._connection_tasks is not None
                 logger.warning(
-                    "shutdown grace period of %s s is over; cancelling %d connection(s)",
+                    "shutdown grace period of %s s is over; "
+                    "cancelling %d connection(s), %d of them WebSockets",
                     self.options.shutdown_timeout,
+                    # Every connection task still running: plain HTTP and handshakes too.
+                    len(self._connection_tasks.child_tasks),
                     len(self._websockets),
                 )
             self._connections.cancel()
@@ -263,13 +313,27 @@ class Server:
             self._closed.set()
 
 
-async def _say_goodbye(ws: ServerConnection) -> None:
-    """Close ``ws`` with 1001 and wait for the peer's answer."""
+async def _say_goodbye(ws: ServerConnection, done: trio.Event | None, goodbye_time: float) -> None:
+    """Close ``ws`` with 1001 and wait for the peer's answer; first, if its handler watches for
+    the shutdown (``done`` is then set when it has returned), let it say its own goodbye (for up
+    to ``goodbye_time`` seconds)."""
+    if done is not None:
+        with trio.move_on_after(goodbye_time):
+            await done.wait()
     try:
         await ws.aclose(1001, "server shutting down")
     except Exception:
         # One connection's trouble must not stop the shutdown of the others.
         logger.exception("%s: error while closing it for shutdown; please report a bug", ws)
+
+
+async def _end_stream(stream: _Stream, goodbye_time: float) -> None:
+    """End a streamed response cleanly; first, if its handler watches for the shutdown, let it end
+    the stream itself (for up to ``goodbye_time`` seconds)."""
+    if stream.request.watches_closing:
+        with trio.move_on_after(goodbye_time):
+            await stream.ended.wait()
+    stream.stop.cancel()
 
 
 async def serve(
@@ -291,9 +355,10 @@ async def serve(
             ...
             await server.aclose()   # graceful; serve() then returns
 
-    ``started()`` hands back the :class:`Server` once the listeners accept
-    connections. The call itself runs until :meth:`Server.aclose` has
-    finished, or until it is cancelled (the hard stop).
+    ``started()`` hands back the :class:`Server` once the app's services
+    have started and the listeners accept connections. The call itself runs
+    until :meth:`Server.aclose` has finished, or until it is cancelled (the
+    hard stop).
 
     Args:
         app: The routes to serve.
@@ -304,6 +369,7 @@ async def serve(
 
     Raises:
         OSError: the port could not be bound (for example, it is in use).
+        ExceptionGroup: a service raised; the server stops (the hard stop).
     """
     listeners: list[trio.abc.Listener[trio.abc.Stream]]
     tcp_listeners = await trio.open_tcp_listeners(port, host=host or None)
@@ -334,49 +400,21 @@ async def serve_listeners(
     await server._run(task_status)
 
 
-def _make_room_for(max_connections: int | None) -> None:
-    """Raise the process's soft open-file limit if ``max_connections`` sockets would not fit.
-
-    Past that limit ``accept()`` fails with EMFILE: new clients wait in the
-    kernel's queue and trio's accept loop logs an error every 0.1 s, while
-    the open connections carry on. Many systems start processes with a soft
-    limit of 1024 and allow far more, so the limit is raised as far as the
-    hard limit allows (an unprivileged process may do that), and if even
-    that is too low, a warning says what to change. Go's runtime raises the
-    soft limit of every program the same way. The limit is never lowered.
-    """
-    try:
-        import resource
-    except ImportError:  # pragma: no cover (not on Unix)
-        return
-    if max_connections is None:
-        return
-    needed = max_connections + _SPARE_FILES
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= needed:
-        return
-    raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if raised > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-        logger.info(
-            "raised the open-file limit from %d to %d for max_connections (%d)", soft, raised, max_connections
-        )
-    if raised < needed:
-        logger.warning(
-            "max_connections (%d) does not fit under this process's limit of %d open files: "
-            "raise the hard limit (ulimit -Hn %d) or lower max_connections",
-            max_connections,
-            raised,
-            needed,
-        )
-
-
 def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.SocketType | None:
     if isinstance(listener, trio.SSLListener):
         listener = listener.transport_listener
     if isinstance(listener, trio.SocketListener):
         return listener.socket
     return None
+
+
+def _is_loopback(listener: trio.abc.Listener[trio.abc.Stream]) -> bool:
+    socket = _socket_of(listener)
+    if socket is None or socket.family not in (trio.socket.AF_INET, trio.socket.AF_INET6):
+        return False
+    with suppress(ValueError):
+        return ip_address(socket.getsockname()[0]).is_loopback
+    return False
 
 
 def _name_or_none(host: str | None) -> str | None:

@@ -10,55 +10,97 @@ suite covers every item):
    the request is given to wsproto through its public
    ``initiate_upgrade_connection`` (meant for exactly this), and the bytes
    read past the head are fed after it. Then, as trio-websocket's own
-   ``wrap_server_stream`` does, the connection's ``_reader_task`` is run
-   and ``_get_request`` waits for the parsed request.
+   ``wrap_server_stream`` does, the connection's reader task is run and
+   ``_get_request`` waits for the parsed request.
 
-2. Finish replying before answering a Close. trio-websocket answers the
+2. The reader task is our own (``run_reader``), with trio-websocket's event
+   handlers, and three rules trio-websocket's ``_reader_task`` lacks:
+
+   * it takes a checkpoint every ``_EVENTS_PER_CHECKPOINT`` events, so a
+     peer that packs tens of thousands of tiny frames into one read (empty
+     fragments, unsolicited Pongs) cannot keep every other connection
+     waiting while they are handled;
+   * it reads from the socket only while the handler keeps up: while
+     ``message_queue_size`` messages (at least one) wait for the handler, it
+     waits too, instead of reading and putting together the next message.
+     What a peer that sends and never reads can pin is then the message the
+     handler holds, the one queued, and at most one read of bytes;
+   * when it ends, for whatever reason, TCP is closed, so that no task
+     stays blocked on a socket nobody reads.
+
+   Messages come whole from ``_fastframes`` (which bounds their size in
+   bytes, UTF-8 bytes for text, and their number of frames), so
+   trio-websocket's list of fragments is not used.
+
+3. The closing phase is bounded (RFC 6455 section 7.1.1). From the moment a
+   Close is received or sent, the connection has ``close_timeout`` seconds
+   to finish: waiting for the handler, taking the stream lock, sending our
+   Close and waiting for the peer's all count. Then the reader's cancel
+   scope runs out and TCP is dropped, which also frees a handler stuck in
+   ``send`` to a peer that stopped reading. (A peer's Close still
+   unanswered then is answered first if no send holds the socket: the
+   handler was merely slow.)
+
+4. Finish replying before answering a Close. trio-websocket answers the
    peer's Close frame as soon as it reads it, so a reply to a message that
    arrived just before the Close is refused, and an echo server loses the
    last messages. RFC 6455 section 5.5.1 lets an endpoint send what it is
    sending before its Close. Here the Close is answered once the handler has
    no received message left unanswered (it has asked for the next message,
-   sent something, or returned), or after ``close_timeout``. wsproto refuses
-   data frames in the ``REMOTE_CLOSING`` state, so ``_ServerWSConnection``
-   lets them through its frame protocol until our Close is sent.
-   Meanwhile ``ping()`` raises ``ConnectionClosed``: no pong will come.
+   sent something, or returned), within the closing phase of item 3.
+   wsproto refuses data frames in the ``REMOTE_CLOSING`` state, so
+   ``_ServerWSConnection`` lets them through its frame protocol until our
+   Close is sent. Meanwhile ``ping()`` raises ``ConnectionClosed``: no pong
+   will come.
 
-3. No pong after our Close (trio-websocket issue #184): a Ping that arrives
+5. No pong after our Close (trio-websocket issue #184): a Ping that arrives
    while our Close is in flight would make wsproto raise
    ``LocalProtocolError`` in the reader task and crash the connection.
    ``ClientConnection``, the client of ``trio_ws.testing``, needs the same
    fix, because the server's keep-alive pings can cross its Close.
 
-4. ``close_now(code, reason)``: send a Close frame if the socket takes it at
+6. ``close_now(code, reason)``: send a Close frame if the socket takes it at
    once, then drop TCP, for a peer that has stopped answering.
 
-5. Fail the connection with a Close frame (RFC 6455 section 7.1.7). When the
-   peer breaks the protocol (bad frame, bad UTF-8, a forbidden close code),
-   wsproto reports a ``CloseConnection`` with 1002 or 1007 while its state is
-   still ``OPEN``, and trio-websocket would drop TCP without a word. An
-   oversized message makes trio-websocket send 1009 at once and discard the
-   messages that came before it. Here both cases first let the handler answer
-   the messages completed before the bad frame (as in item 2), then send
-   Close with the code, then drop TCP without reading further.
+7. Fail the connection with a Close frame (RFC 6455 section 7.1.7). When the
+   peer breaks the protocol (bad frame, bad UTF-8, a forbidden close code)
+   or sends a message over the limits, wsproto reports a ``CloseConnection``
+   with 1002, 1007 or 1009 while its state is still ``OPEN``, and
+   trio-websocket would drop TCP without a word. Here the handler first
+   answers the messages completed before the bad frame (as in item 4), then
+   Close goes out with the code, then TCP is dropped without reading
+   further.
 
-6. permessage-deflate. trio-websocket's ``_accept`` offers no way to pass
-   wsproto extensions, so ``_accept`` is overridden to add
-   :class:`~trio_ws._deflate.Deflate` when the client offered it.
+8. Our own close reason. trio-websocket's ``aclose(code)`` records 1000
+   whatever the code, so a peer that never answered our 1001 looked like a
+   normal close; ``_aclose`` records the code it sends, and the connection
+   notes which Close frames went each way for the log (``describe_close``).
 
-7. Speed: the two classes here derive from ``_fastframes.FastWSConnection``
-   and ``_fastio.FewerCheckpoints``, which keep wsproto's and
-   trio-websocket's behaviour and list what they reach into themselves.
+9. Long messages go out in fragments of at most ``FRAGMENT_SIZE`` bytes (RFC
+   6455 section 5.4), so sending one never makes a second copy of it whole:
+   not when it is encoded to UTF-8, nor compressed, nor framed.
+
+10. permessage-deflate. trio-websocket's ``_accept`` offers no way to pass
+    wsproto extensions, so ``_accept`` is overridden to add
+    :class:`~trio_ws._deflate.Deflate` when the client offered it.
+
+11. Speed: the two classes here derive from ``_fastframes.FastWSConnection``
+    and ``_fastio.FewerCheckpoints``, which keep wsproto's and
+    trio-websocket's behaviour and list what they reach into themselves.
+
+Besides, the public :class:`WebSocketConnection` adds ``async for message in
+ws`` (issue 10, item 8) to trio-websocket's class; it reaches into nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, cast
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection, WebSocketRequest
+import trio_websocket
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketRequest
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -68,11 +110,13 @@ from wsproto.events import (
     Event,
     Message,
     Ping,
+    Pong,
     Request,
     TextMessage,
 )
 from wsproto.extensions import Extension
 from wsproto.typing import Headers
+from wsproto.utilities import RemoteProtocolError
 
 from ._deflate import Deflate, offers_deflate
 from ._fastframes import FastWSConnection
@@ -80,20 +124,62 @@ from ._fastio import FewerCheckpoints
 from ._linger import linger
 from ._options import Options, seconds
 
+if TYPE_CHECKING:
+    from ._request import Request as HTTPRequest
+
 logger = logging.getLogger("trio_ws.websocket")
 
-__all__ = ["ClientConnection", "ServerConnection", "client_connection", "server_connection"]
+__all__ = [
+    "FRAGMENT_SIZE",
+    "ClientConnection",
+    "ServerConnection",
+    "WebSocketConnection",
+    "client_connection",
+    "server_connection",
+]
 
 # A Close frame to a dead peer fits in the kernel's send buffer; if the buffer
 # is full the peer has stopped reading, and waiting longer would not help.
 _CLOSE_FRAME_BUDGET = 1.0
+# Handling one event takes a microsecond or two; 64 of them between checkpoints
+# keep another connection's wait far below a millisecond, for about 1% more work.
+_EVENTS_PER_CHECKPOINT = 64
+# Longer messages go out in fragments of at most this many bytes (item 9).
+FRAGMENT_SIZE = 64 * 1024
+# Close codes that end `async for message in ws` quietly, as in the websockets library:
+# Normal Closure, Going Away, and a Close frame with no code at all (a browser's plain close()).
+_NORMAL_CLOSES = frozenset({1000, 1001, 1005})
+
+
+class WebSocketConnection(trio_websocket.WebSocketConnection):
+    """The connection a handler gets: trio-websocket's ``WebSocketConnection``, plus ``async for``.
+
+    Everything trio-websocket documents works as documented. In addition,
+    a handler can read messages with ``async for message in ws:``. The loop
+    ends quietly when the connection closes normally (1000, 1001, or a
+    Close frame without a code, as the ``websockets`` library's loop does);
+    any other close raises ``ConnectionClosed``, as ``get_message()`` does.
+    """
+
+    __slots__ = ()
+
+    def __aiter__(self) -> WebSocketConnection:
+        return self
+
+    async def __anext__(self) -> str | bytes:
+        try:
+            return await self.get_message()
+        except ConnectionClosed as exc:
+            if exc.reason is not None and exc.reason.code in _NORMAL_CLOSES:
+                raise StopAsyncIteration from None
+            raise
 
 
 class _ServerWSConnection(FastWSConnection):
     """wsproto's server connection, which may send data while a peer's Close waits for an answer."""
 
-    def __init__(self) -> None:
-        super().__init__(ConnectionType.SERVER)
+    def __init__(self, max_message_size: int) -> None:
+        super().__init__(ConnectionType.SERVER, max_message_size=max_message_size)
 
     def send(self, event: Event) -> bytes:
         connection = self.connection
@@ -106,27 +192,37 @@ class _ServerWSConnection(FastWSConnection):
         return super().send(event)
 
 
-class ServerConnection(FewerCheckpoints):
-    """A server-side ``WebSocketConnection`` with the adaptations listed in the module docstring."""
+class ServerConnection(FewerCheckpoints, WebSocketConnection):
+    """The server side of a :class:`WebSocketConnection`, with the adaptations in the module docstring."""
 
     # Slots keep these out of the instance dict, which trio-websocket's own
     # attributes fill: one more key there makes it grow by 1.6 KiB per connection.
     __slots__ = (
+        "_close_received",
+        "_close_sent",
         "_close_timeout",
         "_deflate",
         "_ending",
+        "_failed",
         "_handler_caught_up",
         "_holding_message",
         "_messages_queued",
         "_messages_taken",
         "_options",
+        "_queue_limit",
         "_reader_done",
+        "_reader_scope",
+        "_room",
+        "request",
     )
+
+    #: The HTTP request this WebSocket was opened with (set by ``_http.py`` before the handler runs).
+    request: HTTPRequest
 
     def __init__(self, stream: trio.abc.Stream, options: Options) -> None:
         super().__init__(
             stream,
-            _ServerWSConnection(),
+            _ServerWSConnection(options.max_message_size),
             message_queue_size=options.message_queue_size,
             max_message_size=options.max_message_size,
             receive_buffer_size=options.receive_buffer_size,
@@ -142,17 +238,130 @@ class ServerConnection(FewerCheckpoints):
         # queue's statistics, so the two are counted here.
         self._messages_queued = 0
         self._messages_taken = 0
+        # The reader stops reading while this many messages wait for the handler.
+        self._queue_limit = max(1, options.message_queue_size)
+        # Set by get_message() and by closing, for a reader waiting until it may read again.
+        self._room: trio.Event | None = None
         # The handler took a message and has not yet replied or asked for the next one.
         self._holding_message = False
         self._handler_caught_up = trio.Event()
         self._reader_done = trio.Event()
+        # The reader runs in this scope; its deadline is the end of the closing phase (item 3).
+        self._reader_scope = trio.CancelScope()
+        # The Close frames that went each way, for the log line (item 8).
+        self._close_received: CloseReason | None = None
+        self._close_sent: CloseReason | None = None
+        self._failed = False
+
+    # -- 2. the reader task ---------------------------------------------------------
 
     async def run_reader(self) -> None:
-        """trio-websocket's reader task: socket bytes to wsproto events to the message queue."""
+        """The reader task: socket bytes to wsproto events, each handled in turn, until the end.
+
+        Returns once the close handshake is over, TCP is gone or the closing
+        phase ran out of time; in every case TCP is closed by then.
+        """
         try:
-            await self._reader_task()
+            with self._reader_scope:
+                async with self._send_channel:  # closing it ends the handler's get_message()
+                    await self._read()
+            if self._reader_scope.cancelled_caught:
+                logger.info(
+                    "%s: the close did not finish within close_timeout (%s s); dropping TCP",
+                    self,
+                    self._close_timeout,
+                )
+                await self._answer_close_if_the_socket_is_free()
+            if self._close_reason is None:
+                # As RFC 6455 section 7.1.5 counts it: the peer's code if its Close came, else 1006.
+                ending = self._close_received or CloseReason(1006, None)
+                await self._close_web_socket(ending.code, ending.reason)
+            self._close_handshake.set()
+            await self._close_stream()
         finally:
             self._reader_done.set()
+
+    async def _read(self) -> None:
+        wsproto = self._wsproto
+        budget = _EVENTS_PER_CHECKPOINT
+        while self._reader_running:
+            for event in wsproto.events():
+                try:
+                    await self._handle_event(event)
+                except ConnectionClosed:
+                    self._reader_running = False
+                    break
+                budget -= 1
+                if not budget:
+                    budget = _EVENTS_PER_CHECKPOINT
+                    await trio.lowlevel.checkpoint()  # let other connections have a turn
+            if not self._reader_running:
+                break
+            await self._wait_for_room()
+            try:
+                data = await self._stream.receive_some(self._receive_buffer_size)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._abort_web_socket()
+                break
+            if not data:
+                if wsproto.state is not ConnectionState.CLOSED:
+                    await self._abort_web_socket()  # TCP closed before the WebSocket: 1006
+                break
+            if wsproto.state is not ConnectionState.CLOSED:
+                try:
+                    # wsproto types this as bytes, and takes any bytes-like object.
+                    wsproto.receive_data(cast("bytes", data))
+                except RemoteProtocolError as err:
+                    logger.debug("%s: remote protocol error: %s", self, err)
+                    if err.event_hint:
+                        await self._send(err.event_hint)
+                    break
+            del data  # wsproto has a copy; this one must not stay alive while the reader waits
+
+    async def _handle_event(self, event: Event) -> None:
+        # Most events are messages; fragments before a message's last are empty (see _fastframes).
+        if isinstance(event, TextMessage | BytesMessage):
+            if event.message_finished:
+                await self._handle_message_event(event)
+        elif isinstance(event, Ping):
+            await self._handle_ping_event(event)
+        elif isinstance(event, Pong):
+            await self._handle_pong_event(event)
+        elif isinstance(event, CloseConnection):
+            await self._handle_close_connection_event(event)
+        elif isinstance(event, Request):
+            await self._handle_request_event(event)
+        else:  # pragma: no cover - wsproto gives a server no other events
+            logger.warning("%s: unexpected event %r; please report a bug", self, event)
+
+    async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
+        # A whole message, within max_message_size: _fastframes has put it together and checked it.
+        self._messages_queued += 1  # counted before the queue can block
+        # Binary data is always bytes here: _fastframes makes bytes of what it put together.
+        if not await self._deliver(cast("str | bytes", event.data)):
+            self._messages_queued -= 1
+
+    async def _wait_for_room(self) -> None:
+        """Wait until fewer than ``message_queue_size`` messages (at least one) wait for the handler."""
+        while self._handler_is_behind():
+            self._room = trio.Event()
+            await self._room.wait()
+
+    def _handler_is_behind(self) -> bool:
+        return (
+            self._close_reason is None
+            and self._ending is None
+            and self._reader_running
+            and self._messages_queued - self._messages_taken >= self._queue_limit
+        )
+
+    def _wake_reader(self) -> None:
+        if self._room is not None:
+            self._room.set()
+
+    async def _close_stream(self) -> None:
+        self._wake_reader()  # a reader waiting for room would never see the socket close
+        await super()._close_stream()
 
     async def handshake(self) -> WebSocketRequest:
         """The client's handshake request, ready to ``accept()``."""
@@ -162,7 +371,26 @@ class ServerConnection(FewerCheckpoints):
         """Return once the reader has finished: the close handshake is over or TCP is gone."""
         await self._reader_done.wait()
 
-    # -- 2. finish replying before answering a Close ----------------------------
+    # -- 3. the closing phase is bounded ------------------------------------------------
+
+    def _begin_closing(self) -> None:
+        """Start the clock: ``close_timeout`` from now, the reader gives up and TCP is dropped."""
+        scope = self._reader_scope
+        scope.deadline = min(scope.deadline, trio.current_time() + seconds(self._close_timeout))
+
+    async def _answer_close_if_the_socket_is_free(self) -> None:
+        """The peer's Close waited for a handler that did not catch up in time: answer it now,
+        if no send holds the socket and it takes the frame at once; the handler's replies from
+        now on are refused. A send stuck on a peer that stopped reading leaves no such chance."""
+        received = self._close_received
+        if received is None or self._close_sent is not None or self._stream_lock.locked():
+            return
+        if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
+            self._close_reason = received
+            with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
+                await self._send_close(CloseConnection(code=received.code, reason=received.reason))
+
+    # -- 4. finish replying before answering a Close ------------------------------------
 
     async def get_message(self) -> str | bytes:
         self._note_handler_progress()
@@ -177,10 +405,14 @@ class ServerConnection(FewerCheckpoints):
             raise
         self._messages_taken += 1
         self._holding_message = True
+        self._wake_reader()
         return message
 
     async def send_message(self, message: str | bytes) -> None:
-        await super().send_message(message)
+        if isinstance(message, str | bytes) and len(message) > _fragment_length(message):
+            await self._send_in_fragments(message)
+        else:
+            await super().send_message(message)
         self._note_handler_progress()
 
     def _note_handler_progress(self) -> None:
@@ -192,20 +424,22 @@ class ServerConnection(FewerCheckpoints):
         """Whether the handler has a received message it has not answered or asked past."""
         return self._holding_message or self._messages_taken < self._messages_queued
 
-    async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
-        if self._message_size + len(event.data) > self._max_message_size:
-            await self._fail(1009, f"message larger than {self._max_message_size} bytes")
-        if event.message_finished:
-            self._messages_queued += 1  # counted before the queue can block
-        await super()._handle_message_event(event)
-
     async def _handle_close_connection_event(self, event: CloseConnection) -> None:
-        if self._wsproto.state is ConnectionState.OPEN:
+        state = self._wsproto.state
+        if state is ConnectionState.OPEN:
             # No Close came from the peer: wsproto found a protocol error in its bytes.
             await self._fail(event.code, _failure_reason(event, self._max_message_size))
-        if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
-            await self._wait_for_handler(CloseReason(event.code, event.reason or None))
-        await super()._handle_close_connection_event(event)
+        self._close_received = CloseReason(event.code, event.reason or None)
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The peer closes first: answer with the same code, once the handler has caught up.
+            self._begin_closing()
+            await self._wait_for_handler(self._close_received)
+            self._close_reason = self._close_received
+            await self._send_close(event.response())
+        await self._close_web_socket(event.code, event.reason or None)
+        self._close_handshake.set()
+        # RFC 6455 section 7.1.1: the server closes TCP first.
+        await self._close_stream()
 
     async def _wait_for_handler(self, ending: CloseReason) -> None:
         """Let the handler answer every message it was given before the connection ends."""
@@ -213,8 +447,7 @@ class ServerConnection(FewerCheckpoints):
         # get_message() still returns what is queued, then finds the end.
         self._send_channel.close()
         if self._owes_replies():
-            with trio.move_on_after(seconds(self._close_timeout)):
-                await self._handler_caught_up.wait()
+            await self._handler_caught_up.wait()
 
     async def ping(self, payload: bytes | None = None) -> None:
         if self._ending is not None:
@@ -222,18 +455,18 @@ class ServerConnection(FewerCheckpoints):
             raise ConnectionClosed(self._ending)
         await super().ping(payload)
 
-    async def _aclose(self, code: int, reason: str | None) -> None:
-        # The handler is done with the connection, so a waiting Close can be answered.
-        self._handler_caught_up.set()
-        await super()._aclose(code, reason)
+    @property
+    def closing(self) -> bool:
+        """Whether a Close has been sent or received: the connection is on its way out."""
+        return self._close_reason is not None or self._ending is not None
 
-    # -- 3. no pong after our Close ----------------------------------------------
+    # -- 5. no pong after our Close ------------------------------------------------------
 
     async def _handle_ping_event(self, event: Ping) -> None:
         if self._wsproto.state is ConnectionState.OPEN:
             await super()._handle_ping_event(event)
 
-    # -- 4. close a connection whose peer has stopped answering ------------------
+    # -- 6. close a connection whose peer has stopped answering ---------------------------
 
     async def close_now(self, code: int, reason: str) -> None:
         """Send Close ``code`` if the socket takes it at once, then close TCP.
@@ -254,20 +487,26 @@ class ServerConnection(FewerCheckpoints):
         """
         if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
             self._close_reason = CloseReason(code, reason)
+            self._begin_closing()
             with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
-                await self._send(CloseConnection(code=code, reason=reason))
+                await self._send_close(CloseConnection(code=code, reason=reason))
 
-    # -- 5. fail the connection with a Close frame --------------------------------
+    async def _send_close(self, close: CloseConnection) -> None:
+        await self._send(close)
+        self._close_sent = CloseReason(close.code, close.reason or None)
+
+    # -- 7. fail the connection with a Close frame ------------------------------------
 
     async def _fail(self, code: int, reason: str) -> NoReturn:
         """Fail the WebSocket connection (RFC 6455 section 7.1.7) with Close ``code``.
 
         The peer's data after the bad frame is never read: the reader stops.
-        Raises ``ConnectionClosed``, which is how a trio-websocket event handler
-        ends the reader task.
+        Raises ``ConnectionClosed``, which is how an event handler ends the
+        reader task.
         """
         logger.debug("%s: failing the connection with %d (%s)", self, code, reason)
-        self._message_parts, self._message_size = [], 0
+        self._failed = True
+        self._begin_closing()
         await self._wait_for_handler(CloseReason(code, reason))
         await self._send_close_frame(code, reason)
         if self._close_reason is None:  # nothing could be sent, but this is why the connection ended
@@ -275,7 +514,7 @@ class ServerConnection(FewerCheckpoints):
         self._close_handshake.set()
         await self._linger()
         await self._close_stream()
-        # Stops trio-websocket's reader before it handles any event after the bad one.
+        # Stops the reader before it handles any event after the bad one.
         raise ConnectionClosed(self._close_reason)
 
     async def _linger(self) -> None:
@@ -288,7 +527,73 @@ class ServerConnection(FewerCheckpoints):
             async with self._stream_lock:
                 await linger(self._stream)
 
-    # -- 6. permessage-deflate ------------------------------------------------------
+    # -- 8. our own close reason -----------------------------------------------------------
+
+    async def _aclose(self, code: int, reason: str | None) -> None:
+        # The handler is done with the connection, so a waiting Close can be answered.
+        self._handler_caught_up.set()
+        if self._close_reason is not None:
+            return  # closed or closing already; aclose() may be called again
+        self._begin_closing()
+        self._wake_reader()  # it must read on, for the peer's answer
+        try:
+            if self._wsproto.state is ConnectionState.OPEN:
+                self._close_reason = CloseReason(code, reason)
+                await self._send_close(CloseConnection(code=code, reason=reason))
+            elif self._wsproto.state in (ConnectionState.CONNECTING, ConnectionState.REJECTING):
+                self._close_handshake.set()
+            await self._recv_channel.aclose()
+            # The reader sets this when the peer answers, or when the closing phase runs out.
+            await self._close_handshake.wait()
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._close_stream()
+
+    def describe_close(self) -> str:
+        """How the connection ended, for the log: the close code, and whether both sides said so."""
+        received, sent = self._close_received, self._close_sent
+        if received is not None:
+            text = f"closed with {_code_and_reason(received)}"
+            return text if sent is not None else f"{text}; our answer did not go out"
+        if sent is not None:
+            text = f"closed with {_code_and_reason(sent)}"
+            return text if self._failed else f"{text}; no Close came back"
+        return "closed with 1006 (TCP closed without a Close frame)"
+
+    # -- 9. long messages go out in fragments -----------------------------------------------
+
+    async def _send_in_fragments(self, message: str | bytes) -> None:
+        """Send ``message`` as frames of at most ``FRAGMENT_SIZE`` bytes, holding the stream lock throughout.
+
+        Only control frames may go between the fragments of a message, so
+        the lock is held from the first to the last; each fragment is
+        encoded, compressed and framed on its own, as it goes.
+        """
+        if self._close_reason is not None:
+            raise ConnectionClosed(self._close_reason)
+        step = _fragment_length(message)
+        async with self._stream_lock:
+            for start in range(0, len(message), step):
+                if self._close_reason is not None:
+                    # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
+                    raise ConnectionClosed(self._close_reason)
+                end = start + step
+                last = end >= len(message)
+                event: TextMessage | BytesMessage
+                if isinstance(message, str):
+                    event = TextMessage(data=message[start:end], message_finished=last)
+                else:
+                    event = BytesMessage(data=message[start:end], message_finished=last)
+                data = self._wsproto.send(event)
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._abort_web_socket()
+                    assert self._close_reason is not None
+                    raise ConnectionClosed(self._close_reason) from None
+
+    # -- 10. permessage-deflate ------------------------------------------------------------
 
     async def _accept(self, request: Request, subprotocol: str | None, extra_headers: Headers) -> None:
         # trio-websocket's own _accept, with the extensions that it cannot pass.
@@ -313,12 +618,27 @@ class ServerConnection(FewerCheckpoints):
         return [self._deflate.name] if self._deflate and self._deflate.enabled() else []
 
 
+def _fragment_length(message: str | bytes) -> int:
+    """How many bytes or characters of ``message`` go in one fragment: at most ``FRAGMENT_SIZE`` bytes.
+
+    ASCII text takes one byte a character; other text up to four, in UTF-8 and
+    in Python's own string (``str.isascii()`` is free: CPython knows it).
+    """
+    if isinstance(message, str) and not message.isascii():
+        return FRAGMENT_SIZE // 4
+    return FRAGMENT_SIZE
+
+
 def _failure_reason(event: CloseConnection, max_message_size: int) -> str:
     """The reason to send with a Close for a protocol error that wsproto found."""
-    if event.code == 1009:
-        # Only permessage-deflate reports this, and wsproto calls it "error in extension".
+    if event.code == 1009 and event.reason == "error in extension":
+        # permessage-deflate stopped inflating at max_message_size (see _deflate.py).
         return f"decompressed message larger than {max_message_size} bytes"
     return event.reason or "protocol error"
+
+
+def _code_and_reason(reason: CloseReason) -> str:
+    return f"{reason.code} ({reason.reason})" if reason.reason else str(reason.code)
 
 
 def server_connection(
@@ -345,7 +665,7 @@ def server_connection(
 
 
 class ClientConnection(WebSocketConnection):
-    """trio-websocket's client connection, with item 3 of the module docstring applied."""
+    """trio-websocket's client connection, with item 5 of the module docstring applied (and ``async for``)."""
 
     async def _handle_ping_event(self, event: Ping) -> None:
         if self._wsproto.state is ConnectionState.OPEN:

@@ -8,6 +8,7 @@ from typing import Any, assert_type
 
 import trio
 import trio.testing
+import trio_websocket
 
 import trio_ws
 import trio_ws.testing
@@ -29,6 +30,13 @@ def decorators_keep_the_handler_type(ws: trio_ws.WebSocketConnection, request: t
 
     @app.websocket("/ws")
     async def handler(ws: trio_ws.WebSocketConnection) -> None:
+        await ws.send_message("hi")
+        async for message in ws:
+            assert_type(message, str | bytes)
+
+    # A handler written against trio-websocket's own class is accepted too.
+    @app.websocket("/plain")
+    async def plain(ws: trio_websocket.WebSocketConnection) -> None:
         await ws.send_message("hi")
 
     @app.route("/page")
