@@ -7,34 +7,31 @@ import { Subject } from "@microsoft/signalr";
 
 import { hubTest } from "../lib/connections.js";
 
+/** Invokes StreamingConcat with a Subject, streams `items` through it, then ends it with `end`. */
+function streamingConcat(connection, items, end = (subject) => subject.complete()) {
+    const subject = new Subject();
+    const result = connection.invoke("StreamingConcat", subject);
+    for (const item of items) {
+        subject.next(item);
+    }
+    end(subject);
+    return result;
+}
+
 describe("client-to-server streams", () => {
     hubTest("StreamingConcat joins the items the client streams, in order", async (s) => {
         const connection = await s.connect();
-        const subject = new Subject();
-        const result = connection.invoke("StreamingConcat", subject);
-        subject.next("Hello ");
-        subject.next("world");
-        subject.next("!");
-        subject.complete();
-        assert.equal(await result, "Hello world!");
+        assert.equal(await streamingConcat(connection, ["Hello ", "world", "!"]), "Hello world!");
     });
 
     hubTest("StreamingConcat of a stream completed at once is the empty string", async (s) => {
         const connection = await s.connect();
-        const subject = new Subject();
-        const result = connection.invoke("StreamingConcat", subject);
-        subject.complete();
-        assert.equal(await result, "");
+        assert.equal(await streamingConcat(connection, []), "");
     });
 
     hubTest("an error the client streams reaches the hub as a HubException, and its text comes back", async (s) => {
         const connection = await s.connect();
-        const subject = new Subject();
-        const result = connection.invoke("StreamingConcat", subject);
-        subject.next("Hello ");
-        subject.next("world");
-        subject.next("!");
-        subject.error(new Error("Something bad"));
+        const result = streamingConcat(connection, ["Hello ", "world", "!"], (subject) => subject.error(new Error("Something bad")));
         await assert.rejects(result, {
             message: "An unexpected error occurred invoking 'StreamingConcat' on the server. HubException: Something bad",
         });
