@@ -164,7 +164,8 @@ async def memory(port: int, *, reset: bool = False) -> dict[str, int]:
         stream = await trio.open_tcp_stream(HOST, port)
         async with stream:
             target = "/memory?reset" if reset else "/memory"
-            await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+            # Connection: close, or keep-alive would hold the answer's end until http_idle_timeout.
+            await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
             raw = b""
             while chunk := await stream.receive_some(65536):
                 raw += chunk

@@ -32,6 +32,7 @@ import selectors
 import socket
 import sys
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -47,6 +48,8 @@ class Scenario:
     in_flight: int
     payload_size: int
     binary: bool
+    # Offer permessage-deflate, as browsers do, and compress every message if the server takes it.
+    deflate: bool = False
 
 
 SCENARIOS = {
@@ -54,16 +57,27 @@ SCENARIOS = {
     "rtt50": Scenario("50 conns round-trip, 32 B text", 50, 1, 32, binary=False),
     "pipe50": Scenario("50 conns x 16 in flight, 32 B text", 50, 16, 32, binary=False),
     "bin4": Scenario("4 conns round-trip, 64 KiB binary", 4, 1, 64 * 1024, binary=True),
+    "deflate50": Scenario("50 conns round-trip, 32 B text, deflate", 50, 1, 32, binary=False, deflate=True),
+    "deflate4": Scenario(
+        "4 conns round-trip, 64 KiB binary, deflate", 4, 1, 64 * 1024, binary=True, deflate=True
+    ),
 }
+# What the client offers in the deflate scenarios: each message compressed on its own, both ways,
+# so one compressed frame can be sent again and again, and the first reply inflated to check it.
+DEFLATE_OFFER = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
 IDLE_TITLE = "idle connections: server RSS each"
 # A normal closure: opcode 8, masked, payload = code 1000 (masked with an all-zero key).
 CLOSE_FRAME = bytes([0x88, 0x82, 0, 0, 0, 0]) + (1000).to_bytes(2, "big")
 
 
-def masked_frame(payload: bytes, binary: bool, mask: bytes) -> bytes:
-    """One client frame (FIN set, masked as RFC 6455 requires) carrying ``payload``."""
+def masked_frame(payload: bytes, binary: bool, mask: bytes, *, compressed: bool = False) -> bytes:
+    """One client frame (FIN set, masked as RFC 6455 requires) carrying ``payload``; with
+    ``compressed``, deflated (RFC 7692) with RSV1 set."""
+    if compressed:
+        deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        payload = (deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]
     size = len(payload)
-    head = bytearray([0x80 | (0x2 if binary else 0x1)])
+    head = bytearray([0x80 | (0x40 if compressed else 0) | (0x2 if binary else 0x1)])
     if size < 126:
         head.append(0x80 | size)
     elif size < 2**16:
@@ -101,7 +115,10 @@ def frame_end(buf: bytearray, start: int) -> int:
 
 
 def frame_payload(frame: bytes) -> bytes:
-    """The unmasked payload of one whole frame (used to check the first echo)."""
+    """The unmasked (and, if RSV1 is set, inflated) payload of one whole frame, to check the first echo."""
+    if frame[0] & 0x40:
+        deflated = frame_payload(bytes([frame[0] & ~0x40]) + frame[1:])
+        return zlib.decompressobj(-15).decompress(deflated + b"\0\0\xff\xff")
     buf = bytearray(frame)
     end = frame_end(buf, 0)
     size = buf[1] & 0x7F
@@ -118,19 +135,23 @@ def frame_payload(frame: bytes) -> bytes:
 class Client:
     """One connection: its socket, unread bytes and the send times of replies still due."""
 
-    def __init__(self, port: int, raw: bool) -> None:
+    def __init__(self, port: int, raw: bool, deflate: bool = False) -> None:
         self.sock = socket.create_connection((HOST, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.sent: deque[float] = deque()
         self.raw = raw
+        self.deflate = deflate
+        # Whether the server took permessage-deflate: then this client sends compressed frames.
+        self.compressing = False
 
     def send_handshake(self, port: int) -> None:
         if not self.raw:
             key = base64.b64encode(os.urandom(16)).decode()
+            extensions = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if self.deflate else ""
             self.sock.sendall(
                 f"GET /ws HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{extensions}"
                 "Sec-WebSocket-Version: 13\r\n\r\n".encode()
             )
 
@@ -145,6 +166,7 @@ class Client:
         head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101"):
             raise ConnectionError(f"handshake refused: {head.splitlines()[0]!r}")
+        self.compressing = b"permessage-deflate" in head.lower()
         self.buf = bytearray(rest)
 
     def read_frame(self) -> bytes:
@@ -161,11 +183,11 @@ class Client:
             self.buf += data
 
 
-def open_clients(port: int, count: int, raw: bool) -> list[Client]:
+def open_clients(port: int, count: int, raw: bool, deflate: bool = False) -> list[Client]:
     """Open ``count`` connections, in batches so the listen backlog never overflows."""
     clients: list[Client] = []
     while len(clients) < count:
-        batch = [Client(port, raw) for _ in range(min(CONNECT_BATCH, count - len(clients)))]
+        batch = [Client(port, raw, deflate) for _ in range(min(CONNECT_BATCH, count - len(clients)))]
         for client in batch:
             client.send_handshake(port)
         for client in batch:
@@ -174,10 +196,13 @@ def open_clients(port: int, count: int, raw: bool) -> list[Client]:
     return clients
 
 
-def check_echo(clients: list[Client], frame: bytes, payload: bytes) -> None:
-    """One message on every connection, checked byte for byte: the servers must really echo."""
+def check_echo(clients: list[Client], frame: bytes, payload: bytes, compressed: bytes = b"") -> None:
+    """One message on every connection, checked byte for byte: the servers must really echo.
+
+    A client whose server took permessage-deflate sends ``compressed`` instead of ``frame``.
+    """
     for client in clients:
-        client.sock.sendall(frame)
+        client.sock.sendall(compressed if client.compressing else frame)
     for client in clients:
         if frame_payload(client.read_frame()) != payload:
             raise AssertionError("the server's echo differs from the message sent")
@@ -236,7 +261,7 @@ def rss_bytes(pid: int) -> int:
 
 
 def payload_for(scenario: Scenario) -> bytes:
-    if scenario.binary:
+    if scenario.binary and not scenario.deflate:
         return random.Random(5).randbytes(scenario.payload_size)
     return (b"hello, trio_ws! " * (scenario.payload_size // 16 + 1))[: scenario.payload_size]
 
@@ -247,9 +272,11 @@ def run_scenario(
     """Keep ``in_flight`` messages outstanding on each connection; count replies in the window."""
     scenario = SCENARIOS[name]
     payload = payload_for(scenario)
-    frame = masked_frame(payload, scenario.binary, os.urandom(4))
-    clients = open_clients(port, scenario.connections, raw)
-    check_echo(clients, frame, payload)
+    mask = os.urandom(4)
+    frame = masked_frame(payload, scenario.binary, mask)
+    compressed = masked_frame(payload, scenario.binary, mask, compressed=True) if scenario.deflate else b""
+    clients = open_clients(port, scenario.connections, raw, scenario.deflate)
+    check_echo(clients, frame, payload, compressed)
     selector = selectors.DefaultSelector()
     for client in clients:
         selector.register(client.sock, selectors.EVENT_READ, client)
@@ -262,9 +289,10 @@ def run_scenario(
     measuring = False
     cpu_start = server_cpu_start = 0.0
     batches = [frame * n for n in range(scenario.in_flight + 1)]
+    compressed_batches = [compressed * n for n in range(scenario.in_flight + 1)]
     for client in clients:
         client.sent.extend([start] * scenario.in_flight)
-        client.sock.sendall(batches[scenario.in_flight])
+        client.sock.sendall((compressed_batches if client.compressing else batches)[scenario.in_flight])
     now = start
     while now < window_end:
         for key, _ in selector.select(timeout=1.0):
@@ -299,7 +327,7 @@ def run_scenario(
                     sent.popleft()
             if now < window_end:
                 sent.extend([now] * done)
-                client.sock.sendall(batches[done])
+                client.sock.sendall((compressed_batches if client.compressing else batches)[done])
         now = time.perf_counter()
         if not measuring and now >= window_start:
             measuring = True

@@ -61,6 +61,8 @@ METRICS = [
     Metric("pipe50", "messages_per_cpu_s", "msg per server CPU-s", True, "/s"),
     Metric("bin4", "mb_per_s", "MB/s", True, "MB/s"),
     Metric("bin4", "mb_per_cpu_s", "MB per server CPU-s", True, "MB/s"),
+    Metric("deflate50", "messages_per_s", "msg/s", True, "/s"),
+    Metric("deflate4", "mb_per_s", "MB/s", True, "MB/s"),
 ]
 TITLES = {"idle": IDLE_TITLE, **{name: s.title for name, s in SCENARIOS.items()}}
 

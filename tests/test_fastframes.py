@@ -20,7 +20,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import FrameDecoder, MessageDecoder, XorMaskerSimple
 
 from trio_ws import _fastframes
-from trio_ws._fastframes import FastWSConnection, server_frame, unmask
+from trio_ws._fastframes import FastWSConnection, pure_unmask, server_frame, unmask
 
 from .helpers import client_frame
 
@@ -29,18 +29,30 @@ def _wsproto_unmask(data: bytes, key: bytes) -> bytes:
     return bytes(XorMaskerSimple(key).process(bytearray(data)))
 
 
-@pytest.mark.parametrize("numpy", [True, False], ids=["numpy", "pure-python"])
-def test_unmask_equals_wsproto_for_every_length(numpy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """unmask() equals wsproto's masker for random payloads of every length 0..2100, with or without numpy."""
-    if numpy:
-        pytest.importorskip("numpy")
-    else:
-        monkeypatch.setattr(_fastframes, "_numpy_module", lambda: None)
+@pytest.mark.parametrize("c", [True, False], ids=["websockets-c", "pure-python"])
+def test_unmask_equals_wsproto_for_every_length(c: bool) -> None:
+    """unmask() equals wsproto's masker for random payloads of every length 0..2100, and for 64 KiB and
+    1 MiB, in C (websockets' apply_mask) and in the pure-Python fallback."""
+    if c:
+        assert unmask is not pure_unmask, "this platform's websockets wheel has no C extension"
+    function = unmask if c else pure_unmask
     rng = random.Random(6455)
-    for size in range(2101):
+    for size in [*range(2101), 65536, 2**20 + 3]:
         key = rng.randbytes(4)
         data = rng.randbytes(size)
-        assert unmask(data, key) == _wsproto_unmask(data, key), size
+        assert function(data, key) == _wsproto_unmask(data, key), size
+        assert function(bytearray(data), key) == _wsproto_unmask(data, key), size
+
+
+def test_the_fast_path_works_with_the_pure_python_unmask(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no C extension (unmask is pure_unmask), the fast connection still decodes as wsproto does."""
+    monkeypatch.setattr(_fastframes, "unmask", pure_unmask)
+    rng = random.Random(7)
+    stream = _client_stream(rng)
+    _, plain = _server_pair(WSConnection)
+    _, fast = _server_pair(FastWSConnection)
+    chunks = [rng.choice([7, 4096, 200_000]) for _ in range(len(stream))]
+    assert _whole_messages(_feed(fast, stream, chunks)) == _whole_messages(_feed(plain, stream, chunks))
 
 
 def test_masker_continues_across_fragment_boundaries() -> None:

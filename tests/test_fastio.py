@@ -1,4 +1,4 @@
-"""Fewer scheduler trips and bytes per connection, and nothing else changed: checkpoints, locking, order."""
+"""The inbox and outbox (_fastio.py): replies batched but never delayed, checkpoints kept, order kept."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ import trio.testing
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 import trio_ws
+from trio_ws._fastio import MESSAGES_PER_TURN
 
-from .helpers import IO_DEADLINE, MemoryListener, open_raw_websocket, start_memory_server
+from .helpers import IO_DEADLINE, MemoryListener, RawClient, open_raw_websocket, start_memory_server
 
 
 async def test_get_and_send_message_are_still_checkpoints(
     nursery: trio.Nursery, memory_listener: MemoryListener
 ) -> None:
-    """get_message() and send_message() stay cancel points and schedule points."""
+    """get_message() that waits and send_message() of a lone reply are cancel points and schedule
+    points."""
     app = trio_ws.App()
 
     @app.websocket("/ws")
@@ -115,3 +117,124 @@ async def test_open_websockets_hold_no_http_state(
         await counted.wait()
     # One, shared by every open connection as its finished handshake's.
     assert alive == [1]
+
+
+class CountingStream(trio.abc.Stream):
+    """A stream that notes the size of every ``send_all`` and passes everything on."""
+
+    def __init__(self, inner: trio.abc.Stream, writes: list[int]) -> None:
+        self.inner = inner
+        self.writes = writes
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(len(data))
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _counting_pair(writes: list[int]) -> trio_ws.testing.StreamPairFactory:
+    """memory_stream_pair, with the size of each of the server's writes noted in ``writes``."""
+
+    def pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        client, server = trio.testing.memory_stream_pair()
+        return client, CountingStream(server, writes)
+
+    return pair
+
+
+async def test_replies_to_one_read_go_out_in_one_write(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """Sixteen messages that arrive in one read are echoed with one write of sixteen frames."""
+    await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, keep_alive_interval=None)
+    writes: list[int] = []
+    client = RawClient(await memory_listener.connect(_counting_pair(writes)))
+    await client.handshake()
+    await trio.testing.wait_all_tasks_blocked()
+    writes.clear()
+    messages = [TextMessage(data=f"message {i:02}") for i in range(16)]
+    await client.send(*messages)
+    assert [await client.next_event() for _ in messages] == messages
+    assert writes == [16 * (2 + len("message 00"))]
+
+
+async def test_a_lone_reply_is_never_held_back(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A reply with nothing else received goes out at once, even if the handler then waits an hour."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def reply_then_think(ws: trio_ws.WebSocketConnection) -> None:
+        async for message in ws:
+            await ws.send_message(message)
+            await trio.sleep(3600)
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=None)
+    client = await open_raw_websocket(memory_listener)
+    start = trio.current_time()
+    await client.send(TextMessage(data="now"))
+    assert await client.next_event() == TextMessage(data="now")
+    assert trio.current_time() == start
+
+
+async def test_a_reply_held_back_goes_out_when_the_handler_waits_for_something_else(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A reply held back for a batch (more messages were queued) still goes out at once when the
+    handler then waits on something other than the next message: the reader writes it."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def reply_then_think(ws: trio_ws.WebSocketConnection) -> None:
+        async for message in ws:
+            await ws.send_message(message)
+            await trio.sleep(3600)  # while the second message waits in the inbox
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=None)
+    client = await open_raw_websocket(memory_listener)
+    start = trio.current_time()
+    await client.send(TextMessage(data="first"), TextMessage(data="second"))
+    assert await client.next_event() == TextMessage(data="first")
+    assert trio.current_time() == start
+    assert await client.next_event() == TextMessage(data="second")
+    assert trio.current_time() == start + 3600
+
+
+async def test_a_handler_busy_with_a_full_inbox_still_lets_others_run(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """get_message() does not wait while messages are queued, but it takes a schedule point at least
+    every MESSAGES_PER_TURN messages, and is a cancel point every time."""
+    app = trio_ws.App()
+    done = trio.Event()
+
+    @app.websocket("/ws")
+    async def count(ws: trio_ws.WebSocketConnection) -> None:
+        for _ in range(4 * MESSAGES_PER_TURN):
+            await ws.get_message()
+        done.set()
+
+    other_task_turns = 0
+
+    async def other_task() -> None:
+        nonlocal other_task_turns
+        while not done.is_set():
+            other_task_turns += 1
+            await trio.lowlevel.checkpoint()
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=None)
+    client = await open_raw_websocket(memory_listener)
+    await trio.testing.wait_all_tasks_blocked()
+    nursery.start_soon(other_task)
+    await client.send(*[TextMessage(data="x") for _ in range(4 * MESSAGES_PER_TURN)])
+    await done.wait()
+    assert other_task_turns >= 4

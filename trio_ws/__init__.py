@@ -23,7 +23,7 @@ General layout (each module opens with its own rules):
     _deflate.py     permessage-deflate: wsproto's, with a server's limits
     _linger.py      closing TCP without a reset that would eat our last bytes
     _fastframes.py  a fast path through wsproto's framing, per connection
-    _fastio.py      fewer trio schedule points in trio-websocket's hand-offs
+    _fastio.py      the handler's inbox and outbox: many messages per step, one write per batch
     _keepalive.py   the ping task
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
     _cli.py         the command line

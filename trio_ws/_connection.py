@@ -59,6 +59,8 @@ async def run_websocket(
             logger.info("%s: dropped: the upgrade did not finish within handshake_timeout", ws)
             nursery.cancel_scope.cancel()
             return
+        # The handshake's request and scope would otherwise stay alive as long as the connection.
+        del request, handshake
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
         logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 

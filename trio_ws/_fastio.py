@@ -1,24 +1,37 @@
-"""Fewer trio schedule points per message in trio-websocket's reader and writer.
+"""The handler's inbox and outbox: many messages per trip through the scheduler, one write for many replies.
 
-trio-websocket's reader hands each message to the handler with
-``await send_channel.send(message)``, and every write takes its stream lock
-with ``async with lock``. Each of those is a schedule point: the task goes
-back through trio's run queue even when nothing was waiting, and on an echo
-server that is two of the five trips each message makes through the
-scheduler. Here both take the lock or the queue slot at once when it is
-free (``*_nowait``) and wait the usual way only when it is not.
+trio-websocket hands each message to the handler through a memory channel
+and writes each reply with its own ``send``: every message costs a
+``send`` system call and about four trips through trio's run queue, whatever
+the traffic. Here a connection has an inbox (the messages the reader has put
+together from what it read) and an outbox (reply frames not yet
+written), with these rules:
 
-Why this changes nothing a user can see: the reader still checkpoints in
-``receive_some`` on every read, and ``send_message`` still checkpoints in
-``send_all``, so both stay cancel points and schedule points; the order of
-messages, the lock's FIFO fairness, the errors and trio-websocket's debug
-log lines are as before.
+* ``get_message()`` takes the next message from the inbox. When there is
+  one, it does not wait, so a handler answers all the messages of one read
+  in one step; it stays a cancel point every time and takes a schedule point
+  every ``MESSAGES_PER_TURN`` messages, so one busy connection cannot keep
+  the others waiting. Only when the inbox is empty does it wait, after
+  writing the outbox.
+* ``send_message()`` is written at once, unless the handler already has
+  more received messages to answer: then it waits in the outbox for the
+  replies to those, and goes out with them in one ``send``. It never waits
+  longer than the handler's current step: the reader, woken when the first
+  reply is held back, writes the outbox when it next runs, and so does the
+  handler itself once its inbox is empty. A lone reply goes out at once.
+* Every write takes the stream lock and writes the outbox first, so frames
+  keep their order (a Close never overtakes a reply) and are never
+  interleaved. The lock is taken without a trip through the scheduler when
+  it is free.
+* The inbox holds at most ``max(1, message_queue_size)`` messages before
+  the reader stops reading from the socket (it does put together the whole
+  frames already read, at most ``MESSAGES_PER_TURN`` of them), so what a
+  peer that never reads can pin stays bounded (see ``_websocket.py``).
 
-What it replaces (check on a trio-websocket upgrade; the tests cover both):
-``WebSocketConnection._send``, reproduced from trio-websocket 0.12 except
-for the ``*_nowait`` step, and the hand-off at the end of
-``_handle_message_event`` (``_deliver``, which ``_websocket.py``'s reader
-calls with each whole message).
+What it replaces in trio-websocket 0.12 (check on an upgrade; the tests
+cover each): the message channel (``_send_channel``/``_recv_channel``, which
+are deleted), ``get_message``, ``send_message``, ``_send`` and
+``_close_web_socket``.
 """
 
 from __future__ import annotations
@@ -26,26 +39,185 @@ from __future__ import annotations
 import logging
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
-from wsproto.events import Event
+from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
+from wsproto.events import BytesMessage, Event, TextMessage
 
-__all__ = ["FewerCheckpoints"]
+from ._fastframes import FastWSConnection
+
+__all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
 
 # trio-websocket's own logger, so its debug lines read as before.
 _logger = logging.getLogger("trio-websocket")
 
+# The most messages the handler takes (and the reader puts together) between two schedule points.
+MESSAGES_PER_TURN = 64
+# Held-back replies are written once they reach this many bytes, whatever else is queued.
+_OUTBOX_LIMIT = 64 * 1024
 
-class FewerCheckpoints(WebSocketConnection):
-    """A ``WebSocketConnection`` whose internal hand-offs skip the scheduler when they need not wait."""
+
+class BatchedIO(WebSocketConnection):
+    """A ``WebSocketConnection`` with the inbox and outbox described in the module docstring."""
+
+    __slots__ = (
+        "_handler_tasks",
+        "_handler_woken",
+        "_inbox",
+        "_inbox_closed",
+        "_inbox_limit",
+        "_outbox",
+        "_reader_task_waiting",
+        "_taken",
+    )
+
+    def _init_io(self, message_queue_size: int) -> None:
+        """Replace trio-websocket's message channel with the inbox and outbox (call once, after __init__)."""
+        del self._send_channel, self._recv_channel, self._message_parts
+        # A list, not a deque: it never holds more than MESSAGES_PER_TURN, and an empty deque
+        # costs 600 bytes more, on every idle connection.
+        self._inbox: list[str | bytes] = []
+        # The reader reads from the socket only while fewer messages than this wait.
+        self._inbox_limit = max(1, message_queue_size)
+        # No message will come any more: get_message() raises once the inbox is empty.
+        self._inbox_closed = False
+        self._outbox: list[bytes] = []
+        # The tasks waiting in get_message() (first come, first served; usually one), and the
+        # reader waiting to be told to go on.
+        self._handler_tasks: list[trio.lowlevel.Task] = []
+        # The handler was woken for a message it has not taken yet: the reader need not wait for that.
+        self._handler_woken = False
+        self._reader_task_waiting: trio.lowlevel.Task | None = None
+        # Messages taken since the handler's last schedule point.
+        self._taken = 0
+
+    # -- the inbox ------------------------------------------------------------------------
+
+    def _put(self, message: str | bytes) -> None:
+        """The reader's side: one more whole message for the handler."""
+        self._inbox.append(message)
+        self._wake_handler()
+
+    def _close_inbox(self, *, discard: bool = False) -> None:
+        """No more messages will come; the handler gets what is queued (unless ``discard``), then the end."""
+        self._inbox_closed = True
+        if discard:
+            self._inbox.clear()
+        while self._handler_tasks:
+            self._wake_handler()
+
+    def _wake_handler(self) -> None:
+        if self._handler_tasks:
+            self._handler_woken = True
+            trio.lowlevel.reschedule(self._handler_tasks.pop(0))
+
+    def _inbox_full(self) -> bool:
+        """Whether the reader should wait before it reads (or puts together) more."""
+        return len(self._inbox) - self._handler_woken >= self._inbox_limit and not self._inbox_closed
+
+    async def _take(self) -> str | bytes:
+        """The next message, waiting for one if need be; ``ConnectionClosed`` once there are no more."""
+        inbox = self._inbox
+        if inbox:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._taken += 1
+            if self._taken >= MESSAGES_PER_TURN:
+                self._taken = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()  # let the others have a turn
+        else:
+            # About to wait: the replies held back for this step go out first.
+            await self._flush()
+            while not inbox:
+                if self._inbox_closed:
+                    await trio.lowlevel.checkpoint()
+                    raise ConnectionClosed(self._close_reason)
+                task = trio.lowlevel.current_task()
+                self._handler_tasks.append(task)
+
+                def abort(_: object, task: trio.lowlevel.Task = task) -> trio.lowlevel.Abort:
+                    self._handler_tasks.remove(task)
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(abort)
+            self._taken = 0
+        self._handler_woken = False
+        message = inbox.pop(0)
+        if not self._inbox_full():
+            self._wake_reader()
+        return message
+
+    # -- the reader's waits -----------------------------------------------------------------
+
+    async def _reader_wait(self) -> None:
+        """Wait until ``_wake_reader`` (room in the inbox, replies to write, or the end)."""
+        self._reader_task_waiting = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_reader_wait)
+
+    def _abort_reader_wait(self, _: object) -> trio.lowlevel.Abort:
+        self._reader_task_waiting = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wake_reader(self) -> None:
+        task = self._reader_task_waiting
+        if task is not None:
+            self._reader_task_waiting = None
+            trio.lowlevel.reschedule(task)
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    async def send_message(self, message: str | bytes) -> None:
+        if self._close_reason:
+            raise ConnectionClosed(self._close_reason)
+        if not isinstance(message, str | bytes):
+            raise ValueError("message must be str or bytes")
+        outbox = self._outbox
+        wsproto = self._wsproto
+        if isinstance(wsproto, FastWSConnection):
+            outbox.append(wsproto.send_message(message))
+        elif isinstance(message, str):
+            outbox.append(wsproto.send(TextMessage(data=message)))
+        else:
+            outbox.append(wsproto.send(BytesMessage(data=message)))
+        # More received messages wait for replies: hold this one back, to go out with theirs. The
+        # reader (woken by the first reply held back) writes the outbox when it next runs, after
+        # this step of the handler's, unless the handler has done it by then.
+        held_back = len(outbox) > 1
+        if (
+            self._inbox
+            and (held_back or self._reader_task_waiting is not None)
+            and sum(map(len, outbox)) < _OUTBOX_LIMIT
+        ):
+            self._wake_reader()
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Write the outbox, if there is anything in it."""
+        if self._outbox:
+            await self._write(b"")
 
     async def _send(self, event: Event) -> None:
-        data = self._wsproto.send(event)
+        # Control frames and the handshake: after whatever the outbox holds.
+        await self._write(self._wsproto.send(event))
+
+    async def _write(self, data: bytes) -> None:
+        """Send the outbox, then ``data``, in one ``send_all`` under the stream lock."""
         lock = self._stream_lock
         try:
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
         try:
+            outbox = self._outbox
+            if outbox:
+                if data or len(outbox) > 1:
+                    outbox.append(data)
+                    data = b"".join(outbox)
+                else:
+                    data = outbox[0]  # one frame: no copy
+                outbox.clear()
+            if not data:
+                await trio.lowlevel.checkpoint()
+                return
             if _logger.isEnabledFor(logging.DEBUG):
                 _logger.debug("%s sending %d bytes", self, len(data))
             try:
@@ -57,18 +229,10 @@ class FewerCheckpoints(WebSocketConnection):
         finally:
             lock.release()
 
-    async def _deliver(self, message: str | bytes) -> bool:
-        """Hand a whole received message to the handler's queue; False if the handler closed it.
+    # -- trio-websocket's end of the channel ---------------------------------------------------
 
-        As in trio-websocket, a closed queue means the handler closed the connection.
-        """
-        try:
-            self._send_channel.send_nowait(message)
-        except trio.WouldBlock:
-            try:
-                await self._send_channel.send(message)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                return False
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
+    async def _close_web_socket(self, code: int, reason: str | None = None) -> None:
+        self._close_reason = CloseReason(code, reason)
+        _logger.debug("%s websocket closed %r", self, ConnectionClosed(self._close_reason))
+        self._close_inbox()
+        await trio.lowlevel.checkpoint()

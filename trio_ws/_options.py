@@ -39,11 +39,12 @@ class Options:
             frame costs work even when it is empty. A message in progress
             holds only its own bytes.
         message_queue_size: How many received messages may wait for the
-            handler. When the queue is full (or, with 0, while the reader
-            holds the message it is handing over) the reader stops reading,
-            so a slow handler slows the peer down through TCP instead of
-            filling memory. A peer that never reads pins what its handler
-            holds plus this many messages and one read.
+            handler before the reader stops reading from the socket (0 and 1
+            both mean one), so a slow handler slows the peer down through
+            TCP instead of filling memory. The whole messages of the last
+            read are still queued (up to 64 of them), so that a handler
+            answers a burst in one go. A peer that never reads pins what its
+            handler holds, the messages queued and one read.
         allowed_origins: Browser origins (``"https://example.com"``) that may
             open a WebSocket, or send HTTP requests to a route and read the
             answer (CORS, with credentials). The page's own origin (same
@@ -178,7 +179,7 @@ class Options:
         for name in ("max_connections", "max_idle_connections", "max_requests_per_connection"):
             if getattr(self, name) is not None:
                 _check_whole(name, getattr(self, name), allow_zero=False)
-        # A queue of 0 hands each message straight to the handler: a valid choice.
+        # 0 is accepted as trio-websocket accepts it, and means what 1 means.
         _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
         _check_whole("compression_min_size", self.compression_min_size, allow_zero=True)
         if not isinstance(self.compression, bool):

@@ -22,9 +22,11 @@ suite covers every item):
      waiting while they are handled;
    * it reads from the socket only while the handler keeps up: while
      ``message_queue_size`` messages (at least one) wait for the handler, it
-     waits too, instead of reading and putting together the next message.
-     What a peer that sends and never reads can pin is then the message the
-     handler holds, the one queued, and at most one read of bytes;
+     waits too, instead of reading and putting together the next message
+     (it puts together the whole frames of the last read, up to
+     ``MESSAGES_PER_TURN`` messages, so that the handler can answer them in
+     one step). What a peer that sends and never reads can pin is then the
+     message the handler holds, those queued, and at most one read of bytes;
    * when it ends, for whatever reason, TCP is closed, so that no task
      stays blocked on a socket nobody reads.
 
@@ -85,8 +87,9 @@ suite covers every item):
     :class:`~trio_ws._deflate.Deflate` when the client offered it.
 
 11. Speed: the two classes here derive from ``_fastframes.FastWSConnection``
-    and ``_fastio.FewerCheckpoints``, which keep wsproto's and
-    trio-websocket's behaviour and list what they reach into themselves.
+    and ``_fastio.BatchedIO`` (the inbox and the outbox that batch replies),
+    which keep wsproto's and trio-websocket's behaviour and list what they
+    reach into themselves.
 
 Besides, the public :class:`WebSocketConnection` adds ``async for message in
 ws`` (issue 10, item 8) to trio-websocket's class; it reaches into nothing.
@@ -120,7 +123,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from ._deflate import Deflate, offers_deflate
 from ._fastframes import FastWSConnection
-from ._fastio import FewerCheckpoints
+from ._fastio import MESSAGES_PER_TURN, BatchedIO
 from ._linger import linger
 from ._options import Options, seconds
 
@@ -191,8 +194,15 @@ class _ServerWSConnection(FastWSConnection):
             return bytes(connection._proto.send_data(event.data, event.message_finished))
         return super().send(event)
 
+    def send_message(self, message: str | bytes) -> bytes:
+        # As send() above: data frames may still go while a peer's Close waits for an answer.
+        connection = self.connection
+        if connection is not None and connection.state is ConnectionState.REMOTE_CLOSING:
+            return bytes(connection._proto.send_data(message, True))
+        return super().send_message(message)
 
-class ServerConnection(FewerCheckpoints, WebSocketConnection):
+
+class ServerConnection(BatchedIO, WebSocketConnection):
     """The server side of a :class:`WebSocketConnection`, with the adaptations in the module docstring."""
 
     # Slots keep these out of the instance dict, which trio-websocket's own
@@ -209,10 +219,8 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
         "_messages_queued",
         "_messages_taken",
         "_options",
-        "_queue_limit",
         "_reader_done",
         "_reader_scope",
-        "_room",
         "request",
     )
 
@@ -227,6 +235,9 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
             max_message_size=options.max_message_size,
             receive_buffer_size=options.receive_buffer_size,
         )
+        self._init_io(options.message_queue_size)
+        # trio-websocket's own close handler (replaced here) is its only user.
+        del self._for_testing_peer_closed_connection
         self._close_timeout = options.close_timeout
         self._options = options
         self._deflate: Deflate | None = None
@@ -238,14 +249,12 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
         # queue's statistics, so the two are counted here.
         self._messages_queued = 0
         self._messages_taken = 0
-        # The reader stops reading while this many messages wait for the handler.
-        self._queue_limit = max(1, options.message_queue_size)
-        # Set by get_message() and by closing, for a reader waiting until it may read again.
-        self._room: trio.Event | None = None
         # The handler took a message and has not yet replied or asked for the next one.
         self._holding_message = False
-        self._handler_caught_up = trio.Event()
-        self._reader_done = trio.Event()
+        # Two events, made when first needed (an idle connection needs neither, and each costs
+        # a quarter of a kilobyte): the handler has caught up with a Close, the reader is done.
+        self._handler_caught_up: trio.Event | None = None
+        self._reader_done: trio.Event | None = None
         # The reader runs in this scope; its deadline is the end of the closing phase (item 3).
         self._reader_scope = trio.CancelScope()
         # The Close frames that went each way, for the log line (item 8).
@@ -263,8 +272,10 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
         """
         try:
             with self._reader_scope:
-                async with self._send_channel:  # closing it ends the handler's get_message()
+                try:
                     await self._read()
+                finally:
+                    self._close_inbox()  # the handler's get_message() ends once it has what is queued
             if self._reader_scope.cancelled_caught:
                 logger.info(
                     "%s: the close did not finish within close_timeout (%s s); dropping TCP",
@@ -279,12 +290,14 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
             self._close_handshake.set()
             await self._close_stream()
         finally:
-            self._reader_done.set()
+            self._event("_reader_done").set()
 
     async def _read(self) -> None:
         wsproto = self._wsproto
+        inbox = self._inbox
         budget = _EVENTS_PER_CHECKPOINT
         while self._reader_running:
+            capped = False
             for event in wsproto.events():
                 try:
                     await self._handle_event(event)
@@ -295,9 +308,14 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
                 if not budget:
                     budget = _EVENTS_PER_CHECKPOINT
                     await trio.lowlevel.checkpoint()  # let other connections have a turn
+                if len(inbox) >= MESSAGES_PER_TURN:
+                    capped = True  # the rest of this read waits in wsproto's buffer, as bytes
+                    break
             if not self._reader_running:
                 break
             await self._wait_for_room()
+            if capped:
+                continue  # put together the rest of the last read before reading more
             try:
                 data = await self._stream.receive_some(self._receive_buffer_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -336,32 +354,29 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
 
     async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
         # A whole message, within max_message_size: _fastframes has put it together and checked it.
-        self._messages_queued += 1  # counted before the queue can block
-        # Binary data is always bytes here: _fastframes makes bytes of what it put together.
-        if not await self._deliver(cast("str | bytes", event.data)):
-            self._messages_queued -= 1
+        if not self._inbox_closed:
+            self._messages_queued += 1
+            # Binary data is always bytes here: _fastframes makes bytes of what it put together.
+            self._put(cast("str | bytes", event.data))
 
     async def _wait_for_room(self) -> None:
-        """Wait until fewer than ``message_queue_size`` messages (at least one) wait for the handler."""
-        while self._handler_is_behind():
-            self._room = trio.Event()
-            await self._room.wait()
-
-    def _handler_is_behind(self) -> bool:
-        return (
-            self._close_reason is None
-            and self._ending is None
-            and self._reader_running
-            and self._messages_queued - self._messages_taken >= self._queue_limit
-        )
-
-    def _wake_reader(self) -> None:
-        if self._room is not None:
-            self._room.set()
+        """Write the replies held back, then wait while the inbox is full (see ``_fastio.py``)."""
+        await self._flush()
+        while self._reader_running and self._inbox_full():
+            await self._reader_wait()
+            await self._flush()
 
     async def _close_stream(self) -> None:
         self._wake_reader()  # a reader waiting for room would never see the socket close
         await super()._close_stream()
+
+    def _event(self, name: str) -> trio.Event:
+        """The event in slot ``name``, made now if it was not needed before."""
+        event: trio.Event | None = getattr(self, name)
+        if event is None:
+            event = trio.Event()
+            setattr(self, name, event)
+        return event
 
     async def handshake(self) -> WebSocketRequest:
         """The client's handshake request, ready to ``accept()``."""
@@ -369,7 +384,7 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
 
     async def wait_reader_done(self) -> None:
         """Return once the reader has finished: the close handshake is over or TCP is gone."""
-        await self._reader_done.wait()
+        await self._event("_reader_done").wait()
 
     # -- 3. the closing phase is bounded ------------------------------------------------
 
@@ -395,17 +410,16 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
     async def get_message(self) -> str | bytes:
         self._note_handler_progress()
         try:
-            message = await super().get_message()
+            message = await self._take()
         except ConnectionClosed:
             if self._close_reason is None:
                 # The peer's Close is waiting for us: let it be answered, then report it.
-                self._handler_caught_up.set()
+                self._event("_handler_caught_up").set()
                 await self._close_handshake.wait()
                 raise ConnectionClosed(self._close_reason) from None
             raise
         self._messages_taken += 1
         self._holding_message = True
-        self._wake_reader()
         return message
 
     async def send_message(self, message: str | bytes) -> None:
@@ -418,7 +432,7 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
     def _note_handler_progress(self) -> None:
         self._holding_message = False
         if self._ending is not None and not self._owes_replies():
-            self._handler_caught_up.set()
+            self._event("_handler_caught_up").set()
 
     def _owes_replies(self) -> bool:
         """Whether the handler has a received message it has not answered or asked past."""
@@ -445,9 +459,9 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
         """Let the handler answer every message it was given before the connection ends."""
         self._ending = ending
         # get_message() still returns what is queued, then finds the end.
-        self._send_channel.close()
+        self._close_inbox()
         if self._owes_replies():
-            await self._handler_caught_up.wait()
+            await self._event("_handler_caught_up").wait()
 
     async def ping(self, payload: bytes | None = None) -> None:
         if self._ending is not None:
@@ -476,7 +490,7 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
         ``code`` and ``reason``.
         """
         await self._send_close_frame(code, reason)
-        self._handler_caught_up.set()
+        self._event("_handler_caught_up").set()
         await self._close_stream()
 
     async def _send_close_frame(self, code: int, reason: str) -> None:
@@ -531,7 +545,7 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
 
     async def _aclose(self, code: int, reason: str | None) -> None:
         # The handler is done with the connection, so a waiting Close can be answered.
-        self._handler_caught_up.set()
+        self._event("_handler_caught_up").set()
         if self._close_reason is not None:
             return  # closed or closing already; aclose() may be called again
         self._begin_closing()
@@ -542,7 +556,7 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
                 await self._send_close(CloseConnection(code=code, reason=reason))
             elif self._wsproto.state in (ConnectionState.CONNECTING, ConnectionState.REJECTING):
                 self._close_handshake.set()
-            await self._recv_channel.aclose()
+            self._close_inbox(discard=True)
             # The reader sets this when the peer answers, or when the closing phase runs out.
             await self._close_handshake.wait()
         except ConnectionClosed:
@@ -574,6 +588,10 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
             raise ConnectionClosed(self._close_reason)
         step = _fragment_length(message)
         async with self._stream_lock:
+            if self._outbox:  # the replies held back go first
+                pending = b"".join(self._outbox)
+                self._outbox.clear()
+                await self._send_fragment(pending)
             for start in range(0, len(message), step):
                 if self._close_reason is not None:
                     # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
@@ -585,13 +603,15 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
                     event = TextMessage(data=message[start:end], message_finished=last)
                 else:
                     event = BytesMessage(data=message[start:end], message_finished=last)
-                data = self._wsproto.send(event)
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._abort_web_socket()
-                    assert self._close_reason is not None
-                    raise ConnectionClosed(self._close_reason) from None
+                await self._send_fragment(self._wsproto.send(event))
+
+    async def _send_fragment(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._abort_web_socket()
+            assert self._close_reason is not None
+            raise ConnectionClosed(self._close_reason) from None
 
     # -- 10. permessage-deflate ------------------------------------------------------------
 
@@ -610,7 +630,8 @@ class ServerConnection(FewerCheckpoints, WebSocketConnection):
         await self._send(
             AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers, extensions=extensions)
         )
-        self._open_handshake.set()
+        # Only trio-websocket's client waits for this event; a server can let it go.
+        del self._open_handshake
 
     @property
     def extensions(self) -> list[str]:
