@@ -165,7 +165,8 @@ async def memory(port: int, *, reset: bool = False) -> dict[str, int]:
         async with stream:
             target = "/memory?reset" if reset else "/memory"
             # Connection: close, or keep-alive would hold the answer's end until http_idle_timeout.
-            await stream.send_all(f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode())
+            request = f"GET {target} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+            await stream.send_all(request.encode())
             raw = b""
             while chunk := await stream.receive_some(65536):
                 raw += chunk
