@@ -167,3 +167,64 @@ def assert_no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     for record in caplog.records:
         assert record.exc_info is None, f"traceback logged: {record.getMessage()}"
         assert record.levelno <= logging.INFO, f"{record.levelname}: {record.getMessage()}"
+
+
+class WebSocketHubClient:
+    """A hub client over a real WebSocket (the ``websockets`` library), speaking as the test says."""
+
+    def __init__(self, ws: Any, protocol: HubProtocol) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self._reader = protocol.reader(2**30)
+        self._last_id = 0
+
+    async def handshake(self, version: int = 1) -> str | None:
+        """Send the handshake request; the refusal's text, or ``None`` if accepted."""
+        await self.ws.send(encode_request(self.protocol.name, version).decode())
+        framer = TextFramer(2**20)
+        while (record := framer.next_record()) is None:
+            data = await self.ws.recv()
+            framer.receive_data(data.encode() if isinstance(data, str) else data)
+        self._reader.receive_data(framer.take_rest())
+        return parse_response(record)
+
+    async def send(self, message: HubMessage) -> None:
+        data = self.protocol.encode(message)
+        await self.ws.send(data if self.protocol.name == "messagepack" else data.decode())
+
+    async def receive(self, *, skip_pings: bool = True) -> HubMessage:
+        """The next message from the server (Pings skipped unless asked for)."""
+        while True:
+            message = self._reader.next_message()
+            if message is None:
+                data = await self.ws.recv()
+                self._reader.receive_data(data.encode() if isinstance(data, str) else data)
+                continue
+            if skip_pings and isinstance(message, Ping):
+                continue
+            return message
+
+    async def call(self, target: str, *args: Any) -> Any:
+        """Call ``target`` and return its result; fail the test on an error completion."""
+        self._last_id += 1
+        invocation_id = str(self._last_id)
+        await self.send(Invocation(target, args, invocation_id))
+        while True:
+            message = await self.receive()
+            if isinstance(message, Completion) and message.invocation_id == invocation_id:
+                assert message.error is None, message.error
+                return message.result
+
+
+@asynccontextmanager
+async def open_hub_websocket(
+    url: str, protocol: str = "json", *, headers: dict[str, str] | None = None, handshake: bool = True
+) -> AsyncIterator[WebSocketHubClient]:
+    """A hub client on a real WebSocket to ``url`` (``ws://...?id=TOKEN``), its handshake done."""
+    from websockets.trio.client import connect as ws_connect
+
+    async with ws_connect(url, additional_headers=headers, compression=None) as ws:
+        client = WebSocketHubClient(ws, PROTOCOLS[protocol])
+        if handshake:
+            assert await client.handshake() is None
+        yield client

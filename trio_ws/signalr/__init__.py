@@ -9,6 +9,9 @@ General layout (each module opens with its own rules):
     _hub.py          Hub, and HubCallerContext (what hub code knows about its caller)
     _clients.py      HubClients, ClientProxy, GroupManager, UserManager: reaching clients
     _server.py       HubServer: the nursery that hub connections live in
+    _endpoint.py     map_hub: a hub on an App (negotiate, its WebSocket, its service)
+    _negotiate.py    POST {hub}/negotiate: versions, ids, transports (pure)
+    _websocket_transport.py  WebSocketTransport: a hub connection over a trio_ws WebSocket
     _connection.py   one hub connection: handshake, reading, keep-alive, timeouts, ending
     _dispatch.py     running calls and streams, client results
     _methods.py      which methods a hub offers, and their names on the wire
@@ -32,12 +35,15 @@ from ._clients import GroupManager as GroupManager
 from ._clients import HubClients as HubClients
 from ._clients import SingleClientProxy as SingleClientProxy
 from ._clients import UserManager as UserManager
+from ._endpoint import NegotiateHook as NegotiateHook
+from ._endpoint import map_hub as map_hub
 from ._errors import ClientResultError as ClientResultError
 from ._errors import DisconnectReason as DisconnectReason
 from ._errors import HubError as HubError
 from ._hub import Hub as Hub
 from ._hub import HubCallerContext as HubCallerContext
 from ._methods import hub_method as hub_method
+from ._negotiate import HttpTransportType as HttpTransportType
 from ._options import HubOptions as HubOptions
 from ._options import SlowClientPolicy as SlowClientPolicy
 from ._protocol.messages import TransferFormat as TransferFormat
@@ -46,6 +52,7 @@ from ._server import HubServerStatistics as HubServerStatistics
 from ._streams import HubStream as HubStream
 from ._transport import StreamTransport as StreamTransport
 from ._transport import Transport as Transport
+from ._websocket_transport import WebSocketTransport as WebSocketTransport
 
 __all__ = [
     "Audience",
@@ -56,6 +63,7 @@ __all__ = [
     "GroupManager",
     "Hub",
     "HubCallerContext",
+    "HttpTransportType",
     "HubClients",
     "HubError",
     "HubOptions",
@@ -64,6 +72,7 @@ __all__ = [
     "HubStream",
     "InProcessBackplane",
     "LocalConnection",
+    "NegotiateHook",
     "SerializedMessage",
     "SingleClientProxy",
     "SlowClientPolicy",
@@ -71,5 +80,7 @@ __all__ = [
     "TransferFormat",
     "Transport",
     "UserManager",
+    "WebSocketTransport",
     "hub_method",
+    "map_hub",
 ]

@@ -64,6 +64,7 @@ from ._protocol.handshake import CANCELED, HandshakeReader, choose_protocol, enc
 from ._protocol.messages import Close, HubMessage, Ping, TransferFormat
 
 if TYPE_CHECKING:
+    from .._request import Request
     from ._backplane import SerializedMessage
     from ._protocol.codec import HubProtocol, MessageReader
     from ._server import HubServer
@@ -101,10 +102,18 @@ def new_id() -> str:
 class HubConnection:
     """One client's connection to a hub, whatever transport carries it."""
 
-    def __init__(self, server: HubServer, *, user_id: str | None = None, request: Any = None) -> None:
+    def __init__(
+        self,
+        server: HubServer,
+        *,
+        user_id: str | None = None,
+        request: Request | None = None,
+        token_is_id: bool = False,
+    ) -> None:
         self.server = server
         self.connection_id = new_id()
-        self.token = new_id()
+        # Negotiate version 0 has no token: the client uses the connection id as ``?id=``.
+        self.token = self.connection_id if token_is_id else new_id()
         self.user_id = user_id
         self.request = request
         self.protocol: HubProtocol | None = None
@@ -116,6 +125,7 @@ class HubConnection:
         self._outbox = Outbox(options.send_buffer_size)
         self._inbound_send, self._inbound = trio.open_memory_channel[bytes | _TransportLost](1)
         self._transport: Transport | None = None
+        self._attached = trio.Event()  # a transport has attached, once
         self._pumps: trio.CancelScope | None = None
         self._formats: frozenset[TransferFormat] = frozenset()
         self._transport_pings = True
@@ -159,7 +169,7 @@ class HubConnection:
         try:
             with self._scope:
                 try:
-                    if await self._handshake():
+                    if await self._wait_for_transport() and await self._handshake():
                         await self._serve()
                 except Exception:
                     logger.exception("%s: internal error; please report a bug to trio_ws", self)
@@ -185,6 +195,15 @@ class HubConnection:
     def arm_client_timeout(self) -> None:
         """The client pinged: from now on, silence for ``client_timeout`` ends the connection."""
         self._client_timeout_armed = True
+
+    async def _wait_for_transport(self) -> bool:
+        """Wait for the first transport, at most ``disconnect_timeout`` (a negotiate never followed up)."""
+        timeout = self._options.disconnect_timeout
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            await self._attached.wait()
+            return True
+        logger.info("%s: gone: no transport came within disconnect_timeout (%s s)", self, timeout)
+        return False
 
     async def _handshake(self) -> bool:
         options = self._options
@@ -322,7 +341,7 @@ class HubConnection:
                     logger.error("%s: on_disconnected failed", self, exc_info=exc)
                 finally:
                     current_call.reset(token)
-            if not self._transport_gone:
+            if not self._transport_gone and self._attached.is_set():
                 await self._flushed.wait()
         self._done.set()
         if self._pumps is not None:
@@ -406,13 +425,15 @@ class HubConnection:
 
     # -- transports -------------------------------------------------------------------------
 
-    async def attach(self, transport: Transport) -> None:
+    async def attach(self, transport: Transport, *, request: Request | None = None) -> None:
         """Carry this connection's bytes over ``transport`` until one of them ends.
 
         Runs in the transport's own task (a WebSocket handler, say): one task
         pumps the client's bytes in, another pumps queued messages out. When
         the connection ends, its last messages (the Close) are sent first;
-        then the transport is closed.
+        then the transport is closed. ``request`` is the HTTP request that
+        opened the transport: hub code sees it as ``context.request`` (the
+        official TestHub reads its headers and cookies there).
 
         Raises:
             ConnectionGone: the connection has already ended.
@@ -423,7 +444,10 @@ class HubConnection:
         if self._transport is not None:
             raise TransportInUse(str(self))
         self._transport = transport
+        if request is not None:
+            self.request = request
         self.transport_name = self.transport_name or transport.name
+        self._attached.set()
         self._formats = transport.transfer_formats
         self._transport_pings = transport.keep_alive
         try:

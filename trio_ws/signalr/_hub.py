@@ -33,6 +33,7 @@ from ._clients import GroupManager, HubClients, UserManager
 from ._errors import DisconnectReason
 
 if TYPE_CHECKING:
+    from .._request import Request
     from ._connection import HubConnection
     from ._server import HubServer
 
@@ -76,8 +77,9 @@ class HubCallerContext:
         return self._connection.user_id
 
     @property
-    def request(self) -> Any:
-        """What the transport was opened with (an HTTP request), or ``None``."""
+    def request(self) -> Request | None:
+        """The HTTP request that opened the connection's transport (the WebSocket's upgrade), or
+        ``None`` for a transport without one; its headers, cookies, query and identity."""
         return self._connection.request
 
     @property

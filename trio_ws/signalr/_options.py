@@ -50,7 +50,10 @@ class HubOptions:
             client for this long (ASP.NET: 30). As in ASP.NET, it starts with
             the client's first Ping, for clients that never ping.
         handshake_timeout: Seconds a new connection has to complete the hub
-            handshake (ASP.NET: 15).
+            handshake, from the moment its transport attaches (ASP.NET: 15).
+        disconnect_timeout: Seconds a connection may be without a transport
+            before it is gone (ASP.NET: 15): after negotiate, until the
+            client's first transport attaches.
         max_message_size: Largest message a client may send, in bytes
             (ASP.NET: 32 KiB). A larger one, or a larger handshake, closes
             the connection with an error; nothing that size is buffered.
@@ -82,6 +85,7 @@ class HubOptions:
     keep_alive_interval: float | None = 15.0
     client_timeout: float | None = 30.0
     handshake_timeout: float | None = 15.0
+    disconnect_timeout: float | None = 15.0
     # Limits
     max_message_size: int = 32 * 1024
     max_parallel_invocations: int = 1
@@ -98,7 +102,13 @@ class HubOptions:
     protocols: tuple[str, ...] = ("json", "messagepack")
 
     def __post_init__(self) -> None:
-        for name in ("keep_alive_interval", "client_timeout", "handshake_timeout", "client_result_timeout"):
+        for name in (
+            "keep_alive_interval",
+            "client_timeout",
+            "handshake_timeout",
+            "disconnect_timeout",
+            "client_result_timeout",
+        ):
             value = getattr(self, name)
             if value is not None:
                 _check_seconds(name, value)

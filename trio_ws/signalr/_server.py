@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -42,6 +42,9 @@ from ._methods import HubMethod, discover_methods
 from ._options import HubOptions
 from ._protocol import PROTOCOLS, HubProtocol
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from .._request import Request
 
 __all__ = ["HubServer", "HubServerStatistics"]
 
@@ -97,6 +100,7 @@ class HubServer:
         self.users = UserManager(self)
         self._connections: dict[str, HubConnection] = {}  # by token
         self._nursery: trio.Nursery | None = None
+        self._running = False
         self._closing = False
         self._stopped = trio.Event()
         self._empty = trio.Event()
@@ -124,32 +128,47 @@ class HubServer:
         and is logged as a bug. What the backplane's ``serve()`` raises
         comes out of ``run()`` in an ``ExceptionGroup``.
 
-        Raises:
-            RuntimeError: it is already running, or has been closed.
-        """
-        if self._nursery is not None or self._closing:
-            raise RuntimeError("a HubServer runs once")
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.backplane.serve)
-            self._nursery = nursery
-            task_status.started(self)
-            await self._stopped.wait()
-            nursery.cancel_scope.cancel()
+        It may run again once it has returned (an app served twice in one
+        process, say), but in one place at a time.
 
-    def open_connection(self, *, user_id: str | None = None, request: Any = None) -> HubConnection:
+        Raises:
+            RuntimeError: it is already running.
+        """
+        if self._running:
+            raise RuntimeError("this HubServer is already running; it runs in one place at a time")
+        self._running = True
+        self._closing = False
+        self._stopped = trio.Event()
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.backplane.serve)
+                self._nursery = nursery
+                task_status.started(self)
+                await self._stopped.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            self._running = False
+
+    def open_connection(
+        self, *, user_id: str | None = None, request: Request | None = None, token_is_id: bool = False
+    ) -> HubConnection:
         """Start a hub connection, waiting for a transport to attach (``HubConnection.attach``).
 
-        The connection's handshake clock starts now. Negotiate uses this; a
-        transport that needs no negotiation uses ``serve_transport``.
+        Negotiate uses this; a transport that needs no negotiation uses
+        ``serve_transport``. A connection that no transport attaches to
+        within ``disconnect_timeout`` is gone; the handshake clock starts
+        when one does. ``token_is_id`` makes the secret token the public id,
+        as negotiate version 0 requires (its clients send the id as ``?id=``).
 
         Raises:
             RuntimeError: the hub server is not running, or is closing.
         """
-        if self._nursery is None or self._closing:
-            raise RuntimeError(
-                "the hub server is not running" if not self._closing else "the hub server is closing"
-            )
-        connection = HubConnection(self, user_id=user_id, request=request)
+        if self._closing:
+            raise RuntimeError("the hub server is closing (or has closed)")
+        if self._nursery is None:
+            raise RuntimeError("the hub server is not running: start it with nursery.start(hub_server.run)")
+        connection = HubConnection(self, user_id=user_id, request=request, token_is_id=token_is_id)
         self._connections[connection.token] = connection
         self._empty = trio.Event()
         self._nursery.start_soon(connection.run, name=f"hub connection {connection.connection_id}")
@@ -167,7 +186,7 @@ class HubServer:
             self._empty.set()
 
     async def serve_transport(
-        self, transport: Transport, *, user_id: str | None = None, request: Any = None
+        self, transport: Transport, *, user_id: str | None = None, request: Request | None = None
     ) -> None:
         """Open a connection and carry it over ``transport`` until either ends.
 
