@@ -19,6 +19,8 @@ General layout (each module opens with its own rules):
     _streams.py      HubStream: a stream the client uploads
     _outbox.py       the bounded queue of bytes waiting to go to one client
     _transport.py    the Transport interface, and StreamTransport over a trio Stream
+    _client.py       open_hub_client, HubClient: the trio client
+    _client_negotiate.py  the client's negotiate over h11, and HubClientError
     _backplane/      the Backplane interface and the in-process backplane
     _options.py      HubOptions and SlowClientPolicy
     _errors.py       HubError, ClientResultError, DisconnectReason, error texts
@@ -30,6 +32,11 @@ from ._backplane import Backplane as Backplane
 from ._backplane import InProcessBackplane as InProcessBackplane
 from ._backplane import LocalConnection as LocalConnection
 from ._backplane import SerializedMessage as SerializedMessage
+from ._client import ClientState as ClientState
+from ._client import HubClient as HubClient
+from ._client import HubClientError as HubClientError
+from ._client import InvocationError as InvocationError
+from ._client import open_hub_client as open_hub_client
 from ._clients import ClientProxy as ClientProxy
 from ._clients import GroupManager as GroupManager
 from ._clients import HubClients as HubClients
@@ -59,11 +66,14 @@ __all__ = [
     "Backplane",
     "ClientProxy",
     "ClientResultError",
+    "ClientState",
     "DisconnectReason",
     "GroupManager",
     "Hub",
     "HubCallerContext",
     "HttpTransportType",
+    "HubClient",
+    "HubClientError",
     "HubClients",
     "HubError",
     "HubOptions",
@@ -71,6 +81,7 @@ __all__ = [
     "HubServerStatistics",
     "HubStream",
     "InProcessBackplane",
+    "InvocationError",
     "LocalConnection",
     "NegotiateHook",
     "SerializedMessage",
@@ -83,4 +94,5 @@ __all__ = [
     "WebSocketTransport",
     "hub_method",
     "map_hub",
+    "open_hub_client",
 ]
