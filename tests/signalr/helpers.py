@@ -8,8 +8,8 @@ clients are the oracle elsewhere; this one is for what they never send.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import Any
 
@@ -228,3 +228,45 @@ async def open_hub_websocket(
         if handshake:
             assert await client.handshake() is None
         yield client
+
+
+@contextmanager
+def served_in_thread(app: Any, options: Any = None) -> Iterator[str]:
+    """``app`` served on 127.0.0.1 by ``trio.run`` in a thread of its own, for clients that are not
+    trio (asyncio, threads, browsers); yields its base URL (no trailing slash). Graceful
+    shutdown at the end."""
+    import queue
+    import threading
+
+    import trio_ws
+
+    ready: queue.Queue[Any] = queue.Queue()
+    stop = trio.Event()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            server: trio_ws.Server = await nursery.start(
+                partial(trio_ws.serve, app, "127.0.0.1", 0, options=options)
+            )
+            ready.put((server.url.rstrip("/"), trio.lowlevel.current_trio_token()))
+            await stop.wait()
+            await server.aclose()
+
+    def run() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # handed to the test, which fails with it
+            ready.put(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started = ready.get(timeout=30)
+    if isinstance(started, BaseException):
+        raise started
+    url, token = started
+    try:
+        yield url
+    finally:
+        trio.from_thread.run_sync(stop.set, trio_token=token)
+        thread.join(30)
+        assert not thread.is_alive(), "the server thread did not stop"

@@ -131,8 +131,15 @@ def map_hub(
     endpoint = _HubEndpoint(hub_server, offered, on_negotiate)
     guard = None if hook is None else _hub_auth(hook)
     app.add_route(f"{path}/negotiate", endpoint.negotiate, methods=["POST"], auth=guard, ignore_case=True)
+    # No WebSocket pings: the hub pings and times out its clients itself, and signalrcore's
+    # client never answers a WebSocket ping (the server would drop it as dead).
     app.add_websocket(
-        path, endpoint.websocket, auth=guard, before_upgrade=endpoint.before_upgrade, ignore_case=True
+        path,
+        endpoint.websocket,
+        auth=guard,
+        before_upgrade=endpoint.before_upgrade,
+        ignore_case=True,
+        keep_alive=False,
     )
     app.add_service(endpoint.service)
     return hub_server
