@@ -27,7 +27,9 @@ Rules of this module:
 * A connection ends once, for one reason (``close(reason)``, first caller
   wins). Ending cancels the nursery: calls, streams, the keep-alive. Then,
   shielded from cancellation and bounded by ``close_timeout``: the Close
-  message is queued (when the transport can still carry it), client
+  message is queued (when the transport can still carry it; a client too
+  slow to read gets none: what is queued is dropped and its transport
+  aborted at once, ``Transport.abort``), client
   results still awaited fail, the connection leaves the backplane (and so
   its groups), ``on_disconnected`` runs, and the Close message is given
   time to go out.
@@ -126,6 +128,7 @@ class HubConnection:
         self._inbound_send, self._inbound = trio.open_memory_channel[bytes | _TransportLost](1)
         self._transport: Transport | None = None
         self._attached = trio.Event()  # a transport has attached, once
+        self._abandoned = False  # too slow: its transport is aborted, not closed
         self._pumps: trio.CancelScope | None = None
         self._formats: frozenset[TransferFormat] = frozenset()
         self._transport_pings = True
@@ -325,7 +328,14 @@ class HubConnection:
     async def _finish(self) -> None:
         with trio.CancelScope(shield=True), trio.move_on_after(self._options.close_timeout):
             reason = self._reason
-            if self._transport_gone or self.protocol is None:
+            if reason is DisconnectReason.TOO_SLOW:
+                # It is not reading: a goodbye would wait behind everything queued. Drop it all,
+                # and the transport at once.
+                self._abandoned = True
+                self._outbox.discard()
+                if self._pumps is not None:
+                    self._pumps.cancel()
+            elif self._transport_gone or self.protocol is None:
                 self._outbox.close()
             else:
                 goodbye = self._goodbye or _goodbye_for(reason, self._detail, self._options.detailed_errors)
@@ -341,7 +351,7 @@ class HubConnection:
                     logger.error("%s: on_disconnected failed", self, exc_info=exc)
                 finally:
                     current_call.reset(token)
-            if not self._transport_gone and self._attached.is_set():
+            if not (self._transport_gone or self._abandoned) and self._attached.is_set():
                 await self._flushed.wait()
         self._done.set()
         if self._pumps is not None:
@@ -455,7 +465,7 @@ class HubConnection:
                 # Cancelled by whichever ends first: the transport (pump in), the connection
                 # once its Close is sent (pump out), or the connection's end after close_timeout.
                 self._pumps = pumps.cancel_scope
-                if self._done.is_set():
+                if self._done.is_set() or self._abandoned:
                     pumps.cancel_scope.cancel()
                 pumps.start_soon(self._pump_out, transport, pumps.cancel_scope)
                 await self._pump_in(transport)
@@ -471,7 +481,10 @@ class HubConnection:
             self._flushed.set()
             if not self.closing:
                 self._transport_broke("the transport was detached")
-            await transport.aclose()
+            if self._abandoned:
+                await transport.abort()
+            else:
+                await transport.aclose()
 
     async def _pump_in(self, transport: Transport) -> None:
         while True:

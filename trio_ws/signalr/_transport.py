@@ -17,7 +17,8 @@ Rules of a transport (the ``Transport`` protocol below):
   says whether the connection speaks a binary protocol (MessagePack), for a
   WebSocket to choose Binary frames over Text ones.
 * ``aclose()`` ends the transport after the connection has said its last
-  word (its Close message is in the last chunk sent).
+  word (its Close message is in the last chunk sent). ``abort()`` ends it
+  at once, without waiting for the client, which has stopped reading.
 * ``transfer_formats`` says what it can carry (Server-Sent Events: text
   only), and ``keep_alive`` whether the hub should ping over it (not over
   Long Polling, whose polls show the client is alive).
@@ -58,6 +59,8 @@ class Transport(Protocol):
 
     async def aclose(self) -> None: ...
 
+    async def abort(self) -> None: ...
+
 
 class StreamTransport:
     """A transport over a ``trio.abc.Stream``: bytes both ways, binary-safe.
@@ -91,6 +94,9 @@ class StreamTransport:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+    async def abort(self) -> None:
+        await trio.aclose_forcefully(self.stream)
 
     def __repr__(self) -> str:
         return f"<StreamTransport {self.name}>"

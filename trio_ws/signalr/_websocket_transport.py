@@ -22,7 +22,8 @@ Rules of this module:
   ended without a Close (1006), or with a protocol error, broke.
 * When the hub connection ends, the socket is closed with 1000, or with
   1001 when the server is shutting down (after the hub's own Close message,
-  so a client hears the reason first).
+  so a client hears the reason first). A client too slow to read is cut off
+  at once with 1008, without waiting for its answer.
 """
 
 from __future__ import annotations
@@ -76,6 +77,9 @@ class WebSocketTransport:
             await self.ws.aclose(1001, "server shutting down")
         else:
             await self.ws.aclose(1000)
+
+    async def abort(self) -> None:
+        await self.ws.close_now(1008, "too slow")
 
     def __repr__(self) -> str:
         return f"<WebSocketTransport {self.ws}>"
