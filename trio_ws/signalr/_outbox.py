@@ -131,13 +131,21 @@ class Outbox:
         return chunk
 
     async def get(self, max_bytes: int) -> bytes:
-        """Like ``get_nowait``, but waits for a message."""
+        """Like ``get_nowait``, but waits for a message.
+
+        A get that waited has been through the scheduler already; only one
+        that did not takes a schedule point, so a woken reader sends at once
+        instead of waiting one more turn.
+        """
         await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             try:
                 chunk = self.get_nowait(max_bytes)
             except trio.WouldBlock:
                 await self._readers.park()
+                waited = True
             else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                 return chunk
