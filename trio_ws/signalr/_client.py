@@ -46,7 +46,15 @@ import inspect
 import logging
 import math
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
@@ -303,7 +311,7 @@ class HubClient:
             await self._send(connection, StreamInvocation(invocation_id, method, arguments, tuple(uploads)))
             self._start_uploads(connection, uploads)
 
-            async def items() -> AsyncIterator[Any]:
+            async def items() -> AsyncGenerator[Any, None]:
                 nonlocal finished
                 async with receive:
                     async for item in receive:
@@ -318,7 +326,7 @@ class HubClient:
             try:
                 yield iterator
             finally:
-                await iterator.aclose()  # type: ignore[attr-defined]
+                await iterator.aclose()
         finally:
             if self._streams.pop(invocation_id, None) is not None and not finished:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
