@@ -158,7 +158,7 @@ async def test_a_client_that_never_reads_is_closed_as_too_slow(
             await silent.send('{"protocol":"json","version":1}\x1e')
             assert await silent.recv() == "{}\x1e"
             chunk = "y" * 30_000
-            for _ in range(400):  # 12 MB: past the kernel's buffers and the 64 KiB send buffer
+            for _ in range(800):  # 24 MB: past what the kernel buffers and the 64 KiB send buffer
                 await bystander.call("Broadcast", chunk)
             # The server cut it off: reading what reached it ends in the close.
             with pytest.raises(ConnectionClosed):
