@@ -28,6 +28,7 @@ General layout (each module opens with its own rules):
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
     _cli.py         the command line
     testing.py      public as ``trio_ws.testing``: in-memory and port-0 servers for your tests
+    signalr/        public as ``trio_ws.signalr``: SignalR-compatible hubs (docs/hubs.md)
 """
 
 from trio_websocket import ConnectionClosed as ConnectionClosed

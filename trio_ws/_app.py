@@ -119,6 +119,7 @@ class App:
         auth: AuthHook | InheritAuth | None = InheritAuth.APP,
         before_upgrade: BeforeUpgrade | None = None,
         ignore_case: bool = False,
+        keep_alive: bool = True,
     ) -> Callable[[_WS], _WS]:
         """Decorator: run the decorated handler for each WebSocket opened on ``path``."""
 
@@ -130,6 +131,7 @@ class App:
                 auth=auth,
                 before_upgrade=before_upgrade,
                 ignore_case=ignore_case,
+                keep_alive=keep_alive,
             )
             return handler
 
@@ -144,6 +146,7 @@ class App:
         auth: AuthHook | InheritAuth | None = InheritAuth.APP,
         before_upgrade: BeforeUpgrade | None = None,
         ignore_case: bool = False,
+        keep_alive: bool = True,
     ) -> None:
         """Run ``handler`` for each WebSocket opened on ``path``.
 
@@ -160,9 +163,22 @@ class App:
                 after auth and before the 101: a ``Response`` is sent instead
                 of upgrading (404 for an unknown id, 409 for a second socket).
             ignore_case: Match the path's letters in any case.
+            keep_alive: Ping this route's connections every
+                ``Options.keep_alive_interval`` (the default). ``False`` for a
+                protocol that keeps its connections alive itself, with its
+                own pings and timeout (SignalR hubs do, and some of their
+                clients never answer a WebSocket ping).
         """
         self._add(
-            WebSocketRoute(path, handler, tuple(subprotocols), auth, before_upgrade, ignore_case=ignore_case)
+            WebSocketRoute(
+                path,
+                handler,
+                tuple(subprotocols),
+                auth,
+                before_upgrade,
+                ignore_case=ignore_case,
+                keep_alive=keep_alive,
+            )
         )
 
     # -- HTTP routes -------------------------------------------------------------
