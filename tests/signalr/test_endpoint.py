@@ -32,6 +32,7 @@ from .helpers import open_hub_websocket
 class Chat(Hub):
     def __init__(self) -> None:
         self.reasons: list[DisconnectReason] = []
+        self.left = trio.Event()
 
     async def echo(self, message: str) -> str:
         return message
@@ -43,6 +44,7 @@ class Chat(Hub):
 
     async def on_disconnected(self, reason: DisconnectReason) -> None:
         self.reasons.append(reason)
+        self.left.set()
 
 
 async def _verify(token: str) -> trio_ws.Identity | None:
@@ -239,3 +241,31 @@ def test_map_hub_refuses_what_it_cannot_serve() -> None:
         map_hub(app, "/a", Chat(), transports=[HttpTransportType.LONG_POLLING])
     with pytest.raises(ValueError, match="at least one transport"):
         map_hub(app, "/b", Chat(), transports=[])
+
+
+async def test_a_full_hub_refuses_new_connections_with_503(nursery: trio.Nursery) -> None:
+    """Past ``max_connections`` open connections, negotiate and a WebSocket without an id get 503
+    with Retry-After (a negotiate flood cannot grow memory without bound); one ending makes room."""
+    app = trio_ws.App()
+    hub = Chat()
+    hub_server = map_hub(app, "/chat", hub, options=HubOptions(max_connections=2))
+    server = await trio_ws.testing.start_server(nursery, app)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        first = await http.post("/chat/negotiate?negotiateVersion=1")
+        await http.post("/chat/negotiate?negotiateVersion=1")
+        refused = await http.post("/chat/negotiate?negotiateVersion=1")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert "max_connections" in refused.text
+        with pytest.raises(InvalidStatus) as skipped:
+            async with open_hub_websocket(server.ws_url("/chat")):
+                pass
+        assert skipped.value.response.status_code == 503
+        with trio.fail_after(IO_DEADLINE):
+            token = first.json()["connectionToken"]
+            async with open_hub_websocket(server.ws_url(f"/chat?id={token}")) as client:
+                await client.send(Close())
+                await hub.left.wait()
+            await trio.testing.wait_all_tasks_blocked()
+        assert hub_server.statistics().connections == 1
+        assert (await http.post("/chat/negotiate?negotiateVersion=1")).status_code == 200

@@ -17,7 +17,7 @@ What runs where::
        ├─ hub service                  HubServer.run: every hub connection's nursery (see _server.py)
        └─ connections nursery
           └─ one task per TCP connection
-             └─ WebSocket handler      HubConnection.attach: pumps bytes while the socket lasts
+             └─ WebSocket handler      HubConnection.attach: writes the connection's queue while it lasts
 
 Rules of this module:
 
@@ -55,7 +55,7 @@ from ._connection import ConnectionGone, TransportInUse
 from ._hub import Hub
 from ._negotiate import HttpTransportType, NegotiateError, negotiate_answer, negotiate_version
 from ._options import HubOptions
-from ._server import HubServer
+from ._server import HubFull, HubServer
 from ._websocket_transport import WebSocketTransport
 
 if TYPE_CHECKING:
@@ -189,9 +189,12 @@ class _HubEndpoint:
             return Response.json(200, {"error": exc.text})
         if self.hub_server.closing:
             return Response.text(503, "Service Unavailable: the hub is shutting down")
-        connection = self.hub_server.open_connection(
-            user_id=_user_id(request), request=request, token_is_id=version == 0
-        )
+        try:
+            connection = self.hub_server.open_connection(
+                user_id=_user_id(request), request=request, token_is_id=version == 0
+            )
+        except HubFull as exc:
+            return _full(exc)
         answer = negotiate_answer(version, connection.connection_id, connection.token, self.transports)
         response = Response.json(200, answer, headers=[("cache-control", "no-cache")])
         if self.on_negotiate is not None:
@@ -202,7 +205,11 @@ class _HubEndpoint:
         """Refuse a WebSocket for a connection that does not exist, is taken, or is someone else's."""
         token = request.query_param("id")
         if token is None:
-            return None  # the client skipped negotiate: the handler opens a connection
+            # The client skipped negotiate: the handler opens a connection, if there is room.
+            limit = self.hub_server.options.max_connections
+            if limit is not None and self.hub_server.statistics().connections >= limit:
+                return _full(HubFull(limit))
+            return None
         connection = self.hub_server.find_connection(token)
         if connection is None or connection.closing:
             return Response.text(404, "No Connection with that ID")
@@ -222,7 +229,10 @@ class _HubEndpoint:
         transport = WebSocketTransport(ws)
         token = request.query_param("id")
         if token is None:
-            await self.hub_server.serve_transport(transport, user_id=_user_id(request), request=request)
+            try:
+                await self.hub_server.serve_transport(transport, user_id=_user_id(request), request=request)
+            except HubFull:  # filled up between the hook and the upgrade
+                await ws.aclose(1013, "the hub is full; try again later")
             return
         connection = self.hub_server.find_connection(token)
         try:
@@ -235,6 +245,12 @@ class _HubEndpoint:
             await ws.aclose(
                 1008, "connection gone" if isinstance(exc, ConnectionGone) else "connection in use"
             )
+
+
+def _full(exc: HubFull) -> Response:
+    """503, with the reason: the official client reports it and, reconnecting, tries again later."""
+    logger.info("refused a new hub connection: %s", exc)
+    return Response.text(503, f"Service Unavailable: {exc}; try again later", headers=[("retry-after", "5")])
 
 
 def _user_id(request: Request) -> str | None:
