@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import trio_ws
 from trio_ws.signalr import (
     DisconnectReason,
-    HttpTransportType,
     Hub,
     HubOptions,
     HubServer,
@@ -91,7 +90,12 @@ async def test_negotiate_then_the_websocket_at_its_token(served: Served) -> None
     body = answer.json()
     assert body["negotiateVersion"] == 1
     assert body["connectionId"] != body["connectionToken"]
-    assert body["availableTransports"] == [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]
+    assert body["availableTransports"] == [
+        {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]},
+        {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
+        {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
+    ]
+    assert "useStatefulReconnect" not in body
     url = served.ws_url(f"/chat?id={body['connectionToken']}")
     async with open_hub_websocket(url, headers={"X-Test": "yes"}) as client:
         assert await client.call("Echo", "héllo") == "héllo"
@@ -235,12 +239,12 @@ async def test_an_app_can_be_served_again(nursery: trio.Nursery) -> None:
 
 
 def test_map_hub_refuses_what_it_cannot_serve() -> None:
-    """A transport trio_ws does not serve yet, or none, is refused with what to offer instead."""
+    """No transport at all, or something that is not an ``HttpTransportType``, is refused."""
     app = trio_ws.App()
-    with pytest.raises(ValueError, match="does not serve LongPolling yet; offer WebSockets"):
-        map_hub(app, "/a", Chat(), transports=[HttpTransportType.LONG_POLLING])
     with pytest.raises(ValueError, match="at least one transport"):
         map_hub(app, "/b", Chat(), transports=[])
+    with pytest.raises(ValueError, match="HttpTransportType members"):
+        map_hub(app, "/c", Chat(), transports=["LongPolling"])  # type: ignore[list-item]
 
 
 async def test_a_full_hub_refuses_new_connections_with_503(nursery: trio.Nursery) -> None:

@@ -70,6 +70,7 @@ import trio
 
 from ._dispatch import Dispatcher
 from ._errors import DisconnectReason, error_text
+from ._http_transports import LongPollingTransport, PostInbox
 from ._hub import CallInfo, HubCallerContext, current_call
 from ._options import SlowClientPolicy
 from ._protocol.errors import HandshakeError, ProtocolError
@@ -77,6 +78,7 @@ from ._protocol.handshake import CANCELED, HandshakeReader, choose_protocol, enc
 from ._protocol.messages import Ack, Close, HubMessage, Ping, TransferFormat, is_trackable
 from ._replay import Replay
 from ._sender import Sender, describe_break
+from ._transport import ConnectionGone, TransportInUse, TransportMismatch
 
 if TYPE_CHECKING:
     from .._request import Request
@@ -97,18 +99,6 @@ _ACK_DELAY = 1.0
 _MESSAGES_PER_TURN = 64
 
 
-class ConnectionGone(Exception):
-    """The connection has ended: a transport cannot attach to it (HTTP answers 404)."""
-
-
-class TransportInUse(Exception):
-    """The connection already has a transport attached (HTTP answers 409)."""
-
-
-class TransportMismatch(Exception):
-    """The connection is carried by another kind of transport (HTTP answers 400)."""
-
-
 def new_id() -> str:
     """A connection id or token: 16 random bytes in URL-safe base64, as ASP.NET makes them."""
     return secrets.token_urlsafe(16)
@@ -124,20 +114,23 @@ class Attachment:
             itself (a poll, an event stream).
         scope: The transport's own work for the connection (its pump, its
             stream): cancelled when the transport leaves.
+        gone: Set when the transport has left.
         abandoned: Too slow, or replaced: abort it, never close it politely.
     """
 
-    __slots__ = ("abandoned", "push", "scope", "transport")
+    __slots__ = ("abandoned", "gone", "push", "scope", "transport")
 
     def __init__(self, transport: Inbound, push: Transport | None) -> None:
         self.transport = transport
         self.push = push
         self.scope = trio.CancelScope()
+        self.gone = trio.Event()
         self.abandoned = False
 
     def drop(self) -> None:
         """Stop whatever the connection does with this transport."""
         self.scope.cancel()
+        self.gone.set()
 
 
 class HubConnection:
@@ -188,6 +181,7 @@ class HubConnection:
         self._client_timeout_armed = False
         self._last_received = -math.inf
         self._ack_wanted = trio.Event()
+        self._inbox: PostInbox | None = None
         self._flushed = trio.Event()  # the last message queued has gone to the transport
         self._done = trio.Event()
 
@@ -203,6 +197,11 @@ class HubConnection:
     def has_transport(self) -> bool:
         """Whether a transport is attached now (a second WebSocket is answered 409 before its upgrade)."""
         return self._attachment is not None
+
+    @property
+    def current_transport(self) -> Inbound | None:
+        """The transport attached now, if any."""
+        return None if self._attachment is None else self._attachment.transport
 
     @property
     def resumable(self) -> bool:
@@ -251,6 +250,23 @@ class HubConnection:
                 attachment.abandoned = True
                 attachment.drop()
         self._scope.cancel()
+
+    def stop(self) -> None:
+        """The client ended the connection without a word over its transport (a Long Polling
+        ``DELETE``): ``CLIENT_CLOSED``, and no goodbye is sent."""
+        attachment = self._attachment
+        if attachment is not None:
+            self.transport_lost(attachment, broken=False, detail="stopped by the client")
+        else:
+            self.close(DisconnectReason.CLIENT_CLOSED)
+
+    def post_inbox(self) -> PostInbox:
+        """Where the client's bytes go when they come in POSTs (Server-Sent Events, Long Polling)."""
+        if self._inbox is None:
+            self._inbox = PostInbox()
+            if self._done.is_set():
+                self._inbox.close()
+        return self._inbox
 
     def start_task(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start a task in the connection's nursery (calls and streams)."""
@@ -428,6 +444,9 @@ class HubConnection:
                 if now >= away + disconnect:
                     logger.info("%s: gone: %s (%s s)", self, self._away_detail, disconnect)
                     self.close(self._away_reason, f"{self._away_detail} ({disconnect:g} s)")
+                    if self._attachment is not None:  # Long Polling: nobody will take a goodbye
+                        self._attachment.drop()
+                        self._attachment = self.sender.attachment = None
                     return
                 due = away + disconnect
             if self.protocol is not None:
@@ -494,8 +513,18 @@ class HubConnection:
                     current_call.reset(token)
             attachment = self._attachment
             if attachment is not None and not attachment.abandoned and self._attached.is_set():
-                await self._flushed.wait()
+                transport = attachment.transport
+                # Shutting down, a Long Polling client between polls can't come back for its
+                # goodbye (new requests get 503): wait only for a poll that is held.
+                if not (
+                    isinstance(transport, LongPollingTransport)
+                    and transport.held is None
+                    and self.server.closing
+                ):
+                    await self._flushed.wait()
         self._done.set()
+        if self._inbox is not None:
+            self._inbox.close()  # POSTs still waiting are answered 404
         attachment = self._attachment
         if attachment is not None:
             attachment.scope.cancel()  # the goodbye had its time: stop pumping, read or not
@@ -683,8 +712,10 @@ class HubConnection:
         writes what is queued for the client (the pump); the connection's own
         task reads. When the connection ends, its last messages (the Close)
         are sent first; then the transport is closed (aborted, for a client
-        too slow to read, or one replaced under stateful reconnect). If this
-        task is cancelled, the transport counts as broken.
+        too slow to read, or one replaced under stateful reconnect), and this
+        returns once the connection is over (``on_disconnected`` has run),
+        or, under stateful reconnect, once the transport has dropped. If
+        this task is cancelled, the transport counts as broken.
 
         Raises:
             ConnectionGone: the connection has already ended.
@@ -703,6 +734,8 @@ class HubConnection:
                 await transport.abort()
             else:
                 await transport.aclose()
+        if self.closing:
+            await self._done.wait()  # return once the connection is over, not just its transport
 
 
 def _goodbye_for(reason: DisconnectReason | None, detail: str | None, detailed: bool) -> Close | None:

@@ -48,6 +48,9 @@ __all__ = ["CHUNK", "Sender", "describe_break"]
 CHUNK = 64 * 1024
 """Most bytes joined into one transport write (a WebSocket message, a Server-Sent Event)."""
 
+# How long a pump whose send failed waits for the reader to find the transport's end.
+_READER_GRACE = 1.0
+
 
 class Sender:
     """The bytes on their way to one client."""
@@ -161,6 +164,10 @@ class Sender:
             try:
                 await transport.send(chunk, binary=self.binary)
             except trio.BrokenResourceError as exc:
+                # A client that closed cleanly can fail a send just before its end is read:
+                # the reader has a moment to say so first, and the reason is the right one.
+                with trio.move_on_after(_READER_GRACE):
+                    await attachment.gone.wait()
                 self._connection.transport_lost(
                     attachment, broken=True, detail=describe_break("while sending", exc)
                 )

@@ -44,7 +44,26 @@ import trio
 
 from ._protocol.messages import TransferFormat
 
-__all__ = ["Inbound", "StreamTransport", "Transport"]
+__all__ = [
+    "ConnectionGone",
+    "Inbound",
+    "StreamTransport",
+    "Transport",
+    "TransportInUse",
+    "TransportMismatch",
+]
+
+
+class ConnectionGone(Exception):
+    """The connection has ended: a transport cannot attach to it (HTTP answers 404)."""
+
+
+class TransportInUse(Exception):
+    """The connection already has a transport attached (HTTP answers 409)."""
+
+
+class TransportMismatch(Exception):
+    """The connection is carried by another kind of transport (HTTP answers 400)."""
 
 
 class Inbound(Protocol):
