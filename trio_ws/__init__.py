@@ -26,6 +26,8 @@ General layout (each module opens with its own rules):
     _fastio.py      the handler's inbox and outbox: many messages per step, one write per batch
     _keepalive.py   the ping task
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
+    _load.py        finding the app named module:attribute (the CLI's APP)
+    _health.py      the health check and the checks an app adds to it
     _cli.py         the command line
     testing.py      public as ``trio_ws.testing``: in-memory and port-0 servers for your tests
     signalr/        public as ``trio_ws.signalr``: SignalR-compatible hubs (docs/hubs.md)
@@ -39,6 +41,11 @@ from ._auth import bearer_auth as bearer_auth
 from ._auth import bearer_token as bearer_token
 from ._echo import echo as echo
 from ._echo import echo_app as echo_app
+from ._health import Health as Health
+from ._health import HealthCheck as HealthCheck
+from ._load import AppImportError as AppImportError
+from ._load import AppNotFound as AppNotFound
+from ._load import load_app as load_app
 from ._options import Options as Options
 from ._request import Identity as Identity
 from ._request import Request as Request
@@ -62,10 +69,14 @@ from ._websocket import WebSocketConnection as WebSocketConnection
 
 __all__ = [
     "App",
+    "AppImportError",
+    "AppNotFound",
     "AuthHook",
     "BeforeUpgrade",
     "ConnectionClosed",
     "HTTPHandler",
+    "Health",
+    "HealthCheck",
     "Identity",
     "InheritAuth",
     "Options",
@@ -85,6 +96,7 @@ __all__ = [
     "bearer_token",
     "echo",
     "echo_app",
+    "load_app",
     "serve",
     "serve_listeners",
     "sse_response",
