@@ -28,6 +28,10 @@ General layout (each module opens with its own rules):
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
     _load.py        finding the app named module:attribute (the CLI's APP)
     _health.py      the health check and the checks an app adds to it
+    _workers.py     serve_workers(): a supervisor running the app in several processes on one port
+    _worker.py      one worker process of serve_workers
+    _sockets.py     sharing a port between workers: SO_REUSEPORT, or inherited sockets
+    _deployment.py  what this process is part of: workers, backplane (read by hub servers)
     _cli.py         the command line
     testing.py      public as ``trio_ws.testing``: in-memory and port-0 servers for your tests
     signalr/        public as ``trio_ws.signalr``: SignalR-compatible hubs (docs/hubs.md)
@@ -66,6 +70,10 @@ from ._sse import sse_response as sse_response
 from ._version import __version__ as __version__
 from ._websocket import ServerConnection as ServerWebSocket
 from ._websocket import WebSocketConnection as WebSocketConnection
+from ._workers import Workers as Workers
+from ._workers import WorkersError as WorkersError
+from ._workers import WorkersStatistics as WorkersStatistics
+from ._workers import serve_workers as serve_workers
 
 __all__ = [
     "App",
@@ -91,6 +99,9 @@ __all__ = [
     "Service",
     "WebSocketConnection",
     "WebSocketHandler",
+    "Workers",
+    "WorkersError",
+    "WorkersStatistics",
     "__version__",
     "bearer_auth",
     "bearer_token",
@@ -99,5 +110,6 @@ __all__ = [
     "load_app",
     "serve",
     "serve_listeners",
+    "serve_workers",
     "sse_response",
 ]

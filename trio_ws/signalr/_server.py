@@ -23,6 +23,9 @@ Rules of this module:
   hard stop; each connection still gets ``close_timeout`` (shielded) to
   leave its groups and run ``on_disconnected``.
 * One ``Hub`` instance belongs to one ``HubServer``.
+* A hub server given no backplane takes the deployment's when it starts
+  (see ``trio_ws._deployment``), and refuses to start on several workers
+  without one. Its backplane's health is then reported on the app's health path.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from typing import Any
 
 import trio
 
+from .._deployment import Deployment, DeploymentError, current_deployment
+from .._health import Health
 from ._backplane import Backplane, InProcessBackplane
 from ._clients import GroupManager, HubClients, UserManager
 from ._connection import HubConnection
@@ -71,8 +76,9 @@ class HubServer:
     Args:
         hub: The hub whose methods clients call; it belongs to this server.
         options: Limits and timeouts (``HubOptions()`` by default).
-        backplane: Where groups and users are kept and messages routed
-            (``InProcessBackplane()`` by default).
+        backplane: Where groups and users are kept and messages routed. By
+            default the deployment's (``--backplane``) once ``run()`` starts,
+            else ``InProcessBackplane()``.
 
     Raises:
         TypeError: the hub has a method that cannot be offered (the message says why).
@@ -89,6 +95,7 @@ class HubServer:
         self.hub = hub
         self.options = options or HubOptions()
         self.backplane: Backplane = backplane or InProcessBackplane()
+        self._backplane_given = backplane is not None
         self.methods: dict[str, HubMethod] = discover_methods(type(hub), Hub)
         self.protocols: tuple[HubProtocol, ...] = tuple(PROTOCOLS[name] for name in self.options.protocols)
         self.clients = HubClients(self)
@@ -111,6 +118,10 @@ class HubServer:
     def statistics(self) -> HubServerStatistics:
         return HubServerStatistics(connections=len(self._connections))
 
+    def health(self) -> Health:
+        """The backplane's state, for the app's health path (``App.add_health_check``)."""
+        return self.backplane.health()
+
     async def run(self, *, task_status: trio.TaskStatus[HubServer] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the hub's connections until ``aclose()``.
 
@@ -126,15 +137,38 @@ class HubServer:
 
         Raises:
             RuntimeError: it is already running, or has been closed.
+            trio_ws.DeploymentError: it has no backplane of its own, and the app
+                runs on several workers without one.
         """
         if self._nursery is not None or self._closing:
             raise RuntimeError("a HubServer runs once")
-        async with trio.open_nursery() as nursery:
-            await nursery.start(self.backplane.serve)
-            self._nursery = nursery
-            task_status.started(self)
-            await self._stopped.wait()
-            nursery.cancel_scope.cancel()
+        deployment = current_deployment()
+        name = deployment.claim_name(type(self.hub).__name__)
+        check = f"hub {name}"
+        try:
+            if not self._backplane_given:
+                self.backplane = self._deployment_backplane(deployment, name)
+                if deployment.backplane is not None:
+                    deployment.add_health_check(check, self.health)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.backplane.serve)
+                self._nursery = nursery
+                task_status.started(self)
+                await self._stopped.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            deployment.remove_health_check(check)
+            deployment.release_name(name)
+
+    def _deployment_backplane(self, deployment: Deployment, name: str) -> Backplane:
+        """The backplane the deployment gives this hub: ``--backplane``'s, or the in-process one."""
+        if deployment.workers > 1:
+            raise DeploymentError(
+                f"the hub {name} cannot run on {deployment.workers} workers without a backplane: "
+                "its groups, users and client results would each reach the clients of one worker "
+                "only; run one worker"
+            )
+        return self.backplane
 
     def open_connection(self, *, user_id: str | None = None, request: Any = None) -> HubConnection:
         """Start a hub connection, waiting for a transport to attach (``HubConnection.attach``).
