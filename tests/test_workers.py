@@ -7,6 +7,7 @@ close frame, a process exit) under a deadline.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -24,8 +26,12 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.sync.client import ClientConnection, connect
 
 import trio_ws
+from trio_ws._cli import main
 
 from .processes import running_workers
+from .signalr.redis_helpers import RedisServer, redis_server
+
+__all__ = ["redis_server"]  # a fixture, imported for pytest
 
 pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="workers need a POSIX system"),
@@ -134,7 +140,7 @@ def test_an_app_with_hubs_needs_a_backplane_for_several_workers(tmp_path: Path) 
     assert re.fullmatch(
         r"trio_ws: error: worker \d cannot run: the hub Chat cannot run on 2 workers without a "
         r"backplane: its groups, users and client results would each reach the clients of one worker "
-        r"only; run one worker",
+        r"only; add --backplane redis://HOST:PORT/DB, or run one worker",
         result.stderr.strip(),
     ), result.stderr
     assert "Traceback" not in result.stderr
@@ -146,10 +152,12 @@ def test_an_app_with_hubs_needs_a_backplane_for_several_workers(tmp_path: Path) 
     [
         (["--workers", "0"], "--workers: '0' is not a number of workers; write 1 or more"),
         (["--workers", "two"], "--workers: 'two' is not a number of workers; write 1 or more"),
+        (["--backplane", "memcached://x"], "backplane 'memcached://x' is not a Redis URL"),
+        (["--backplane", "redis://:pw@:6379/0"], "backplane 'redis://:***@:6379/0' names no host"),
     ],
 )
 def test_bad_workers_and_backplane_values_are_refused(args: list[str], message: str) -> None:
-    """--workers must be 1 or more."""
+    """--workers must be 1 or more; --backplane must be a Redis URL (its password never printed)."""
     result = _run(*args)
     assert result.returncode == 2
     assert message in result.stderr and "pw" not in result.stderr
@@ -184,6 +192,40 @@ async def test_a_worker_that_cannot_run_ends_serve_workers(
         await trio_ws.serve_workers("no_such_module:app", "127.0.0.1", 0, workers=2)
     assert re.fullmatch(
         r"worker \d cannot run: no module named 'no_such_module' \(looked in .*\)", str(info.value)
+    )
+
+
+def test_workers_share_an_apps_hubs_through_a_redis_backplane(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """--workers 2 --backplane redis://...: the app with hubs runs; the banner names the backplane, and
+    every worker's /healthz reports its hub connected to Redis."""
+    (tmp_path / "hubapp.py").write_text(textwrap.dedent(HUB_APP))
+    url = redis_server.url
+    with running_workers("hubapp:app", "--workers", "2", "--backplane", url, cwd=str(tmp_path)) as served:
+        assert f"Hub backplane: {url}\n" in served.banner
+        for _ in range(8):  # new connections: both workers answer some
+            with urllib.request.urlopen(served.url + "healthz", timeout=10) as response:
+                body = response.read().decode()
+            assert response.status == 200 and body.startswith(f"ok\nhub Chat: connected to {url} ("), body
+        code, _ = served.stop(signal.SIGTERM)
+    assert code == 0
+    assert "Traceback" not in served.log.text()
+
+
+def test_backplane_without_coredis_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--backplane where coredis is not installed: one line naming the extra to install, exit 1."""
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "coredis" else real_find_spec(name, *a)
+    )
+    with pytest.raises(SystemExit) as exited:
+        main(["--backplane", "redis://127.0.0.1:6379/0"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == (
+        "trio_ws: error: --backplane needs coredis, the Redis client: pip install 'trio_ws[redis]'\n"
     )
 
 

@@ -43,6 +43,7 @@ from ._app import App as App
 from ._app import Service as Service
 from ._auth import bearer_auth as bearer_auth
 from ._auth import bearer_token as bearer_token
+from ._deployment import DeploymentError as DeploymentError
 from ._echo import echo as echo
 from ._echo import echo_app as echo_app
 from ._health import Health as Health
@@ -82,6 +83,7 @@ __all__ = [
     "AuthHook",
     "BeforeUpgrade",
     "ConnectionClosed",
+    "DeploymentError",
     "HTTPHandler",
     "Health",
     "HealthCheck",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import re
 import signal
@@ -30,7 +31,7 @@ from typing import NoReturn
 import trio
 
 from ._app import App
-from ._deployment import Deployment, deployed, redacted
+from ._deployment import Deployment, backplane_url, deployed, redacted
 from ._echo import echo_app
 from ._load import AppImportError, AppNotFound, load_app
 from ._options import Options
@@ -56,11 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         options = _options(args)
-        backplane = None
+        backplane = None if args.backplane is None else backplane_url(args.backplane)
     except ValueError as exc:
         parser.error(str(exc))
     if args.app is not None and args.subprotocol:
         parser.error("--subprotocol is for the echo app; an APP's routes choose their own subprotocols")
+    if backplane is not None and importlib.util.find_spec("coredis") is None:
+        _exit_with("--backplane needs coredis, the Redis client: pip install 'trio_ws[redis]'")
     ssl_context = _ssl_context(parser, args.certfile, args.keyfile)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -239,7 +242,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="serve from N processes sharing the port, under a supervisor that restarts one that "
-        "dies; an app with hubs cannot run on more than one yet",
+        "dies; an app with hubs needs --backplane for more than one",
+    )
+    p.add_argument(
+        "--backplane",
+        metavar="URL",
+        help="the Redis or Valkey server that hubs share their clients, groups and users through: "
+        "redis://HOST:PORT/DB, or rediss:// for TLS (needs pip install 'trio_ws[redis]')",
     )
     p.add_argument("--host", default="localhost", help="address to bind; 0.0.0.0 for every interface")
     p.add_argument("--port", type=_port, default=5000, help="TCP port; 0 picks a free one")

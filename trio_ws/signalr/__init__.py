@@ -16,9 +16,9 @@ General layout (each module opens with its own rules):
     _streams.py      HubStream: a stream the client uploads
     _outbox.py       the bounded queue of bytes waiting to go to one client
     _transport.py    the Transport interface, and StreamTransport over a trio Stream
-    _backplane/      the Backplane interface and the in-process backplane
+    _backplane/      the Backplane interface, the in-process backplane and the Redis one
     _options.py      HubOptions and SlowClientPolicy
-    _errors.py       HubError, ClientResultError, DisconnectReason, error texts
+    _errors.py       HubError, ClientResultError, BackplaneError, DisconnectReason, error texts
     _protocol/       the hub protocol, sans-I/O: JSON, MessagePack, handshake
 """
 
@@ -26,12 +26,14 @@ from ._backplane import Audience as Audience
 from ._backplane import Backplane as Backplane
 from ._backplane import InProcessBackplane as InProcessBackplane
 from ._backplane import LocalConnection as LocalConnection
+from ._backplane import RedisBackplane as RedisBackplane
 from ._backplane import SerializedMessage as SerializedMessage
 from ._clients import ClientProxy as ClientProxy
 from ._clients import GroupManager as GroupManager
 from ._clients import HubClients as HubClients
 from ._clients import SingleClientProxy as SingleClientProxy
 from ._clients import UserManager as UserManager
+from ._errors import BackplaneError as BackplaneError
 from ._errors import ClientResultError as ClientResultError
 from ._errors import DisconnectReason as DisconnectReason
 from ._errors import HubError as HubError
@@ -50,6 +52,7 @@ from ._transport import Transport as Transport
 __all__ = [
     "Audience",
     "Backplane",
+    "BackplaneError",
     "ClientProxy",
     "ClientResultError",
     "DisconnectReason",
@@ -64,6 +67,7 @@ __all__ = [
     "HubStream",
     "InProcessBackplane",
     "LocalConnection",
+    "RedisBackplane",
     "SerializedMessage",
     "SingleClientProxy",
     "SlowClientPolicy",

@@ -24,8 +24,9 @@ Rules of this module:
   leave its groups and run ``on_disconnected``.
 * One ``Hub`` instance belongs to one ``HubServer``.
 * A hub server given no backplane takes the deployment's when it starts
-  (see ``trio_ws._deployment``), and refuses to start on several workers
-  without one. Its backplane's health is then reported on the app's health path.
+  (``python -m trio_ws APP --backplane redis://...``; see
+  ``trio_ws._deployment``), and refuses to start on several workers without
+  one. Its backplane's health is then reported on the app's health path.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class HubServer:
                 self._nursery = nursery
                 task_status.started(self)
                 await self._stopped.wait()
+                with trio.move_on_after(self.options.close_timeout):
+                    await self.backplane.aclose()  # connections have ended: leave the shared tables
                 nursery.cancel_scope.cancel()
         finally:
             deployment.remove_health_check(check)
@@ -162,11 +165,15 @@ class HubServer:
 
     def _deployment_backplane(self, deployment: Deployment, name: str) -> Backplane:
         """The backplane the deployment gives this hub: ``--backplane``'s, or the in-process one."""
+        if deployment.backplane is not None:
+            from ._backplane.redis import RedisBackplane  # only now: it imports coredis
+
+            return RedisBackplane(deployment.backplane, prefix=f"trio_ws:{name}")
         if deployment.workers > 1:
             raise DeploymentError(
                 f"the hub {name} cannot run on {deployment.workers} workers without a backplane: "
                 "its groups, users and client results would each reach the clients of one worker "
-                "only; run one worker"
+                "only; add --backplane redis://HOST:PORT/DB, or run one worker"
             )
         return self.backplane
 

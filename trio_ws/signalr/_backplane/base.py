@@ -142,6 +142,16 @@ class Backplane(abc.ABC):
         task_status.started()
         await trio.sleep_forever()
 
+    async def aclose(self) -> None:
+        """The hub server is stopping, and its connections have ended: leave cleanly.
+
+        Called once, before ``serve()`` is cancelled, on a graceful stop only
+        (a hard stop just cancels ``serve()``). A networked backplane takes
+        its process out of the shared tables here, rather than letting them
+        expire; the in-process one has nothing to do.
+        """
+        await trio.lowlevel.checkpoint()
+
     def health(self) -> Health:
         """Whether the backplane can do its work now, answered at once (for ``/healthz``).
 
