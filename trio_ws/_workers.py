@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 
 import trio
 
+from ._deployment import backplane_url
 from ._options import Options
 from ._server import url_host
 from ._sockets import SharingMode, addresses, reserve, sharing_mode
@@ -341,10 +342,12 @@ async def serve_workers(
             (an ``OSError``) on Windows.
         WorkersError: a worker could not start (the app cannot be imported,
             hubs without a backplane...): the message is the worker's.
-        ValueError: ``workers`` is less than 1.
+        ValueError: ``workers`` is less than 1, or ``backplane`` is not a Redis URL.
     """
     if workers < 1:
         raise ValueError(f"workers={workers}: give 1 or more")
+    if backplane is not None:
+        backplane = backplane_url(backplane)
     options = options or Options()
     mode = sharing_mode(reuse_port)
     sockets = reserve(host, port, mode)

@@ -166,9 +166,12 @@ class HubServer:
     def _deployment_backplane(self, deployment: Deployment, name: str) -> Backplane:
         """The backplane the deployment gives this hub: ``--backplane``'s, or the in-process one."""
         if deployment.backplane is not None:
-            from ._backplane.redis import RedisBackplane  # only now: it imports coredis
+            from ._backplane.redis import RedisBackplane
 
-            return RedisBackplane(deployment.backplane, prefix=f"trio_ws:{name}")
+            try:
+                return RedisBackplane(deployment.backplane, prefix=f"trio_ws:{name}")
+            except (ImportError, ValueError) as exc:
+                raise DeploymentError(f"the hub {name} cannot use its backplane: {exc}") from None
         if deployment.workers > 1:
             raise DeploymentError(
                 f"the hub {name} cannot run on {deployment.workers} workers without a backplane: "

@@ -35,6 +35,7 @@ Rules of this module:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import secrets
 from collections.abc import Sequence
@@ -96,6 +97,7 @@ class RedisBackplane(InProcessBackplane):
 
     Raises:
         ValueError: ``url`` is not a Redis URL, or a timing makes no sense.
+        ImportError: coredis is not installed.
     """
 
     def __init__(
@@ -109,6 +111,8 @@ class RedisBackplane(InProcessBackplane):
         buffer_size: int = 1024 * 1024,
         max_remote_results: int = 1000,
     ) -> None:
+        if importlib.util.find_spec("coredis") is None:
+            raise ImportError("RedisBackplane needs coredis, the Redis client: pip install 'trio_ws[redis]'")
         super().__init__()
         self.url = backplane_url(url)
         self.worker = secrets.token_hex(6)

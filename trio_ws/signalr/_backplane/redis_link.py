@@ -22,9 +22,11 @@ Rules of this module:
   than ``operation_timeout``, the subscription dropping, a probe through
   Redis that does not come back), ends the session; the loop starts a new
   one. On its way up, a session resubscribes, renews the heartbeat and
-  replaces this worker's presence with its own tables (``REBUILD``), and,
-  if sends waited, lets every live worker resubscribe before it sends
-  them (``PUBSUB NUMSUB``, at most ``presence_ttl``), so they reach everyone.
+  replaces this worker's presence with its own tables (``REBUILD``). Back
+  from an outage, it also waits until the workers it knew of before are
+  subscribed again (``PUBSUB NUMSUB``, at most ``presence_ttl``: a worker
+  that died meanwhile never is), so that what waited, and every send made
+  once it is up, reaches everyone.
 * The outage and the recovery are logged once each, at WARNING and INFO,
   with the reason and no traceback; the attempts in between at DEBUG.
 * Sends are published in the order they were made, and one sent during a
@@ -195,12 +197,12 @@ class RedisLink:
         await self._up.wait()
 
     def health(self) -> Health:
-        where = redacted(self.url)
+        # No address here: the health path answers anyone, and Redis's address is the logs' to tell.
         if self.state is LinkState.UP:
-            return Health(True, f"connected to {where} ({self.workers} worker(s))")
+            return Health(True, f"Redis connected ({self.workers} worker(s))")
         waiting = f"; {len(self._outbox)} send(s) waiting" if len(self._outbox) else ""
         since = time.strftime("%H:%M:%S", time.localtime(self._since))
-        return Health(False, f"{self.state.value}: {where} since {since} ({self._reason}){waiting}")
+        return Health(False, f"Redis {self.state.value} since {since} ({self._reason}){waiting}")
 
     def refuse(self) -> BackplaneError:
         """The error for work that needs the link while it is down."""
@@ -360,9 +362,12 @@ class RedisLink:
         assert commands is not None
         for script in wire.SCRIPTS:  # loaded now, so no call meets NOSCRIPT (and coredis's retry)
             await commands.script_load(script)
+        known = self.workers  # before the outage: a restarted Redis has forgotten the others
         await self._heartbeat(force_rebuild=True)
-        if len(self._outbox):
-            await self._wait_for_peers()
+        if self.state is LinkState.DOWN:
+            # Back from an outage: sends made from now on (and those that waited) must reach the
+            # others, so wait (at most presence_ttl) until the workers known before are subscribed.
+            await self._wait_for_peers(known)
         while self._dirty:  # presence changed while registering
             self._dirty = False
             await self._rebuild()
@@ -448,7 +453,10 @@ class RedisLink:
     async def _heartbeat(self, *, force_rebuild: bool = False) -> None:
         ttl = str(math.ceil(self.options.presence_ttl * 1000))
         reply = await self._script(wire.HEARTBEAT, self.keys.prefix, self.worker, ttl, self._description)
-        alive, self.workers, reaped = int(reply[0]), int(reply[1]), reply[2:]
+        alive, workers, reaped = int(reply[0]), int(reply[1]), reply[2:]
+        if workers != self.workers:
+            logger.debug("backplane %s (%s): %d worker(s) now", self.keys.prefix, self.worker, workers)
+            self.workers = workers
         for index in range(0, len(reaped), 2):
             logger.info(
                 "backplane %s: worker %s stopped heartbeating: its %d connection(s) left their groups",
@@ -485,15 +493,15 @@ class RedisLink:
         finally:
             self._probe = None
 
-    async def _wait_for_peers(self) -> None:
-        """Until every live worker is subscribed again (or ``presence_ttl`` has passed)."""
+    async def _wait_for_peers(self, expected: int) -> None:
+        """Until ``expected`` workers are subscribed again, or ``presence_ttl`` has passed (one
+        that died meanwhile never comes back)."""
         commands = self._commands
         assert commands is not None
         with trio.move_on_after(self.options.presence_ttl):
             while True:
                 counts = await commands.pubsub_numsub(self.keys.all)
-                subscribed = int(next(iter(counts.values()), 0))
-                if subscribed >= self.workers:
+                if int(next(iter(counts.values()), 0)) >= expected:
                     return
                 await trio.sleep(_PEER_POLL)
 
