@@ -326,6 +326,61 @@ async def _posted_until_marker(client: HubTestClient) -> list[int]:
         numbers.append(message.arguments[0])
 
 
+async def test_back_from_an_outage_a_worker_waits_for_the_others_before_sending(
+    redis: RedisServer, backplane_log: LogWatcher
+) -> None:
+    """After Redis restarts, a worker that is back before another holds its sends (and what waited)
+    until the other has resubscribed, so the other's clients miss nothing."""
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as nursery:
+            proxy = FlakyProxy(redis.port)
+            await nursery.start(proxy.serve)
+            async with (
+                cluster([redis.url, proxy.url], presence_ttl=5.0) as (early, late),
+                connect(early) as sender,
+                connect(late) as listener,
+            ):
+                await listener.call("Join", "room")
+                await backplane_log.wait_for("2 worker(s) now", count=2)
+                proxy.cut()  # the late worker stays away after Redis is back
+                redis.stop()
+                await backplane_log.wait_for("lost Redis", count=2)
+                redis.start()
+                await backplane_log.wait_for("back; waiting for 1 more worker(s) to resubscribe")
+                for number in range(10):
+                    await sender.send(Invocation("Post", ("room", number)))
+                proxy.heal()
+                for server in (early, late):
+                    await _backplane(server).wait_connected()
+                await sender.send(Invocation("Tell", ("group", "room", "marker")))
+                assert await _posted_until_marker(listener) == list(range(10))
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_worker_delivers_its_own_sends_once(redis: RedisServer) -> None:
+    """A worker delivers its own sends to its clients at once, and not again when Redis echoes them
+    back: a client result from another worker, which comes back after that echo, proves it."""
+    with trio.fail_after(DEADLINE):
+        async with (
+            cluster([redis.url] * 2) as (first, second),
+            connect(first) as here,
+            connect(second) as there,
+        ):
+            there_id = await there.call("Me")
+            await here.send(Invocation("Tell", ("all", None, "once")))
+            call_id = here.next_id()
+            await here.send(Invocation("Ask", (there_id, "?"), call_id))
+            told = await there.receive()
+            assert isinstance(told, Invocation) and told.arguments[0] == "once"
+            asked = await there.receive()
+            assert isinstance(asked, Invocation) and asked.invocation_id is not None
+            await there.send(Completion.with_result(asked.invocation_id, "!"))
+            seen: list[Any] = []
+            while not isinstance(message := await here.receive(), Completion):
+                seen.append(message.arguments[0])  # type: ignore[union-attr]
+            assert seen == ["once"] and message.result == "!"
+
+
 async def test_sends_beyond_the_buffer_are_reported_to_the_caller(
     redis: RedisServer, backplane_log: LogWatcher, caplog: pytest.LogCaptureFixture
 ) -> None:

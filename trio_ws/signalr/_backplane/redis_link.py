@@ -498,11 +498,21 @@ class RedisLink:
         that died meanwhile never comes back)."""
         commands = self._commands
         assert commands is not None
+        said = False
         with trio.move_on_after(self.options.presence_ttl):
             while True:
                 counts = await commands.pubsub_numsub(self.keys.all)
-                if int(next(iter(counts.values()), 0)) >= expected:
+                subscribed = int(next(iter(counts.values()), 0))
+                if subscribed >= expected:
                     return
+                if not said:
+                    logger.debug(
+                        "backplane %s (%s): back; waiting for %d more worker(s) to resubscribe",
+                        self.keys.prefix,
+                        self.worker,
+                        expected - subscribed,
+                    )
+                    said = True
                 await trio.sleep(_PEER_POLL)
 
     async def _script(self, script: str, *argv: str) -> Sequence[Any]:
