@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import selectors
 import signal
 import socket
 import subprocess
@@ -147,6 +148,49 @@ def test_an_app_with_hubs_needs_a_backplane_for_several_workers(tmp_path: Path) 
     assert sum("trio_ws: error:" in line for line in result.stderr.splitlines()) == 1
 
 
+SLOW_APP = """
+    import os
+    import sys
+
+    import trio_ws
+
+    if sys.argv == ["-c"]:  # in a worker (the supervisor imports it too, quickly)
+        with open("started", "w") as fifo:  # blocks until the test reads: "a worker is importing me"
+            fifo.write(f"{os.getpid()}\\n")
+        os.read(os.open("never", os.O_RDONLY), 1)  # an import that never ends
+    app = trio_ws.App()
+"""
+
+
+def test_ctrl_c_while_the_workers_start_stops_them(tmp_path: Path) -> None:
+    """Ctrl-C while the workers are still importing the app stops them at once, and exits 0."""
+    (tmp_path / "slowapp.py").write_text(textwrap.dedent(SLOW_APP))
+    os.mkfifo(tmp_path / "started")
+    os.mkfifo(tmp_path / "never")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trio_ws", "slowapp:app", "--port", "0", "--workers", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        workers = [int(pid) for pid in _read_fifo(tmp_path / "started").split()]  # importing the app
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert out == "SIGINT: stopping while starting\nstopped\n", out + err
+    assert "Traceback" not in err
+    assert workers
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # stopped and waited for: no worker left behind
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -249,6 +293,23 @@ def test_a_port_in_use_is_one_clear_line_with_workers() -> None:
         f"trio_ws: error: cannot listen on 127.0.0.1:{port}: address already in use "
         "(another server is running there; pick another --port)"
     ]
+
+
+def _read_fifo(path: Path) -> str:
+    """What the first writer of the FIFO ``path`` writes, waiting for it under a deadline."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a blocking open would wait for ever
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            data = b""
+            while selector.select(timeout=20):
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    return data.decode()
+                data += chunk
+            raise AssertionError(f"nothing written to {path.name} within 20 s (got {data!r})")
+    finally:
+        os.close(fd)
 
 
 def _echo_once(url: str) -> str:

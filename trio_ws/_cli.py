@@ -136,14 +136,15 @@ async def _serve_until_signal(
         trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
     ):
         async with trio.open_nursery() as nursery:
+            stop = _Stop(signals, nursery.cancel_scope)
+            nursery.start_soon(stop.watch)
             server: Server = await nursery.start(
                 partial(serve, app, args.host, args.port, options=options, ssl_context=ssl_context)
             )
             _banner(args, server.url, server.ws_url, app, deployment.backplane)
-            await _first_signal(signals, "")
-            nursery.start_soon(_stop_on_second_signal, signals, nursery.cancel_scope)
+            await stop.requested("")
             await server.aclose()
-            nursery.cancel_scope.cancel()  # ends the second-signal watcher
+            nursery.cancel_scope.cancel()  # ends the signal watcher
     print("stopped", flush=True)
 
 
@@ -152,6 +153,8 @@ async def _supervise_until_signal(
 ) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
+            stop = _Stop(signals, nursery.cancel_scope)
+            nursery.start_soon(stop.watch)
             workers: Workers = await nursery.start(
                 partial(
                     serve_workers,
@@ -176,11 +179,45 @@ async def _supervise_until_signal(
                 backplane,
                 f"{stats.workers} workers (pids {pids}), sharing the port with {stats.sharing}",
             )
-            await _first_signal(signals, f" {stats.workers} workers")
-            nursery.start_soon(_stop_on_second_signal, signals, nursery.cancel_scope)
+            await stop.requested(f" {stats.workers} workers")
             await workers.aclose()
             nursery.cancel_scope.cancel()
     print("stopped", flush=True)
+
+
+class _Stop:
+    """The one reader of Ctrl-C and SIGTERM, whatever the server is doing.
+
+    Before the server has started (workers can take a while: an app that
+    connects somewhere on import), a signal stops at once. After, the first
+    asks for the graceful stop (``requested`` returns), and a second one
+    stops at once.
+    """
+
+    def __init__(self, signals: AsyncIterator[int], everything: trio.CancelScope) -> None:
+        self._signals = signals
+        self._everything = everything
+        self._started: str | None = None  # what is shutting down, once the server has started
+        self._requested = trio.Event()
+
+    async def requested(self, what: str) -> None:
+        """The server has started: wait for the first signal."""
+        self._started = what
+        await self._requested.wait()
+
+    async def watch(self) -> None:
+        async for signum in self._signals:
+            name = signal.Signals(signum).name
+            if self._started is None:
+                print(f"{name}: stopping while starting", flush=True)
+            elif not self._requested.is_set():
+                print(f"{name}: shutting down{self._started} (again to stop at once)", flush=True)
+                self._requested.set()
+                continue
+            else:
+                print(f"{name} again: stopping now", flush=True)
+            self._everything.cancel()
+            return
 
 
 def _banner(
@@ -206,19 +243,6 @@ def _banner(
         lines.append(workers)
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
-
-
-async def _first_signal(signals: AsyncIterator[int], what: str) -> None:
-    async for signum in signals:
-        print(f"{signal.Signals(signum).name}: shutting down{what} (again to stop at once)", flush=True)
-        return
-
-
-async def _stop_on_second_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-    async for signum in signals:
-        print(f"{signal.Signals(signum).name} again: stopping now", flush=True)
-        scope.cancel()
-        return
 
 
 def _parser() -> argparse.ArgumentParser:
