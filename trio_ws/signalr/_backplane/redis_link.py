@@ -131,7 +131,7 @@ class _Outbox:
     def append(self, channel: str, data: bytes) -> None:
         self._items.append((channel, data))
         self.size += len(data)
-        self._wake()
+        self.wake()
 
     def peek(self, count: int) -> list[tuple[str, bytes]]:
         return [self._items[i] for i in range(min(count, len(self._items)))]
@@ -139,12 +139,13 @@ class _Outbox:
     def confirm(self, count: int) -> None:
         for _ in range(count):
             self.size -= len(self._items.popleft()[1])
-        self._wake()
+        self.wake()
 
     async def wait_changed(self) -> None:
         await self._changed.wait()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake whoever waits for room: it has changed, or the link has (a sender then fails)."""
         self._changed.set()
         self._changed = trio.Event()
 
@@ -242,9 +243,7 @@ class RedisLink:
         try:
             with trio.fail_after(self.options.operation_timeout):
                 return await request(client)
-        except coredis.exceptions.ResponseError as exc:
-            if isinstance(exc, coredis.exceptions.ConnectionError):  # e.g. LOADING after a restart
-                self.break_session(_describe(exc))
+        except coredis.exceptions.ResponseError as exc:  # Redis answered, with an error: the link is fine
             raise BackplaneError(f"Redis refused: {_describe(exc)}") from None
         except _link_errors() as exc:
             reason = _describe(exc)
@@ -350,8 +349,7 @@ class RedisLink:
             self._scripts = {text: commands.register_script(text) for text in wire.SCRIPTS}
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._read, pubsub)
-                with trio.fail_after(timeout * 2):
-                    await self._come_up()
+                await self._come_up()
                 task_status.started()
                 nursery.start_soon(self._publish_loop)
                 nursery.start_soon(self._heartbeat_loop)
@@ -360,17 +358,19 @@ class RedisLink:
         """Register this worker's presence, let the others resubscribe if sends wait, then go up."""
         commands = self._commands
         assert commands is not None
-        for script in wire.SCRIPTS:  # loaded now, so no call meets NOSCRIPT (and coredis's retry)
-            await commands.script_load(script)
         known = self.workers  # before the outage: a restarted Redis has forgotten the others
-        await self._heartbeat(force_rebuild=True)
+        with trio.fail_after(self.options.operation_timeout * 2):
+            for script in wire.SCRIPTS:  # loaded now, so no call meets NOSCRIPT (and coredis's retry)
+                await commands.script_load(script)
+            await self._heartbeat(force_rebuild=True)
         if self.state is LinkState.DOWN:
             # Back from an outage: sends made from now on (and those that waited) must reach the
             # others, so wait (at most presence_ttl) until the workers known before are subscribed.
             await self._wait_for_peers(known)
         while self._dirty:  # presence changed while registering
             self._dirty = False
-            await self._rebuild()
+            with trio.fail_after(self.options.operation_timeout):
+                await self._rebuild()
         was = self.state
         self.state, self._since, self._reason = LinkState.UP, time.time(), ""
         self._up.set()
@@ -407,6 +407,7 @@ class RedisLink:
             logger.debug("backplane %s: still no Redis: %s", self.keys.prefix, reason)
         self.state, self._reason = LinkState.DOWN, reason
         self._dirty = True
+        self._outbox.wake()  # a sender waiting for room while the link was up fails now
         if self._up.is_set():
             self._up = trio.Event()
         self._on_down(reason)
@@ -501,7 +502,8 @@ class RedisLink:
         said = False
         with trio.move_on_after(self.options.presence_ttl):
             while True:
-                counts = await commands.pubsub_numsub(self.keys.all)
+                with trio.fail_after(self.options.operation_timeout):
+                    counts = await commands.pubsub_numsub(self.keys.all)
                 subscribed = int(next(iter(counts.values()), 0))
                 if subscribed >= expected:
                     return
