@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import trio
+import trustme
 
 START_DEADLINE = 10.0
 
@@ -76,21 +78,39 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private redis-server on 127.0.0.1, started and stopped by the tests."""
+    """A private redis-server on 127.0.0.1, started and stopped by the tests.
 
-    def __init__(self) -> None:
+    With ``tls`` (a trustme CA), it speaks TLS only, with a certificate for
+    ``localhost`` that CA issued, and ``url`` is a ``rediss://`` URL that trusts it.
+    """
+
+    def __init__(self, tls: trustme.CA | None = None) -> None:
         self.binary = redis_binary()
         self.port = free_port()
         self.directory = tempfile.mkdtemp(prefix="trio-ws-redis-")
         self._process: subprocess.Popen[bytes] | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._tls_args: list[str] = []
+        if tls is not None:
+            certificate = tls.issue_cert("localhost")
+            certificate.private_key_pem.write_to_path(f"{self.directory}/key.pem")
+            certificate.cert_chain_pems[0].write_to_path(f"{self.directory}/cert.pem")
+            tls.cert_pem.write_to_path(f"{self.directory}/ca.pem")
+            self._tls = ssl.create_default_context(cafile=f"{self.directory}/ca.pem")
+            self._tls_args = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            for option, name in (("cert", "cert"), ("key", "key"), ("ca-cert", "ca")):
+                self._tls_args += [f"--tls-{option}-file", f"{self.directory}/{name}.pem"]
 
     @property
     def url(self) -> str:
+        if self._tls is not None:
+            return f"rediss://localhost:{self.port}/0?ssl_ca_certs={self.directory}/ca.pem"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.directory]
         command += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"]
+        command += self._tls_args  # the later --port 0 turns plain TCP off
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_DEADLINE
         while not self._answers():
@@ -112,7 +132,8 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as probe:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+                probe = raw if self._tls is None else self._tls.wrap_socket(raw, server_hostname="localhost")
                 probe.sendall(b"PING\r\n")
                 return probe.recv(16).startswith(b"+PONG")
         except OSError:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import trio
+import trustme
 
 import trio_ws
 import trio_ws.testing
@@ -421,6 +422,22 @@ async def test_an_unsendable_argument_raises_in_the_sender(redis: RedisServer) -
                 await first.clients.all.send("Told", object())
             await first.clients.all.send("Told", "marker")
             assert await told_until_marker(client) == []
+
+
+async def test_rediss_shares_hubs_over_tls() -> None:
+    """rediss:// speaks TLS to Redis (its CA named in the URL, as coredis takes it): sends and counts work."""
+    server = RedisServer(tls=trustme.CA())
+    server.start()
+    try:
+        with trio.fail_after(DEADLINE):
+            async with cluster([server.url] * 2) as (first, second), connect(second) as client:
+                await client.call("Join", "room")
+                assert await first.groups.count("room") == 1
+                await first.clients.group("room").send("Told", "over TLS")
+                await first.clients.group("room").send("Told", "marker")
+                assert await told_until_marker(client) == ["over TLS"]
+    finally:
+        server.close()
 
 
 def test_messages_between_workers_round_trip() -> None:
