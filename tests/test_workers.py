@@ -281,9 +281,13 @@ def test_backplane_without_coredis_says_what_to_install(
     )
 
 
-def test_a_port_in_use_is_one_clear_line_with_workers() -> None:
-    """A busy port with --workers: the same one line as with one process, exit 1."""
+@pytest.mark.parametrize("theirs_reuse_port", [False, True])
+def test_a_port_in_use_is_one_clear_line_with_workers(theirs_reuse_port: bool) -> None:
+    """A busy port with --workers: the same one line as with one process, exit 1, even when the
+    other program's socket has SO_REUSEPORT too (another supervisor's workers): never shared."""
     with socket.socket() as taken:
+        if theirs_reuse_port:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]

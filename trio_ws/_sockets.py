@@ -25,6 +25,9 @@ Rules of this module:
 * An address the host resolves to is bound as ``open_tcp_listeners`` binds
   it (``SO_REUSEADDR``, IPv6 only on IPv6 sockets); port 0 keeps the first
   address only, as ``serve()`` does, so there is one port.
+* A port already in use is refused (``EADDRINUSE``), even by another
+  program's ``SO_REUSEPORT`` sockets, which Linux would otherwise let us
+  join: the supervisor binds each address once without the option first.
 """
 
 from __future__ import annotations
@@ -87,7 +90,13 @@ def reserve(host: str | None, port: int, mode: SharingMode) -> list[socket.socke
     """
     sockets: list[socket.socket] = []
     try:
-        for family, sockaddr in _resolve(host, port):
+        for family, wanted in _resolve(host, port):
+            sockaddr = wanted
+            if mode is SharingMode.REUSE_PORT:
+                # First without SO_REUSEPORT: a port another program holds, even with
+                # SO_REUSEPORT (another supervisor's workers), must be refused, not shared.
+                with _bound(family, wanted, reuse_port=False) as probe:
+                    sockaddr = tuple(probe.getsockname())
             sock = _bound(family, sockaddr, reuse_port=mode is SharingMode.REUSE_PORT)
             sockets.append(sock)
             if mode is SharingMode.INHERIT:
