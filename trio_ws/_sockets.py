@@ -41,6 +41,7 @@ __all__ = [
     "Address",
     "SharingMode",
     "WorkersUnsupported",
+    "addresses",
     "listen_on",
     "reserve",
     "sharing_mode",
