@@ -21,9 +21,9 @@ General layout (each module opens with its own rules):
     _transport.py    the Transport interface, and StreamTransport over a trio Stream
     _client.py       open_hub_client, HubClient: the trio client
     _client_negotiate.py  the client's negotiate over h11, and HubClientError
-    _backplane/      the Backplane interface and the in-process backplane
+    _backplane/      the Backplane interface, the in-process backplane and the Redis one
     _options.py      HubOptions and SlowClientPolicy
-    _errors.py       HubError, ClientResultError, DisconnectReason, error texts
+    _errors.py       HubError, ClientResultError, BackplaneError, DisconnectReason, error texts
     _protocol/       the hub protocol, sans-I/O: JSON, MessagePack, handshake
 """
 
@@ -31,6 +31,7 @@ from ._backplane import Audience as Audience
 from ._backplane import Backplane as Backplane
 from ._backplane import InProcessBackplane as InProcessBackplane
 from ._backplane import LocalConnection as LocalConnection
+from ._backplane import RedisBackplane as RedisBackplane
 from ._backplane import SerializedMessage as SerializedMessage
 from ._client import ClientState as ClientState
 from ._client import HubClient as HubClient
@@ -44,6 +45,7 @@ from ._clients import SingleClientProxy as SingleClientProxy
 from ._clients import UserManager as UserManager
 from ._endpoint import NegotiateHook as NegotiateHook
 from ._endpoint import map_hub as map_hub
+from ._errors import BackplaneError as BackplaneError
 from ._errors import ClientResultError as ClientResultError
 from ._errors import DisconnectReason as DisconnectReason
 from ._errors import HubError as HubError
@@ -64,6 +66,7 @@ from ._websocket_transport import WebSocketTransport as WebSocketTransport
 __all__ = [
     "Audience",
     "Backplane",
+    "BackplaneError",
     "ClientProxy",
     "ClientResultError",
     "ClientState",
@@ -84,6 +87,7 @@ __all__ = [
     "InvocationError",
     "LocalConnection",
     "NegotiateHook",
+    "RedisBackplane",
     "SerializedMessage",
     "SingleClientProxy",
     "SlowClientPolicy",

@@ -4,7 +4,8 @@
 
     Exception
     ├─ HubError               raise it in a hub method: its text reaches the caller
-    │  └─ ClientResultError   a client result did not come (error, timeout, client gone)
+    │  ├─ ClientResultError   a client result did not come (error, timeout, client gone)
+    │  └─ BackplaneError      the backplane cannot do it now (Redis out of reach, a worker silent)
     └─ ProtocolError          (internal) the peer broke the hub protocol
 
 Rules of this module:
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ClientResultError", "DisconnectReason", "HubError", "error_text", "wire_name"]
+__all__ = ["BackplaneError", "ClientResultError", "DisconnectReason", "HubError", "error_text", "wire_name"]
 
 
 class HubError(Exception):
@@ -58,6 +59,16 @@ class ClientResultError(HubError):
 
     def __str__(self) -> str:
         return f"client result of '{self.method}' from connection {self.connection_id}: {self.reason}"
+
+
+class BackplaneError(HubError):
+    """The backplane cannot do this now: Redis is out of reach, or another worker did not answer.
+
+    It is a ``HubError``, so a hub method that lets it escape answers its
+    caller with the reason (``HubException: the backplane ...``), and no
+    traceback is logged: an outage is not a bug in the hub. The backplane
+    logs the outage itself, once.
+    """
 
 
 class DisconnectReason(enum.Enum):

@@ -23,6 +23,10 @@ Rules of this module:
   hard stop; each connection still gets ``close_timeout`` (shielded) to
   leave its groups and run ``on_disconnected``.
 * One ``Hub`` instance belongs to one ``HubServer``.
+* A hub server given no backplane takes the deployment's when it starts
+  (``python -m trio_ws APP --backplane redis://...``; see
+  ``trio_ws._deployment``), and refuses to start on several workers without
+  one. Its backplane's health is then reported on the app's health path.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._deployment import Deployment, DeploymentError, current_deployment
+from .._health import Health
 from ._backplane import Backplane, InProcessBackplane
 from ._clients import GroupManager, HubClients, UserManager
 from ._connection import HubConnection
@@ -85,8 +91,9 @@ class HubServer:
     Args:
         hub: The hub whose methods clients call; it belongs to this server.
         options: Limits and timeouts (``HubOptions()`` by default).
-        backplane: Where groups and users are kept and messages routed
-            (``InProcessBackplane()`` by default).
+        backplane: Where groups and users are kept and messages routed. By
+            default the deployment's (``--backplane``) once ``run()`` starts,
+            else ``InProcessBackplane()``.
 
     Raises:
         TypeError: the hub has a method that cannot be offered (the message says why).
@@ -103,6 +110,7 @@ class HubServer:
         self.hub = hub
         self.options = options or HubOptions()
         self.backplane: Backplane = backplane or InProcessBackplane()
+        self._backplane_given = backplane is not None
         self.methods: dict[str, HubMethod] = discover_methods(type(hub), Hub)
         self.protocols: tuple[HubProtocol, ...] = tuple(PROTOCOLS[name] for name in self.options.protocols)
         self.clients = HubClients(self)
@@ -126,6 +134,10 @@ class HubServer:
     def statistics(self) -> HubServerStatistics:
         return HubServerStatistics(connections=len(self._connections))
 
+    def health(self) -> Health:
+        """The backplane's state, for the app's health path (``App.add_health_check``)."""
+        return self.backplane.health()
+
     async def run(self, *, task_status: trio.TaskStatus[HubServer] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the hub's connections until ``aclose()``.
 
@@ -144,22 +156,53 @@ class HubServer:
 
         Raises:
             RuntimeError: it is already running.
+            trio_ws.DeploymentError: it has no backplane of its own, and the app
+                runs on several workers without one.
         """
         if self._running:
             raise RuntimeError("this HubServer is already running; it runs in one place at a time")
         self._running = True
         self._closing = False
         self._stopped = trio.Event()
+        deployment = current_deployment()
+        name = deployment.claim_name(type(self.hub).__name__)
+        check = f"hub {name}"
         try:
+            if not self._backplane_given:
+                self.backplane = self._deployment_backplane(deployment, name)
+                if deployment.backplane is not None:
+                    deployment.add_health_check(check, self.health)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.backplane.serve)
                 self._nursery = nursery
                 task_status.started(self)
                 await self._stopped.wait()
+                with trio.move_on_after(self.options.close_timeout):
+                    await self.backplane.aclose()  # connections have ended: leave the shared tables
                 nursery.cancel_scope.cancel()
         finally:
             self._nursery = None
             self._running = False
+            deployment.remove_health_check(check)
+            deployment.release_name(name)
+
+    def _deployment_backplane(self, deployment: Deployment, name: str) -> Backplane:
+        """The backplane the deployment gives this hub: ``--backplane``'s, or an in-process one."""
+        if deployment.backplane is not None:
+            from ._backplane.redis import RedisBackplane
+
+            try:
+                return RedisBackplane(deployment.backplane, prefix=f"trio_ws:{name}")
+            except (ImportError, ValueError) as exc:
+                raise DeploymentError(f"the hub {name} cannot use its backplane: {exc}") from None
+        if deployment.workers > 1:
+            raise DeploymentError(
+                f"the hub {name} cannot run on {deployment.workers} workers without a backplane: "
+                "its groups, users and client results would each reach the clients of one worker "
+                "only; add --backplane redis://HOST:PORT/DB, or run one worker"
+            )
+        # A run before this one may have had the deployment's Redis backplane.
+        return self.backplane if isinstance(self.backplane, InProcessBackplane) else InProcessBackplane()
 
     def open_connection(
         self,

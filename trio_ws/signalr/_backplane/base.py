@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import trio
 
+from ..._health import Health
+
 if TYPE_CHECKING:
     from .._protocol.codec import HubProtocol
     from .._protocol.messages import Invocation
@@ -139,6 +141,23 @@ class Backplane(abc.ABC):
         """
         task_status.started()
         await trio.sleep_forever()
+
+    async def aclose(self) -> None:
+        """The hub server is stopping, and its connections have ended: leave cleanly.
+
+        Called once, before ``serve()`` is cancelled, on a graceful stop only
+        (a hard stop just cancels ``serve()``). A networked backplane takes
+        its process out of the shared tables here, rather than letting them
+        expire; the in-process one has nothing to do.
+        """
+        await trio.lowlevel.checkpoint()
+
+    def health(self) -> Health:
+        """Whether the backplane can do its work now, answered at once (for ``/healthz``).
+
+        The in-process backplane always can; a networked one reports its link.
+        """
+        return Health(True, "in-process backplane")
 
     @abc.abstractmethod
     async def add_connection(self, connection: LocalConnection) -> None:

@@ -70,6 +70,11 @@ class InProcessBackplane(Backplane):
         return frozenset(self._users.get(user_id, ()))
 
     async def send(self, audience: Audience, message: SerializedMessage) -> None:
+        await deliver_locally(self._local_targets(audience), message, single=audience.single)
+
+    def _local_targets(self, audience: Audience) -> list[LocalConnection]:
+        """The connections of this process in ``audience`` (a networked backplane delivers to
+        these what other processes send, too)."""
         if audience.everyone:
             ids: set[str] | dict[str, LocalConnection] = self._connections
         else:
@@ -78,13 +83,12 @@ class InProcessBackplane(Backplane):
                 ids.update(self._groups.get(group, ()))
             for user in audience.users:
                 ids.update(self._users.get(user, ()))
-        targets = [
+        return [
             connection
             for connection_id in ids
             if connection_id not in audience.excluded
             and (connection := self._connections.get(connection_id)) is not None
         ]
-        await deliver_locally(targets, message, single=audience.single)
 
     async def invoke_client(self, connection_id: str, target: str, arguments: Sequence[Any]) -> Any:
         connection = self._connections.get(connection_id)
