@@ -14,8 +14,8 @@ Rules of this driver:
   a control endpoint on 127.0.0.1 (``SERVER_CONTROL_URL``): ``POST /stop?how=graceful`` (Ctrl-C;
   the hub must exit 0), ``POST /stop?how=kill`` and ``POST /start``.
 * ``TRIO_WS_SIGNALR_GROUPS`` (comma-separated ids such as ``websockets-json``, or ``all``) chooses
-  the groups; unset, the groups of the transports the hub serves run (``DEFAULT_GROUPS``): issue 11
-  brought WebSockets, JSON and MessagePack; issue 12 brings the other three and makes it all five.
+  the groups; unset, all five run (``DEFAULT_GROUPS``): every transport with JSON, and MessagePack
+  on WebSockets and Long Polling.
 * Without ``tests/signalr_node/node_modules`` it runs ``npm ci`` there first.
 * Waiting is for events (a printed URL, a process exit) under deadlines; the only real time that
   passes on purpose is the Node suite's idle case, which is about time passing.
@@ -87,8 +87,8 @@ GROUPS = (
 )
 
 
-# What the README's test command runs: the transports trio_ws's hubs serve today (WebSockets).
-DEFAULT_GROUPS = "websockets-json,websockets-messagepack"
+# What the README's test command runs: every group.
+DEFAULT_GROUPS = "all"
 
 
 def _selected_groups() -> list[Group]:

@@ -8,7 +8,10 @@ those tests compare, plus ``JoinGroup``, ``LeaveGroup``, ``SendToGroup``,
 scale-out tests. ``tests/signalr_node/README.md`` lists everything the
 Node suite relies on; this module provides exactly that:
 
-* ``/testhub``: ``TestHub``, detailed errors on (``OPTIONS``).
+* ``/testhub``: ``TestHub`` on every transport, detailed errors on
+  (``OPTIONS``), stateful reconnect allowed (``withStatefulReconnect()``).
+* ``/testhub-nowebsockets``: the same hub on Server-Sent Events and Long
+  Polling only.
 * ``/authorizedhub``: ``AuthorizedHub``, behind a bearer token: an HS256
   JSON Web Token from ``GET /generateJwtToken``, signed and checked with
   the standard library (``hmac``), its subject ``testuser``.
@@ -48,7 +51,16 @@ from typing import Any
 import trio
 
 import trio_ws
-from trio_ws.signalr import ClientResultError, Hub, HubError, HubOptions, HubServer, HubStream, map_hub
+from trio_ws.signalr import (
+    ClientResultError,
+    HttpTransportType,
+    Hub,
+    HubError,
+    HubOptions,
+    HubServer,
+    HubStream,
+    map_hub,
+)
 
 __all__ = [
     "OPTIONS",
@@ -261,7 +273,24 @@ async def _set_test_cookies(request: trio_ws.Request, response: trio_ws.Response
 def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
     """The conformance server: both hubs and the plain routes the official tests call."""
     app = trio_ws.App()
-    testhub = map_hub(app, "/testhub", TestHub(), options=options, auth=None, on_negotiate=_set_test_cookies)
+    testhub = map_hub(
+        app,
+        "/testhub",
+        TestHub(),
+        options=options,
+        auth=None,
+        stateful_reconnect=True,
+        on_negotiate=_set_test_cookies,
+    )
+    map_hub(
+        app,
+        "/testhub-nowebsockets",
+        TestHub(),
+        options=options,
+        auth=None,
+        transports=[HttpTransportType.SERVER_SENT_EVENTS, HttpTransportType.LONG_POLLING],
+        on_negotiate=_set_test_cookies,
+    )
     map_hub(
         app,
         "/authorizedhub",
@@ -301,7 +330,8 @@ async def main(host: str, port: int, options: HubOptions) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(partial(trio_ws.serve, served, host, port))
-            print(f"conformance hub at {server.url.rstrip('/')} (/testhub, /authorizedhub)", flush=True)
+            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub"
+            print(f"conformance hub at {server.url.rstrip('/')} ({hubs})", flush=True)
             async for _ in signals:
                 await server.aclose()
                 break
@@ -340,7 +370,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "--long-polling-timeout",
         type=_seconds,
         default=90.0,
-        help="the poll timeout of Long Polling, which this hub does not serve yet (accepted, unused)",
+        help="a long poll with nothing to send is answered (200, empty) after this long",
     )
     return parser.parse_args(argv)
 
@@ -356,5 +386,6 @@ if __name__ == "__main__":
             keep_alive_interval=arguments.keep_alive_interval,
             client_timeout=arguments.client_timeout,
             disconnect_timeout=arguments.disconnect_timeout,
+            long_polling_timeout=arguments.long_polling_timeout,
         ),
     )

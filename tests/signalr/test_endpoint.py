@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 import trio_ws
 from trio_ws.signalr import (
     DisconnectReason,
-    HttpTransportType,
     Hub,
     HubOptions,
     HubServer,
@@ -32,6 +31,7 @@ from .helpers import open_hub_websocket
 class Chat(Hub):
     def __init__(self) -> None:
         self.reasons: list[DisconnectReason] = []
+        self.left = trio.Event()
 
     async def echo(self, message: str) -> str:
         return message
@@ -43,6 +43,7 @@ class Chat(Hub):
 
     async def on_disconnected(self, reason: DisconnectReason) -> None:
         self.reasons.append(reason)
+        self.left.set()
 
 
 async def _verify(token: str) -> trio_ws.Identity | None:
@@ -89,7 +90,12 @@ async def test_negotiate_then_the_websocket_at_its_token(served: Served) -> None
     body = answer.json()
     assert body["negotiateVersion"] == 1
     assert body["connectionId"] != body["connectionToken"]
-    assert body["availableTransports"] == [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]
+    assert body["availableTransports"] == [
+        {"transport": "WebSockets", "transferFormats": ["Text", "Binary"]},
+        {"transport": "ServerSentEvents", "transferFormats": ["Text"]},
+        {"transport": "LongPolling", "transferFormats": ["Text", "Binary"]},
+    ]
+    assert "useStatefulReconnect" not in body
     url = served.ws_url(f"/chat?id={body['connectionToken']}")
     async with open_hub_websocket(url, headers={"X-Test": "yes"}) as client:
         assert await client.call("Echo", "héllo") == "héllo"
@@ -233,9 +239,37 @@ async def test_an_app_can_be_served_again(nursery: trio.Nursery) -> None:
 
 
 def test_map_hub_refuses_what_it_cannot_serve() -> None:
-    """A transport trio_ws does not serve yet, or none, is refused with what to offer instead."""
+    """No transport at all, or something that is not an ``HttpTransportType``, is refused."""
     app = trio_ws.App()
-    with pytest.raises(ValueError, match="does not serve LongPolling yet; offer WebSockets"):
-        map_hub(app, "/a", Chat(), transports=[HttpTransportType.LONG_POLLING])
     with pytest.raises(ValueError, match="at least one transport"):
         map_hub(app, "/b", Chat(), transports=[])
+    with pytest.raises(ValueError, match="HttpTransportType members"):
+        map_hub(app, "/c", Chat(), transports=["LongPolling"])  # type: ignore[list-item]
+
+
+async def test_a_full_hub_refuses_new_connections_with_503(nursery: trio.Nursery) -> None:
+    """Past ``max_connections`` open connections, negotiate and a WebSocket without an id get 503
+    with Retry-After (a negotiate flood cannot grow memory without bound); one ending makes room."""
+    app = trio_ws.App()
+    hub = Chat()
+    hub_server = map_hub(app, "/chat", hub, options=HubOptions(max_connections=2))
+    server = await trio_ws.testing.start_server(nursery, app)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        first = await http.post("/chat/negotiate?negotiateVersion=1")
+        await http.post("/chat/negotiate?negotiateVersion=1")
+        refused = await http.post("/chat/negotiate?negotiateVersion=1")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert "max_connections" in refused.text
+        with pytest.raises(InvalidStatus) as skipped:
+            async with open_hub_websocket(server.ws_url("/chat")):
+                pass
+        assert skipped.value.response.status_code == 503
+        with trio.fail_after(IO_DEADLINE):
+            token = first.json()["connectionToken"]
+            async with open_hub_websocket(server.ws_url(f"/chat?id={token}")) as client:
+                await client.send(Close())
+                await hub.left.wait()
+            await trio.testing.wait_all_tasks_blocked()
+        assert hub_server.statistics().connections == 1
+        assert (await http.post("/chat/negotiate?negotiateVersion=1")).status_code == 200

@@ -97,7 +97,13 @@ class Dispatcher:
         self._last_id = 0
 
     async def dispatch(self, message: HubMessage) -> None:
-        """Act on one message from the client, in the order they came."""
+        """Act on one message from the client, in the order they came.
+
+        It waits only when it must (every call slot busy, an upload's buffer
+        full, the client's send buffer full for an error completion), so a
+        message costs no trip through the scheduler: the connection's reader
+        takes its own schedule points (``_connection.py``).
+        """
         match message:
             case Invocation() | StreamInvocation():
                 await self._start(message)
@@ -117,9 +123,12 @@ class Dispatcher:
                 self._connection.arm_client_timeout()
             case Close():
                 self._connection.close(DisconnectReason.CLIENT_CLOSED, message.error)
-            case Ack() | Sequence_():
-                pass  # stateful reconnect was not negotiated: nothing is buffered to acknowledge
-        await trio.lowlevel.checkpoint()
+            case Ack():
+                replay = self._connection.sender.replay
+                if replay is not None:  # otherwise stateful reconnect is off: nothing is kept
+                    replay.ack(message.sequence_id)
+            case Sequence_():
+                pass  # the reader acts on it (Replay.accept); without stateful reconnect, nothing to do
 
     # -- calls and streams from the client ---------------------------------------------------
 
@@ -172,7 +181,10 @@ class Dispatcher:
             await self._answer_error(invocation_id, error_text(unexpected, problem, detailed=True))
             return
         if not (streaming or positions):
-            await self._slots.acquire()  # the reader waits here while every slot is busy
+            try:
+                self._slots.acquire_nowait()
+            except trio.WouldBlock:
+                await self._slots.acquire()  # the reader waits here while every slot is busy
             call = CallInfo(self._connection, slot=self._slots)
             self._connection.start_task(self._run_call, call, method, target, invocation_id, bound, ())
             return

@@ -17,6 +17,8 @@ Rules of this module:
 * Only the transports the hub allows are listed, in the order clients try
   them (WebSockets, Server-Sent Events, Long Polling), each with the
   transfer formats it carries.
+* ``useStatefulReconnect`` is answered only when the client asked for it
+  (``?useStatefulReconnect=true``) and the hub allows it.
 """
 
 from __future__ import annotations
@@ -83,13 +85,25 @@ def negotiate_version(values: Iterable[str]) -> int:
 
 
 def negotiate_answer(
-    version: int, connection_id: str, token: str, transports: Iterable[HttpTransportType]
+    version: int,
+    connection_id: str,
+    token: str,
+    transports: Iterable[HttpTransportType],
+    *,
+    stateful_reconnect: bool = False,
 ) -> dict[str, object]:
-    """The JSON body of a successful negotiate, for ``version`` (0 or 1)."""
+    """The JSON body of a successful negotiate, for ``version`` (0 or 1).
+
+    ``stateful_reconnect`` adds ``"useStatefulReconnect": true``: only when
+    the client asked for it, since the TypeScript client refuses an answer
+    that grants what it did not ask for.
+    """
     allowed = set(transports)
     answer: dict[str, object] = {"negotiateVersion": version, "connectionId": connection_id}
     if version >= 1:
         answer["connectionToken"] = token
+    if stateful_reconnect:
+        answer["useStatefulReconnect"] = True
     answer["availableTransports"] = [
         {"transport": transport.value, "transferFormats": list(transport.transfer_formats)}
         for transport in _ORDER

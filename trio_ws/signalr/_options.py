@@ -53,7 +53,11 @@ class HubOptions:
             handshake, from the moment its transport attaches (ASP.NET: 15).
         disconnect_timeout: Seconds a connection may be without a transport
             before it is gone (ASP.NET: 15): after negotiate, until the
-            client's first transport attaches.
+            client's first transport attaches; between two long polls; and
+            under stateful reconnect, from a dropped WebSocket to the next.
+        long_polling_timeout: Seconds a long poll is held when there is
+            nothing to send; it is then answered 200 with an empty body, and
+            the client polls again (ASP.NET: 90).
         max_message_size: Largest message a client may send, in bytes
             (ASP.NET: 32 KiB). A larger one, or a larger handshake, closes
             the connection with an error; nothing that size is buffered.
@@ -67,6 +71,13 @@ class HubOptions:
             the connection waits.
         send_buffer_size: Bytes that may wait to be sent to one connection
             before senders wait or ``slow_client`` applies.
+        stateful_reconnect_buffer_size: Under stateful reconnect, bytes of
+            messages that may wait for the client's acknowledgement (ASP.NET:
+            100,000); past it, senders wait (or ``slow_client`` applies).
+        max_connections: Hub connections this hub keeps open at once, from
+            negotiate on (a negotiate never followed up counts until
+            ``disconnect_timeout``); past it, negotiate and new WebSockets
+            are answered 503. ``None``: no limit.
         slow_client: What a send to many clients does when one has no room.
         slow_client_timeout: How long a send waits for room before the
             connection is closed as too slow: every send to one connection,
@@ -86,13 +97,16 @@ class HubOptions:
     client_timeout: float | None = 30.0
     handshake_timeout: float | None = 15.0
     disconnect_timeout: float | None = 15.0
+    long_polling_timeout: float = 90.0
     # Limits
+    max_connections: int | None = 10_000
     max_message_size: int = 32 * 1024
     max_parallel_invocations: int = 1
     max_streams: int = 100
     stream_buffer_capacity: int = 10
     # Slow clients
     send_buffer_size: int = 256 * 1024
+    stateful_reconnect_buffer_size: int = 100_000
     slow_client: SlowClientPolicy = SlowClientPolicy.CLOSE
     slow_client_timeout: float = 10.0
     client_result_timeout: float | None = 30.0
@@ -112,11 +126,19 @@ class HubOptions:
             value = getattr(self, name)
             if value is not None:
                 _check_seconds(name, value)
-        for name in ("slow_client_timeout", "close_timeout"):
+        for name in ("slow_client_timeout", "close_timeout", "long_polling_timeout"):
             _check_seconds(name, getattr(self, name))
-        for name in ("max_message_size", "max_parallel_invocations", "max_streams", "stream_buffer_capacity"):
+        for name in (
+            "max_message_size",
+            "max_parallel_invocations",
+            "max_streams",
+            "stream_buffer_capacity",
+            "send_buffer_size",
+            "stateful_reconnect_buffer_size",
+        ):
             _check_count(name, getattr(self, name))
-        _check_count("send_buffer_size", self.send_buffer_size)
+        if self.max_connections is not None:
+            _check_count("max_connections", self.max_connections)
         if not isinstance(self.slow_client, SlowClientPolicy):
             raise ValueError(f"slow_client must be a SlowClientPolicy, got {self.slow_client!r}")
         if not isinstance(self.detailed_errors, bool):

@@ -15,6 +15,8 @@ them out (``get``) and writes them. Rules:
 * ``get`` joins queued messages into one chunk of at most ``max_bytes``
   (but always at least one message), which the protocols allow and which
   saves frames when a client falls behind.
+* ``clear`` forgets what is queued but keeps the queue open: under stateful
+  reconnect a new transport starts from the replay buffer instead.
 """
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ class Outbox:
         self._items: deque[tuple[bytes, bool]] = deque()
         self._size = 0
         self._closed = False
-        self._readers = ParkingLot()
+        # Who waits to take (the pump, or a poll; rarely two polls at once): woken directly,
+        # which costs less than a ParkingLot on the path every message takes.
+        self._readers: list[trio.lowlevel.Task] = []
         self._writers = ParkingLot()
 
     @property
@@ -46,13 +50,42 @@ class Outbox:
     def queued_bytes(self) -> int:
         return self._size
 
+    @property
+    def empty(self) -> bool:
+        return not self._items
+
+    @property
+    def exhausted(self) -> bool:
+        """Closed, and everything queued has been taken: the last message is on its way."""
+        return self._closed and not self._items
+
     def _has_room(self) -> bool:
         return not self._items or self._size < self._limit
 
     def _append(self, data: bytes, droppable: bool) -> None:
         self._items.append((data, droppable))
         self._size += len(data)
-        self._readers.unpark_all()
+        if self._readers:
+            self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        readers, self._readers = self._readers, []
+        for task in readers:
+            trio.lowlevel.reschedule(task)
+
+    async def _park_reader(self) -> None:
+        task = trio.lowlevel.current_task()
+        self._readers.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._readers.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _wake_writers(self) -> None:
+        if self._writers:
+            self._writers.unpark_all()
 
     def put_nowait(self, data: bytes, *, droppable: bool = False) -> bool:
         """Queue ``data`` if there is room, and say whether it was taken.
@@ -86,7 +119,7 @@ class Outbox:
             if droppable:
                 del self._items[index]
                 self._size -= len(data)
-                self._writers.unpark_all()
+                self._wake_writers()
                 return True
         return False
 
@@ -97,14 +130,35 @@ class Outbox:
         if final is not None:
             self._append(final, False)
         self._closed = True
-        self._readers.unpark_all()
-        self._writers.unpark_all()
+        self._wake_readers()
+        self._wake_writers()
 
     def discard(self) -> None:
         """Close and forget everything queued: nobody is left to send it to."""
+        self.clear()
+        self.close()
+
+    def clear(self) -> None:
+        """Forget everything queued, and stay open."""
         self._items.clear()
         self._size = 0
-        self.close()
+        self._wake_writers()
+
+    async def wait_writable(self) -> None:
+        """Wait until there is room, or the queue is closed."""
+        if self._has_room() or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        while not (self._has_room() or self._closed):
+            await self._writers.park()
+
+    async def wait_readable(self) -> None:
+        """Wait until something is queued, or the queue is closed."""
+        if self._items or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        while not (self._items or self._closed):
+            await self._park_reader()
 
     def get_nowait(self, max_bytes: int) -> bytes:
         """Queued messages joined into one chunk, without waiting.
@@ -127,7 +181,7 @@ class Outbox:
                 total += len(data)
             chunk = b"".join(parts)
         self._size -= len(chunk)
-        self._writers.unpark_all()
+        self._wake_writers()
         return chunk
 
     async def get(self, max_bytes: int) -> bytes:
@@ -143,7 +197,7 @@ class Outbox:
             try:
                 chunk = self.get_nowait(max_bytes)
             except trio.WouldBlock:
-                await self._readers.park()
+                await self._park_reader()
                 waited = True
             else:
                 if not waited:

@@ -52,9 +52,20 @@ from ._transport import Transport
 if TYPE_CHECKING:
     from .._request import Request
 
-__all__ = ["HubServer", "HubServerStatistics"]
+__all__ = ["HubFull", "HubServer", "HubServerStatistics"]
 
 logger = logging.getLogger("trio_ws.signalr")
+
+
+class HubFull(Exception):
+    """The hub has ``max_connections`` connections open: a new one is refused (HTTP answers 503)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"the hub has {self.limit} connections open, its max_connections"
 
 
 @dataclass(frozen=True)
@@ -194,7 +205,12 @@ class HubServer:
         return self.backplane if isinstance(self.backplane, InProcessBackplane) else InProcessBackplane()
 
     def open_connection(
-        self, *, user_id: str | None = None, request: Request | None = None, token_is_id: bool = False
+        self,
+        *,
+        user_id: str | None = None,
+        request: Request | None = None,
+        token_is_id: bool = False,
+        stateful_reconnect: bool = False,
     ) -> HubConnection:
         """Start a hub connection, waiting for a transport to attach (``HubConnection.attach``).
 
@@ -203,15 +219,27 @@ class HubServer:
         within ``disconnect_timeout`` is gone; the handshake clock starts
         when one does. ``token_is_id`` makes the secret token the public id,
         as negotiate version 0 requires (its clients send the id as ``?id=``).
+        ``stateful_reconnect`` says that negotiate granted it: it is in force
+        once the client's handshake asks for version 2.
 
         Raises:
             RuntimeError: the hub server is not running, or is closing.
+            HubFull: ``max_connections`` connections are open.
         """
         if self._closing:
             raise RuntimeError("the hub server is closing (or has closed)")
         if self._nursery is None:
             raise RuntimeError("the hub server is not running: start it with nursery.start(hub_server.run)")
-        connection = HubConnection(self, user_id=user_id, request=request, token_is_id=token_is_id)
+        limit = self.options.max_connections
+        if limit is not None and len(self._connections) >= limit:
+            raise HubFull(limit)
+        connection = HubConnection(
+            self,
+            user_id=user_id,
+            request=request,
+            token_is_id=token_is_id,
+            stateful_reconnect=stateful_reconnect,
+        )
         self._connections[connection.token] = connection
         self._empty = trio.Event()
         self._nursery.start_soon(connection.run, name=f"hub connection {connection.connection_id}")

@@ -1,24 +1,33 @@
 """Transports: how a hub connection's bytes reach the client and come back.
 
 A hub connection lives in the hub server's nursery, beside but not inside
-whatever carries its bytes. A transport is attached to it for as long as it
-carries them (``HubConnection.attach``): a WebSocket for its lifetime; in
-the transports still to come, a Server-Sent Events stream plus POSTs, or a
-series of long polls; under stateful reconnect, a new WebSocket taking over
-from one that dropped. The connection does not know which.
+whatever carries its bytes. A transport is *attached* to it for as long as
+it carries them (``HubConnection.connect_transport``): a WebSocket for its
+lifetime, or under stateful reconnect until a new one takes over; a
+Server-Sent Events stream with the POSTs beside it; a Long Polling
+connection's series of polls. The connection does not know which.
 
-Rules of a transport (the ``Transport`` protocol below):
+Rules of a transport:
 
-* ``receive()`` returns the next chunk of bytes from the client, in order,
-  with any chunking (the hub protocol frames its own messages), and
-  ``None`` once the client has closed the transport cleanly. A transport
-  that breaks raises ``trio.BrokenResourceError``.
-* ``send(data, binary=...)`` writes one chunk of whole messages; ``binary``
-  says whether the connection speaks a binary protocol (MessagePack), for a
-  WebSocket to choose Binary frames over Text ones.
+* ``receive()`` is called by the connection's own task, which reads: it
+  returns the client's next chunk of bytes, in order, with any chunking
+  (the hub protocol frames its own messages), and ``None`` once the client
+  has closed the transport cleanly. A transport that breaks raises
+  ``trio.BrokenResourceError``. The connection may cancel a ``receive()``
+  (a new transport took over): nothing may be lost then.
+* Sending takes one of two shapes. A transport that is written to (the
+  ``Transport`` protocol: a WebSocket, a trio stream) is carried by
+  ``HubConnection.attach(transport)`` in its own task, which writes what
+  is queued with ``send(data, binary=...)``; a task that sends to only
+  this client may call ``send`` itself when nothing is queued. ``binary``
+  says whether the connection speaks a binary protocol (MessagePack), for
+  a WebSocket to choose Binary frames over Text ones. A transport that
+  takes what is queued itself (a poll, an event stream; ``Inbound`` only)
+  calls ``HubConnection.sender.take()``.
 * ``aclose()`` ends the transport after the connection has said its last
-  word (its Close message is in the last chunk sent). ``abort()`` ends it
-  at once, without waiting for the client, which has stopped reading.
+  word (its Close message was in the last chunk sent). ``abort()`` ends it
+  at once, without waiting for the client, which has stopped reading (or
+  has been replaced by a new transport).
 * ``transfer_formats`` says what it can carry (Server-Sent Events: text
   only), and ``keep_alive`` whether the hub should ping over it (not over
   Long Polling, whose polls show the client is alive).
@@ -35,12 +44,48 @@ import trio
 
 from ._protocol.messages import TransferFormat
 
-__all__ = ["StreamTransport", "Transport"]
+__all__ = [
+    "ConnectionGone",
+    "Inbound",
+    "StreamTransport",
+    "Transport",
+    "TransportInUse",
+    "TransportMismatch",
+]
+
+
+class ConnectionGone(Exception):
+    """The connection has ended: a transport cannot attach to it (HTTP answers 404)."""
+
+
+class TransportInUse(Exception):
+    """The connection already has a transport attached (HTTP answers 409)."""
+
+
+class TransportMismatch(Exception):
+    """The connection is carried by another kind of transport (HTTP answers 400)."""
+
+
+class Inbound(Protocol):
+    """What every transport offers the connection: its name, what it carries, the client's bytes."""
+
+    @property
+    def name(self) -> str:
+        """The transport's name as clients know it: ``"WebSockets"``, ``"LongPolling"``..."""
+        ...
+
+    @property
+    def transfer_formats(self) -> frozenset[TransferFormat]: ...
+
+    @property
+    def keep_alive(self) -> bool: ...
+
+    async def receive(self) -> bytes | None: ...
 
 
 @runtime_checkable
 class Transport(Protocol):
-    """What a hub connection needs from whatever carries its bytes."""
+    """A transport the hub connection writes to: what ``HubConnection.attach`` carries."""
 
     @property
     def name(self) -> str:

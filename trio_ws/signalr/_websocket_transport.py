@@ -3,7 +3,9 @@
 ::
 
     the WebSocket's handler task (trio_ws's connection nursery)
-    └─ HubConnection.attach(WebSocketTransport(ws))     pump in, pump out, while attached
+    └─ HubConnection.attach(WebSocketTransport(ws))     the pump, while attached
+
+    the hub connection's own task                       receive(): the socket's next message
 
 The socket belongs to trio_ws's front door (its reader, its keep-alive
 pings, its close handshake); the hub connection it carries lives in the hub
