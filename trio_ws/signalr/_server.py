@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -289,6 +290,10 @@ class HubServer:
         try:
             await connection.run()
         finally:
+            if trio.current_effective_deadline() == -math.inf:
+                # A hard stop: the backplane is going too; the token goes with this worker's
+                # presence (reaped when its heartbeat expires).
+                return  # noqa: B012
             with (
                 trio.CancelScope(shield=True),
                 trio.move_on_after(self.options.close_timeout),

@@ -69,6 +69,9 @@ __all__ = ["RedisBackplane"]
 logger = logging.getLogger("trio_ws.signalr.backplane")
 
 
+_TAKEN = "+"  # appended to an ask's id: the holder has taken it (its answer follows)
+
+
 class _Reply:
     """An answer another worker owes this one: an Ack, or a client Result."""
 
@@ -263,19 +266,26 @@ class RedisBackplane(InProcessBackplane):
     async def ask(self, worker: str, request: Any, within: float) -> Any:
         asked = secrets.token_hex(8)
         data = wire.encode(wire.Ask(self.worker, asked, request, within))
-        waited = within + self._link.options.operation_timeout
-        with self._expecting(asked) as reply:
+        timeout = self._link.options.operation_timeout
+        # Two answers: "taken" at once (a worker that is gone is known within operation_timeout,
+        # not after a long poll's wait), then the answer itself.
+        with self._expecting(asked + _TAKEN) as taken, self._expecting(asked) as reply:
             await self._link.publish(self.keys.worker_channel(worker), data, buffer=False)
             try:
-                with trio.move_on_after(waited):
-                    await reply.arrived.wait()
+                with trio.move_on_after(timeout):
+                    await taken.arrived.wait()
+                if taken.arrived.is_set():
+                    with trio.move_on_after(within + timeout):
+                        await reply.arrived.wait()
             finally:
                 if not reply.arrived.is_set():  # it will not be waited for: the holder may stop
                     with contextlib.suppress(BackplaneError):
                         cancel = wire.encode(wire.Cancel(asked))
                         self._link.publish_nowait(self.keys.worker_channel(worker), cancel)
         if not reply.arrived.is_set():
-            raise BackplaneError(f"worker {worker} did not answer within {waited:g} s")
+            if not taken.arrived.is_set():
+                raise BackplaneError(f"worker {worker} did not answer within {timeout:g} s")
+            raise BackplaneError(f"worker {worker} took the request but gave no answer")
         if not reply.ok:
             raise BackplaneError(str(reply.value))
         return reply.value
@@ -363,6 +373,7 @@ class RedisBackplane(InProcessBackplane):
                     refusal = "that worker takes no more relayed requests now"
                     await self._answer(message.origin, wire.Result(message.request, False, refusal))
                 else:
+                    await self._answer(message.origin, wire.Ack(message.request + _TAKEN))
                     self._remote_results += 1
                     scope = self._asked[message.request] = trio.CancelScope()
                     self._tasks.start_soon(self._answer_ask, message, scope, self.on_ask)
@@ -401,7 +412,11 @@ class RedisBackplane(InProcessBackplane):
             result = wire.Result(asked.request, False, f"no answer within {asked.timeout:g} s")
             with scope, trio.move_on_after(asked.timeout):
                 result = wire.Result(asked.request, True, await handler(asked.origin, asked.payload))
-            if not scope.cancel_called:  # else the asker has stopped waiting
+            if scope.cancel_called:
+                logger.debug(
+                    "backplane %s: worker %s stopped waiting for its request", self.keys.prefix, asked.origin
+                )
+            else:
                 await self._answer(asked.origin, result)
         finally:
             self._asked.pop(asked.request, None)

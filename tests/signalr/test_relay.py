@@ -1,0 +1,273 @@
+"""Every transport across workers: requests that land on a worker other than the connection's holder.
+
+Two (or more) ``trio_ws`` servers on real sockets, each with its own
+``RedisBackplane`` on one redis-server: the workers of one deployment, as
+``--workers`` or two hosts make them. The test's client steers every HTTP
+request to the server it names (a balancer with no stickiness at all), so
+the first transport request lands on one worker and the requests after it
+on another, which must relay them to the holder.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import trio
+
+import trio_ws
+import trio_ws.testing
+from trio_ws.signalr import Hub, HubOptions, RedisBackplane, map_hub
+from trio_ws.signalr._protocol.messages import Completion, Invocation
+
+from .helpers import open_hub_websocket
+from .http_helpers import HttpHubClient, open_request
+from .redis_helpers import RedisServer, redis, redis_server
+
+__all__ = ["redis", "redis_server"]  # fixtures, imported for pytest
+
+FAST = {"heartbeat_interval": 0.1, "presence_ttl": 0.6, "operation_timeout": 0.5}
+DEADLINE = 15
+
+
+class Rooms(Hub):
+    """A hub that says which worker serves the caller, with groups and broadcasts."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    async def worker(self) -> str:
+        return self.name
+
+    async def echo(self, text: str) -> str:
+        return text
+
+    async def join(self, group: str) -> None:
+        await self.groups.add(self.context.connection_id, group)
+
+    async def to_group(self, group: str, text: str) -> None:
+        await self.clients.group(group).send("Said", group, text)
+
+    async def broadcast(self, text: str) -> None:
+        await self.clients.all.send("Said", "everyone", text)
+
+    async def count(self, group: str) -> int:
+        return await self.groups.count(group)
+
+
+@dataclass
+class Worker:
+    name: str
+    server: trio_ws.Server
+    scope: trio.CancelScope
+
+    @property
+    def port(self) -> int:
+        port = urlsplit(self.server.url).port
+        assert port is not None
+        return port
+
+
+@asynccontextmanager
+async def workers(
+    url: str, count: int = 2, urls: dict[int, str] | None = None
+) -> AsyncIterator[list[Worker]]:
+    """``count`` servers of the same app (a ``Rooms`` hub at ``/hub``), sharing Redis at ``url``
+    (worker ``i`` at ``urls[i]``, if given: a proxy the test can cut)."""
+    prefix = f"test:{secrets.token_hex(4)}"
+    backplanes: list[RedisBackplane] = []
+    started: list[Worker] = []
+    async with trio.open_nursery() as nursery:
+        for index in range(count):
+            name = "AB"[index] if count == 2 else str(index)
+            app = trio_ws.App()
+            backplane = RedisBackplane((urls or {}).get(index, url), prefix=prefix, **FAST)
+            map_hub(app, "/hub", Rooms(name), backplane=backplane, options=HubOptions(long_polling_timeout=5))
+            scope = trio.CancelScope()
+
+            async def serve(
+                app: trio_ws.App = app,
+                scope: trio.CancelScope = scope,
+                *,
+                task_status: trio.TaskStatus[trio_ws.Server] = trio.TASK_STATUS_IGNORED,
+            ) -> None:
+                with scope:
+                    async with trio.open_nursery() as inner:
+                        task_status.started(await trio_ws.testing.start_server(inner, app))
+
+            server = await nursery.start(serve)
+            backplanes.append(backplane)
+            started.append(Worker(name, server, scope))
+        for backplane in backplanes:
+            await backplane.wait_connected()
+        yield started
+        for worker in started:  # gracefully: a Long Polling client between polls is not waited for
+            await worker.server.aclose()
+        nursery.cancel_scope.cancel()
+
+
+class Steer:
+    """Where the next HTTP request goes: a balancer the test controls, one new connection each."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def to(self, worker: Worker) -> Steer:
+        self.worker = worker
+        return self
+
+    async def connect(self) -> trio.abc.Stream:
+        return await trio.open_tcp_stream("127.0.0.1", self.worker.port)
+
+
+async def call(client: HttpHubClient, target: str, *args: Any) -> Any:
+    """Invoke ``target`` with a POST, poll for its Completion (where the client is steered); its result."""
+    invocation_id = secrets.token_hex(4)
+    answer = await client.send(Invocation(target, list(args), invocation_id))
+    assert answer.status == 200, answer
+    while True:
+        polled = await client.poll()
+        assert polled.status == 200, polled
+        for message in client.decode(polled.body):
+            if isinstance(message, Completion) and message.invocation_id == invocation_id:
+                assert message.error is None, message.error
+                return message.result
+
+
+async def test_long_polling_relayed_to_the_holder_from_another_worker(redis: RedisServer) -> None:
+    """Negotiate on A, the first poll on B (B holds the connection), then every POST, poll and the
+    DELETE on A: A relays each to B; the client calls, joins a group, gets a group send and a
+    broadcast from a WebSocket client on A, and ends; then its token is unknown everywhere."""
+    with trio.fail_after(DEADLINE):
+        async with workers(redis.url) as (a, b):
+            steer = Steer(a)
+            client = HttpHubClient(steer.connect, "/hub")
+            await client.negotiate()
+            steer.to(b)
+            first = await client.poll()
+            assert (first.status, first.body) == (200, b"")
+            steer.to(a)  # from now on, every request lands on A, which does not hold the connection
+            assert (await client.post(b'{"protocol":"json","version":1}\x1e')).status == 200
+            assert (await client.poll()).body == b"{}\x1e"
+            assert await call(client, "Worker") == "B"
+            assert await call(client, "Echo", "over two workers") == "over two workers"
+            await call(client, "Join", "room")
+            async with open_hub_websocket(f"ws://127.0.0.1:{a.port}/hub") as other:
+                assert await other.call("Worker") == "A"
+                await other.call("Join", "room")
+                assert await other.call("Count", "room") == 2
+                await other.call("ToGroup", "room", "to the room")
+                await other.call("Broadcast", "to all")
+            said: list[Any] = []
+            while len(said) < 2:
+                polled = await client.poll()
+                said += [list(m.arguments) for m in client.decode(polled.body) if isinstance(m, Invocation)]
+            assert said == [["room", "to the room"], ["everyone", "to all"]]
+            assert (await client.request("DELETE")).status == 202
+            assert (await client.poll()).status == 404
+            assert (await client_poll_on(steer, b, client)).status == 404
+
+
+async def client_poll_on(steer: Steer, worker: Worker, client: HttpHubClient) -> Any:
+    steer.to(worker)
+    return await client.poll()
+
+
+async def test_server_sent_events_posts_relayed_to_the_stream_holder(redis: RedisServer) -> None:
+    """Negotiate on A, the event stream on B (B holds the connection), every POST on A: the
+    handshake, calls and a broadcast from A's own WebSocket client arrive on B's stream, in order;
+    a second event stream, on A, is refused with 409."""
+    with trio.fail_after(DEADLINE):
+        async with workers(redis.url) as (a, b):
+            steer = Steer(a)
+            client = HttpHubClient(steer.connect, "/hub")
+            await client.negotiate()
+            target = f"/hub?id={client.token}"
+            stream_on_b = await trio.open_tcp_stream("127.0.0.1", b.port)
+            headers = [("Accept", "text/event-stream")]
+            async with open_request(stream_on_b, "GET", target, headers=headers) as events:
+                assert events.status == 200
+                seen = bytearray()
+                await events.read_until(b":\r\n", seen=seen)
+                assert (await client.post(b'{"protocol":"json","version":1}\x1e')).status == 200
+                await events.read_until(b"data: {}\x1e\r\n\r\n", seen=seen)
+                for number in range(3):
+                    sent = await client.send(Invocation("Echo", [f"echo {number}"], str(number)))
+                    assert sent.status == 200
+                async with open_hub_websocket(f"ws://127.0.0.1:{a.port}/hub") as other:
+                    await other.call("Broadcast", "to all")
+                last = b'"arguments":["everyone","to all"]'
+                text = (await events.read_until(last, seen=seen)).decode()
+                order = [text.index(f'"result":"echo {number}"') for number in range(3)]
+                assert order == sorted(order) and order[-1] < text.index(last.decode())
+                refused = await client.request("GET", headers=headers)
+                assert refused.status == 409
+
+
+async def test_a_holder_that_does_not_answer_is_taken_for_gone(redis: RedisServer) -> None:
+    """When the holder's link hangs, a request relayed to it is answered 404 after the
+    backplane's operation_timeout (the client starts over), and the front serves others meanwhile."""
+    from .redis_helpers import FlakyProxy
+
+    with trio.fail_after(DEADLINE):
+        proxy = FlakyProxy(redis.port)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(proxy.serve)
+            async with workers(redis.url, urls={1: proxy.url}) as (a, b):
+                steer = Steer(a)
+                client = HttpHubClient(steer.connect, "/hub")
+                await client.negotiate()
+                assert (await client_poll_on(steer, b, client)).status == 200
+                proxy.freeze()
+                start = trio.current_time()
+                steer.to(a)
+                gone = await client.post(b'{"protocol":"json","version":1}\x1e')
+                assert gone.status == 404
+                assert trio.current_time() - start >= FAST["operation_timeout"]
+                async with open_hub_websocket(f"ws://127.0.0.1:{a.port}/hub") as other:
+                    assert await other.call("Echo", "still serving") == "still serving"
+                proxy.heal()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_relayed_poll_whose_client_left_takes_nothing(redis: RedisServer) -> None:
+    """A long poll relayed to the holder, dropped by its client, is cancelled on the holder too:
+    a message sent after that waits for the next poll instead of going out to nobody."""
+    import logging
+
+    from .redis_helpers import LogWatcher
+
+    watcher = LogWatcher()
+    logger = logging.getLogger("trio_ws.signalr")
+    logger.addHandler(watcher)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        with trio.fail_after(DEADLINE):
+            async with workers(redis.url) as (a, b):
+                steer = Steer(a)
+                client = HttpHubClient(steer.connect, "/hub")
+                await client.negotiate()
+                assert (await client_poll_on(steer, b, client)).status == 200
+                steer.to(a)
+                assert (await client.post(b'{"protocol":"json","version":1}\x1e')).status == 200
+                assert (await client.poll()).body == b"{}\x1e"
+                async with trio.open_nursery() as nursery:
+                    # A poll that waits (nothing to send), then its client goes away.
+                    nursery.start_soon(client.poll)
+                    await watcher.wait_for("serving a poll relayed from", count=2)
+                    nursery.cancel_scope.cancel()
+                await watcher.wait_for("stopped waiting for its request")
+                async with open_hub_websocket(f"ws://127.0.0.1:{a.port}/hub") as other:
+                    await other.call("Broadcast", "after the drop")
+                polled = await client.poll()
+                said = [list(m.arguments) for m in client.decode(polled.body) if isinstance(m, Invocation)]
+                assert said == [["everyone", "after the drop"]]
+    finally:
+        logger.removeHandler(watcher)
+        logger.setLevel(level)
