@@ -30,7 +30,7 @@ from .redis_helpers import RedisServer, redis, redis_server
 
 __all__ = ["redis", "redis_server"]  # fixtures, imported for pytest
 
-FAST = {"heartbeat_interval": 0.1, "presence_ttl": 0.6, "operation_timeout": 0.5}
+FAST: dict[str, Any] = {"heartbeat_interval": 0.1, "presence_ttl": 0.6, "operation_timeout": 0.5}
 DEADLINE = 15
 
 
