@@ -22,9 +22,15 @@ import trio
 import trio_ws
 import trio_ws.testing
 from trio_ws.signalr import Hub, HubOptions, RedisBackplane, map_hub
-from trio_ws.signalr._protocol.messages import Completion, Invocation
+from trio_ws.signalr._protocol.messages import (
+    Completion,
+    HubMessage,
+    Invocation,
+    Sequence_,
+    is_trackable,
+)
 
-from .helpers import open_hub_websocket
+from .helpers import WebSocketHubClient, open_hub_websocket
 from .http_helpers import HttpHubClient, open_request
 from .redis_helpers import RedisServer, redis, redis_server
 
@@ -87,7 +93,8 @@ async def workers(
             name = "AB"[index] if count == 2 else str(index)
             app = trio_ws.App()
             backplane = RedisBackplane((urls or {}).get(index, url), prefix=prefix, **FAST)
-            map_hub(app, "/hub", Rooms(name), backplane=backplane, options=HubOptions(long_polling_timeout=5))
+            options = HubOptions(long_polling_timeout=5)
+            map_hub(app, "/hub", Rooms(name), backplane=backplane, options=options, stateful_reconnect=True)
             scope = trio.CancelScope()
 
             async def serve(
@@ -271,3 +278,115 @@ async def test_a_relayed_poll_whose_client_left_takes_nothing(redis: RedisServer
     finally:
         logger.removeHandler(watcher)
         logger.setLevel(level)
+
+
+class Balancer:
+    """A TCP balancer the test controls: each new connection goes to the next port, in turn;
+    ``cut()`` drops every connection at once (no WebSocket Close: a network failure)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.port = 0
+        self._turn = 0
+        self._pairs: set[trio.CancelScope] = set()
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started()
+
+    def cut(self) -> None:
+        for scope in list(self._pairs):
+            scope.cancel()
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        port = self.ports[self._turn % len(self.ports)]
+        self._turn += 1
+        async with client, await trio.open_tcp_stream("127.0.0.1", port) as upstream:
+            with trio.CancelScope() as scope:
+                self._pairs.add(scope)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._pump, client, upstream, nursery.cancel_scope)
+                    nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
+            self._pairs.discard(scope)
+
+    async def _pump(self, source: trio.abc.Stream, sink: trio.abc.Stream, pair: trio.CancelScope) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        pair.cancel()
+
+
+class Books:
+    """A stateful-reconnect client's count of what it received: duplicates after a Sequence dropped."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._cursor = 0
+
+    def take(self, message: HubMessage) -> bool:
+        """Whether ``message`` is new (a Sequence, Pings and duplicates are not)."""
+        if isinstance(message, Sequence_):
+            self._cursor = message.sequence_id - 1
+            return False
+        if not is_trackable(message):
+            return False
+        self._cursor += 1
+        if self._cursor <= self.received:
+            return False
+        self.received = self._cursor
+        return True
+
+
+async def said_until(client: WebSocketHubClient, books: Books, count: int) -> list[str]:
+    """The texts of the next ``count`` new group messages."""
+    texts: list[str] = []
+    while len(texts) < count:
+        message = await client.receive()
+        if books.take(message) and isinstance(message, Invocation):
+            texts.append(message.arguments[1])
+    return texts
+
+
+async def test_stateful_reconnect_to_another_worker_replays_exactly_what_was_missed(
+    redis: RedisServer,
+) -> None:
+    """A stateful WebSocket opened on A, cut by the network, reconnected through the balancer to B:
+    B relays it to A, which replays from the client's Sequence; the client gets every group message
+    sent before, during and after the outage exactly once, in order, and calls A through B."""
+    with trio.fail_after(DEADLINE):
+        async with workers(redis.url) as (a, b), trio.open_nursery() as nursery:
+            balancer = Balancer([a.port, b.port])
+            await nursery.start(balancer.serve)
+            client = HttpHubClient(Steer(a).connect, "/hub")
+            negotiated = await client.negotiate("negotiateVersion=1&useStatefulReconnect=true")
+            assert negotiated["useStatefulReconnect"] is True
+            url = f"ws://127.0.0.1:{balancer.port}/hub?id={client.token}"
+            books = Books()
+            async with open_hub_websocket(f"ws://127.0.0.1:{b.port}/hub") as sender:
+                async with open_hub_websocket(url, handshake=False) as first:  # lands on A
+                    assert await first.handshake(version=2) is None
+                    await first.send(Invocation("Join", ["room"], "1"))
+                    while not isinstance(message := await first.receive(), Completion):
+                        pass
+                    books.take(message)
+                    for text in ("before 1", "before 2"):
+                        await sender.call("ToGroup", "room", text)
+                    assert await said_until(first, books, 2) == ["before 1", "before 2"]
+                    balancer.cut()
+                for text in ("during 1", "during 2"):
+                    await sender.call("ToGroup", "room", text)
+                async with open_hub_websocket(url, handshake=False) as second:  # lands on B
+                    await second.send(Sequence_(2))  # the client sent one message: Join
+                    assert await said_until(second, books, 2) == ["during 1", "during 2"]
+                    await sender.call("ToGroup", "room", "after")
+                    assert await said_until(second, books, 1) == ["after"]
+                    await second.send(Invocation("Worker", [], "2"))
+                    while not isinstance(message := await second.receive(), Completion):
+                        books.take(message)
+                    assert message.result == "A"
+            nursery.cancel_scope.cancel()

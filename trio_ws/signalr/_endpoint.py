@@ -71,7 +71,7 @@ from ._http_transports import delete, event_stream, poll, post
 from ._hub import Hub
 from ._negotiate import HttpTransportType, NegotiateError, negotiate_answer, negotiate_version
 from ._options import HubOptions
-from ._relay import DELETE, POLL, POST, relay
+from ._relay import DELETE, POLL, POST, WEBSOCKET, relay, relay_check, relay_websocket
 from ._server import HubFull, HubServer
 from ._transport import ConnectionGone, TransportInUse, TransportMismatch
 from ._websocket_transport import WebSocketTransport
@@ -258,8 +258,10 @@ class _HubEndpoint:
         if isinstance(found, Response):
             return found
         if isinstance(found, str):
-            # Held by another worker: only a stateful reconnect's new socket can land here.
-            return _unknown()
+            # Held by another worker: a stateful reconnect's new socket; the holder checks it.
+            if HttpTransportType.WEBSOCKETS not in self.transports:
+                return _not_supported(HttpTransportType.WEBSOCKETS)
+            return await relay_check(self.hub_server, found, WEBSOCKET, request)
         if found.closing:
             return _unknown()
         if HttpTransportType.WEBSOCKETS not in self.transports:
@@ -285,6 +287,14 @@ class _HubEndpoint:
                 await ws.aclose(1013, "the hub is full; try again later")
             return
         connection = self.hub_server.find_connection(token)  # opened by before_upgrade's claim
+        if connection is None:
+            try:
+                holder = await self.hub_server.locate(token, request=request)
+            except (BackplaneError, HubFull):
+                holder = None
+            if isinstance(holder, str):
+                await relay_websocket(self.hub_server, holder, ws)
+                return
         try:
             if connection is None:
                 raise ConnectionGone(token)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -57,7 +58,7 @@ from ._hub import Hub
 from ._methods import HubMethod, discover_methods
 from ._options import HubOptions
 from ._protocol import PROTOCOLS, HubProtocol
-from ._relay import answer_relayed
+from ._relay import RelayedSockets, answer_relayed
 from ._transport import Transport
 
 if TYPE_CHECKING:
@@ -131,6 +132,8 @@ class HubServer:
         self.groups = GroupManager(self)
         self.users = UserManager(self)
         self._connections: dict[str, HubConnection] = {}  # by token
+        self.relayed_sockets = RelayedSockets()
+        """WebSockets relayed between this worker and others (stateful reconnect across workers)."""
         self._nursery: trio.Nursery | None = None
         self._running = False
         self._closing = False
@@ -353,6 +356,16 @@ class HubServer:
                 await self.backplane.release(token)
                 raise
         return await self.backplane.holder(token)
+
+    def start_soon(self, function: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``function(*args)`` in the hub server's nursery (a relayed WebSocket's carrier).
+
+        Raises:
+            RuntimeError: the hub server is not running.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the hub server is not running")
+        self._nursery.start_soon(function, *args)
 
     def find_connection(self, token: str) -> HubConnection | None:
         """The open connection with this secret token (a transport's ``?id=``), if any."""
