@@ -186,3 +186,70 @@ async def _poll_until(client: HttpHubClient, targets: set[str]) -> dict[str, lis
             if isinstance(message, Invocation) and message.target in targets:
                 found[message.target] = list(message.arguments)
     return found
+
+
+async def test_redis_restarted_under_traffic_with_the_conformance_hub() -> None:
+    """Redis stopped and started again while a client sends to a group spread over two workers:
+    each worker logs the outage and the recovery; once both are back, GroupCount agrees again and
+    every message sent after the recovery reaches every member."""
+    from .signalr.redis_helpers import RedisServer as PrivateRedis
+
+    own = PrivateRedis()  # restarted by this test: not the session's
+    own.start()
+    try:
+        with conformance_workers(own, 2) as served, trio.fail_after(DEADLINE):
+            async with AsyncExitStack() as stack:
+                members = [await negotiated_websocket(stack, served.port) for _ in range(8)]
+                assert {await member.call("WorkerId") for member in members} == set(served.pids)
+                for member in members:
+                    await member.call("JoinGroup", "room")
+                sender = await negotiated_websocket(stack, served.port)
+                checkers = [await negotiated_websocket(stack, served.port) for _ in range(4)]
+                heard = [Heard() for _ in members]
+                sent: list[int] = []
+                async with trio.open_nursery() as nursery:
+                    for member, texts in zip(members, heard, strict=True):
+                        nursery.start_soon(_listen, member, texts)
+                    for number in range(3):
+                        await sender.call("SendToGroup", "room", str(number))
+                        sent.append(number)
+                    await trio.to_thread.run_sync(own.stop)
+                    await trio.to_thread.run_sync(_wait_for_line, served, "lost Redis", 2)
+                    for number in range(3, 6):  # buffered by the workers while Redis is away
+                        await sender.call("SendToGroup", "room", str(number))
+                    await trio.to_thread.run_sync(own.start)
+                    await trio.to_thread.run_sync(_wait_for_line, served, "Redis is back", 6)
+                    assert {await checker.call("GroupCount", "room") for checker in checkers} == {8}
+                    after = list(range(6, 12))
+                    for number in after:
+                        await sender.call("SendToGroup", "room", str(number))
+                    for texts in heard:
+                        while not set(after) <= set(texts.numbers):
+                            await texts.changed.wait()
+                    nursery.cancel_scope.cancel()
+                for texts in heard:
+                    assert [number for number in texts.numbers if number >= 6] == after
+    finally:
+        own.close()
+
+
+class Heard:
+    """The numbers a group member heard, and an event for each new one."""
+
+    def __init__(self) -> None:
+        self.numbers: list[int] = []
+        self.changed = trio.Event()
+
+
+async def _listen(client: WebSocketHubClient, heard: Heard) -> None:
+    while True:
+        message = await client.receive()
+        if isinstance(message, Invocation) and message.target == "GroupMessage":
+            heard.numbers.append(int(message.arguments[1]))
+            heard.changed.set()
+            heard.changed = trio.Event()
+
+
+def _wait_for_line(served: RunningWorkers, text: str, count: int) -> None:
+    """Until the workers' log has ``count`` lines containing ``text`` (an event: the log)."""
+    served.log.wait_for(lambda line: sum(text in seen for seen in served.log.lines) >= count)
