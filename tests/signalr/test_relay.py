@@ -93,7 +93,8 @@ async def workers(
             name = "AB"[index] if count == 2 else str(index)
             app = trio_ws.App()
             backplane = RedisBackplane((urls or {}).get(index, url), prefix=prefix, **FAST)
-            options = HubOptions(long_polling_timeout=5)
+            # Polls held longer than operation_timeout: the holder's "taken" keeps the front waiting.
+            options = HubOptions(long_polling_timeout=1)
             map_hub(app, "/hub", Rooms(name), backplane=backplane, options=options, stateful_reconnect=True)
             scope = trio.CancelScope()
 
@@ -149,7 +150,8 @@ async def call(client: HttpHubClient, target: str, *args: Any) -> Any:
 async def test_long_polling_relayed_to_the_holder_from_another_worker(redis: RedisServer) -> None:
     """Negotiate on A, the first poll on B (B holds the connection), then every POST, poll and the
     DELETE on A: A relays each to B; the client calls, joins a group, gets a group send and a
-    broadcast from a WebSocket client on A, and ends; then its token is unknown everywhere."""
+    broadcast from a WebSocket client on A, waits out an idle poll held longer than the backplane's
+    operation_timeout, and ends; then its token is unknown everywhere."""
     with trio.fail_after(DEADLINE):
         async with workers(redis.url) as (a, b):
             steer = Steer(a)
@@ -175,6 +177,8 @@ async def test_long_polling_relayed_to_the_holder_from_another_worker(redis: Red
                 polled = await client.poll()
                 said += [list(m.arguments) for m in client.decode(polled.body) if isinstance(m, Invocation)]
             assert said == [["room", "to the room"], ["everyone", "to all"]]
+            idle = await client.poll()  # nothing to send: held on B, answered when its time is up
+            assert (idle.status, idle.body) == (200, b"")
             assert (await client.request("DELETE")).status == 202
             assert (await client.poll()).status == 404
             assert (await client_poll_on(steer, b, client)).status == 404
@@ -357,7 +361,8 @@ async def test_stateful_reconnect_to_another_worker_replays_exactly_what_was_mis
 ) -> None:
     """A stateful WebSocket opened on A, cut by the network, reconnected through the balancer to B:
     B relays it to A, which replays from the client's Sequence; the client gets every group message
-    sent before, during and after the outage exactly once, in order, and calls A through B."""
+    sent before, during and after the outage exactly once, in order, and calls A through B; when
+    the relayed socket drops too, the next socket (on A) gets what it missed meanwhile."""
     with trio.fail_after(DEADLINE):
         async with workers(redis.url) as (a, b), trio.open_nursery() as nursery:
             balancer = Balancer([a.port, b.port])
@@ -388,5 +393,11 @@ async def test_stateful_reconnect_to_another_worker_replays_exactly_what_was_mis
                     await second.send(Invocation("Worker", [], "2"))
                     while not isinstance(message := await second.receive(), Completion):
                         books.take(message)
+                    books.take(message)
                     assert message.result == "A"
+                    balancer.cut()  # the relayed socket drops too
+                await sender.call("ToGroup", "room", "during 3")
+                async with open_hub_websocket(url, handshake=False) as third:  # lands on A again
+                    await third.send(Sequence_(3))  # the client sent two: Join, Worker
+                    assert await said_until(third, books, 1) == ["during 3"]
             nursery.cancel_scope.cancel()

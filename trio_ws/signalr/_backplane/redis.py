@@ -410,7 +410,9 @@ class RedisBackplane(InProcessBackplane):
         """Another worker relayed a request for a connection this one holds: answer it."""
         try:
             result = wire.Result(asked.request, False, f"no answer within {asked.timeout:g} s")
-            with scope, trio.move_on_after(asked.timeout):
+            # The request's own bound (a poll's hold) comes first: this one only stops a handler
+            # that overruns it, before the asker (which waits operation_timeout more) gives up.
+            with scope, trio.move_on_after(asked.timeout + self._link.options.operation_timeout / 2):
                 result = wire.Result(asked.request, True, await handler(asked.origin, asked.payload))
             if scope.cancel_called:
                 logger.debug(
