@@ -31,6 +31,7 @@ from ._backplane import Audience as Audience
 from ._backplane import Backplane as Backplane
 from ._backplane import InProcessBackplane as InProcessBackplane
 from ._backplane import LocalConnection as LocalConnection
+from ._backplane import Pending as Pending
 from ._backplane import RedisBackplane as RedisBackplane
 from ._backplane import SerializedMessage as SerializedMessage
 from ._client import ClientState as ClientState
@@ -86,6 +87,7 @@ __all__ = [
     "InProcessBackplane",
     "InvocationError",
     "LocalConnection",
+    "Pending",
     "NegotiateHook",
     "RedisBackplane",
     "SerializedMessage",

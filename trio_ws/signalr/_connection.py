@@ -144,11 +144,14 @@ class HubConnection:
         request: Request | None = None,
         token_is_id: bool = False,
         stateful_reconnect: bool = False,
+        connection_id: str | None = None,
+        token: str | None = None,
     ) -> None:
         self.server = server
-        self.connection_id = new_id()
+        # Minted here, or by negotiate (a pending connection, opened where its transport landed).
+        self.connection_id = connection_id or new_id()
         # Negotiate version 0 has no token: the client uses the connection id as ``?id=``.
-        self.token = self.connection_id if token_is_id else new_id()
+        self.token = token or (self.connection_id if token_is_id else new_id())
         self.user_id = user_id
         self.request = request
         self.protocol: HubProtocol | None = None

@@ -66,10 +66,12 @@ from .._response import Response
 from .._routing import AuthHook, InheritAuth
 from ._backplane import Backplane
 from ._connection import HubConnection
+from ._errors import BackplaneError
 from ._http_transports import delete, event_stream, poll, post
 from ._hub import Hub
 from ._negotiate import HttpTransportType, NegotiateError, negotiate_answer, negotiate_version
 from ._options import HubOptions
+from ._relay import DELETE, POLL, POST, WEBSOCKET, relay, relay_check, relay_websocket
 from ._server import HubFull, HubServer
 from ._transport import ConnectionGone, TransportInUse, TransportMismatch
 from ._websocket_transport import WebSocketTransport
@@ -222,16 +224,16 @@ class _HubEndpoint:
             value.strip().lower() == "true" for value in _query_values(request, "usestatefulreconnect")
         )
         try:
-            connection = self.hub_server.open_connection(
-                user_id=_user_id(request),
-                request=request,
-                token_is_id=version == 0,
-                stateful_reconnect=stateful,
+            # Only reserved: the connection opens where its first transport request lands.
+            pending = await self.hub_server.reserve(
+                user_id=_user_id(request), token_is_id=version == 0, stateful_reconnect=stateful
             )
         except HubFull as exc:
             return _full(exc)
+        except BackplaneError as exc:
+            return _unavailable(exc)
         answer = negotiate_answer(
-            version, connection.connection_id, connection.token, self.transports, stateful_reconnect=stateful
+            version, pending.connection_id, pending.token, self.transports, stateful_reconnect=stateful
         )
         response = Response.json(200, answer, headers=[("cache-control", "no-cache")])
         if self.on_negotiate is not None:
@@ -252,9 +254,14 @@ class _HubEndpoint:
             if limit is not None and self.hub_server.statistics().connections >= limit:
                 return _full(HubFull(limit))
             return None
-        found = self._connection(request, token)
+        found = await self._locate(request, token)
         if isinstance(found, Response):
             return found
+        if isinstance(found, str):
+            # Held by another worker: a stateful reconnect's new socket; the holder checks it.
+            if HttpTransportType.WEBSOCKETS not in self.transports:
+                return _not_supported(HttpTransportType.WEBSOCKETS)
+            return await relay_check(self.hub_server, found, WEBSOCKET, request)
         if found.closing:
             return _unknown()
         if HttpTransportType.WEBSOCKETS not in self.transports:
@@ -279,7 +286,15 @@ class _HubEndpoint:
             except HubFull:  # filled up between the hook and the upgrade
                 await ws.aclose(1013, "the hub is full; try again later")
             return
-        connection = self.hub_server.find_connection(token)
+        connection = self.hub_server.find_connection(token)  # opened by before_upgrade's claim
+        if connection is None:
+            try:
+                holder = await self.hub_server.locate(token, request=request)
+            except (BackplaneError, HubFull):
+                holder = None
+            if isinstance(holder, str):
+                await relay_websocket(self.hub_server, holder, ws)
+                return
         try:
             if connection is None:
                 raise ConnectionGone(token)
@@ -295,13 +310,17 @@ class _HubEndpoint:
 
     async def get(self, request: Request) -> Response:
         """``GET {hub}?id=`` that is not an upgrade: an event stream, or a long poll."""
-        found = self._connection(request, request.query_param("id"))
-        if isinstance(found, Response):
-            return found
         streaming = "text/event-stream" in (request.header("accept") or "").lower()
         kind = HttpTransportType.SERVER_SENT_EVENTS if streaming else HttpTransportType.LONG_POLLING
+        found = await self._locate(request, request.query_param("id"))
+        if isinstance(found, Response):
+            return found
         if kind not in self.transports:
             return _not_supported(kind)
+        if isinstance(found, str):
+            if streaming:  # an event stream is served where it landed first; a second is refused
+                return _in_use()
+            return await relay(self.hub_server, found, POLL, request)
         try:
             if streaming:
                 return event_stream(found, request)
@@ -315,28 +334,39 @@ class _HubEndpoint:
 
     async def post(self, request: Request) -> Response:
         """``POST {hub}?id=``: the client's messages for a Server-Sent Events or Long Polling connection."""
-        found = self._connection(request, request.query_param("id"))
+        found = await self._locate(request, request.query_param("id"))
         if isinstance(found, Response):
             return found
-        return await post(found, request)
+        if isinstance(found, str):
+            return await relay(self.hub_server, found, POST, request)
+        return await post(found, request.body_stream)
 
     async def delete(self, request: Request) -> Response:
         """``DELETE {hub}?id=``: the client stops its Long Polling connection."""
-        found = self._connection(request, request.query_param("id"))
+        found = await self._locate(request, request.query_param("id"))
         if isinstance(found, Response):
-            await trio.lowlevel.checkpoint()
             return found
-        await trio.lowlevel.checkpoint()
+        if isinstance(found, str):
+            return await relay(self.hub_server, found, DELETE, request)
         return delete(found)
 
-    def _connection(self, request: Request, token: str | None) -> HubConnection | Response:
-        """The connection a transport request names, or ASP.NET's refusal (400, 404), or 403 for
-        a request from another user than the one who negotiated."""
+    async def _locate(self, request: Request, token: str | None) -> HubConnection | str | Response:
+        """The connection a transport request names (opened here if its token was pending), the
+        worker holding it, or ASP.NET's refusal (400, 404), or 403 for a request from another
+        user than the one who negotiated, or 503 (the hub is full, the backplane is away)."""
         if not token:
+            await trio.lowlevel.checkpoint()
             return Response.text(400, "Connection ID required")
-        connection = self.hub_server.find_connection(token)
+        try:
+            connection = await self.hub_server.locate(token, request=request)
+        except HubFull as exc:
+            return _full(exc)
+        except BackplaneError as exc:
+            return _unavailable(exc)
         if connection is None:
             return _unknown()
+        if isinstance(connection, str):
+            return connection  # the holder checks the user
         user = _user_id(request)
         if user is not None and user != connection.user_id:
             return Response.text(403, "Forbidden: this connection was negotiated by another user")
@@ -363,6 +393,12 @@ def _full(exc: HubFull) -> Response:
     """503, with the reason: the official client reports it and, reconnecting, tries again later."""
     logger.info("refused a new hub connection: %s", exc)
     return Response.text(503, f"Service Unavailable: {exc}; try again later", headers=[("retry-after", "5")])
+
+
+def _unavailable(exc: BackplaneError) -> Response:
+    """503 while the backplane cannot say where a connection lives (or record a new one)."""
+    logger.info("a hub request refused: %s", exc)
+    return Response.text(503, f"Service Unavailable: {exc}; try again later", headers=[("retry-after", "1")])
 
 
 def _user_id(request: Request) -> str | None:

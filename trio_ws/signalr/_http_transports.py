@@ -54,7 +54,9 @@ from ._sender import CHUNK
 from ._transport import TransportMismatch
 
 if TYPE_CHECKING:
-    from .._request import Request, RequestBody
+    from collections.abc import AsyncIterable
+
+    from .._request import Request
     from ._connection import Attachment, HubConnection
 
 __all__ = [
@@ -105,7 +107,7 @@ class PostInbox:
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise trio.BrokenResourceError("the connection's POST inbox was closed") from None
 
-    async def put(self, body: RequestBody) -> bool:
+    async def put(self, body: AsyncIterable[bytes]) -> bool:
         """Hand ``body`` over, chunk by chunk; ``False`` if the connection ended first.
 
         Raises:
@@ -154,8 +156,9 @@ class LongPollingTransport:
 # -- POST: the client's half of both --------------------------------------------------------
 
 
-async def post(connection: HubConnection, request: Request) -> Response:
-    """``POST {hub}?id=``: hand the body to the connection; 200 once it is all handed over."""
+async def post(connection: HubConnection, body: AsyncIterable[bytes]) -> Response:
+    """``POST {hub}?id=``: hand the body (the request's, or one relayed from another worker) to
+    the connection; 200 once it is all handed over."""
     if connection.transport_name == "WebSockets":
         return Response.text(405, "POST requests are not allowed for WebSocket connections.")
     inbox = connection.post_inbox()
@@ -163,7 +166,7 @@ async def post(connection: HubConnection, request: Request) -> Response:
         return Response.text(409, "Conflict: another POST for this connection is in progress")
     inbox.busy = True
     try:
-        delivered = await inbox.put(request.body_stream)
+        delivered = await inbox.put(body)
     finally:
         inbox.busy = False
     if not delivered:
@@ -222,8 +225,9 @@ class _EventStream:
 # -- Long Polling ----------------------------------------------------------------------------
 
 
-async def poll(connection: HubConnection, request: Request, hold: float) -> Response:
-    """``GET {hub}?id=`` without ``Accept: text/event-stream``: one long poll.
+async def poll(connection: HubConnection, request: Request | None, hold: float) -> Response:
+    """``GET {hub}?id=`` without ``Accept: text/event-stream``: one long poll (``request`` is
+    ``None`` for one relayed from another worker).
 
     Raises:
         ConnectionGone, TransportInUse, TransportMismatch: for the first poll, as
@@ -257,7 +261,7 @@ async def poll(connection: HubConnection, request: Request, hold: float) -> Resp
     return Response.empty(204, headers=_NO_CACHE)  # a newer poll took over
 
 
-def _first_poll(connection: HubConnection, request: Request) -> Response:
+def _first_poll(connection: HubConnection, request: Request | None) -> Response:
     """The first poll attaches the transport, and is answered at once: the client's ``start()``
     waits for it."""
     transport = LongPollingTransport(connection.post_inbox())

@@ -23,6 +23,12 @@ Rules of this module:
   hard stop; each connection still gets ``close_timeout`` (shielded) to
   leave its groups and run ``on_disconnected``.
 * One ``Hub`` instance belongs to one ``HubServer``.
+* A connection lives where its first transport lands: negotiate only
+  reserves its id and token (``reserve``, a pending entry in the
+  backplane), and the first transport request for the token, on whichever
+  worker, opens it there (``locate``). A request that lands on another
+  worker than the holder is relayed to it (``_relay.py``); the holder
+  answers it through ``backplane.on_ask``.
 * A hub server given no backplane takes the deployment's when it starts
   (``python -m trio_ws APP --backplane redis://...``; see
   ``trio_ws._deployment``), and refuses to start on several workers without
@@ -31,8 +37,12 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
@@ -40,13 +50,15 @@ import trio
 from .._deployment import Deployment, DeploymentError, current_deployment
 from .._health import Health
 from ._backplane import Backplane, InProcessBackplane
+from ._backplane.base import Pending
 from ._clients import GroupManager, HubClients, UserManager
-from ._connection import HubConnection
-from ._errors import DisconnectReason
+from ._connection import HubConnection, new_id
+from ._errors import BackplaneError, DisconnectReason
 from ._hub import Hub
 from ._methods import HubMethod, discover_methods
 from ._options import HubOptions
 from ._protocol import PROTOCOLS, HubProtocol
+from ._relay import RelayedSockets, answer_relayed
 from ._transport import Transport
 
 if TYPE_CHECKING:
@@ -73,7 +85,9 @@ class HubServerStatistics:
     """A snapshot of a hub server."""
 
     connections: int
-    """Hub connections open now (handshaking, connected or closing)."""
+    """Hub connections open now (negotiated, handshaking, connected or closing). A negotiated
+    connection counts on the worker that negotiated it until a transport opens it (on a
+    backplane shared by workers: on the worker where it opened)."""
 
 
 class HubServer:
@@ -118,6 +132,8 @@ class HubServer:
         self.groups = GroupManager(self)
         self.users = UserManager(self)
         self._connections: dict[str, HubConnection] = {}  # by token
+        self.relayed_sockets = RelayedSockets()
+        """WebSockets relayed between this worker and others (stateful reconnect across workers)."""
         self._nursery: trio.Nursery | None = None
         self._running = False
         self._closing = False
@@ -132,7 +148,10 @@ class HubServer:
         return self._closing
 
     def statistics(self) -> HubServerStatistics:
-        return HubServerStatistics(connections=len(self._connections))
+        return HubServerStatistics(connections=self._open_count())
+
+    def _open_count(self) -> int:
+        return len(self._connections) + len(self.backplane.pending)
 
     def health(self) -> Health:
         """The backplane's state, for the app's health path (``App.add_health_check``)."""
@@ -174,6 +193,7 @@ class HubServer:
                     deployment.add_health_check(check, self.health)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.backplane.serve)
+                self.backplane.on_ask = partial(answer_relayed, self)
                 self._nursery = nursery
                 task_status.started(self)
                 await self._stopped.wait()
@@ -211,6 +231,7 @@ class HubServer:
         request: Request | None = None,
         token_is_id: bool = False,
         stateful_reconnect: bool = False,
+        pending: Pending | None = None,
     ) -> HubConnection:
         """Start a hub connection, waiting for a transport to attach (``HubConnection.attach``).
 
@@ -220,7 +241,39 @@ class HubServer:
         when one does. ``token_is_id`` makes the secret token the public id,
         as negotiate version 0 requires (its clients send the id as ``?id=``).
         ``stateful_reconnect`` says that negotiate granted it: it is in force
-        once the client's handshake asks for version 2.
+        once the client's handshake asks for version 2. ``pending`` opens
+        the connection ``reserve`` minted (its id, token and grants).
+
+        Raises:
+            RuntimeError: the hub server is not running, or is closing.
+            HubFull: ``max_connections`` connections are open.
+        """
+        nursery = self._check_open()
+        if pending is None:
+            connection = HubConnection(
+                self,
+                user_id=user_id,
+                request=request,
+                token_is_id=token_is_id,
+                stateful_reconnect=stateful_reconnect,
+            )
+        else:
+            connection = HubConnection(
+                self,
+                user_id=pending.user_id,
+                request=request,
+                stateful_reconnect=pending.stateful_reconnect,
+                connection_id=pending.connection_id,
+                token=pending.token,
+            )
+        self._connections[connection.token] = connection
+        self._empty = trio.Event()
+        name = f"hub connection {connection.connection_id}"
+        nursery.start_soon(self._run_connection, connection, name=name)
+        return connection
+
+    def _check_open(self) -> trio.Nursery:
+        """The nursery connections run in, if a new one may open.
 
         Raises:
             RuntimeError: the hub server is not running, or is closing.
@@ -231,19 +284,88 @@ class HubServer:
         if self._nursery is None:
             raise RuntimeError("the hub server is not running: start it with nursery.start(hub_server.run)")
         limit = self.options.max_connections
-        if limit is not None and len(self._connections) >= limit:
+        if limit is not None and self._open_count() >= limit:
             raise HubFull(limit)
-        connection = HubConnection(
-            self,
-            user_id=user_id,
-            request=request,
-            token_is_id=token_is_id,
-            stateful_reconnect=stateful_reconnect,
-        )
-        self._connections[connection.token] = connection
-        self._empty = trio.Event()
-        self._nursery.start_soon(connection.run, name=f"hub connection {connection.connection_id}")
-        return connection
+        return self._nursery
+
+    async def _run_connection(self, connection: HubConnection) -> None:
+        """A connection's life, then its token let go (other workers stop relaying to here)."""
+        try:
+            await connection.run()
+        finally:
+            if trio.current_effective_deadline() == -math.inf:
+                # A hard stop: the backplane is going too; the token goes with this worker's
+                # presence (reaped when its heartbeat expires).
+                return  # noqa: B012
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(self.options.close_timeout),
+                # Redis away: the token goes with this worker's rebuilt presence.
+                contextlib.suppress(BackplaneError),
+            ):
+                await self.backplane.release(connection.token)
+
+    async def reserve(
+        self, *, user_id: str | None = None, token_is_id: bool = False, stateful_reconnect: bool = False
+    ) -> Pending:
+        """Mint a connection's id and token for negotiate, to be opened by its first transport.
+
+        The reservation lasts ``disconnect_timeout`` (15 s when that is
+        ``None``), in the backplane, so that the first transport may land on
+        any worker (``locate``).
+
+        Raises:
+            RuntimeError: the hub server is not running, or is closing.
+            HubFull: ``max_connections`` connections are open in this process.
+            BackplaneError: the backplane cannot record it now.
+        """
+        self._check_open()
+        connection_id = new_id()
+        token = connection_id if token_is_id else new_id()
+        pending = Pending(connection_id, token, user_id, stateful_reconnect)
+        window = self.options.disconnect_timeout
+        await self.backplane.record_pending(pending, 15.0 if window is None else window)
+        return pending
+
+    async def locate(self, token: str, *, request: Request | None = None) -> HubConnection | str | None:
+        """Where ``token``'s connection lives: here (the ``HubConnection``, opened now if its
+        token was pending), another worker (its name: relay the request there), or nowhere.
+
+        Raises:
+            HubFull: the token was pending, and this process has ``max_connections`` open.
+            BackplaneError: the backplane cannot say now.
+        """
+        connection = self._connections.get(token)
+        if connection is not None:
+            await trio.lowlevel.checkpoint()
+            return connection
+        if self._closing:
+            await trio.lowlevel.checkpoint()
+            return None
+        pending = await self.backplane.claim(token)
+        if pending is not None:
+            connection = self._connections.get(token)  # claimed meanwhile by a request of ours
+            if connection is not None:
+                return connection
+            try:
+                return self.open_connection(user_id=pending.user_id, request=request, pending=pending)
+            except RuntimeError:  # closing meanwhile
+                await self.backplane.release(token)
+                return None
+            except HubFull:
+                await self.backplane.release(token)
+                raise
+        return await self.backplane.holder(token)
+
+    def start_soon(self, function: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``function(*args)`` in the hub server's nursery (a relayed WebSocket's carrier).
+
+        Raises:
+            RuntimeError: the hub server is not running.
+        """
+        if self._nursery is None:
+            raise RuntimeError("the hub server is not running")
+        self._nursery.start_soon(function, *args)
 
     def find_connection(self, token: str) -> HubConnection | None:
         """The open connection with this secret token (a transport's ``?id=``), if any."""

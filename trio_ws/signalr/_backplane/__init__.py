@@ -9,7 +9,7 @@ redis_wire.py   what it keeps in Redis and sends between workers (pure)
 
 from __future__ import annotations
 
-from .base import Audience, Backplane, LocalConnection, SerializedMessage, deliver_locally, frozen
+from .base import Audience, Backplane, LocalConnection, Pending, SerializedMessage, deliver_locally, frozen
 from .in_process import InProcessBackplane
 from .redis import RedisBackplane
 
@@ -18,6 +18,7 @@ __all__ = [
     "Backplane",
     "InProcessBackplane",
     "LocalConnection",
+    "Pending",
     "RedisBackplane",
     "SerializedMessage",
     "deliver_locally",

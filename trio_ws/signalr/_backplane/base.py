@@ -21,24 +21,87 @@ Rules of the interface:
   first use, however many connections receive them.
 * Delivery to this process's connections goes through ``deliver_locally``,
   which applies the slow-client rules, whatever the backplane.
+* A connection lives where its first transport lands (``docs/scale-out.md``):
+  negotiate records a ``Pending`` connection (``record_pending``), the first
+  transport request for its token takes it (``claim``) and opens it there,
+  and a request that lands on another worker is relayed to the holder
+  (``holder``, ``ask``). With one process all of this stays in a
+  ``PendingTable`` in memory, and nothing is ever relayed.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import trio
 
 from ..._health import Health
+from .._errors import BackplaneError
 
 if TYPE_CHECKING:
     from .._protocol.codec import HubProtocol
     from .._protocol.messages import Invocation
 
-__all__ = ["Audience", "Backplane", "LocalConnection", "SerializedMessage", "deliver_locally"]
+__all__ = [
+    "AskHandler",
+    "Audience",
+    "Backplane",
+    "LocalConnection",
+    "Pending",
+    "PendingTable",
+    "SerializedMessage",
+    "deliver_locally",
+]
+
+AskHandler = Callable[[str, Any], Awaitable[Any]]
+"""``await handler(origin_worker, request)``: this worker's answer to another worker's ``ask``."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A connection negotiate has minted but no transport has opened yet."""
+
+    connection_id: str
+    token: str
+    user_id: str | None
+    stateful_reconnect: bool
+
+
+class PendingTable:
+    """Pending connections of one process, each kept at most ``ttl`` seconds, at most ``limit`` of
+    them (the oldest go first: a flood of negotiates cannot grow it without a bound)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._entries: dict[str, tuple[Pending, float]] = {}
+
+    def add(self, pending: Pending, ttl: float) -> None:
+        now = trio.current_time()
+        entries = self._entries
+        while entries:
+            oldest = next(iter(entries))
+            if entries[oldest][1] > now and len(entries) < self.limit:
+                break
+            del entries[oldest]
+        entries[pending.token] = (pending, now + ttl)
+
+    def __len__(self) -> int:
+        """How many are pending now (the expired ones are forgotten first)."""
+        now = trio.current_time()
+        entries = self._entries
+        while entries and entries[next(iter(entries))][1] <= now:
+            del entries[next(iter(entries))]
+        return len(entries)
+
+    def take(self, token: str) -> Pending | None:
+        """The pending connection for ``token``, now taken (``None``: none, or it expired)."""
+        entry = self._entries.pop(token, None)
+        if entry is None or entry[1] <= trio.current_time():
+            return None
+        return entry[0]
 
 
 @dataclass(frozen=True)
@@ -151,6 +214,50 @@ class Backplane(abc.ABC):
         expire; the in-process one has nothing to do.
         """
         await trio.lowlevel.checkpoint()
+
+    # -- where connections live: pending tokens, claims, and asking their holder --------
+
+    on_ask: AskHandler | None = None
+    """Set by the hub server: how this worker answers another's ``ask`` (a relayed request)."""
+
+    @property
+    def pending(self) -> PendingTable:
+        """This process's pending connections (what a backplane without shared storage uses)."""
+        table: PendingTable | None = self.__dict__.get("_pending_table")
+        if table is None:
+            table = self.__dict__["_pending_table"] = PendingTable()
+        return table
+
+    async def record_pending(self, pending: Pending, ttl: float) -> None:
+        """Negotiate minted ``pending``: the first transport request for its token, on any
+        worker, may ``claim`` it within ``ttl`` seconds."""
+        await trio.lowlevel.checkpoint()
+        self.pending.add(pending, ttl)
+
+    async def claim(self, token: str) -> Pending | None:
+        """Take the pending connection for ``token``, to open it in this process (``None``: there
+        is none, or another worker took it)."""
+        await trio.lowlevel.checkpoint()
+        return self.pending.take(token)
+
+    async def holder(self, token: str) -> str | None:
+        """The other worker holding ``token``'s connection, if any (one process: never)."""
+        await trio.lowlevel.checkpoint()
+        return None
+
+    async def release(self, token: str) -> None:
+        """``token``'s connection, held by this process, has ended."""
+        await trio.lowlevel.checkpoint()
+
+    async def ask(self, worker: str, request: Any, within: float) -> Any:
+        """Ask ``worker`` (its ``on_ask``) and return its answer, which it gives within ``within``
+        seconds or not at all.
+
+        Raises:
+            BackplaneError: no answer came (the worker is gone, or the link is down).
+        """
+        await trio.lowlevel.checkpoint()
+        raise BackplaneError(f"worker {worker} cannot be reached: this backplane has no other workers")
 
     def health(self) -> Health:
         """Whether the backplane can do its work now, answered at once (for ``/healthz``).

@@ -7,7 +7,8 @@ worker, on one host or many, through Redis or Valkey (with coredis, which runs o
     └─ backplane nursery
        ├─ RedisLink.serve                      the link, and its sessions (redis_link.py)
        └─ one task per client result asked     a caller on another worker waits for this
-          by another worker                    worker's client (at most max_remote_results)
+          or request relayed by another worker worker's client, or a poll's answer
+                                               (together, at most max_remote_results)
 
 Rules of this module:
 
@@ -25,6 +26,13 @@ Rules of this module:
   worker, which applies it and answers; it returns once the holder has, so
   a send after it reaches the connection. A client result is asked of the
   holder too, which answers on the caller's channel.
+* Connections by token (``docs/scale-out.md``): negotiate's pending token
+  is kept in Redis for the handshake window, the first transport request
+  for it takes it (one script: one worker wins), and the token then names
+  its holder until the connection ends or the holder stops heartbeating.
+  A request that lands on another worker is relayed to the holder with
+  ``ask``: one message on the holder's channel, answered on the asker's,
+  within a time bound, and cancelled if the asker stops waiting.
 * Members, counts and presence are read from Redis, so they agree on every
   worker. While Redis is out of reach they raise ``BackplaneError`` (a
   ``HubError``: the caller learns why, no traceback is logged), sends wait
@@ -37,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import math
 import secrets
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -48,7 +57,7 @@ from ..._health import Health
 from .._errors import BackplaneError, ClientResultError
 from .._protocol.messages import Invocation
 from . import redis_wire as wire
-from .base import Audience, LocalConnection, SerializedMessage, deliver_locally
+from .base import AskHandler, Audience, LocalConnection, Pending, SerializedMessage, deliver_locally
 from .in_process import InProcessBackplane
 from .redis_link import LinkOptions, LinkState, Presence, RedisLink
 
@@ -58,6 +67,9 @@ if TYPE_CHECKING:
 __all__ = ["RedisBackplane"]
 
 logger = logging.getLogger("trio_ws.signalr.backplane")
+
+
+_TAKEN = "+"  # appended to an ask's id: the holder has taken it (its answer follows)
 
 
 class _Reply:
@@ -127,10 +139,13 @@ class RedisBackplane(InProcessBackplane):
             on_message=self._received,
             on_down=self._fail_replies,
             presence=self._presence,
+            tokens=lambda: tuple(self._tokens),
         )
         self._max_remote_results = max_remote_results
         self._remote_results = 0
         self._replies: dict[str, _Reply] = {}
+        self._tokens: set[str] = set()  # the tokens of the connections this worker holds
+        self._asked: dict[str, trio.CancelScope] = {}  # another worker's asks, running here
         self._tasks: trio.Nursery | None = None
 
     @property
@@ -218,6 +233,63 @@ class RedisBackplane(InProcessBackplane):
         holder: bytes | None = await self._link.command(read)
         return None if holder is None or holder.decode() == self.worker else holder.decode()
 
+    # -- connections by token ---------------------------------------------------------------
+
+    async def record_pending(self, pending: Pending, ttl: float) -> None:
+        stateful = "1" if pending.stateful_reconnect else "0"
+        ttl_ms = str(max(1, math.ceil(ttl * 1000)))
+        args = (self.keys.prefix, pending.token, pending.connection_id, pending.user_id or "", stateful)
+        await self._link.call(wire.PENDING, *args, ttl_ms)
+
+    async def claim(self, token: str) -> Pending | None:
+        found = await self._link.call(wire.CLAIM, self.keys.prefix, self.worker, token)
+        if not found:
+            return None
+        self._tokens.add(token)
+        connection_id, user, stateful = (_text(value) for value in found)
+        return Pending(connection_id, token, user or None, stateful == "1")
+
+    async def holder(self, token: str) -> str | None:
+        async def read(redis: coredis.Redis[bytes]) -> bytes | None:
+            return await redis.hget(self.keys.token(token), "w")
+
+        holder: bytes | None = await self._link.command(read)
+        return None if holder is None or holder.decode() == self.worker else holder.decode()
+
+    async def release(self, token: str) -> None:
+        if token in self._tokens:
+            self._tokens.discard(token)
+            await self._link.write(wire.RELEASE, self.keys.prefix, self.worker, token)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def ask(self, worker: str, request: Any, within: float) -> Any:
+        asked = secrets.token_hex(8)
+        data = wire.encode(wire.Ask(self.worker, asked, request, within))
+        timeout = self._link.options.operation_timeout
+        # Two answers: "taken" at once (a worker that is gone is known within operation_timeout,
+        # not after a long poll's wait), then the answer itself.
+        with self._expecting(asked + _TAKEN) as taken, self._expecting(asked) as reply:
+            await self._link.publish(self.keys.worker_channel(worker), data, buffer=False)
+            try:
+                with trio.move_on_after(timeout):
+                    await taken.arrived.wait()
+                if taken.arrived.is_set():
+                    with trio.move_on_after(within + timeout):
+                        await reply.arrived.wait()
+            finally:
+                if not reply.arrived.is_set():  # it will not be waited for: the holder may stop
+                    with contextlib.suppress(BackplaneError):
+                        cancel = wire.encode(wire.Cancel(asked))
+                        self._link.publish_nowait(self.keys.worker_channel(worker), cancel)
+        if not reply.arrived.is_set():
+            if not taken.arrived.is_set():
+                raise BackplaneError(f"worker {worker} did not answer within {timeout:g} s")
+            raise BackplaneError(f"worker {worker} took the request but gave no answer")
+        if not reply.ok:
+            raise BackplaneError(str(reply.value))
+        return reply.value
+
     # -- sending ---------------------------------------------------------------------------
 
     async def send(self, audience: Audience, message: SerializedMessage) -> None:
@@ -296,6 +368,19 @@ class RedisBackplane(InProcessBackplane):
                 self._resolve(request, True, None)
             case wire.Result(request, ok, value):
                 self._resolve(request, ok, value)
+            case wire.Ask() if self._tasks is not None:
+                if self.on_ask is None or self._remote_results >= self._max_remote_results:
+                    refusal = "that worker takes no more relayed requests now"
+                    await self._answer(message.origin, wire.Result(message.request, False, refusal))
+                else:
+                    await self._answer(message.origin, wire.Ack(message.request + _TAKEN))
+                    self._remote_results += 1
+                    scope = self._asked[message.request] = trio.CancelScope()
+                    self._tasks.start_soon(self._answer_ask, message, scope, self.on_ask)
+            case wire.Cancel(request):
+                running = self._asked.get(request)
+                if running is not None:
+                    running.cancel()
             case wire.Invoke() if self._tasks is not None:
                 if self._remote_results >= self._max_remote_results:
                     refusal = f"{self._max_remote_results} client results already wait on that worker"
@@ -319,6 +404,24 @@ class RedisBackplane(InProcessBackplane):
                     result = wire.Result(asked.request, False, exc.reason)
             await self._answer(asked.origin, result)
         finally:
+            self._remote_results -= 1
+
+    async def _answer_ask(self, asked: wire.Ask, scope: trio.CancelScope, handler: AskHandler) -> None:
+        """Another worker relayed a request for a connection this one holds: answer it."""
+        try:
+            result = wire.Result(asked.request, False, f"no answer within {asked.timeout:g} s")
+            # The request's own bound (a poll's hold) comes first: this one only stops a handler
+            # that overruns it, before the asker (which waits operation_timeout more) gives up.
+            with scope, trio.move_on_after(asked.timeout + self._link.options.operation_timeout / 2):
+                result = wire.Result(asked.request, True, await handler(asked.origin, asked.payload))
+            if scope.cancel_called:
+                logger.debug(
+                    "backplane %s: worker %s stopped waiting for its request", self.keys.prefix, asked.origin
+                )
+            else:
+                await self._answer(asked.origin, result)
+        finally:
+            self._asked.pop(asked.request, None)
             self._remote_results -= 1
 
     async def _answer(self, worker: str, reply: wire.Ack | wire.Result) -> None:
@@ -361,3 +464,7 @@ def _only(audience: Audience, local: dict[str, LocalConnection]) -> bool:
         and bool(audience.connections)
         and all(connection_id in local for connection_id in audience.connections)
     )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

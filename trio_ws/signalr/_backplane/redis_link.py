@@ -163,6 +163,7 @@ class RedisLink:
         on_message: Callable[[wire.Message], Awaitable[None]],
         on_down: Callable[[str], None],
         presence: Callable[[], Presence],
+        tokens: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self.url = url
         self.keys = keys
@@ -173,6 +174,7 @@ class RedisLink:
         self._on_down = on_down
         self._up = trio.Event()
         self._presence = presence
+        self._tokens = tokens
         self._description = f"{socket.gethostname()} pid {os.getpid()}"
         self.state = LinkState.CONNECTING
         self._since = time.time()
@@ -270,6 +272,16 @@ class RedisLink:
             await self._outbox.wait_changed()  # the publisher makes room
         self._outbox.append(channel, data)
         await trio.lowlevel.checkpoint()
+
+    def publish_nowait(self, channel: str, data: bytes) -> None:
+        """Publish a small message after every send before it, without waiting (even for room).
+
+        Raises:
+            BackplaneError: the link is down.
+        """
+        if not self.up:
+            raise self.refuse()
+        self._outbox.append(channel, data)
 
     def break_session(self, reason: str) -> None:
         """End the current session (a failure noticed outside it); the loop starts another."""
@@ -480,6 +492,7 @@ class RedisLink:
         ttl = math.ceil(self.options.presence_ttl * 1000)
         argv = wire.rebuild_arguments(self.keys.prefix, self.worker, ttl, self._description, self._presence())
         await self._script(wire.REBUILD, *argv)
+        await self._script(wire.HOLD, self.keys.prefix, self.worker, *self._tokens())
 
     async def _round_trip(self) -> None:
         """A probe to this worker's own channel must come back: the subscription still delivers."""

@@ -10,6 +10,10 @@ Everything of one hub lives under a prefix, ``trio_ws:Chat`` say (``P``):
 ``P:c:{id}:g``              set of the groups the connection is in
 ``P:g:{group}``             set of the connection ids in a group (members, counts)
 ``P:u:{user}``              set of a user's connection ids (presence)
+``P:t:{token}``             hash: a connection by its token: ``s`` ``p`` (pending: negotiated,
+                            expiring after the handshake window) or ``h`` (held), ``w`` the
+                            worker holding it, ``i`` its id, ``u`` its user, ``r`` stateful reconnect
+``P:w:{worker}:t``          set of the tokens that worker holds
 ``P:all`` (channel)         sends, which every worker filters for its own connections
 ``P:w:{worker}`` (channel)  requests to one worker (group changes, client results) and replies
 ==========================  =================================================================
@@ -27,6 +31,8 @@ Rules of this module:
 * A worker whose heartbeat has expired is reaped by the next heartbeat of
   any other: its connections leave their groups and users, so presence
   expires with the worker that held it.
+* A pending token is taken by one worker only (``CLAIM`` checks and takes
+  it in one step); a held token goes with its worker (``reap``).
 * Messages between workers are MessagePack arrays whose first item says the
   kind; argument values travel as the hub protocols' own hooks turn them
   into MessagePack (``_protocol/values.py``), so a receiver encodes them for
@@ -54,7 +60,13 @@ __all__ = [
     "LEAVE_WORKER",
     "REBUILD",
     "SCRIPTS",
+    "CLAIM",
+    "HOLD",
+    "PENDING",
+    "RELEASE",
     "Ack",
+    "Ask",
+    "Cancel",
     "GroupChange",
     "Invoke",
     "Keys",
@@ -89,6 +101,9 @@ class Keys:
     def user(self, user_id: str) -> str:
         return f"{self.prefix}:u:{user_id}"
 
+    def token(self, token: str) -> str:
+        return f"{self.prefix}:t:{token}"
+
 
 # -- the scripts: ARGV[1] is always the prefix ------------------------------------------
 
@@ -110,7 +125,10 @@ local function reap(p, w)
     drop(p, id)
     n = n + 1
   end
-  redis.call('DEL', p .. ':w:' .. w .. ':c', p .. ':w:' .. w)
+  for _, t in ipairs(redis.call('SMEMBERS', p .. ':w:' .. w .. ':t')) do
+    redis.call('DEL', p .. ':t:' .. t)
+  end
+  redis.call('DEL', p .. ':w:' .. w .. ':c', p .. ':w:' .. w, p .. ':w:' .. w .. ':t')
   redis.call('SREM', p .. ':workers', w)
   return n
 end
@@ -214,8 +232,48 @@ return reap(ARGV[1], ARGV[2])
 """
 )
 
+PENDING = """
+-- ARGV: prefix, token, connection id, user ('' for none), stateful reconnect ('1' or '0'), ttl in ms
+local key = ARGV[1] .. ':t:' .. ARGV[2]
+redis.call('HSET', key, 's', 'p', 'i', ARGV[3], 'u', ARGV[4], 'r', ARGV[5])
+redis.call('PEXPIRE', key, ARGV[6])
+return 1
+"""
 
-SCRIPTS = (CONNECT, DISCONNECT, JOIN, LEAVE, HEARTBEAT, REBUILD, LEAVE_WORKER)
+CLAIM = """
+-- ARGV: prefix, worker, token. A pending token becomes the worker's: {id, user, stateful}, or nil.
+local key = ARGV[1] .. ':t:' .. ARGV[3]
+if redis.call('HGET', key, 's') ~= 'p' then return false end
+redis.call('HSET', key, 's', 'h', 'w', ARGV[2])
+redis.call('PERSIST', key)
+redis.call('SADD', ARGV[1] .. ':w:' .. ARGV[2] .. ':t', ARGV[3])
+return redis.call('HMGET', key, 'i', 'u', 'r')
+"""
+
+RELEASE = """
+-- ARGV: prefix, worker, token. The worker's connection for that token has ended.
+local key = ARGV[1] .. ':t:' .. ARGV[3]
+if redis.call('HGET', key, 'w') == ARGV[2] then redis.call('DEL', key) end
+redis.call('SREM', ARGV[1] .. ':w:' .. ARGV[2] .. ':t', ARGV[3])
+return 1
+"""
+
+HOLD = """
+-- ARGV: prefix, worker, then tokens. After REBUILD: the worker holds exactly these tokens.
+local p, me = ARGV[1], ARGV[2]
+for _, t in ipairs(redis.call('SMEMBERS', p .. ':w:' .. me .. ':t')) do
+  if redis.call('HGET', p .. ':t:' .. t, 'w') == me then redis.call('DEL', p .. ':t:' .. t) end
+end
+redis.call('DEL', p .. ':w:' .. me .. ':t')
+for i = 3, #ARGV do
+  redis.call('HSET', p .. ':t:' .. ARGV[i], 's', 'h', 'w', me)
+  redis.call('SADD', p .. ':w:' .. me .. ':t', ARGV[i])
+end
+return #ARGV - 2
+"""
+
+
+SCRIPTS = (CONNECT, DISCONNECT, JOIN, LEAVE, HEARTBEAT, REBUILD, LEAVE_WORKER, PENDING, CLAIM, RELEASE, HOLD)
 
 
 def rebuild_arguments(
@@ -243,6 +301,8 @@ class Kind(enum.IntEnum):
     INVOKE = 4
     RESULT = 5
     PROBE = 6
+    ASK = 7
+    CANCEL = 8
 
 
 @dataclass(frozen=True)
@@ -301,7 +361,25 @@ class Probe:
     nonce: str
 
 
-Message = Send | GroupChange | Ack | Invoke | Result | Probe
+@dataclass(frozen=True)
+class Ask:
+    """Another worker's request for this one's ``on_ask`` (a forwarded HTTP request): answered
+    with a ``Result`` within ``timeout`` s."""
+
+    origin: str
+    request: str
+    payload: Any
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """The asker no longer waits for ``request``'s answer (its client went away)."""
+
+    request: str
+
+
+Message = Send | GroupChange | Ack | Invoke | Result | Probe | Ask | Cancel
 
 
 def encode(message: Message) -> bytes:
@@ -333,6 +411,10 @@ def encode(message: Message) -> bytes:
             items = [Kind.RESULT, request, ok, value]
         case Probe(nonce):
             items = [Kind.PROBE, nonce]
+        case Ask(origin, request, payload, timeout):
+            items = [Kind.ASK, origin, request, payload, timeout]
+        case Cancel(request):
+            items = [Kind.CANCEL, request]
     data: bytes = msgpack.packb(items, use_bin_type=True, datetime=False, default=msgpack_default)
     return data
 
@@ -366,6 +448,10 @@ def decode(data: bytes) -> Message | None:
                 return Result(items[1], bool(items[2]), items[3])
             case Kind.PROBE:
                 return Probe(items[1])
+            case Kind.ASK:
+                return Ask(items[1], items[2], items[3], float(items[4]))
+            case Kind.CANCEL:
+                return Cancel(items[1])
     except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as exc:
         raise ValueError(f"not a backplane message: {exc}") from None
     return None
