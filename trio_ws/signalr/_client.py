@@ -13,28 +13,51 @@ The nursery tree, inside ``open_hub_client``::
 
     client nursery
     └─ HubClient._run                     connect, serve, reconnect: one connection at a time
-       └─ connection nursery              one per connection (a reconnect opens a new one)
-          ├─ trio-websocket's reader
+       └─ connection nursery              one per connection (an automatic reconnect opens a new one)
+          ├─ the transport's task         WebSockets: its own nursery with trio-websocket's reader
+          │                               (a new one after each stateful reconnect); Long Polling:
+          │                               the poll loop; Server-Sent Events: none (read in _read)
           ├─ keep-alive task              a Ping after keep_alive_interval with nothing sent
-          ├─ one task per server call     the handlers given to on(), answering client results
+          │                               (not on Long Polling, which keeps itself alive)
+          ├─ ack task                     stateful reconnect only: an Ack a second after new messages
+          ├─ handler task                 the handlers given to on(), one call at a time, in order
           └─ one task per upload          an async iterable argument, sent as a stream
 
 Rules of this module:
 
 * It speaks SignalR as the official clients do, to any server (ASP.NET Core
-  too): negotiate (version 1, redirects, access tokens), then the WebSocket
-  at ``?id=TOKEN``, the JSON or MessagePack handshake, Pings, and a server
-  timeout. ``skip_negotiation=True`` opens the WebSocket directly.
+  too): negotiate (version 1, redirects, access tokens), then the first
+  transport the hub offers that the client may use (``transport=``;
+  WebSockets, Server-Sent Events, Long Polling, in the hub's order, with a
+  new negotiate before each next try, MessagePack never over Server-Sent
+  Events), the JSON or MessagePack handshake, Pings, and a server timeout
+  (none on Long Polling). ``skip_negotiation=True`` opens the WebSocket
+  directly.
 * A call made while the client is not connected fails at once
   (``HubClientError``), as the official client's does; calls in flight when
   the connection is lost fail with the loss.
-* Reconnecting is opt-in (``reconnect=True``: after 0, 2, 10 and 30 s, then
-  give up, as the official client's ``withAutomaticReconnect``). A new
-  connection is a new negotiate and a new connection id. A server's Close
-  without ``allowReconnect`` ends the client for good.
-* Handlers run in tasks of the connection's nursery, so a slow handler never
-  stops the reading; a handler's exception is answered to the server as a
-  client-result error (when one is awaited) and logged, never raised here.
+* Stateful reconnect is opt-in (``stateful_reconnect=True``) and needs the
+  hub's consent and a WebSocket: every call, stream item, completion and
+  cancellation is numbered and kept (``Replay``, at most
+  ``stateful_reconnect_buffer_size`` bytes: past it, sending waits) until
+  the hub acknowledges it. When the WebSocket drops without a Close, the
+  client opens one new WebSocket to the same connection token at once,
+  sends Sequence and every unacknowledged message, and drops the hub's
+  duplicates: nothing is lost or repeated, calls in flight carry on, and the
+  connection id stays. If the hub no longer has the connection (it was away
+  longer than the hub's disconnect timeout: 404), the connection ends as a
+  lost one.
+* Automatic reconnect is opt-in (``reconnect=True``: after 0, 2, 10 and 30
+  s, then give up, as the official client's ``withAutomaticReconnect``). A
+  new connection is a new negotiate and a new connection id. A server's
+  Close without ``allowReconnect`` ends the client for good.
+* Handlers run in one task of the connection's nursery, one call at a time
+  and in the order the hub made them (as the official clients call them),
+  while the reading goes on; up to 16 calls wait their turn, then the
+  reading waits too (so a handler that waits for the hub's answer to its own
+  ``invoke`` should not be kept waiting behind more than that). A
+  handler's exception is answered to the server as a client-result error
+  (when one is awaited) and logged, never raised here.
 * Exceptions raised inside ``async with open_hub_client(...)`` come out as
   themselves, not in an ``ExceptionGroup``.
 """
@@ -57,16 +80,24 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar, overload
-from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
 
-from ._client_negotiate import USER_AGENT, HubClientError, negotiate, websocket_url
+from ._client_negotiate import USER_AGENT, HubClientError, NegotiateAnswer, negotiate
+from ._client_transports import (
+    ClientTransport,
+    LongPollingClientTransport,
+    ServerSentEventsClientTransport,
+    TransportEnded,
+    open_websocket,
+)
+from ._negotiate import HttpTransportType
 from ._protocol import PROTOCOLS, HubProtocol, ProtocolError
 from ._protocol.framing import TextFramer
 from ._protocol.handshake import encode_request, parse_response
 from ._protocol.messages import (
+    Ack,
     CancelInvocation,
     Close,
     Completion,
@@ -76,7 +107,9 @@ from ._protocol.messages import (
     StreamInvocation,
     StreamItem,
     TransferFormat,
+    is_trackable,
 )
+from ._replay import DEFAULT_BUFFER_SIZE, Replay
 
 __all__ = ["ClientState", "HubClient", "HubClientError", "InvocationError", "open_hub_client"]
 
@@ -86,6 +119,8 @@ DEFAULT_RECONNECT_DELAYS = (0.0, 2.0, 10.0, 30.0)
 _MAX_REDIRECTS = 100
 _STREAM_BUFFER = 16
 _CLOSE_TIMEOUT = 5.0
+_CALLS_QUEUED = 16  # the hub's calls waiting for the handler task
+_ACK_INTERVAL = 1.0  # an Ack a second after new messages, as the official client
 _NO_RESULT = "Client didn't provide a result."
 _CONNECTION_ERRORS = (
     HubClientError,
@@ -126,16 +161,31 @@ class _Pending:
 
 
 class _Connection:
-    """One connection: its WebSocket, protocol, nursery and when it last sent."""
+    """One connection: its transport (swapped under stateful reconnect), protocol, nursery and books."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, protocol: HubProtocol, nursery: trio.Nursery):
-        self.ws = ws
+    def __init__(
+        self,
+        transport: ClientTransport,
+        protocol: HubProtocol,
+        nursery: trio.Nursery,
+        *,
+        url: str,
+        token: str | None,
+        headers: list[tuple[str, str]],
+    ) -> None:
+        self.transport = transport
         self.protocol = protocol
         self.nursery = nursery
-        self.binary = protocol.transfer_format is TransferFormat.BINARY
+        self.url = url
+        self.token = token  # the ?id= of every transport request (a new WebSocket reuses it)
+        self.headers = headers
         self.last_sent = trio.current_time()
         self.connection_id: str | None = None
         self.rest = b""  # what came after the handshake's answer: the first messages
+        self.replay: Replay | None = None  # stateful reconnect's books, when the hub granted it
+        self.send_lock = trio.Lock()  # messages go out (and are numbered) in one order
+        self.ack_wanted = trio.Event()  # stateful: new messages arrived since the last Ack
+        self.calls, self.calls_waiting = trio.open_memory_channel[Invocation](_CALLS_QUEUED)
 
 
 class HubClient:
@@ -154,6 +204,9 @@ class HubClient:
         server_timeout: float,
         max_message_size: int,
         ssl_context: ssl.SSLContext | None,
+        transport: HttpTransportType | Iterable[HttpTransportType] | None = None,
+        stateful_reconnect: bool = False,
+        stateful_reconnect_buffer_size: int = DEFAULT_BUFFER_SIZE,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'json' or 'messagepack', got {protocol!r}")
@@ -169,6 +222,11 @@ class HubClient:
         self._server_timeout = server_timeout
         self._max_message_size = max_message_size
         self._ssl_context = ssl_context
+        self._transports = _allowed_transports(transport)
+        if skip_negotiation and HttpTransportType.WEBSOCKETS not in self._transports:
+            raise ValueError("skip_negotiation=True needs transport=HttpTransportType.WEBSOCKETS")
+        self._stateful_reconnect = stateful_reconnect
+        self._buffer_size = stateful_reconnect_buffer_size
         self._handlers: dict[str, Handler] = {}
         self._pending: dict[str, _Pending] = {}
         self._streams: dict[str, trio.MemorySendChannel[Any]] = {}
@@ -190,6 +248,16 @@ class HubClient:
     def connection_id(self) -> str | None:
         """The server's id for the current connection (``None`` without negotiate, or while away)."""
         return None if self._connection is None else self._connection.connection_id
+
+    @property
+    def transport_name(self) -> str | None:
+        """The transport of the current connection (``"WebSockets"``...), ``None`` while away."""
+        return None if self._connection is None else self._connection.transport.name
+
+    @property
+    def stateful_reconnect(self) -> bool:
+        """Whether the current connection survives a dropped WebSocket (the hub granted it)."""
+        return self._connection is not None and self._connection.replay is not None
 
     def _set_state(self, state: ClientState) -> None:
         self._state = state
@@ -357,11 +425,23 @@ class HubClient:
         await self._send(connection, Completion(stream_id, error=error))
 
     async def _send(self, connection: _Connection, message: HubMessage) -> None:
+        """Send one message; under stateful reconnect, number it and keep it until the hub's Ack.
+
+        A full replay buffer makes the sender wait (backpressure). A kept
+        message whose transport fails is not an error here: the next
+        transport sends it again, or the connection's end fails its caller.
+        """
         data = connection.protocol.encode(message)
-        try:
-            await connection.ws.send_message(data if connection.binary else data.decode("utf-8"))
-        except trio_websocket.ConnectionClosed:
-            raise HubClientError("the connection was lost while sending") from None
+        replay = connection.replay
+        if replay is not None and is_trackable(message):
+            await replay.wait_for_room()
+            async with connection.send_lock:
+                replay.record(data)
+                with suppress(HubClientError):
+                    await connection.transport.send(data)
+        else:
+            async with connection.send_lock:
+                await connection.transport.send(data)
         connection.last_sent = trio.current_time()
 
     # -- the connection's life -------------------------------------------------------------------
@@ -402,16 +482,20 @@ class HubClient:
     async def _session(self, task_status: trio.TaskStatus[BaseException | None] | None) -> _Outcome:
         """One connection, from negotiate to its loss; how it ended."""
         outcome = _Outcome()
-        streams: list[trio.abc.Stream] = []
+        connection: _Connection | None = None
         try:
             async with trio.open_nursery() as nursery:
-                connection = await self._open(nursery, streams)
+                connection = await self._open(nursery)
                 self._connection = connection
                 outcome.opened = True
                 self._set_state(ClientState.CONNECTED)
                 if task_status is not None:
                     task_status.started(None)
-                nursery.start_soon(self._keep_alive, connection)
+                if not connection.transport.inherent_keep_alive:
+                    nursery.start_soon(self._keep_alive, connection)
+                if connection.replay is not None:
+                    nursery.start_soon(self._acknowledge, connection, connection.replay)
+                nursery.start_soon(self._run_handlers, connection)
                 await self._read(connection, outcome)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -424,9 +508,12 @@ class HubClient:
             outcome.error = exc
         finally:
             self._connection = None
+            if connection is not None and connection.replay is not None:
+                connection.replay.close()  # wakes senders waiting for room: they fail below
             self._fail_pending(outcome.error)
-            for stream in streams:  # closed already after a clean close; dropped after a timeout
-                await trio.aclose_forcefully(stream)
+            if connection is not None:
+                with trio.CancelScope(shield=True):
+                    await connection.transport.aclose()
         return outcome
 
     async def _token(self) -> str | None:
@@ -435,59 +522,127 @@ class HubClient:
             return token
         return await token()
 
-    async def _open(self, nursery: trio.Nursery, streams: list[trio.abc.Stream]) -> _Connection:
-        """Negotiate (following redirects), open the WebSocket and shake hands; the TCP stream
-        opened goes in ``streams``, for the caller to close whatever happens."""
-        url, token, connection_id, ws_token = self.url, await self._token(), None, None
-        if not self._skip_negotiation:
-            for _ in range(_MAX_REDIRECTS):
-                answer = await negotiate(url, self._http_headers(token), self._ssl_context)
-                if answer.redirect is None:
-                    connection_id, ws_token = answer.connection_id, answer.token
-                    break
-                url, token = answer.redirect, answer.access_token or token
-            else:
-                raise HubClientError(f"negotiate was redirected more than {_MAX_REDIRECTS} times")
-        headers = [(name.encode(), value.encode()) for name, value in self._http_headers(token)]
-        target = urlsplit(websocket_url(url, ws_token))
-        if target.scheme not in ("ws", "wss") or target.hostname is None:
-            raise HubClientError(f"a hub URL starts with http://, https://, ws:// or wss://, not {url!r}")
-        secure = target.scheme == "wss"
-        port = target.port or (443 if secure else 80)
-        if secure:
-            context = self._ssl_context or ssl.create_default_context()
-            stream: (
-                trio.SocketStream | trio.SSLStream[trio.SocketStream]
-            ) = await trio.open_ssl_over_tcp_stream(
-                target.hostname, port, ssl_context=context, https_compatible=True
+    async def _negotiate(self) -> tuple[str, str | None, NegotiateAnswer]:
+        """Negotiate, following redirects: the hub's URL, the access token, and the answer."""
+        url, token = self.url, await self._token()
+        for _ in range(_MAX_REDIRECTS):
+            answer = await negotiate(
+                url, self._http_headers(token), self._ssl_context, stateful_reconnect=self._stateful_reconnect
             )
-        else:
-            stream = await trio.open_tcp_stream(target.hostname, port)
-        streams.append(stream)
-        ws = await trio_websocket.wrap_client_stream(
-            nursery,
-            stream,
-            target.netloc,
-            target.path + (f"?{target.query}" if target.query else ""),
-            extra_headers=headers,
-            max_message_size=self._max_message_size,
-            message_queue_size=16,
+            if answer.redirect is None:
+                return url, token, answer
+            url, token = answer.redirect, answer.access_token or token
+        raise HubClientError(f"negotiate was redirected more than {_MAX_REDIRECTS} times")
+
+    async def _open(self, nursery: trio.Nursery) -> _Connection:
+        """Negotiate, open the first transport that works and shake hands.
+
+        The transports are tried in the order the hub lists them, leaving out
+        those not asked for (``transport=``) and those that cannot carry the
+        protocol (MessagePack over Server-Sent Events). A transport that fails
+        to start spent its connection, so the next one gets a new negotiate,
+        as the official client does.
+        """
+        if self._skip_negotiation:
+            token = await self._token()
+            headers = self._http_headers(token)
+            transport = await self._start(HttpTransportType.WEBSOCKETS, nursery, self.url, None, headers)
+            connection = _Connection(
+                transport, self._protocol, nursery, url=self.url, token=None, headers=headers
+            )
+            return await self._handshake(connection, stateful=False)
+        url, token, answer = await self._negotiate()
+        offered = answer.transports
+        wanted_format = self._protocol.transfer_format.value
+        failures: list[HubClientError] = []
+        for name, formats in offered:
+            kind = _TRANSPORTS_BY_NAME.get(name)
+            if kind is None or kind not in self._transports or wanted_format not in formats:
+                continue
+            if failures:
+                url, token, answer = await self._negotiate()
+            headers = self._http_headers(token)
+            try:
+                transport = await self._start(kind, nursery, url, answer.token, headers)
+            except HubClientError as exc:
+                logger.info("hub client: %s could not start (%s); trying the next transport", name, exc)
+                failures.append(HubClientError(f"{name}: {exc}", status=exc.status))
+                continue
+            connection = _Connection(
+                transport, self._protocol, nursery, url=url, token=answer.token, headers=headers
+            )
+            connection.connection_id = answer.connection_id
+            stateful = answer.stateful_reconnect and kind is HttpTransportType.WEBSOCKETS
+            return await self._handshake(connection, stateful=stateful)
+        if failures:
+            statuses = [failure.status for failure in failures if failure.status is not None]
+            raise HubClientError(
+                f"no transport could connect to {url}: " + "; ".join(map(str, failures)),
+                status=statuses[0] if statuses else None,
+            )
+        names = ", ".join(f"{name} ({'/'.join(formats)})" for name, formats in offered) or "nothing"
+        asked = ", ".join(kind.value for kind in self._transports)
+        raise HubClientError(
+            f"the hub at {url} offers {names}; the client asked for {asked} "
+            f"with the {wanted_format} transfer format ({self._protocol.name})"
         )
-        connection = _Connection(ws, self._protocol, nursery)
-        connection.connection_id = connection_id
-        await ws.send_message(encode_request(self._protocol.name, 1).decode())
-        framer = TextFramer(self._max_message_size)
-        with trio.move_on_after(self._server_timeout) as waiting:
-            while (record := framer.next_record()) is None:
-                data = await ws.get_message()
-                framer.receive_data(data.encode() if isinstance(data, str) else data)
-        if waiting.cancelled_caught:
-            raise HubClientError(f"the hub did not answer the handshake within {self._server_timeout} s")
-        assert record is not None
-        refusal = parse_response(record)
-        if refusal is not None:
-            raise HubClientError(f"the hub refused the handshake: {refusal}")
+
+    async def _start(
+        self,
+        kind: HttpTransportType,
+        nursery: trio.Nursery,
+        url: str,
+        token: str | None,
+        headers: list[tuple[str, str]],
+    ) -> ClientTransport:
+        """Open one transport to the connection ``token`` (``None``: a WebSocket without negotiate)."""
+        binary = self._protocol.transfer_format is TransferFormat.BINARY
+        if kind is HttpTransportType.WEBSOCKETS:
+            return await open_websocket(
+                nursery,
+                url,
+                token,
+                headers,
+                binary=binary,
+                max_message_size=self._max_message_size,
+                ssl_context=self._ssl_context,
+            )
+        assert token is not None
+        if kind is HttpTransportType.SERVER_SENT_EVENTS:
+            return await ServerSentEventsClientTransport.open(
+                url, token, headers, max_message_size=self._max_message_size, ssl_context=self._ssl_context
+            )
+        return await LongPollingClientTransport.open(
+            nursery,
+            url,
+            token,
+            headers,
+            binary=binary,
+            max_message_size=self._max_message_size,
+            ssl_context=self._ssl_context,
+        )
+
+    async def _handshake(self, connection: _Connection, *, stateful: bool) -> _Connection:
+        """Shake hands (version 2 asks for stateful reconnect); the transport is closed if it fails."""
+        try:
+            await connection.transport.send(encode_request(self._protocol.name, 2 if stateful else 1))
+            framer = TextFramer(self._max_message_size)
+            with trio.move_on_after(self._server_timeout) as waiting:
+                while (record := framer.next_record()) is None:
+                    framer.receive_data(await connection.transport.receive())
+            if waiting.cancelled_caught:
+                raise HubClientError(f"the hub did not answer the handshake within {self._server_timeout} s")
+            assert record is not None
+            refusal = parse_response(record)
+            if refusal is not None:
+                raise HubClientError(f"the hub refused the handshake: {refusal}")
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await connection.transport.aclose()
+            raise
         connection.rest = framer.take_rest()
+        if stateful:
+            connection.replay = Replay(self._buffer_size)
         return connection
 
     def _http_headers(self, token: str | None) -> list[tuple[str, str]]:
@@ -498,56 +653,122 @@ class HubClient:
             headers.append(("Authorization", f"Bearer {token}"))
         return headers
 
+    async def _send_raw(self, connection: _Connection, data: bytes) -> None:
+        """Send what is never numbered nor kept (Ping, Ack); a lost transport is the reader's to notice."""
+        with suppress(HubClientError):
+            async with connection.send_lock:
+                await connection.transport.send(data)
+
     async def _keep_alive(self, connection: _Connection) -> None:
         ping = connection.protocol.encode(Ping())
         while True:
             await trio.sleep_until(connection.last_sent + self._keep_alive_interval)
             if trio.current_time() >= connection.last_sent + self._keep_alive_interval:
-                try:
-                    await connection.ws.send_message(ping if connection.binary else ping.decode())
-                except trio_websocket.ConnectionClosed:
-                    return
+                await self._send_raw(connection, ping)
                 connection.last_sent = trio.current_time()
+
+    async def _acknowledge(self, connection: _Connection, replay: Replay) -> None:
+        """Stateful reconnect: an Ack a second after new messages arrived, as the official client."""
+        while True:
+            await connection.ack_wanted.wait()
+            await trio.sleep(_ACK_INTERVAL)
+            connection.ack_wanted = trio.Event()
+            sequence_id = replay.ack_due()
+            if sequence_id is not None:
+                await self._send_raw(connection, connection.protocol.encode(Ack(sequence_id)))
+                replay.acked(sequence_id)
+
+    async def _receive(self, connection: _Connection) -> bytes | HubClientError:
+        """The next bytes from the hub, or why there are none (the transport ended, or the hub is mute)."""
+        timeout = math.inf if connection.transport.inherent_keep_alive else self._server_timeout
+        with trio.move_on_after(timeout):
+            try:
+                return await connection.transport.receive()
+            except TransportEnded as exc:
+                return exc
+        return HubClientError(f"server timeout: nothing from the hub for {self._server_timeout} s")
 
     async def _read(self, connection: _Connection, outcome: _Outcome) -> None:
         """Read and act on the server's messages until the connection ends."""
         reader = connection.protocol.reader(self._max_message_size)
         reader.receive_data(connection.rest)
+        replay = connection.replay
         while True:
             message = reader.next_message()
             if message is None:
-                with trio.move_on_after(self._server_timeout) as waiting:
-                    try:
-                        data = await connection.ws.get_message()
-                    except trio_websocket.ConnectionClosed as exc:
-                        if not self._stopping:
-                            outcome.error = HubClientError(f"the WebSocket closed: {exc.reason}")
+                data = await self._receive(connection)
+                if isinstance(data, HubClientError):
+                    if self._stopping:
                         return
-                if waiting.cancelled_caught:
-                    outcome.error = HubClientError(
-                        f"server timeout: nothing from the hub for {self._server_timeout} s"
-                    )
-                    return  # the hub is unresponsive: its TCP connection is dropped, not closed
-                reader.receive_data(data.encode() if isinstance(data, str) else data)
+                    if replay is not None and await self._resume(connection, replay, data):
+                        reader = connection.protocol.reader(self._max_message_size)
+                        continue
+                    outcome.error = data  # an unresponsive hub's TCP connection is dropped, not closed
+                    return
+                reader.receive_data(data)
                 continue
+            if replay is not None:
+                if not replay.accept(message):
+                    continue  # before the hub's Sequence, or a duplicate replayed
+                if is_trackable(message):
+                    connection.ack_wanted.set()
             match message:
                 case Completion():
                     self._complete(message)
                 case StreamItem():
                     channel = self._streams.get(message.invocation_id)
                     if channel is not None:
-                        await channel.send(message.item)  # a full stream slows the reading down
+                        # A full stream slows the reading down; one its reader left is dropped.
+                        with suppress(trio.BrokenResourceError):
+                            await channel.send(message.item)
                 case Invocation():
-                    connection.nursery.start_soon(self._call_handler, connection, message)
+                    await connection.calls.send(message)  # a full queue slows the reading down
+                case Ack():
+                    if replay is not None:
+                        replay.ack(message.sequence_id)
                 case Close():
-                    # The hub closes the WebSocket next; the reader answers its Close frame.
+                    # The hub ends the transport next (a WebSocket's Close frame, a 204, the end of
+                    # the event stream): read it out.
                     outcome.allow_reconnect = message.allow_reconnect
                     outcome.error = (
                         None if message.error is None else HubClientError(f"the hub closed: {message.error}")
                     )
                     with trio.move_on_after(_CLOSE_TIMEOUT):
-                        await _wait_closed(connection.ws)
+                        await _drain(connection.transport)
                     return
+
+    async def _resume(self, connection: _Connection, replay: Replay, lost: HubClientError) -> bool:
+        """Stateful reconnect: one new WebSocket to the same token, then Sequence and every unacked message.
+
+        Sending waits meanwhile (the send lock), so nothing overtakes the
+        replay. ``False`` when the hub no longer has the connection (404: it
+        was away longer than the disconnect timeout) or cannot be reached.
+        """
+        logger.info("hub client: %s; reconnecting to the same connection", lost)
+        with trio.CancelScope(shield=True):
+            await connection.transport.aclose()
+        async with connection.send_lock:
+            try:
+                with trio.fail_after(self._server_timeout):
+                    transport = await self._start(
+                        HttpTransportType.WEBSOCKETS,
+                        connection.nursery,
+                        connection.url,
+                        connection.token,
+                        connection.headers,
+                    )
+            except (HubClientError, trio.TooSlowError) as exc:
+                logger.info("hub client: the connection could not be resumed: %s", exc)
+                return False
+            connection.transport = transport
+            replay.reconnected()
+            sequence, messages = replay.replay()
+            with suppress(HubClientError):  # lost again: the reader finds out, and tries again
+                await transport.send(connection.protocol.encode(sequence))
+                for data in messages:
+                    await transport.send(data)
+            connection.last_sent = trio.current_time()
+        return True
 
     def _complete(self, message: Completion) -> None:
         channel = self._streams.pop(message.invocation_id, None)
@@ -566,6 +787,11 @@ class HubClient:
         else:
             pending.result = message.result
         pending.done.set()
+
+    async def _run_handlers(self, connection: _Connection) -> None:
+        """The hub's calls, one at a time, in the order they came."""
+        async for message in connection.calls_waiting:
+            await self._call_handler(connection, message)
 
     async def _call_handler(self, connection: _Connection, message: Invocation) -> None:
         handler = self._handlers.get(message.target.lower())
@@ -606,10 +832,11 @@ class HubClient:
     async def _stop(self) -> None:
         """Say goodbye and stop reconnecting.
 
-        The client sends Close; a hub answers by closing the WebSocket (trio_ws
-        and ASP.NET both do), which ends the connection from the server's
+        The client sends Close; a hub answers by ending the transport (trio_ws
+        and ASP.NET both do: a WebSocket's Close frame, a 204 to the poll, the
+        end of the event stream), which ends the connection from the server's
         side, as RFC 6455 wants. A hub that does not within ``_CLOSE_TIMEOUT``
-        has its WebSocket closed by the client.
+        has its transport closed by the client (Long Polling sends ``DELETE``).
         """
         self._stopping = True
         connection = self._connection
@@ -620,7 +847,7 @@ class HubClient:
                 await self.wait_disconnected()
             if waiting.cancelled_caught:
                 with trio.move_on_after(_CLOSE_TIMEOUT):
-                    await _close_quietly(connection.ws)
+                    await connection.transport.aclose()
 
 
 class _StreamEnd:
@@ -644,18 +871,25 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-async def _wait_closed(ws: trio_websocket.WebSocketConnection) -> None:
-    """Read (and drop) until the WebSocket has closed."""
-    with suppress(trio_websocket.ConnectionClosed):
+async def _drain(transport: ClientTransport) -> None:
+    """Read (and drop) until the transport has ended."""
+    with suppress(HubClientError):
         while True:
-            await ws.get_message()
+            await transport.receive()
 
 
-async def _close_quietly(ws: trio_websocket.WebSocketConnection) -> None:
-    try:
-        await ws.aclose()
-    except Exception:  # already gone: nothing to close
-        logger.debug("hub client: the WebSocket was already closed")
+_TRANSPORTS_BY_NAME = {kind.value: kind for kind in HttpTransportType}
+
+
+def _allowed_transports(
+    transport: HttpTransportType | Iterable[HttpTransportType] | None,
+) -> tuple[HttpTransportType, ...]:
+    if transport is None:
+        return tuple(HttpTransportType)
+    chosen = (transport,) if isinstance(transport, HttpTransportType) else tuple(transport)
+    if not chosen or not all(isinstance(kind, HttpTransportType) for kind in chosen):
+        raise ValueError(f"transport must be an HttpTransportType or several, got {transport!r}")
+    return chosen
 
 
 @asynccontextmanager
@@ -671,6 +905,9 @@ async def open_hub_client(
     server_timeout: float = 30.0,
     max_message_size: int = 1024 * 1024,
     ssl_context: ssl.SSLContext | None = None,
+    transport: HttpTransportType | Iterable[HttpTransportType] | None = None,
+    stateful_reconnect: bool = False,
+    stateful_reconnect_buffer_size: int = DEFAULT_BUFFER_SIZE,
 ) -> AsyncIterator[HubClient]:
     """Connect to the hub at ``url`` (``http://host:port/chat``) for the block; say goodbye after it.
 
@@ -689,6 +926,16 @@ async def open_hub_client(
             nothing comes from the hub for this long (30 s by default).
         max_message_size: The largest message accepted from the hub.
         ssl_context: For ``https://`` hubs with their own certificates.
+        transport: The transport to use, or several to choose from (all
+            three by default); the client tries those the hub offers in the
+            hub's order (WebSockets, Server-Sent Events, Long Polling), and
+            falls back to the next when one cannot start.
+        stateful_reconnect: Ask the hub for stateful reconnect: on a
+            WebSocket that drops, the client opens a new one to the same
+            connection and both sides send again what the other has not
+            acknowledged (nothing lost, nothing twice, the same connection id).
+        stateful_reconnect_buffer_size: Bytes of sent messages kept until the
+            hub acknowledges them; past it, sending waits.
 
     Raises:
         HubClientError: the first connection could not be made (the text
@@ -696,6 +943,8 @@ async def open_hub_client(
     """
     if not 0 < keep_alive_interval < math.inf or not 0 < server_timeout < math.inf:
         raise ValueError("keep_alive_interval and server_timeout must be positive numbers of seconds")
+    if stateful_reconnect_buffer_size < 1:
+        raise ValueError("stateful_reconnect_buffer_size must be a positive number of bytes")
     client = HubClient(
         url,
         protocol=protocol,
@@ -707,6 +956,9 @@ async def open_hub_client(
         server_timeout=server_timeout,
         max_message_size=max_message_size,
         ssl_context=ssl_context,
+        transport=transport,
+        stateful_reconnect=stateful_reconnect,
+        stateful_reconnect_buffer_size=stateful_reconnect_buffer_size,
     )
     failure: BaseException | None = None
     body_error: BaseException | None = None
