@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -34,6 +36,7 @@ from trio_ws.signalr import (
     map_hub,
     open_hub_client,
 )
+from trio_ws.signalr._client_transports import ServerSentEventsClientTransport, TransportEnded
 
 WS, SSE, LP = (
     HttpTransportType.WEBSOCKETS,
@@ -446,3 +449,29 @@ async def _wait_for(hub: HubClient, state: ClientState) -> None:
         if hub.state is state:
             return
         await trio.sleep(0.01)
+
+
+async def test_event_stream_parsing_across_chunks() -> None:
+    """Events cut anywhere (even between \\r and \\n) come out whole: ':' comments and other fields
+    dropped, several data lines joined by \\n; the stream's end is TransportEnded, and an event over
+    the limit is refused."""
+    wire = b':\r\n\r\ndata: {"type":6}\x1e\r\n\r\nid: 3\ndata: one\r\ndata:two\n\ndata: x\r\r\n'
+    for size in (1, 2, 5, len(wire)):
+
+        async def chunks(size: int = size) -> AsyncIterator[bytes]:
+            for start in range(0, len(wire), size):
+                yield wire[start : start + size]
+
+        events = ServerSentEventsClientTransport(cast(Any, None), chunks(), AsyncExitStack(), 100)
+        assert await events.receive() == b'{"type":6}\x1e'
+        assert await events.receive() == b"one\ntwo"
+        assert await events.receive() == b"x"
+        with pytest.raises(TransportEnded, match="the event stream ended"):
+            await events.receive()
+
+    async def huge() -> AsyncIterator[bytes]:
+        yield b"data: " + b"y" * 200 + b"\r\n"
+
+    events = ServerSentEventsClientTransport(cast(Any, None), huge(), AsyncExitStack(), 100)
+    with pytest.raises(HubClientError, match="over 100 bytes"):
+        await events.receive()

@@ -327,15 +327,13 @@ class ServerSentEventsClientTransport(ClientTransport):
 
 
 def _line_end(buffer: bytearray) -> tuple[int, int] | None:
-    """Where the first line of ``buffer`` ends, and where the next begins (``\\r\\n``, ``\\n`` or ``\\r``)."""
-    for index, byte in enumerate(buffer):
-        if byte == 0x0A:
-            return index, index + 1
-        if byte == 0x0D:
-            if index + 1 == len(buffer):
-                return None  # a '\n' may follow
-            return index, index + (2 if buffer[index + 1] == 0x0A else 1)
-    return None
+    """Where the first line of ``buffer`` ends, and where the next begins (``\r\n``, ``\n`` or ``\r``)."""
+    newline, cr = buffer.find(b"\n"), buffer.find(b"\r")
+    if cr == -1 or (newline != -1 and newline < cr):
+        return None if newline == -1 else (newline, newline + 1)
+    if cr + 1 == len(buffer):
+        return None  # a '\n' may follow
+    return cr, cr + (2 if buffer[cr + 1] == 0x0A else 1)
 
 
 class LongPollingClientTransport(ClientTransport):
