@@ -411,7 +411,11 @@ async def test_away_longer_than_the_disconnect_timeout(
             proxy.cut()
             await hub.wait_disconnected()
             assert isinstance(hub.error, HubClientError)
-            assert str(hub.error).startswith("the WebSocket closed")
+            assert hub.error.status == 404
+            assert str(hub.error).endswith(
+                "the hub no longer has the connection (404): the client was away longer than the hub's "
+                "disconnect timeout"
+            )
         proxy.hold_for = 0.0
         async with open_hub_client(url, stateful_reconnect=True, reconnect=[0.0, 1.0]) as hub:
             before = hub.connection_id

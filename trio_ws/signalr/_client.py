@@ -700,9 +700,12 @@ class HubClient:
                 if isinstance(data, HubClientError):
                     if self._stopping:
                         return
-                    if replay is not None and await self._resume(connection, replay, data):
-                        reader = connection.protocol.reader(self._max_message_size)
-                        continue
+                    if replay is not None:
+                        failure = await self._resume(connection, replay, data)
+                        if failure is None:
+                            reader = connection.protocol.reader(self._max_message_size)
+                            continue
+                        data = failure
                     outcome.error = data  # an unresponsive hub's TCP connection is dropped, not closed
                     return
                 reader.receive_data(data)
@@ -737,12 +740,15 @@ class HubClient:
                         await _drain(connection.transport)
                     return
 
-    async def _resume(self, connection: _Connection, replay: Replay, lost: HubClientError) -> bool:
+    async def _resume(
+        self, connection: _Connection, replay: Replay, lost: HubClientError
+    ) -> HubClientError | None:
         """Stateful reconnect: one new WebSocket to the same token, then Sequence and every unacked message.
 
         Sending waits meanwhile (the send lock), so nothing overtakes the
-        replay. ``False`` when the hub no longer has the connection (404: it
-        was away longer than the disconnect timeout) or cannot be reached.
+        replay. Returns why the connection is lost for good when the hub no
+        longer has it (404: it was away longer than the disconnect timeout)
+        or cannot be reached; ``None`` once resumed.
         """
         logger.info("hub client: %s; reconnecting to the same connection", lost)
         with trio.CancelScope(shield=True):
@@ -759,7 +765,14 @@ class HubClient:
                     )
             except (HubClientError, trio.TooSlowError) as exc:
                 logger.info("hub client: the connection could not be resumed: %s", exc)
-                return False
+                status = exc.status if isinstance(exc, HubClientError) else None
+                if status == 404:
+                    return HubClientError(
+                        f"{lost}; the hub no longer has the connection (404): the client was away "
+                        "longer than the hub's disconnect timeout",
+                        status=404,
+                    )
+                return HubClientError(f"{lost}; resuming the connection failed: {exc}", status=status)
             connection.transport = transport
             replay.reconnected()
             sequence, messages = replay.replay()
@@ -768,7 +781,7 @@ class HubClient:
                 for data in messages:
                     await transport.send(data)
             connection.last_sent = trio.current_time()
-        return True
+        return None
 
     def _complete(self, message: Completion) -> None:
         channel = self._streams.pop(message.invocation_id, None)
