@@ -84,29 +84,23 @@ from typing import Any, TypeVar, overload
 import trio
 import trio_websocket
 
-from ._client_negotiate import USER_AGENT, HubClientError, NegotiateAnswer, negotiate
+from ._client_connect import ClientConnection, ClientSettings, allowed_transports, open_connection, resume
+from ._client_negotiate import HubClientError
 from ._client_transports import (
     ClientTransport,
-    LongPollingClientTransport,
-    ServerSentEventsClientTransport,
     TransportEnded,
-    open_websocket,
 )
 from ._negotiate import HttpTransportType
-from ._protocol import PROTOCOLS, HubProtocol, ProtocolError
-from ._protocol.framing import TextFramer
-from ._protocol.handshake import encode_request, parse_response
+from ._protocol import PROTOCOLS, ProtocolError
 from ._protocol.messages import (
     Ack,
     CancelInvocation,
     Close,
     Completion,
-    HubMessage,
     Invocation,
     Ping,
     StreamInvocation,
     StreamItem,
-    TransferFormat,
     is_trackable,
 )
 from ._replay import DEFAULT_BUFFER_SIZE, Replay
@@ -116,10 +110,8 @@ __all__ = ["ClientState", "HubClient", "HubClientError", "InvocationError", "ope
 logger = logging.getLogger("trio_ws.signalr.client")
 
 DEFAULT_RECONNECT_DELAYS = (0.0, 2.0, 10.0, 30.0)
-_MAX_REDIRECTS = 100
 _STREAM_BUFFER = 16
 _CLOSE_TIMEOUT = 5.0
-_CALLS_QUEUED = 16  # the hub's calls waiting for the handler task
 _ACK_INTERVAL = 1.0  # an Ack a second after new messages, as the official client
 _NO_RESULT = "Client didn't provide a result."
 _CONNECTION_ERRORS = (
@@ -160,34 +152,6 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-class _Connection:
-    """One connection: its transport (swapped under stateful reconnect), protocol, nursery and books."""
-
-    def __init__(
-        self,
-        transport: ClientTransport,
-        protocol: HubProtocol,
-        nursery: trio.Nursery,
-        *,
-        url: str,
-        token: str | None,
-        headers: list[tuple[str, str]],
-    ) -> None:
-        self.transport = transport
-        self.protocol = protocol
-        self.nursery = nursery
-        self.url = url
-        self.token = token  # the ?id= of every transport request (a new WebSocket reuses it)
-        self.headers = headers
-        self.last_sent = trio.current_time()
-        self.connection_id: str | None = None
-        self.rest = b""  # what came after the handshake's answer: the first messages
-        self.replay: Replay | None = None  # stateful reconnect's books, when the hub granted it
-        self.send_lock = trio.Lock()  # messages go out (and are numbered) in one order
-        self.ack_wanted = trio.Event()  # stateful: new messages arrived since the last Ack
-        self.calls, self.calls_waiting = trio.open_memory_channel[Invocation](_CALLS_QUEUED)
-
-
 class HubClient:
     """A connection to a hub that survives reconnects; made by :func:`open_hub_client`."""
 
@@ -211,27 +175,31 @@ class HubClient:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'json' or 'messagepack', got {protocol!r}")
         self.url = url
-        self._protocol = PROTOCOLS[protocol]
-        self._access_token = access_token
-        self._headers = list(headers)
-        self._skip_negotiation = skip_negotiation
+        transports = allowed_transports(transport)
+        if skip_negotiation and HttpTransportType.WEBSOCKETS not in transports:
+            raise ValueError("skip_negotiation=True needs transport=HttpTransportType.WEBSOCKETS")
+        self._settings = ClientSettings(
+            url=url,
+            protocol=PROTOCOLS[protocol],
+            access_token=access_token,
+            headers=tuple(headers),
+            skip_negotiation=skip_negotiation,
+            transports=transports,
+            keep_alive_interval=keep_alive_interval,
+            server_timeout=server_timeout,
+            max_message_size=max_message_size,
+            ssl_context=ssl_context,
+            stateful_reconnect=stateful_reconnect,
+            buffer_size=stateful_reconnect_buffer_size,
+        )
         self._delays: tuple[float, ...] = (
             DEFAULT_RECONNECT_DELAYS if reconnect is True else () if reconnect is False else tuple(reconnect)
         )
-        self._keep_alive_interval = keep_alive_interval
-        self._server_timeout = server_timeout
-        self._max_message_size = max_message_size
-        self._ssl_context = ssl_context
-        self._transports = _allowed_transports(transport)
-        if skip_negotiation and HttpTransportType.WEBSOCKETS not in self._transports:
-            raise ValueError("skip_negotiation=True needs transport=HttpTransportType.WEBSOCKETS")
-        self._stateful_reconnect = stateful_reconnect
-        self._buffer_size = stateful_reconnect_buffer_size
         self._handlers: dict[str, Handler] = {}
         self._pending: dict[str, _Pending] = {}
         self._streams: dict[str, trio.MemorySendChannel[Any]] = {}
         self._last_id = 0
-        self._connection: _Connection | None = None
+        self._connection: ClientConnection | None = None
         self._state = ClientState.CONNECTING
         self._state_changed = trio.Event()
         self._stopping = False
@@ -316,7 +284,7 @@ class HubClient:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def _connected(self) -> _Connection:
+    def _connected(self) -> ClientConnection:
         connection = self._connection
         if connection is None or self._state is not ClientState.CONNECTED:
             raise HubClientError(f"cannot call the hub while the client is {self._state.value}")
@@ -341,7 +309,7 @@ class HubClient:
         pending = self._pending[invocation_id] = _Pending()
         try:
             arguments, uploads = self._split_uploads(args)
-            await self._send(connection, Invocation(method, arguments, invocation_id, tuple(uploads)))
+            await connection.send(Invocation(method, arguments, invocation_id, tuple(uploads)))
             self._start_uploads(connection, uploads)
             await pending.done.wait()
         finally:
@@ -358,7 +326,7 @@ class HubClient:
         """
         connection = self._connected()
         arguments, uploads = self._split_uploads(args)
-        await self._send(connection, Invocation(method, arguments, None, tuple(uploads)))
+        await connection.send(Invocation(method, arguments, None, tuple(uploads)))
         self._start_uploads(connection, uploads)
 
     @asynccontextmanager
@@ -376,7 +344,7 @@ class HubClient:
         finished = False
         try:
             arguments, uploads = self._split_uploads(args)
-            await self._send(connection, StreamInvocation(invocation_id, method, arguments, tuple(uploads)))
+            await connection.send(StreamInvocation(invocation_id, method, arguments, tuple(uploads)))
             self._start_uploads(connection, uploads)
 
             async def items() -> AsyncGenerator[Any, None]:
@@ -399,7 +367,7 @@ class HubClient:
             if self._streams.pop(invocation_id, None) is not None and not finished:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     if self._connection is connection and self._state is ClientState.CONNECTED:
-                        await self._send(connection, CancelInvocation(invocation_id))
+                        await connection.send(CancelInvocation(invocation_id))
 
     def _split_uploads(self, args: Sequence[Any]) -> tuple[list[Any], dict[str, AsyncIterable[Any]]]:
         arguments: list[Any] = []
@@ -411,38 +379,18 @@ class HubClient:
                 arguments.append(arg)
         return arguments, uploads
 
-    def _start_uploads(self, connection: _Connection, uploads: dict[str, AsyncIterable[Any]]) -> None:
+    def _start_uploads(self, connection: ClientConnection, uploads: dict[str, AsyncIterable[Any]]) -> None:
         for stream_id, items in uploads.items():
             connection.nursery.start_soon(self._upload, connection, stream_id, items)
 
-    async def _upload(self, connection: _Connection, stream_id: str, items: AsyncIterable[Any]) -> None:
+    async def _upload(self, connection: ClientConnection, stream_id: str, items: AsyncIterable[Any]) -> None:
         error: str | None = None
         try:
             async for item in items:
-                await self._send(connection, StreamItem(stream_id, item))
+                await connection.send(StreamItem(stream_id, item))
         except Exception as exc:  # the stream's own failure is told to the hub, as the official client does
             error = f"{type(exc).__name__}: {exc}"
-        await self._send(connection, Completion(stream_id, error=error))
-
-    async def _send(self, connection: _Connection, message: HubMessage) -> None:
-        """Send one message; under stateful reconnect, number it and keep it until the hub's Ack.
-
-        A full replay buffer makes the sender wait (backpressure). A kept
-        message whose transport fails is not an error here: the next
-        transport sends it again, or the connection's end fails its caller.
-        """
-        data = connection.protocol.encode(message)
-        replay = connection.replay
-        if replay is not None and is_trackable(message):
-            await replay.wait_for_room()
-            async with connection.send_lock:
-                replay.record(data)
-                with suppress(HubClientError):
-                    await connection.transport.send(data)
-        else:
-            async with connection.send_lock:
-                await connection.transport.send(data)
-        connection.last_sent = trio.current_time()
+        await connection.send(Completion(stream_id, error=error))
 
     # -- the connection's life -------------------------------------------------------------------
 
@@ -482,10 +430,10 @@ class HubClient:
     async def _session(self, task_status: trio.TaskStatus[BaseException | None] | None) -> _Outcome:
         """One connection, from negotiate to its loss; how it ended."""
         outcome = _Outcome()
-        connection: _Connection | None = None
+        connection: ClientConnection | None = None
         try:
             async with trio.open_nursery() as nursery:
-                connection = await self._open(nursery)
+                connection = await open_connection(self._settings, nursery)
                 self._connection = connection
                 outcome.opened = True
                 self._set_state(ClientState.CONNECTED)
@@ -516,158 +464,15 @@ class HubClient:
                     await connection.transport.aclose()
         return outcome
 
-    async def _token(self) -> str | None:
-        token = self._access_token
-        if token is None or isinstance(token, str):
-            return token
-        return await token()
-
-    async def _negotiate(self) -> tuple[str, str | None, NegotiateAnswer]:
-        """Negotiate, following redirects: the hub's URL, the access token, and the answer."""
-        url, token = self.url, await self._token()
-        for _ in range(_MAX_REDIRECTS):
-            answer = await negotiate(
-                url, self._http_headers(token), self._ssl_context, stateful_reconnect=self._stateful_reconnect
-            )
-            if answer.redirect is None:
-                return url, token, answer
-            url, token = answer.redirect, answer.access_token or token
-        raise HubClientError(f"negotiate was redirected more than {_MAX_REDIRECTS} times")
-
-    async def _open(self, nursery: trio.Nursery) -> _Connection:
-        """Negotiate, open the first transport that works and shake hands.
-
-        The transports are tried in the order the hub lists them, leaving out
-        those not asked for (``transport=``) and those that cannot carry the
-        protocol (MessagePack over Server-Sent Events). A transport that fails
-        to start spent its connection, so the next one gets a new negotiate,
-        as the official client does.
-        """
-        if self._skip_negotiation:
-            token = await self._token()
-            headers = self._http_headers(token)
-            transport = await self._start(HttpTransportType.WEBSOCKETS, nursery, self.url, None, headers)
-            connection = _Connection(
-                transport, self._protocol, nursery, url=self.url, token=None, headers=headers
-            )
-            return await self._handshake(connection, stateful=False)
-        url, token, answer = await self._negotiate()
-        offered = answer.transports
-        wanted_format = self._protocol.transfer_format.value
-        failures: list[HubClientError] = []
-        for name, formats in offered:
-            kind = _TRANSPORTS_BY_NAME.get(name)
-            if kind is None or kind not in self._transports or wanted_format not in formats:
-                continue
-            if failures:
-                url, token, answer = await self._negotiate()
-            headers = self._http_headers(token)
-            try:
-                transport = await self._start(kind, nursery, url, answer.token, headers)
-            except HubClientError as exc:
-                logger.info("hub client: %s could not start (%s); trying the next transport", name, exc)
-                failures.append(HubClientError(f"{name}: {exc}", status=exc.status))
-                continue
-            connection = _Connection(
-                transport, self._protocol, nursery, url=url, token=answer.token, headers=headers
-            )
-            connection.connection_id = answer.connection_id
-            stateful = answer.stateful_reconnect and kind is HttpTransportType.WEBSOCKETS
-            return await self._handshake(connection, stateful=stateful)
-        if failures:
-            statuses = [failure.status for failure in failures if failure.status is not None]
-            raise HubClientError(
-                f"no transport could connect to {url}: " + "; ".join(map(str, failures)),
-                status=statuses[0] if statuses else None,
-            )
-        names = ", ".join(f"{name} ({'/'.join(formats)})" for name, formats in offered) or "nothing"
-        asked = ", ".join(kind.value for kind in self._transports)
-        raise HubClientError(
-            f"the hub at {url} offers {names}; the client asked for {asked} "
-            f"with the {wanted_format} transfer format ({self._protocol.name})"
-        )
-
-    async def _start(
-        self,
-        kind: HttpTransportType,
-        nursery: trio.Nursery,
-        url: str,
-        token: str | None,
-        headers: list[tuple[str, str]],
-    ) -> ClientTransport:
-        """Open one transport to the connection ``token`` (``None``: a WebSocket without negotiate)."""
-        binary = self._protocol.transfer_format is TransferFormat.BINARY
-        if kind is HttpTransportType.WEBSOCKETS:
-            return await open_websocket(
-                nursery,
-                url,
-                token,
-                headers,
-                binary=binary,
-                max_message_size=self._max_message_size,
-                ssl_context=self._ssl_context,
-            )
-        assert token is not None
-        if kind is HttpTransportType.SERVER_SENT_EVENTS:
-            return await ServerSentEventsClientTransport.open(
-                url, token, headers, max_message_size=self._max_message_size, ssl_context=self._ssl_context
-            )
-        return await LongPollingClientTransport.open(
-            nursery,
-            url,
-            token,
-            headers,
-            binary=binary,
-            max_message_size=self._max_message_size,
-            ssl_context=self._ssl_context,
-        )
-
-    async def _handshake(self, connection: _Connection, *, stateful: bool) -> _Connection:
-        """Shake hands (version 2 asks for stateful reconnect); the transport is closed if it fails."""
-        try:
-            await connection.transport.send(encode_request(self._protocol.name, 2 if stateful else 1))
-            framer = TextFramer(self._max_message_size)
-            with trio.move_on_after(self._server_timeout) as waiting:
-                while (record := framer.next_record()) is None:
-                    framer.receive_data(await connection.transport.receive())
-            if waiting.cancelled_caught:
-                raise HubClientError(f"the hub did not answer the handshake within {self._server_timeout} s")
-            assert record is not None
-            refusal = parse_response(record)
-            if refusal is not None:
-                raise HubClientError(f"the hub refused the handshake: {refusal}")
-        except BaseException:
-            with trio.CancelScope(shield=True):
-                await connection.transport.aclose()
-            raise
-        connection.rest = framer.take_rest()
-        if stateful:
-            connection.replay = Replay(self._buffer_size)
-        return connection
-
-    def _http_headers(self, token: str | None) -> list[tuple[str, str]]:
-        headers = [(name, value) for name, value in self._headers if name.lower() != "user-agent"]
-        user_agents = [value for name, value in self._headers if name.lower() == "user-agent"]
-        headers.append(("User-Agent", user_agents[0] if user_agents else USER_AGENT))
-        if token:
-            headers.append(("Authorization", f"Bearer {token}"))
-        return headers
-
-    async def _send_raw(self, connection: _Connection, data: bytes) -> None:
-        """Send what is never numbered nor kept (Ping, Ack); a lost transport is the reader's to notice."""
-        with suppress(HubClientError):
-            async with connection.send_lock:
-                await connection.transport.send(data)
-
-    async def _keep_alive(self, connection: _Connection) -> None:
+    async def _keep_alive(self, connection: ClientConnection) -> None:
         ping = connection.protocol.encode(Ping())
         while True:
-            await trio.sleep_until(connection.last_sent + self._keep_alive_interval)
-            if trio.current_time() >= connection.last_sent + self._keep_alive_interval:
-                await self._send_raw(connection, ping)
+            await trio.sleep_until(connection.last_sent + self._settings.keep_alive_interval)
+            if trio.current_time() >= connection.last_sent + self._settings.keep_alive_interval:
+                await connection.send_raw(ping)
                 connection.last_sent = trio.current_time()
 
-    async def _acknowledge(self, connection: _Connection, replay: Replay) -> None:
+    async def _acknowledge(self, connection: ClientConnection, replay: Replay) -> None:
         """Stateful reconnect: an Ack a second after new messages arrived, as the official client."""
         while True:
             await connection.ack_wanted.wait()
@@ -675,22 +480,22 @@ class HubClient:
             connection.ack_wanted = trio.Event()
             sequence_id = replay.ack_due()
             if sequence_id is not None:
-                await self._send_raw(connection, connection.protocol.encode(Ack(sequence_id)))
+                await connection.send_raw(connection.protocol.encode(Ack(sequence_id)))
                 replay.acked(sequence_id)
 
-    async def _receive(self, connection: _Connection) -> bytes | HubClientError:
+    async def _receive(self, connection: ClientConnection) -> bytes | HubClientError:
         """The next bytes from the hub, or why there are none (the transport ended, or the hub is mute)."""
-        timeout = math.inf if connection.transport.inherent_keep_alive else self._server_timeout
+        timeout = math.inf if connection.transport.inherent_keep_alive else self._settings.server_timeout
         with trio.move_on_after(timeout):
             try:
                 return await connection.transport.receive()
             except TransportEnded as exc:
                 return exc
-        return HubClientError(f"server timeout: nothing from the hub for {self._server_timeout} s")
+        return HubClientError(f"server timeout: nothing from the hub for {self._settings.server_timeout} s")
 
-    async def _read(self, connection: _Connection, outcome: _Outcome) -> None:
+    async def _read(self, connection: ClientConnection, outcome: _Outcome) -> None:
         """Read and act on the server's messages until the connection ends."""
-        reader = connection.protocol.reader(self._max_message_size)
+        reader = connection.protocol.reader(self._settings.max_message_size)
         reader.receive_data(connection.rest)
         replay = connection.replay
         while True:
@@ -701,9 +506,9 @@ class HubClient:
                     if self._stopping:
                         return
                     if replay is not None:
-                        failure = await self._resume(connection, replay, data)
+                        failure = await resume(self._settings, connection, replay, data)
                         if failure is None:
-                            reader = connection.protocol.reader(self._max_message_size)
+                            reader = connection.protocol.reader(self._settings.max_message_size)
                             continue
                         data = failure
                     outcome.error = data  # an unresponsive hub's TCP connection is dropped, not closed
@@ -740,49 +545,6 @@ class HubClient:
                         await _drain(connection.transport)
                     return
 
-    async def _resume(
-        self, connection: _Connection, replay: Replay, lost: HubClientError
-    ) -> HubClientError | None:
-        """Stateful reconnect: one new WebSocket to the same token, then Sequence and every unacked message.
-
-        Sending waits meanwhile (the send lock), so nothing overtakes the
-        replay. Returns why the connection is lost for good when the hub no
-        longer has it (404: it was away longer than the disconnect timeout)
-        or cannot be reached; ``None`` once resumed.
-        """
-        logger.info("hub client: %s; reconnecting to the same connection", lost)
-        with trio.CancelScope(shield=True):
-            await connection.transport.aclose()
-        async with connection.send_lock:
-            try:
-                with trio.fail_after(self._server_timeout):
-                    transport = await self._start(
-                        HttpTransportType.WEBSOCKETS,
-                        connection.nursery,
-                        connection.url,
-                        connection.token,
-                        connection.headers,
-                    )
-            except (HubClientError, trio.TooSlowError) as exc:
-                logger.info("hub client: the connection could not be resumed: %s", exc)
-                status = exc.status if isinstance(exc, HubClientError) else None
-                if status == 404:
-                    return HubClientError(
-                        f"{lost}; the hub no longer has the connection (404): the client was away "
-                        "longer than the hub's disconnect timeout",
-                        status=404,
-                    )
-                return HubClientError(f"{lost}; resuming the connection failed: {exc}", status=status)
-            connection.transport = transport
-            replay.reconnected()
-            sequence, messages = replay.replay()
-            with suppress(HubClientError):  # lost again: the reader finds out, and tries again
-                await transport.send(connection.protocol.encode(sequence))
-                for data in messages:
-                    await transport.send(data)
-            connection.last_sent = trio.current_time()
-        return None
-
     def _complete(self, message: Completion) -> None:
         channel = self._streams.pop(message.invocation_id, None)
         if channel is not None:
@@ -801,12 +563,12 @@ class HubClient:
             pending.result = message.result
         pending.done.set()
 
-    async def _run_handlers(self, connection: _Connection) -> None:
+    async def _run_handlers(self, connection: ClientConnection) -> None:
         """The hub's calls, one at a time, in the order they came."""
         async for message in connection.calls_waiting:
             await self._call_handler(connection, message)
 
-    async def _call_handler(self, connection: _Connection, message: Invocation) -> None:
+    async def _call_handler(self, connection: ClientConnection, message: Invocation) -> None:
         handler = self._handlers.get(message.target.lower())
         if handler is None:
             logger.warning("hub client: no handler for the server's call to %r", message.target)
@@ -827,9 +589,9 @@ class HubClient:
         if message.invocation_id is not None:
             await self._answer(connection, Completion.with_result(message.invocation_id, result))
 
-    async def _answer(self, connection: _Connection, completion: Completion) -> None:
+    async def _answer(self, connection: ClientConnection, completion: Completion) -> None:
         with suppress(HubClientError):  # the connection is gone, and with it whoever asked
-            await self._send(connection, completion)
+            await connection.send(completion)
 
     def _fail_pending(self, error: BaseException | None) -> None:
         lost = HubClientError(f"the connection was lost{f': {error}' if error else ''}")
@@ -856,7 +618,7 @@ class HubClient:
         if connection is not None and self._state is ClientState.CONNECTED:
             with trio.move_on_after(_CLOSE_TIMEOUT) as waiting:
                 with suppress(HubClientError):
-                    await self._send(connection, Close())
+                    await connection.send(Close())
                 await self.wait_disconnected()
             if waiting.cancelled_caught:
                 with trio.move_on_after(_CLOSE_TIMEOUT):
@@ -889,20 +651,6 @@ async def _drain(transport: ClientTransport) -> None:
     with suppress(HubClientError):
         while True:
             await transport.receive()
-
-
-_TRANSPORTS_BY_NAME = {kind.value: kind for kind in HttpTransportType}
-
-
-def _allowed_transports(
-    transport: HttpTransportType | Iterable[HttpTransportType] | None,
-) -> tuple[HttpTransportType, ...]:
-    if transport is None:
-        return tuple(HttpTransportType)
-    chosen = (transport,) if isinstance(transport, HttpTransportType) else tuple(transport)
-    if not chosen or not all(isinstance(kind, HttpTransportType) for kind in chosen):
-        raise ValueError(f"transport must be an HttpTransportType or several, got {transport!r}")
-    return chosen
 
 
 @asynccontextmanager
