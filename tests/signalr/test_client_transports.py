@@ -253,11 +253,11 @@ async def test_automatic_reconnect_on_every_transport(
         await second.aclose()
 
 
-async def test_long_polling_ends_with_delete_and_stays_bounded(
+async def test_long_polling_outlives_the_poll_hold_and_ends_with_the_block(
     hub_url: str, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A Long Polling client idle for longer than the hub's poll hold keeps its connection (empty
-    polls are polled again); a client that stops tells the hub, which forgets the connection."""
+    polls are polled again); leaving the block ends it on the hub, which then answers 404."""
     with trio.fail_after(IO_DEADLINE):
         async with open_hub_client(f"{hub_url}/testhub", transport=LP) as hub:
             before = await hub.invoke("GetCallerConnectionId")
