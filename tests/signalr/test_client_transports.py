@@ -36,7 +36,13 @@ from trio_ws.signalr import (
     map_hub,
     open_hub_client,
 )
-from trio_ws.signalr._client_transports import ServerSentEventsClientTransport, TransportEnded
+from trio_ws.signalr._client_negotiate import negotiate
+from trio_ws.signalr._client_transports import (
+    LongPollingClientTransport,
+    ServerSentEventsClientTransport,
+    TransportEnded,
+)
+from trio_ws.signalr._protocol.handshake import encode_request
 
 WS, SSE, LP = (
     HttpTransportType.WEBSOCKETS,
@@ -267,6 +273,27 @@ async def test_long_polling_outlives_the_poll_hold_and_ends_with_the_block(
         async with httpx.AsyncClient(base_url=hub_url) as http:
             gone = await http.post(f"/testhub?{token_query}", content=b"")
         assert gone.status_code == 404
+
+
+async def test_closing_long_polling_sends_delete(
+    nursery: trio.Nursery, hub_url: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A Long Polling transport closed before the hub ended it sends DELETE: the hub forgets the
+    connection at once (a POST to it is then 404)."""
+    url = f"{hub_url}/testhub"
+    answer = await negotiate(url, [])
+    assert answer.token is not None
+    with trio.fail_after(IO_DEADLINE):
+        transport = await LongPollingClientTransport.open(
+            nursery, url, answer.token, [], binary=False, max_message_size=2**20, ssl_context=None
+        )
+        await transport.send(encode_request("json", 1))
+        assert await transport.receive() == b"{}\x1e"
+        await transport.aclose()
+        with pytest.raises(TransportEnded):
+            await transport.receive()
+        async with httpx.AsyncClient(base_url=hub_url) as http:
+            assert (await http.post(f"/testhub?id={answer.token}", content=b"")).status_code == 404
 
 
 class Recorder(Hub):

@@ -127,8 +127,11 @@ class HttpChannel:
                 reused = self._stream is not None and self._h11.our_state is h11.IDLE
                 if not reused:
                     await self._reopen()
+                assert self._stream is not None
+                stream: trio.abc.Stream = self._stream  # aclose() may let go of it meanwhile
+                connection = self._h11
                 try:
-                    status = await self._start(method, target, fields, body)
+                    status = await _start(stream, connection, method, target, fields, body)
                 except _FAILURES:
                     if not reused:
                         raise
@@ -138,7 +141,7 @@ class HttpChannel:
                 nonlocal finished
                 while True:
                     try:
-                        event = await self._next_event()
+                        event = await _next_event(stream, connection)
                     except _FAILURES as exc:
                         raise HubClientError(f"{method} {where} failed: {exc}") from None
                     if isinstance(event, h11.Data):
@@ -156,31 +159,6 @@ class HttpChannel:
             else:
                 await self._drop()
 
-    async def _start(self, method: str, target: str, fields: list[tuple[str, str]], body: bytes) -> int:
-        """Send the request; the answer's status."""
-        assert self._stream is not None
-        connection = self._h11
-        data = connection.send(h11.Request(method=method, target=target, headers=fields))
-        if body:
-            data += connection.send(h11.Data(data=body))
-        await self._stream.send_all(data + connection.send(h11.EndOfMessage()))
-        while True:
-            event = await self._next_event()
-            if isinstance(event, h11.Response):
-                return event.status_code
-
-    async def _next_event(self) -> h11.Event:
-        assert self._stream is not None
-        while True:
-            event = self._h11.next_event()
-            if event is h11.NEED_DATA:
-                self._h11.receive_data(bytes(await self._stream.receive_some(_RECEIVE_SIZE)))
-                continue
-            if isinstance(event, h11.ConnectionClosed):
-                raise trio.BrokenResourceError("the server closed the connection")
-            assert not isinstance(event, type)  # PAUSED: never, one request at a time
-            return event
-
     async def _reopen(self) -> None:
         await self._drop()
         self._stream = await open_tcp_or_tls(self._origin, self._ssl_context)
@@ -194,3 +172,34 @@ class HttpChannel:
     async def aclose(self) -> None:
         """Close the connection (a request in flight fails)."""
         await self._drop()
+
+
+async def _start(
+    stream: trio.abc.Stream,
+    connection: h11.Connection,
+    method: str,
+    target: str,
+    fields: list[tuple[str, str]],
+    body: bytes,
+) -> int:
+    """Send the request; the answer's status."""
+    data = connection.send(h11.Request(method=method, target=target, headers=fields))
+    if body:
+        data += connection.send(h11.Data(data=body))
+    await stream.send_all(data + connection.send(h11.EndOfMessage()))
+    while True:
+        event = await _next_event(stream, connection)
+        if isinstance(event, h11.Response):
+            return event.status_code
+
+
+async def _next_event(stream: trio.abc.Stream, connection: h11.Connection) -> h11.Event:
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(bytes(await stream.receive_some(_RECEIVE_SIZE)))
+            continue
+        if isinstance(event, h11.ConnectionClosed):
+            raise trio.BrokenResourceError("the server closed the connection")
+        assert not isinstance(event, type)  # PAUSED: never, one request at a time
+        return event
