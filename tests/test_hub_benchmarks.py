@@ -107,6 +107,19 @@ def test_trio_ws_joins_the_quick_run(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("set_up")
+def test_trio_ws_over_server_sent_events_and_long_polling(tmp_path: Path) -> None:
+    """The quick run measures trio_ws over Server-Sent Events and Long Polling, beside aiosignalr's
+    Server-Sent Events, in every scenario."""
+    reason = _config("trio_ws").why_not()
+    if reason is not None:
+        pytest.skip(f"trio_ws is {reason}")
+    labels = ["aiosignalr:transport=sse", "trio_ws:transport=sse", "trio_ws:transport=longpolling"]
+    _, measured = _quick_run(tmp_path, "--servers", ",".join(labels))
+    _assert_measured(measured, labels)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.usefixtures("set_up")
 def test_quick_run_scales_out_over_a_redis_backplane(tmp_path: Path) -> None:
     """Two python-socketio workers on a private redis-server: every client still gets every broadcast."""
     _require("redis-server (apt-get install redis-server)", shutil.which("redis-server") is not None)

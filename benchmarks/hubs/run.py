@@ -414,6 +414,8 @@ def _trio_ws_cli(port: int, workers: int, backplane: str) -> list[str]:
         backplane,
         "--max-connections",
         "0",
+        "--max-idle-connections",
+        "0",
         "--log-level",
         "warning",
     ]

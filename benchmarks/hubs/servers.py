@@ -146,8 +146,10 @@ async def _trio_ws(port: int, reuse_port: bool, backplane: str | None) -> None:
     app = trio_ws_app()
     if app is None:
         raise SystemExit(f"trio_ws is {TRIO_WS_WAITING}")
-    # No connection limit: the broadcast scenario opens more than the default 1,000.
-    options = trio_ws.Options(max_connections=None)
+    # No connection limits: the broadcast scenario opens more than the default 1,000, and over Long
+    # Polling each client also keeps an idle connection for its POSTs between them, more than the
+    # default 1,000 idle ones (closing them makes the official client's fetch fail).
+    options = trio_ws.Options(max_connections=None, max_idle_connections=None)
     async with trio.open_nursery() as nursery:
         server: trio_ws.Server = await nursery.start(partial(trio_ws.serve, app, HOST, port, options=options))
         _announce(server.port, HUB_SERVERS["trio_ws"].path)

@@ -20,7 +20,11 @@ General layout (each module opens with its own rules):
     _outbox.py       the bounded queue of bytes waiting to go to one client
     _transport.py    the Transport interface, and StreamTransport over a trio Stream
     _client.py       open_hub_client, HubClient: the trio client
-    _client_negotiate.py  the client's negotiate over h11, and HubClientError
+    _client_connect.py    one client connection: opening it (transport fallback, handshake), resuming it
+    _client_negotiate.py  the client's negotiate, and what its answer means
+    _client_transports.py the client's transports: WebSockets, Server-Sent Events, Long Polling
+    _client_http.py  the client's HTTP/1.1 over h11 (negotiate, POSTs, polls, event streams),
+                     and HubClientError
     _backplane/      the Backplane interface, the in-process backplane and the Redis one
     _options.py      HubOptions and SlowClientPolicy
     _errors.py       HubError, ClientResultError, BackplaneError, DisconnectReason, error texts

@@ -13,28 +13,51 @@ The nursery tree, inside ``open_hub_client``::
 
     client nursery
     └─ HubClient._run                     connect, serve, reconnect: one connection at a time
-       └─ connection nursery              one per connection (a reconnect opens a new one)
-          ├─ trio-websocket's reader
+       └─ connection nursery              one per connection (an automatic reconnect opens a new one)
+          ├─ the transport's task         WebSockets: its own nursery with trio-websocket's reader
+          │                               (a new one after each stateful reconnect); Long Polling:
+          │                               the poll loop; Server-Sent Events: none (read in _read)
           ├─ keep-alive task              a Ping after keep_alive_interval with nothing sent
-          ├─ one task per server call     the handlers given to on(), answering client results
+          │                               (not on Long Polling, which keeps itself alive)
+          ├─ ack task                     stateful reconnect only: an Ack a second after new messages
+          ├─ handler task                 the handlers given to on(), one call at a time, in order
           └─ one task per upload          an async iterable argument, sent as a stream
 
 Rules of this module:
 
 * It speaks SignalR as the official clients do, to any server (ASP.NET Core
-  too): negotiate (version 1, redirects, access tokens), then the WebSocket
-  at ``?id=TOKEN``, the JSON or MessagePack handshake, Pings, and a server
-  timeout. ``skip_negotiation=True`` opens the WebSocket directly.
+  too): negotiate (version 1, redirects, access tokens), then the first
+  transport the hub offers that the client may use (``transport=``;
+  WebSockets, Server-Sent Events, Long Polling, in the hub's order, with a
+  new negotiate before each next try, MessagePack never over Server-Sent
+  Events), the JSON or MessagePack handshake, Pings, and a server timeout
+  (none on Long Polling). ``skip_negotiation=True`` opens the WebSocket
+  directly.
 * A call made while the client is not connected fails at once
   (``HubClientError``), as the official client's does; calls in flight when
   the connection is lost fail with the loss.
-* Reconnecting is opt-in (``reconnect=True``: after 0, 2, 10 and 30 s, then
-  give up, as the official client's ``withAutomaticReconnect``). A new
-  connection is a new negotiate and a new connection id. A server's Close
-  without ``allowReconnect`` ends the client for good.
-* Handlers run in tasks of the connection's nursery, so a slow handler never
-  stops the reading; a handler's exception is answered to the server as a
-  client-result error (when one is awaited) and logged, never raised here.
+* Stateful reconnect is opt-in (``stateful_reconnect=True``) and needs the
+  hub's consent and a WebSocket: every call, stream item, completion and
+  cancellation is numbered and kept (``Replay``, at most
+  ``stateful_reconnect_buffer_size`` bytes: past it, sending waits) until
+  the hub acknowledges it. When the WebSocket drops without a Close, the
+  client opens one new WebSocket to the same connection token at once,
+  sends Sequence and every unacknowledged message, and drops the hub's
+  duplicates: nothing is lost or repeated, calls in flight carry on, and the
+  connection id stays. If the hub no longer has the connection (it was away
+  longer than the hub's disconnect timeout: 404), the connection ends as a
+  lost one.
+* Automatic reconnect is opt-in (``reconnect=True``: after 0, 2, 10 and 30
+  s, then give up, as the official client's ``withAutomaticReconnect``). A
+  new connection is a new negotiate and a new connection id. A server's
+  Close without ``allowReconnect`` ends the client for good.
+* Handlers run in one task of the connection's nursery, one call at a time
+  and in the order the hub made them (as the official clients call them),
+  while the reading goes on; up to 16 calls wait their turn, then the
+  reading waits too (so a handler that waits for the hub's answer to its own
+  ``invoke`` should not be kept waiting behind more than that). A
+  handler's exception is answered to the server as a client-result error
+  (when one is awaited) and logged, never raised here.
 * Exceptions raised inside ``async with open_hub_client(...)`` come out as
   themselves, not in an ``ExceptionGroup``.
 """
@@ -57,35 +80,39 @@ from collections.abc import (
 )
 from contextlib import asynccontextmanager, suppress
 from typing import Any, TypeVar, overload
-from urllib.parse import urlsplit
 
 import trio
 import trio_websocket
 
-from ._client_negotiate import USER_AGENT, HubClientError, negotiate, websocket_url
-from ._protocol import PROTOCOLS, HubProtocol, ProtocolError
-from ._protocol.framing import TextFramer
-from ._protocol.handshake import encode_request, parse_response
+from ._client_connect import ClientConnection, ClientSettings, allowed_transports, open_connection, resume
+from ._client_negotiate import HubClientError
+from ._client_transports import (
+    ClientTransport,
+    TransportEnded,
+)
+from ._negotiate import HttpTransportType
+from ._protocol import PROTOCOLS, ProtocolError
 from ._protocol.messages import (
+    Ack,
     CancelInvocation,
     Close,
     Completion,
-    HubMessage,
     Invocation,
     Ping,
     StreamInvocation,
     StreamItem,
-    TransferFormat,
+    is_trackable,
 )
+from ._replay import DEFAULT_BUFFER_SIZE, Replay
 
 __all__ = ["ClientState", "HubClient", "HubClientError", "InvocationError", "open_hub_client"]
 
 logger = logging.getLogger("trio_ws.signalr.client")
 
 DEFAULT_RECONNECT_DELAYS = (0.0, 2.0, 10.0, 30.0)
-_MAX_REDIRECTS = 100
 _STREAM_BUFFER = 16
 _CLOSE_TIMEOUT = 5.0
+_ACK_INTERVAL = 1.0  # an Ack a second after new messages, as the official client
 _NO_RESULT = "Client didn't provide a result."
 _CONNECTION_ERRORS = (
     HubClientError,
@@ -125,19 +152,6 @@ class _Pending:
         self.error: BaseException | None = None
 
 
-class _Connection:
-    """One connection: its WebSocket, protocol, nursery and when it last sent."""
-
-    def __init__(self, ws: trio_websocket.WebSocketConnection, protocol: HubProtocol, nursery: trio.Nursery):
-        self.ws = ws
-        self.protocol = protocol
-        self.nursery = nursery
-        self.binary = protocol.transfer_format is TransferFormat.BINARY
-        self.last_sent = trio.current_time()
-        self.connection_id: str | None = None
-        self.rest = b""  # what came after the handshake's answer: the first messages
-
-
 class HubClient:
     """A connection to a hub that survives reconnects; made by :func:`open_hub_client`."""
 
@@ -154,26 +168,38 @@ class HubClient:
         server_timeout: float,
         max_message_size: int,
         ssl_context: ssl.SSLContext | None,
+        transport: HttpTransportType | Iterable[HttpTransportType] | None = None,
+        stateful_reconnect: bool = False,
+        stateful_reconnect_buffer_size: int = DEFAULT_BUFFER_SIZE,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'json' or 'messagepack', got {protocol!r}")
         self.url = url
-        self._protocol = PROTOCOLS[protocol]
-        self._access_token = access_token
-        self._headers = list(headers)
-        self._skip_negotiation = skip_negotiation
+        transports = allowed_transports(transport)
+        if skip_negotiation and HttpTransportType.WEBSOCKETS not in transports:
+            raise ValueError("skip_negotiation=True needs transport=HttpTransportType.WEBSOCKETS")
+        self._settings = ClientSettings(
+            url=url,
+            protocol=PROTOCOLS[protocol],
+            access_token=access_token,
+            headers=tuple(headers),
+            skip_negotiation=skip_negotiation,
+            transports=transports,
+            keep_alive_interval=keep_alive_interval,
+            server_timeout=server_timeout,
+            max_message_size=max_message_size,
+            ssl_context=ssl_context,
+            stateful_reconnect=stateful_reconnect,
+            buffer_size=stateful_reconnect_buffer_size,
+        )
         self._delays: tuple[float, ...] = (
             DEFAULT_RECONNECT_DELAYS if reconnect is True else () if reconnect is False else tuple(reconnect)
         )
-        self._keep_alive_interval = keep_alive_interval
-        self._server_timeout = server_timeout
-        self._max_message_size = max_message_size
-        self._ssl_context = ssl_context
         self._handlers: dict[str, Handler] = {}
         self._pending: dict[str, _Pending] = {}
         self._streams: dict[str, trio.MemorySendChannel[Any]] = {}
         self._last_id = 0
-        self._connection: _Connection | None = None
+        self._connection: ClientConnection | None = None
         self._state = ClientState.CONNECTING
         self._state_changed = trio.Event()
         self._stopping = False
@@ -190,6 +216,16 @@ class HubClient:
     def connection_id(self) -> str | None:
         """The server's id for the current connection (``None`` without negotiate, or while away)."""
         return None if self._connection is None else self._connection.connection_id
+
+    @property
+    def transport_name(self) -> str | None:
+        """The transport of the current connection (``"WebSockets"``...), ``None`` while away."""
+        return None if self._connection is None else self._connection.transport.name
+
+    @property
+    def stateful_reconnect(self) -> bool:
+        """Whether the current connection survives a dropped WebSocket (the hub granted it)."""
+        return self._connection is not None and self._connection.replay is not None
 
     def _set_state(self, state: ClientState) -> None:
         self._state = state
@@ -248,7 +284,7 @@ class HubClient:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    def _connected(self) -> _Connection:
+    def _connected(self) -> ClientConnection:
         connection = self._connection
         if connection is None or self._state is not ClientState.CONNECTED:
             raise HubClientError(f"cannot call the hub while the client is {self._state.value}")
@@ -273,7 +309,7 @@ class HubClient:
         pending = self._pending[invocation_id] = _Pending()
         try:
             arguments, uploads = self._split_uploads(args)
-            await self._send(connection, Invocation(method, arguments, invocation_id, tuple(uploads)))
+            await connection.send(Invocation(method, arguments, invocation_id, tuple(uploads)))
             self._start_uploads(connection, uploads)
             await pending.done.wait()
         finally:
@@ -290,7 +326,7 @@ class HubClient:
         """
         connection = self._connected()
         arguments, uploads = self._split_uploads(args)
-        await self._send(connection, Invocation(method, arguments, None, tuple(uploads)))
+        await connection.send(Invocation(method, arguments, None, tuple(uploads)))
         self._start_uploads(connection, uploads)
 
     @asynccontextmanager
@@ -308,7 +344,7 @@ class HubClient:
         finished = False
         try:
             arguments, uploads = self._split_uploads(args)
-            await self._send(connection, StreamInvocation(invocation_id, method, arguments, tuple(uploads)))
+            await connection.send(StreamInvocation(invocation_id, method, arguments, tuple(uploads)))
             self._start_uploads(connection, uploads)
 
             async def items() -> AsyncGenerator[Any, None]:
@@ -331,7 +367,7 @@ class HubClient:
             if self._streams.pop(invocation_id, None) is not None and not finished:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     if self._connection is connection and self._state is ClientState.CONNECTED:
-                        await self._send(connection, CancelInvocation(invocation_id))
+                        await connection.send(CancelInvocation(invocation_id))
 
     def _split_uploads(self, args: Sequence[Any]) -> tuple[list[Any], dict[str, AsyncIterable[Any]]]:
         arguments: list[Any] = []
@@ -343,26 +379,18 @@ class HubClient:
                 arguments.append(arg)
         return arguments, uploads
 
-    def _start_uploads(self, connection: _Connection, uploads: dict[str, AsyncIterable[Any]]) -> None:
+    def _start_uploads(self, connection: ClientConnection, uploads: dict[str, AsyncIterable[Any]]) -> None:
         for stream_id, items in uploads.items():
             connection.nursery.start_soon(self._upload, connection, stream_id, items)
 
-    async def _upload(self, connection: _Connection, stream_id: str, items: AsyncIterable[Any]) -> None:
+    async def _upload(self, connection: ClientConnection, stream_id: str, items: AsyncIterable[Any]) -> None:
         error: str | None = None
         try:
             async for item in items:
-                await self._send(connection, StreamItem(stream_id, item))
+                await connection.send(StreamItem(stream_id, item))
         except Exception as exc:  # the stream's own failure is told to the hub, as the official client does
             error = f"{type(exc).__name__}: {exc}"
-        await self._send(connection, Completion(stream_id, error=error))
-
-    async def _send(self, connection: _Connection, message: HubMessage) -> None:
-        data = connection.protocol.encode(message)
-        try:
-            await connection.ws.send_message(data if connection.binary else data.decode("utf-8"))
-        except trio_websocket.ConnectionClosed:
-            raise HubClientError("the connection was lost while sending") from None
-        connection.last_sent = trio.current_time()
+        await connection.send(Completion(stream_id, error=error))
 
     # -- the connection's life -------------------------------------------------------------------
 
@@ -402,16 +430,20 @@ class HubClient:
     async def _session(self, task_status: trio.TaskStatus[BaseException | None] | None) -> _Outcome:
         """One connection, from negotiate to its loss; how it ended."""
         outcome = _Outcome()
-        streams: list[trio.abc.Stream] = []
+        connection: ClientConnection | None = None
         try:
             async with trio.open_nursery() as nursery:
-                connection = await self._open(nursery, streams)
+                connection = await open_connection(self._settings, nursery)
                 self._connection = connection
                 outcome.opened = True
                 self._set_state(ClientState.CONNECTED)
                 if task_status is not None:
                     task_status.started(None)
-                nursery.start_soon(self._keep_alive, connection)
+                if not connection.transport.inherent_keep_alive:
+                    nursery.start_soon(self._keep_alive, connection)
+                if connection.replay is not None:
+                    nursery.start_soon(self._acknowledge, connection, connection.replay)
+                nursery.start_soon(self._run_handlers, connection)
                 await self._read(connection, outcome)
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -424,129 +456,93 @@ class HubClient:
             outcome.error = exc
         finally:
             self._connection = None
+            if connection is not None and connection.replay is not None:
+                connection.replay.close()  # wakes senders waiting for room: they fail below
             self._fail_pending(outcome.error)
-            for stream in streams:  # closed already after a clean close; dropped after a timeout
-                await trio.aclose_forcefully(stream)
+            if connection is not None:
+                with trio.CancelScope(shield=True):
+                    await connection.transport.aclose()
         return outcome
 
-    async def _token(self) -> str | None:
-        token = self._access_token
-        if token is None or isinstance(token, str):
-            return token
-        return await token()
-
-    async def _open(self, nursery: trio.Nursery, streams: list[trio.abc.Stream]) -> _Connection:
-        """Negotiate (following redirects), open the WebSocket and shake hands; the TCP stream
-        opened goes in ``streams``, for the caller to close whatever happens."""
-        url, token, connection_id, ws_token = self.url, await self._token(), None, None
-        if not self._skip_negotiation:
-            for _ in range(_MAX_REDIRECTS):
-                answer = await negotiate(url, self._http_headers(token), self._ssl_context)
-                if answer.redirect is None:
-                    connection_id, ws_token = answer.connection_id, answer.token
-                    break
-                url, token = answer.redirect, answer.access_token or token
-            else:
-                raise HubClientError(f"negotiate was redirected more than {_MAX_REDIRECTS} times")
-        headers = [(name.encode(), value.encode()) for name, value in self._http_headers(token)]
-        target = urlsplit(websocket_url(url, ws_token))
-        if target.scheme not in ("ws", "wss") or target.hostname is None:
-            raise HubClientError(f"a hub URL starts with http://, https://, ws:// or wss://, not {url!r}")
-        secure = target.scheme == "wss"
-        port = target.port or (443 if secure else 80)
-        if secure:
-            context = self._ssl_context or ssl.create_default_context()
-            stream: (
-                trio.SocketStream | trio.SSLStream[trio.SocketStream]
-            ) = await trio.open_ssl_over_tcp_stream(
-                target.hostname, port, ssl_context=context, https_compatible=True
-            )
-        else:
-            stream = await trio.open_tcp_stream(target.hostname, port)
-        streams.append(stream)
-        ws = await trio_websocket.wrap_client_stream(
-            nursery,
-            stream,
-            target.netloc,
-            target.path + (f"?{target.query}" if target.query else ""),
-            extra_headers=headers,
-            max_message_size=self._max_message_size,
-            message_queue_size=16,
-        )
-        connection = _Connection(ws, self._protocol, nursery)
-        connection.connection_id = connection_id
-        await ws.send_message(encode_request(self._protocol.name, 1).decode())
-        framer = TextFramer(self._max_message_size)
-        with trio.move_on_after(self._server_timeout) as waiting:
-            while (record := framer.next_record()) is None:
-                data = await ws.get_message()
-                framer.receive_data(data.encode() if isinstance(data, str) else data)
-        if waiting.cancelled_caught:
-            raise HubClientError(f"the hub did not answer the handshake within {self._server_timeout} s")
-        assert record is not None
-        refusal = parse_response(record)
-        if refusal is not None:
-            raise HubClientError(f"the hub refused the handshake: {refusal}")
-        connection.rest = framer.take_rest()
-        return connection
-
-    def _http_headers(self, token: str | None) -> list[tuple[str, str]]:
-        headers = [(name, value) for name, value in self._headers if name.lower() != "user-agent"]
-        user_agents = [value for name, value in self._headers if name.lower() == "user-agent"]
-        headers.append(("User-Agent", user_agents[0] if user_agents else USER_AGENT))
-        if token:
-            headers.append(("Authorization", f"Bearer {token}"))
-        return headers
-
-    async def _keep_alive(self, connection: _Connection) -> None:
+    async def _keep_alive(self, connection: ClientConnection) -> None:
         ping = connection.protocol.encode(Ping())
         while True:
-            await trio.sleep_until(connection.last_sent + self._keep_alive_interval)
-            if trio.current_time() >= connection.last_sent + self._keep_alive_interval:
-                try:
-                    await connection.ws.send_message(ping if connection.binary else ping.decode())
-                except trio_websocket.ConnectionClosed:
-                    return
+            await trio.sleep_until(connection.last_sent + self._settings.keep_alive_interval)
+            if trio.current_time() >= connection.last_sent + self._settings.keep_alive_interval:
+                await connection.send_raw(ping)
                 connection.last_sent = trio.current_time()
 
-    async def _read(self, connection: _Connection, outcome: _Outcome) -> None:
+    async def _acknowledge(self, connection: ClientConnection, replay: Replay) -> None:
+        """Stateful reconnect: an Ack a second after new messages arrived, as the official client."""
+        while True:
+            await connection.ack_wanted.wait()
+            await trio.sleep(_ACK_INTERVAL)
+            connection.ack_wanted = trio.Event()
+            sequence_id = replay.ack_due()
+            if sequence_id is not None:
+                await connection.send_raw(connection.protocol.encode(Ack(sequence_id)))
+                replay.acked(sequence_id)
+
+    async def _receive(self, connection: ClientConnection) -> bytes | HubClientError:
+        """The next bytes from the hub, or why there are none (the transport ended, or the hub is mute)."""
+        timeout = math.inf if connection.transport.inherent_keep_alive else self._settings.server_timeout
+        with trio.move_on_after(timeout):
+            try:
+                return await connection.transport.receive()
+            except TransportEnded as exc:
+                return exc
+        return HubClientError(f"server timeout: nothing from the hub for {self._settings.server_timeout} s")
+
+    async def _read(self, connection: ClientConnection, outcome: _Outcome) -> None:
         """Read and act on the server's messages until the connection ends."""
-        reader = connection.protocol.reader(self._max_message_size)
+        reader = connection.protocol.reader(self._settings.max_message_size)
         reader.receive_data(connection.rest)
+        replay = connection.replay
         while True:
             message = reader.next_message()
             if message is None:
-                with trio.move_on_after(self._server_timeout) as waiting:
-                    try:
-                        data = await connection.ws.get_message()
-                    except trio_websocket.ConnectionClosed as exc:
-                        if not self._stopping:
-                            outcome.error = HubClientError(f"the WebSocket closed: {exc.reason}")
+                data = await self._receive(connection)
+                if isinstance(data, HubClientError):
+                    if self._stopping:
                         return
-                if waiting.cancelled_caught:
-                    outcome.error = HubClientError(
-                        f"server timeout: nothing from the hub for {self._server_timeout} s"
-                    )
-                    return  # the hub is unresponsive: its TCP connection is dropped, not closed
-                reader.receive_data(data.encode() if isinstance(data, str) else data)
+                    if replay is not None:
+                        failure = await resume(self._settings, connection, replay, data)
+                        if failure is None:
+                            reader = connection.protocol.reader(self._settings.max_message_size)
+                            continue
+                        data = failure
+                    outcome.error = data  # an unresponsive hub's TCP connection is dropped, not closed
+                    return
+                reader.receive_data(data)
                 continue
+            if replay is not None:
+                if not replay.accept(message):
+                    continue  # before the hub's Sequence, or a duplicate replayed
+                if is_trackable(message):
+                    connection.ack_wanted.set()
             match message:
                 case Completion():
                     self._complete(message)
                 case StreamItem():
                     channel = self._streams.get(message.invocation_id)
                     if channel is not None:
-                        await channel.send(message.item)  # a full stream slows the reading down
+                        # A full stream slows the reading down; one its reader left is dropped.
+                        with suppress(trio.BrokenResourceError):
+                            await channel.send(message.item)
                 case Invocation():
-                    connection.nursery.start_soon(self._call_handler, connection, message)
+                    await connection.calls.send(message)  # a full queue slows the reading down
+                case Ack():
+                    if replay is not None:
+                        replay.ack(message.sequence_id)
                 case Close():
-                    # The hub closes the WebSocket next; the reader answers its Close frame.
+                    # The hub ends the transport next (a WebSocket's Close frame, a 204, the end of
+                    # the event stream): read it out.
                     outcome.allow_reconnect = message.allow_reconnect
                     outcome.error = (
                         None if message.error is None else HubClientError(f"the hub closed: {message.error}")
                     )
                     with trio.move_on_after(_CLOSE_TIMEOUT):
-                        await _wait_closed(connection.ws)
+                        await _drain(connection.transport)
                     return
 
     def _complete(self, message: Completion) -> None:
@@ -567,7 +563,12 @@ class HubClient:
             pending.result = message.result
         pending.done.set()
 
-    async def _call_handler(self, connection: _Connection, message: Invocation) -> None:
+    async def _run_handlers(self, connection: ClientConnection) -> None:
+        """The hub's calls, one at a time, in the order they came."""
+        async for message in connection.calls_waiting:
+            await self._call_handler(connection, message)
+
+    async def _call_handler(self, connection: ClientConnection, message: Invocation) -> None:
         handler = self._handlers.get(message.target.lower())
         if handler is None:
             logger.warning("hub client: no handler for the server's call to %r", message.target)
@@ -588,9 +589,9 @@ class HubClient:
         if message.invocation_id is not None:
             await self._answer(connection, Completion.with_result(message.invocation_id, result))
 
-    async def _answer(self, connection: _Connection, completion: Completion) -> None:
+    async def _answer(self, connection: ClientConnection, completion: Completion) -> None:
         with suppress(HubClientError):  # the connection is gone, and with it whoever asked
-            await self._send(connection, completion)
+            await connection.send(completion)
 
     def _fail_pending(self, error: BaseException | None) -> None:
         lost = HubClientError(f"the connection was lost{f': {error}' if error else ''}")
@@ -606,21 +607,22 @@ class HubClient:
     async def _stop(self) -> None:
         """Say goodbye and stop reconnecting.
 
-        The client sends Close; a hub answers by closing the WebSocket (trio_ws
-        and ASP.NET both do), which ends the connection from the server's
+        The client sends Close; a hub answers by ending the transport (trio_ws
+        and ASP.NET both do: a WebSocket's Close frame, a 204 to the poll, the
+        end of the event stream), which ends the connection from the server's
         side, as RFC 6455 wants. A hub that does not within ``_CLOSE_TIMEOUT``
-        has its WebSocket closed by the client.
+        has its transport closed by the client (Long Polling sends ``DELETE``).
         """
         self._stopping = True
         connection = self._connection
         if connection is not None and self._state is ClientState.CONNECTED:
             with trio.move_on_after(_CLOSE_TIMEOUT) as waiting:
                 with suppress(HubClientError):
-                    await self._send(connection, Close())
+                    await connection.send(Close())
                 await self.wait_disconnected()
             if waiting.cancelled_caught:
                 with trio.move_on_after(_CLOSE_TIMEOUT):
-                    await _close_quietly(connection.ws)
+                    await connection.transport.aclose()
 
 
 class _StreamEnd:
@@ -644,18 +646,11 @@ def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-async def _wait_closed(ws: trio_websocket.WebSocketConnection) -> None:
-    """Read (and drop) until the WebSocket has closed."""
-    with suppress(trio_websocket.ConnectionClosed):
+async def _drain(transport: ClientTransport) -> None:
+    """Read (and drop) until the transport has ended."""
+    with suppress(HubClientError):
         while True:
-            await ws.get_message()
-
-
-async def _close_quietly(ws: trio_websocket.WebSocketConnection) -> None:
-    try:
-        await ws.aclose()
-    except Exception:  # already gone: nothing to close
-        logger.debug("hub client: the WebSocket was already closed")
+            await transport.receive()
 
 
 @asynccontextmanager
@@ -671,6 +666,9 @@ async def open_hub_client(
     server_timeout: float = 30.0,
     max_message_size: int = 1024 * 1024,
     ssl_context: ssl.SSLContext | None = None,
+    transport: HttpTransportType | Iterable[HttpTransportType] | None = None,
+    stateful_reconnect: bool = False,
+    stateful_reconnect_buffer_size: int = DEFAULT_BUFFER_SIZE,
 ) -> AsyncIterator[HubClient]:
     """Connect to the hub at ``url`` (``http://host:port/chat``) for the block; say goodbye after it.
 
@@ -689,6 +687,16 @@ async def open_hub_client(
             nothing comes from the hub for this long (30 s by default).
         max_message_size: The largest message accepted from the hub.
         ssl_context: For ``https://`` hubs with their own certificates.
+        transport: The transport to use, or several to choose from (all
+            three by default); the client tries those the hub offers in the
+            hub's order (WebSockets, Server-Sent Events, Long Polling), and
+            falls back to the next when one cannot start.
+        stateful_reconnect: Ask the hub for stateful reconnect: on a
+            WebSocket that drops, the client opens a new one to the same
+            connection and both sides send again what the other has not
+            acknowledged (nothing lost, nothing twice, the same connection id).
+        stateful_reconnect_buffer_size: Bytes of sent messages kept until the
+            hub acknowledges them; past it, sending waits.
 
     Raises:
         HubClientError: the first connection could not be made (the text
@@ -696,6 +704,8 @@ async def open_hub_client(
     """
     if not 0 < keep_alive_interval < math.inf or not 0 < server_timeout < math.inf:
         raise ValueError("keep_alive_interval and server_timeout must be positive numbers of seconds")
+    if stateful_reconnect_buffer_size < 1:
+        raise ValueError("stateful_reconnect_buffer_size must be a positive number of bytes")
     client = HubClient(
         url,
         protocol=protocol,
@@ -707,6 +717,9 @@ async def open_hub_client(
         server_timeout=server_timeout,
         max_message_size=max_message_size,
         ssl_context=ssl_context,
+        transport=transport,
+        stateful_reconnect=stateful_reconnect,
+        stateful_reconnect_buffer_size=stateful_reconnect_buffer_size,
     )
     failure: BaseException | None = None
     body_error: BaseException | None = None

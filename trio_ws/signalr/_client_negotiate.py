@@ -12,6 +12,10 @@ Rules of this module:
   ``{"error": ...}`` is the server's refusal in text; ``{"url": ...}`` is a
   redirect, followed by the caller (at most 100 times, as the official
   client does).
+* ``availableTransports`` is kept in the server's order, each with its
+  transfer formats: the client tries them in that order.
+* ``useStatefulReconnect=true`` is asked only when the caller wants stateful
+  reconnect; the answer's ``useStatefulReconnect`` says whether it got it.
 * The connection is plain TCP for ``http://``, TLS for ``https://``, and is
   closed after the one exchange.
 """
@@ -23,27 +27,19 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-import h11
-import trio
+from ._client_http import USER_AGENT, HttpChannel, HubClientError
 
-from .._version import __version__
-
-__all__ = ["HubClientError", "NegotiateAnswer", "negotiate", "negotiate_url", "websocket_url"]
+__all__ = [
+    "USER_AGENT",
+    "HubClientError",
+    "NegotiateAnswer",
+    "negotiate",
+    "negotiate_url",
+    "transport_url",
+    "websocket_url",
+]
 
 _MAX_ANSWER = 1024 * 1024
-USER_AGENT = f"trio_ws/{__version__} (SignalR client)"
-
-
-class HubClientError(Exception):
-    """The client could not connect, or lost its connection: the text says why.
-
-    Attributes:
-        status: The HTTP status that refused it (401, 404...), or ``None``.
-    """
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -54,28 +50,42 @@ class NegotiateAnswer:
     access_token: str | None = None
     connection_id: str | None = None
     token: str | None = None
+    transports: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """The transports offered, in the server's order, each with its transfer formats."""
+    stateful_reconnect: bool = False
 
 
-def negotiate_url(url: str) -> str:
+def negotiate_url(url: str, *, stateful_reconnect: bool = False) -> str:
     """``{url}/negotiate?...&negotiateVersion=1``, keeping the URL's own query."""
     parts = urlsplit(url)
     path = parts.path.rstrip("/") + "/negotiate"
-    query = f"{parts.query}&negotiateVersion=1" if parts.query else "negotiateVersion=1"
+    ask = "negotiateVersion=1" + ("&useStatefulReconnect=true" if stateful_reconnect else "")
+    query = f"{parts.query}&{ask}" if parts.query else ask
     return urlunsplit((parts.scheme, parts.netloc, path, query, ""))
+
+
+def transport_url(url: str, token: str | None) -> str:
+    """The hub's ``url`` with ``id=TOKEN`` added to its query (every transport request has it)."""
+    parts = urlsplit(url)
+    query = parts.query
+    if token is not None:
+        query = f"{query}&id={token}" if query else f"id={token}"
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def websocket_url(url: str, token: str | None) -> str:
     """The WebSocket URL for the hub at ``url``: ``ws(s)://``, with ``id=TOKEN`` added to its query."""
-    parts = urlsplit(url)
+    parts = urlsplit(transport_url(url, token))
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    query = parts.query
-    if token is not None:
-        query = f"{query}&id={token}" if query else f"id={token}"
-    return urlunsplit((scheme, parts.netloc, parts.path, query, ""))
+    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, ""))
 
 
 async def negotiate(
-    url: str, headers: list[tuple[str, str]], ssl_context: ssl.SSLContext | None = None
+    url: str,
+    headers: list[tuple[str, str]],
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    stateful_reconnect: bool = False,
 ) -> NegotiateAnswer:
     """Negotiate with the hub at ``url`` (``http://`` or ``https://``).
 
@@ -84,7 +94,17 @@ async def negotiate(
             answered something that is not a negotiate answer, or could not
             be reached.
     """
-    status, body = await _post(negotiate_url(url), headers, ssl_context)
+    target = urlsplit(negotiate_url(url, stateful_reconnect=stateful_reconnect))
+    channel = HttpChannel(url, ssl_context)
+    try:
+        status, body = await channel.request(
+            "POST",
+            f"{target.path}?{target.query}",
+            [("X-Requested-With", "XMLHttpRequest"), ("Connection", "close"), *headers],
+            max_body=_MAX_ANSWER,
+        )
+    finally:
+        await channel.aclose()
     if status != 200:
         raise HubClientError(
             f"negotiate with {url} failed: {status} {h11_reason(status)}"
@@ -107,12 +127,18 @@ async def negotiate(
     token = answer.get("connectionToken") if version else connection_id
     if not isinstance(connection_id, str) or not isinstance(token, str):
         raise HubClientError(f"negotiate with {url} answered no connection id")
-    transports = answer.get("availableTransports") or []
-    offered = {t.get("transport") for t in transports if isinstance(t, dict)}
-    if "WebSockets" not in offered:
-        others = ", ".join(map(str, offered)) or "nothing"
-        raise HubClientError(f"the hub at {url} does not offer WebSockets (it offers {others})")
-    return NegotiateAnswer(connection_id=connection_id, token=token)
+    transports = answer.get("availableTransports")
+    offered = tuple(
+        (str(t["transport"]), tuple(str(f) for f in t.get("transferFormats") or ()))
+        for t in (transports if isinstance(transports, list) else ())
+        if isinstance(t, dict) and "transport" in t
+    )
+    return NegotiateAnswer(
+        connection_id=connection_id,
+        token=token,
+        transports=offered,
+        stateful_reconnect=answer.get("useStatefulReconnect") is True,
+    )
 
 
 def h11_reason(status: int) -> str:
@@ -122,56 +148,3 @@ def h11_reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
-
-
-async def _post(
-    url: str, headers: list[tuple[str, str]], ssl_context: ssl.SSLContext | None
-) -> tuple[int, bytes]:
-    """POST an empty body to ``url``; the status and the body."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or parts.hostname is None:
-        raise HubClientError(f"a hub URL starts with http:// or https://, not {url!r}")
-    secure = parts.scheme == "https"
-    port = parts.port or (443 if secure else 80)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    try:
-        if secure:
-            stream: trio.abc.Stream = await trio.open_ssl_over_tcp_stream(
-                parts.hostname, port, ssl_context=ssl_context or ssl.create_default_context()
-            )
-        else:
-            stream = await trio.open_tcp_stream(parts.hostname, port)
-    except OSError as exc:
-        raise HubClientError(f"could not reach {parts.netloc}: {exc}") from None
-    connection = h11.Connection(h11.CLIENT)
-    request = h11.Request(
-        method="POST",
-        target=target,
-        headers=[
-            ("Host", parts.netloc),
-            ("Content-Length", "0"),
-            ("X-Requested-With", "XMLHttpRequest"),
-            ("User-Agent", USER_AGENT),
-            ("Connection", "close"),
-            *headers,
-        ],
-    )
-    try:
-        async with stream:
-            await stream.send_all(connection.send(request) + connection.send(h11.EndOfMessage()))
-            status = 0
-            body = bytearray()
-            while True:
-                event = connection.next_event()
-                if event is h11.NEED_DATA:
-                    connection.receive_data(bytes(await stream.receive_some(65536)))
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.Data):
-                    body += event.data
-                    if len(body) > _MAX_ANSWER:
-                        raise HubClientError(f"negotiate with {url} answered more than {_MAX_ANSWER} bytes")
-                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    return status, bytes(body)
-    except (trio.BrokenResourceError, h11.RemoteProtocolError, OSError) as exc:
-        raise HubClientError(f"negotiate with {url} failed: {exc}") from None
