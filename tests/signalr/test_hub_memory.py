@@ -3,7 +3,7 @@
 Each client speaks as the official clients do, over real sockets on 127.0.0.1: negotiate, the
 transport's first request, the handshake in a POST, then idle (an event stream open, a poll
 held). Then every one closes as a client does (the event stream dropped, a ``DELETE``), and the
-server must be back where it started: the same open file descriptors, and the Python heap
+server must be back where it started: the same sockets open (file descriptors), and the Python heap
 (its live blocks) back to the start, within less than a block per connection.
 
 It waits for events only (answers, the server's counts once every task is blocked); the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import resource
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -24,9 +25,8 @@ import trio
 import trio.testing
 
 import trio_ws
+import trio_ws.testing
 from trio_ws.signalr import Hub, HubOptions, HubServer, map_hub
-
-from ..helpers import open_fd_count
 
 N = 1000
 PARALLEL = 50  # clients setting up (or closing) at once
@@ -191,6 +191,29 @@ async def quiet(server: trio_ws.Server, hub_server: HubServer) -> None:
         await trio.testing.wait_all_tasks_blocked(cushion=0.01)
 
 
+def sockets_of(port: int) -> int:
+    """Open file descriptors of this process that are TCP sockets to or from ``port``.
+
+    Counted by socket inode (``/proc/net/tcp``), so that what other tests' threads open or close
+    meanwhile does not count.
+    """
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            ports = {int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)}
+            if port in ports:
+                inodes.add(f"socket:[{fields[9]}]")
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") in inodes
+        except OSError:
+            continue  # closed meanwhile
+    return count
+
+
 def heap_blocks() -> int:
     """The Python heap's live blocks, after a full collection.
 
@@ -235,20 +258,20 @@ async def test_a_thousand_idle_long_polls_and_event_streams_leave_nothing_behind
         await run_all(warm, "open")
         await run_all(warm, "close")
         await quiet(server, hub_server)
-        fds_before, before = open_fd_count(), heap_blocks()
+        before, fds_before = heap_blocks(), sockets_of(server.port)
         clients: list[LongPoller | EventStreamer] = [LongPoller(server.port, pool) for _ in range(N)]
         clients += [EventStreamer(server.port, pool) for _ in range(N)]
         await run_all(clients, "open")
         await trio.testing.wait_all_tasks_blocked(cushion=0.01)
         assert hub_server.statistics().connections == 2 * N
-        held, fds_open = heap_blocks() - before, open_fd_count() - fds_before
+        held, fds_open = heap_blocks() - before, sockets_of(server.port) - fds_before
         await run_all(clients, "close")
         del clients
         await quiet(server, hub_server)
-        left, fds_after = heap_blocks() - before, open_fd_count()
+        left, fds_after = heap_blocks() - before, sockets_of(server.port)
         await pool.aclose()
     print(f"2,000 connections held {held / 2 / N:.0f} blocks each, {fds_open} fds; {left} blocks left")
-    assert fds_open >= 2 * N  # a socket per connection at least (both ends are in this process)
+    assert fds_open == 2 * 2 * N  # both ends of each connection's socket are in this process
     assert fds_after == fds_before
     # What is left does not grow with N (about 900 blocks at N = 250 and at 1,000: tables sized
     # for the crowd), so a block kept per connection, 2,000 of them, shows.
