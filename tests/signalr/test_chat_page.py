@@ -95,6 +95,25 @@ def chat_server() -> Iterator[ChatServer]:
         server.kill()
 
 
+def join_lobby(browser: Any, url: str) -> tuple[Any, Any]:
+    """Ann's and Bob's pages, connected and in the room "lobby", each seeing both names."""
+    from playwright.sync_api import expect
+
+    pages = []
+    for name in ("ann", "bob"):
+        page = browser.new_page()
+        page.goto(url)
+        expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
+        page.fill("#name", name)
+        page.fill("#room", "lobby")
+        page.click("#join")
+        pages.append(page)
+    for page in pages:
+        expect(page.locator("#people")).to_have_text("ann, bob", timeout=WAIT_MS)
+    ann, bob = pages
+    return ann, bob
+
+
 def test_two_pages_chat_in_a_room_and_reconnect_across_a_restart(
     browser: Any, chat_server: ChatServer
 ) -> None:
@@ -102,18 +121,8 @@ def test_two_pages_chat_in_a_room_and_reconnect_across_a_restart(
     then "connected" again, and presence comes back."""
     from playwright.sync_api import expect
 
-    pages = []
-    for name in ("ann", "bob"):
-        page = browser.new_page()
-        page.goto(chat_server.url)
-        expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
-        page.fill("#name", name)
-        page.fill("#room", "lobby")
-        page.click("#join")
-        pages.append(page)
-    ann, bob = pages
-    for page in pages:
-        expect(page.locator("#people")).to_have_text("ann, bob", timeout=WAIT_MS)
+    ann, bob = join_lobby(browser, chat_server.url)
+    pages = [ann, bob]
     ann.fill("#text", "hello from ann")
     ann.press("#text", "Enter")
     for page in pages:
@@ -181,26 +190,15 @@ def test_the_chat_falls_back_when_a_proxy_refuses_websockets(
     chat = importlib.import_module("examples.signalr.chat")
     app = chat.build_app(auth=blocker)
     with served_in_thread(app) as url:
-        pages = []
-        for name in ("ann", "bob"):
-            page = browser.new_page()
-            page.goto(url + "/")
-            expect(page.locator("#state")).to_have_text("connected", timeout=WAIT_MS)
-            page.fill("#name", name)
-            page.fill("#room", "lobby")
-            page.click("#join")
-            pages.append(page)
-        ann, bob = pages
-        for page in pages:
-            expect(page.locator("#people")).to_have_text("ann, bob", timeout=WAIT_MS)
+        ann, bob = join_lobby(browser, url + "/")
         ann.fill("#text", "hello over a strict proxy")
         ann.press("#text", "Enter")
         expect(bob.locator("#messages")).to_contain_text("ann: hello over a strict proxy", timeout=WAIT_MS)
         bob.fill("#text", "heard you")
         bob.press("#text", "Enter")
         expect(ann.locator("#messages")).to_contain_text("bob: heard you", timeout=WAIT_MS)
-        for page in pages:
-            page.close()
+        ann.close()
+        bob.close()
     assert blocker.refused.count("websocket") >= 2  # each page tried WebSockets first
     if refuse_sse:
         assert blocker.refused.count("sse") >= 2 and "sse" not in blocker.let_in

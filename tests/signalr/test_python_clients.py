@@ -114,6 +114,17 @@ def test_pysignalr_calls_streams_and_answers_client_results(hub_url: str) -> Non
     }
 
 
+def _stream_items(hub: Any, method: str) -> list[Any]:
+    """The items of a signalrcore stream, once it has completed (or failed)."""
+    items: list[Any] = []
+    done = threading.Event()
+    hub.stream(method, []).subscribe(
+        {"next": items.append, "complete": lambda _: done.set(), "error": lambda _: done.set()}
+    )
+    assert done.wait(DEADLINE), f"{method} did not complete"
+    return items
+
+
 # -- signalrcore ----------------------------------------------------------------------------------
 
 
@@ -155,13 +166,7 @@ def test_signalrcore_calls_and_stays_connected_while_idle(hub_url: str) -> None:
         assert opened.wait(DEADLINE), "signalrcore did not connect"
         assert call("echo", "Echo", "hi") == "hi"
         first = call("id", "GetCallerConnectionId")
-        items: list[str] = []
-        done = threading.Event()
-        hub.stream("Stream", []).subscribe(
-            {"next": items.append, "complete": lambda _: done.set(), "error": lambda _: done.set()}
-        )
-        assert done.wait(DEADLINE)
-        assert items == ["a", "b", "c"]
+        assert _stream_items(hub, "Stream") == ["a", "b", "c"]
         time.sleep(IDLE)  # the subject of the idle case: time passing
         assert not closed.is_set(), "signalrcore's connection closed while idle"
         assert call("again", "GetCallerConnectionId") == first
@@ -235,13 +240,7 @@ def test_signalrcore_over_server_sent_events_and_long_polling(http_hub_url: str,
         if transport == "long_polling":
             # Over SSE signalrcore subscribes too late for items that come at once (they are
             # dropped as "no callback configured"); over Long Polling they come a poll apart.
-            items: list[str] = []
-            done = threading.Event()
-            hub.stream("Stream", []).subscribe(
-                {"next": items.append, "complete": lambda _: done.set(), "error": lambda _: done.set()}
-            )
-            assert done.wait(DEADLINE)
-            assert items == ["a", "b", "c"]
+            assert _stream_items(hub, "Stream") == ["a", "b", "c"]
         time.sleep(IDLE)  # the subject of the idle case: time passing
         assert not closed.is_set(), "signalrcore's connection closed while idle"
         assert call("GetCallerConnectionId") == first
