@@ -27,8 +27,10 @@ from .helpers import (
     OutOfFilesListener,
     RawClient,
     alarms_logged,
+    client_frame,
     open_raw_websocket,
     start_memory_server,
+    start_server,
     task_count,
     upgrade_request,
     warnings_logged,
@@ -310,3 +312,42 @@ async def test_running_out_of_file_descriptors_pauses_accepting_only(
         "every 10 s); no connection is waiting to be closed, so new clients wait in the kernel's queue; "
         "raise the open-file limit (ulimit -n) or lower max_connections"
     ]
+
+
+async def test_a_peer_gone_while_the_reader_writes_held_back_replies_is_a_1006(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reader, waiting for room in a full inbox, writes a reply the handler held back; if the
+    peer has reset TCP meanwhile, that write ends the connection with 1006, without a traceback."""
+    go = trio.Event()
+    closed: list[int] = []
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def reply_before_reading(ws: trio_ws.WebSocketConnection) -> None:
+        await go.wait()
+        try:
+            # Messages wait in the inbox and the reader waits for room: this reply is held back
+            # for the reader to write, which it does before the handler reads on.
+            await ws.send_message("held back")
+            await trio.testing.wait_all_tasks_blocked()
+            while True:
+                await ws.get_message()
+        except trio_ws.ConnectionClosed as exc:
+            assert exc.reason is not None
+            closed.append(exc.reason.code)
+
+    server = await start_server(nursery, app, message_queue_size=1, keep_alive_interval=None)
+    sock = trio.socket.socket()
+    with trio.fail_after(IO_DEADLINE):
+        await sock.connect(("127.0.0.1", server.port))
+        await sock.send(upgrade_request())
+        assert (await sock.recv(4096)).startswith(b"HTTP/1.1 101 ")
+        await sock.send(client_frame(0x1, b"one") + client_frame(0x1, b"two"))
+        await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+        _reset(sock._sock)  # type: ignore[attr-defined]
+        go.set()
+        while server.statistics().open_websockets:
+            await trio.testing.wait_all_tasks_blocked(cushion=0.05)
+    assert closed == [1006]
+    assert alarms_logged(caplog.records) == []

@@ -313,7 +313,10 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                     break
             if not self._reader_running:
                 break
-            await self._wait_for_room()
+            try:
+                await self._wait_for_room()
+            except ConnectionClosed:
+                break  # writing the replies held back found TCP gone: the socket is closed, 1006
             if capped:
                 continue  # put together the rest of the last read before reading more
             try:

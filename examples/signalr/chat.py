@@ -87,15 +87,20 @@ class ChatHub(Hub):
         await self.clients.group(room).send("Presence", room, names)
 
 
-def build_app() -> trio_ws.App:
-    """The page at ``/``, its files and the SignalR bundle under ``/static/``, the hub at ``/chat``."""
+def build_app(*, auth: trio_ws.AuthHook | None = None) -> trio_ws.App:
+    """The page at ``/``, its files and the SignalR bundle under ``/static/``, the hub at ``/chat``.
+
+    ``auth`` guards the hub (negotiate and every transport request), for example
+    ``trio_ws.bearer_auth(...)``; the page and its files stay public. The tests use it to stand
+    in for a proxy that refuses WebSockets, and watch the page fall back.
+    """
     if not BUNDLE.is_file():
         raise SystemExit(f"the page needs @microsoft/signalr: run `npm ci` in {HERE} first")
     app = trio_ws.App()
     app.add_static("/", (PAGE / "index.html").read_bytes(), "text/html; charset=utf-8")
     app.add_static_directory("/static", PAGE)
     app.add_static("/static/signalr.js", BUNDLE.read_bytes(), "text/javascript; charset=utf-8")
-    map_hub(app, "/chat", ChatHub())
+    map_hub(app, "/chat", ChatHub(), auth=auth)
     return app
 
 

@@ -66,7 +66,8 @@ class Sender:
         self.last_sent = -math.inf
         # The transport the bytes go to now (set by the connection as transports come and go).
         self.attachment: Attachment | None = None
-        self._moved = trio.lowlevel.ParkingLot()  # woken when a transport attaches or leaves
+        # The waits for room under way: a transport attaching or leaving ends them (``moved``).
+        self._waits: set[trio.CancelScope] = set()
 
     @property
     def away(self) -> bool:
@@ -122,24 +123,22 @@ class Sender:
                 return False
 
     async def _wait_for_room(self, trackable: bool) -> None:
-        """Wait for room in the replay buffer or the outbox, or for a transport to come or go."""
+        """Wait for room in the replay buffer or the outbox, or for a transport to come or go
+        (which changes the deadline: ``moved`` cancels this wait).
+
+        One task and a cancel scope, not a nursery: a hub method cancelled while it waits here
+        sees a plain ``trio.Cancelled``, not an exception group.
+        """
         replay = self.replay
-        async with trio.open_nursery() as nursery:
-            # Whichever comes first: room, or a change of transport (which changes the deadline).
-
-            async def moved() -> None:
-                await self._moved.park()
-                nursery.cancel_scope.cancel()
-
-            async def room() -> None:
+        with trio.CancelScope() as scope:
+            self._waits.add(scope)
+            try:
                 if trackable and replay is not None and not replay.has_room():
                     await replay.wait_for_room()
                 else:
                     await self.outbox.wait_writable()
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(moved)
-            nursery.start_soon(room)
+            finally:
+                self._waits.discard(scope)
 
     # -- taking: the transports' side -----------------------------------------------------------
 
@@ -192,7 +191,8 @@ class Sender:
 
     def moved(self) -> None:
         """A transport attached or left: senders waiting for room look again."""
-        self._moved.unpark_all()
+        for scope in self._waits:
+            scope.cancel()
 
     def resume(self) -> None:
         """A new transport took over a stateful connection: it starts with Sequence and the replay."""

@@ -1,0 +1,537 @@
+"""Stateful reconnect end to end: the official client through a proxy that cuts, and the server's side.
+
+The official client (``@microsoft/signalr`` in Node, ``withStatefulReconnect()``) reaches
+``/testhub`` through a TCP proxy written here, which cuts the WebSocket again and again, in the
+middle of frames, while calls go one way and sends the other: every message must arrive once,
+in order, on the same connection. A client kept away longer than the disconnect timeout must
+get a clean end and come back as a new connection.
+
+The server's side is then pinned with a raw WebSocket speaking JSON with Sequence and Ack
+(``tests/helpers.RawClient`` over memory streams, time on ``autojump_clock``): the replay,
+duplicates dropped, and a full replay buffer holding a hub method back while the client is away.
+
+The Node parts run in real time (the client is a real process) but wait only for events: the
+client's lines, the hub's disconnect; their deadlines only bound a hang.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from wsproto.events import CloseConnection, Message, RejectConnection, TextMessage
+
+import trio_ws
+from examples.signalr.testhub import TestHub
+from tests.helpers import RawClient, open_raw_websocket
+from tests.signalr.helpers import assert_no_tracebacks
+from tests.signalr.http_helpers import HttpHubClient
+from trio_ws.signalr import DisconnectReason, Hub, HubOptions, map_hub
+from trio_ws.signalr._protocol import PROTOCOLS
+from trio_ws.signalr._protocol.handshake import encode_request
+from trio_ws.signalr._protocol.messages import (
+    Ack,
+    Completion,
+    HubMessage,
+    Invocation,
+    Ping,
+    Sequence_,
+)
+
+NODE_SUITE = Path(__file__).resolve().parent.parent / "signalr_node"
+CLIENT = NODE_SUITE / "stateful" / "through-proxy.js"
+JSON = PROTOCOLS["json"]
+# Bounds a hang of the Node client; the runs themselves take a few seconds.
+NODE_DEADLINE = 60.0
+
+
+# -- the official client through a cutting proxy ------------------------------------------------
+
+
+class RecordingHub(TestHub):
+    """The conformance hub, noting how each connection ended."""
+
+    __test__ = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: dict[str, DisconnectReason] = {}
+        self.ended_event = trio.Event()
+
+    async def on_disconnected(self, reason: DisconnectReason) -> None:
+        self.ended[self.context.connection_id] = reason
+        self.ended_event.set()
+
+
+class CuttingProxy:
+    """TCP from 127.0.0.1 to the hub, cutting WebSocket connections as the test plans.
+
+    Each WebSocket connection (a request with ``Upgrade: websocket``) takes the next planned
+    cut, ``(direction, n)``: once ``n`` bytes have gone that way after the upgrade, the
+    proxy forwards the part of the chunk before the limit (a frame cut in half), then closes
+    both sides without a WebSocket Close (the client sees 1006). Other connections, and
+    WebSockets once the plan is spent, are forwarded untouched. ``cut_now()`` cuts every
+    open WebSocket; while ``hold`` is set, new WebSockets wait before reaching the hub.
+    """
+
+    def __init__(self, target_port: int, plan: list[tuple[str, int]]) -> None:
+        self.target_port = target_port
+        self.plan = list(plan)
+        self.cuts = 0
+        self.websockets = 0
+        self.hold: trio.Event | None = None
+        self.held = trio.Event()  # a WebSocket is waiting at the hold
+        self._open: set[trio.CancelScope] = set()
+        self.port = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
+
+    def cut_now(self) -> None:
+        for scope in list(self._open):
+            scope.cancel()
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        try:
+            first = await client.receive_some(65536)
+            if not first:
+                return
+            websocket = b"upgrade: websocket" in bytes(first).lower()
+            if websocket:
+                self.websockets += 1
+                if self.hold is not None:
+                    self.held.set()
+                    await self.hold.wait()
+            upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+            cut = self.plan.pop(0) if websocket and self.plan else None
+            scope = trio.CancelScope()
+            if websocket:
+                self._open.add(scope)
+            try:
+                with scope:
+                    await upstream.send_all(first)
+                    upgraded = trio.Event()
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._pump, client, upstream, "up", cut, upgraded, scope)
+                        nursery.start_soon(self._pump, upstream, client, "down", cut, upgraded, scope)
+            finally:
+                self._open.discard(scope)
+                await trio.aclose_forcefully(upstream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(client)
+
+    async def _pump(
+        self,
+        source: trio.SocketStream,
+        sink: trio.SocketStream,
+        direction: str,
+        cut: tuple[str, int] | None,
+        upgraded: trio.Event,
+        scope: trio.CancelScope,
+    ) -> None:
+        counted = 0
+        header = bytearray()
+        try:
+            while data := await source.receive_some(65536):
+                data = bytes(data)
+                if cut is None:
+                    await sink.send_all(data)
+                    continue
+                after = b""
+                if direction == "down" and not upgraded.is_set():
+                    header += data
+                    end = header.find(b"\r\n\r\n")
+                    if end >= 0:
+                        if header.startswith(b"HTTP/1.1 101"):
+                            upgraded.set()
+                        after = bytes(header[end + 4 :])
+                elif upgraded.is_set():
+                    after = data
+                if cut[0] == direction and after:
+                    if counted + len(after) >= cut[1]:
+                        keep = len(data) - len(after) + (cut[1] - counted)
+                        await sink.send_all(data[:keep])
+                        self.cuts += 1
+                        scope.cancel()
+                        return
+                    counted += len(after)
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()  # one side ended (or reset) on its own: end the other too
+
+
+@pytest.fixture(scope="module")
+def node_client() -> Path:
+    """The Node client script, its packages installed (``npm ci`` from the committed lock file)."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.fail("the official-client tests need Node 20 and npm on PATH")
+    if not (NODE_SUITE / "node_modules" / "@microsoft" / "signalr").is_dir():
+        done = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_SUITE, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            pytest.fail(f"npm ci failed in {NODE_SUITE}:\n{done.stdout}\n{done.stderr}", pytrace=False)
+    return CLIENT
+
+
+@asynccontextmanager
+async def serve_testhub(
+    nursery: trio.Nursery, options: HubOptions
+) -> AsyncIterator[tuple[trio_ws.Server, RecordingHub, trio_ws.signalr.HubServer]]:
+    """``/testhub`` (stateful reconnect allowed) on a free port of 127.0.0.1."""
+    app = trio_ws.App()
+    hub = RecordingHub()
+    hub_server = map_hub(app, "/testhub", hub, options=options, auth=None, stateful_reconnect=True)
+    server = await trio_ws.testing.start_server(nursery, app)
+    try:
+        yield server, hub, hub_server
+    finally:
+        await server.aclose()
+
+
+class NodeClient:
+    """The Node client as a process: its JSON lines, one at a time."""
+
+    def __init__(self, process: trio.Process, log: Path) -> None:
+        self.process = process
+        self.log = log
+        self._buffer = bytearray()
+
+    async def line(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        while b"\n" not in self._buffer:
+            data = await self.process.stdout.receive_some(65536)
+            if not data:
+                raise AssertionError(f"the Node client ended early; its log:\n{self.log.read_text()}")
+            self._buffer += data
+        line, _, rest = bytes(self._buffer).partition(b"\n")
+        self._buffer = bytearray(rest)
+        event: dict[str, Any] = json.loads(line)
+        if event["event"] == "failed":
+            raise AssertionError(
+                f"the Node client failed: {event['error']}\nits log:\n{self.log.read_text()}"
+            )
+        return event
+
+
+@asynccontextmanager
+async def run_node(script: Path, log: Path, **env: str | int) -> AsyncIterator[NodeClient]:
+    with log.open("wb") as stderr:
+        process = await trio.lowlevel.open_process(
+            ["node", str(script)],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=NODE_SUITE,
+            env={**os.environ, **{k: str(v) for k, v in env.items()}},
+        )
+        try:
+            with trio.fail_after(NODE_DEADLINE):
+                yield NodeClient(process, log)
+                code = await process.wait()
+                assert code == 0, await trio.Path(log).read_text()
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.wait()
+
+
+async def test_official_client_keeps_every_message_across_many_cuts(
+    node_client: Path, nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Through a proxy that cuts the WebSocket ten times mid-frame, calls one way and sends the other
+    arrive exactly once and in order, and the connection id never changes."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count, pushes = 300, 300
+    # Alternate which way the cut comes, each after a different number of bytes.
+    plan = [("down" if i % 2 else "up", 1500 + 337 * i) for i in range(10)]
+    async with serve_testhub(nursery, HubOptions(detailed_errors=True)) as (server, hub, hub_server):
+        proxy = CuttingProxy(server.port, plan)
+        await nursery.start(proxy.run)
+        url = f"http://127.0.0.1:{proxy.port}"
+        async with run_node(
+            node_client, tmp_path / "node.log", SERVER_URL=url, COUNT=count, PUSHES=pushes
+        ) as node:
+            connected = await node.line()
+            assert connected["event"] == "connected"
+            connection_id = connected["connectionId"]
+            for k in range(pushes):
+                await hub_server.clients.client(connection_id).send("Push", k)
+            done = await node.line()
+    expected = [str(i) for i in range(count)]
+    assert done["first"] == done["last"] == connection_id
+    assert done["echoes"] == expected
+    assert done["messages"] == expected
+    assert done["pushed"] == list(range(pushes))
+    assert done["reconnecting"] == 0  # never fell back to a new connection
+    assert proxy.cuts == len(plan), f"only {proxy.cuts} cuts happened; the flow was too short"
+    assert proxy.websockets == len(plan) + 1
+    assert hub.ended == {connection_id: DisconnectReason.CLIENT_CLOSED}
+    assert_no_tracebacks(caplog)
+
+
+async def test_official_client_away_too_long_comes_back_as_a_new_connection(
+    node_client: Path, nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client whose way back is held past the disconnect timeout finds its connection ended cleanly
+    (404 for the old token) and reconnects automatically as a new connection."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    options = HubOptions(detailed_errors=True, disconnect_timeout=0.5)
+    async with serve_testhub(nursery, options) as (server, hub, _):
+        proxy = CuttingProxy(server.port, [])
+        await nursery.start(proxy.run)
+        url = f"http://127.0.0.1:{proxy.port}"
+        async with run_node(node_client, tmp_path / "node.log", SERVER_URL=url, MODE="away") as node:
+            first = (await node.line())["connectionId"]
+            proxy.hold = trio.Event()
+            proxy.cut_now()
+            await proxy.held.wait()  # the client tries to come back: keep it waiting
+            await hub.ended_event.wait()  # ... until the server has given up on it
+            proxy.hold.set()
+            done = await node.line()
+    assert done["first"] == first
+    assert done["reconnectedId"] == done["second"] != first
+    assert done["echo"] == "still here"
+    assert hub.ended[first] is DisconnectReason.TRANSPORT_FAILED
+    assert hub.ended[done["second"]] is DisconnectReason.CLIENT_CLOSED
+    assert any("no new transport within disconnect_timeout" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
+# -- the server's side, over a raw WebSocket --------------------------------------------------
+
+
+class Ledger(Hub):
+    """Adds numbers (so a call processed twice shows), and sends bursts to its caller."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+        self.sent = 0
+        self.burst_cancelled = False
+        self.ended: dict[str, DisconnectReason] = {}
+        self.ended_event = trio.Event()
+
+    async def add(self, number: int) -> int:
+        self.total += number
+        return self.total
+
+    async def burst(self, count: int, size: int) -> None:
+        try:
+            for i in range(count):
+                await self.clients.caller.send("Item", i, "x" * size)
+                self.sent = i + 1
+        except trio.Cancelled:
+            self.burst_cancelled = True
+            raise
+
+    async def on_disconnected(self, reason: DisconnectReason) -> None:
+        self.ended[self.context.connection_id] = reason
+        self.ended_event.set()
+
+
+class StatefulClient:
+    """JSON hub messages over a ``RawClient``: it sends and acks only what the test says."""
+
+    def __init__(self, raw: RawClient) -> None:
+        self.raw = raw
+        self._reader = JSON.reader(2**20)
+
+    async def handshake(self) -> None:
+        """Handshake at version 2 (what the official clients send under stateful reconnect)."""
+        await self.raw.send(TextMessage(encode_request("json", 2).decode()))
+        event = await self.raw.next_event()
+        assert isinstance(event, TextMessage) and event.data.startswith("{}\x1e"), event
+        self._reader.receive_data(event.data[3:].encode())
+
+    async def send(self, *messages: HubMessage) -> None:
+        await self.raw.send(*(TextMessage(JSON.encode(m).decode()) for m in messages))
+
+    async def receive(self) -> HubMessage | None:
+        """The server's next message (Pings skipped), or ``None`` once the socket has closed."""
+        while True:
+            message = self._reader.next_message()
+            if message is not None:
+                if isinstance(message, Ping):
+                    continue
+                return message
+            event = await self.raw.next_event()
+            if isinstance(event, Message):
+                data = event.data
+                self._reader.receive_data(data.encode() if isinstance(data, str) else bytes(data))
+            elif event is None or isinstance(event, CloseConnection):
+                return None
+
+    async def close(self) -> None:
+        """A clean close, as ``stop()``: the WebSocket Close handshake (the connection ends)."""
+        await self.raw.send(CloseConnection(code=1000))
+        while (event := await self.raw.next_event()) is not None and not isinstance(event, CloseConnection):
+            pass
+        await self.raw.stream.aclose()
+
+    async def drop(self) -> None:
+        """Gone without a Close frame: TCP just ends (the server sees 1006)."""
+        await trio.aclose_forcefully(self.raw.stream)
+
+
+async def open_stateful(listener: trio_ws.testing.MemoryListener, token: str) -> StatefulClient:
+    return StatefulClient(await open_raw_websocket(listener, f"/hub?id={token}"))
+
+
+@asynccontextmanager
+async def serve_ledger(**options: Any) -> AsyncIterator[tuple[trio_ws.testing.MemoryServer, Ledger, str]]:
+    """A ``Ledger`` at /hub with stateful reconnect, served in memory; yields it and a negotiated token."""
+    app = trio_ws.App()
+    hub = Ledger()
+    map_hub(
+        app,
+        "/hub",
+        hub,
+        options=HubOptions(keep_alive_interval=None, **options),
+        auth=None,
+        stateful_reconnect=True,
+    )
+    async with trio_ws.testing.open_memory_server(app) as memory:
+        negotiated = await HttpHubClient(memory.listener.connect, "/hub").negotiate(
+            "negotiateVersion=1&useStatefulReconnect=true"
+        )
+        assert negotiated["useStatefulReconnect"] is True
+        yield memory, hub, negotiated["connectionToken"]
+
+
+async def test_a_new_socket_gets_the_replay_and_the_clients_duplicates_are_dropped(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a drop, the new socket to the same token starts with Sequence(oldest unacked) and the
+    unacked messages; the client's messages before its own Sequence are ignored, its resent ones
+    dropped as duplicates, and the next new one numbered on; Ack comes a second after."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    async with serve_ledger() as (memory, hub, token):
+        first = await open_stateful(memory.listener, token)
+        await first.handshake()
+        await first.send(Invocation("Add", (1,), "1"), Invocation("Add", (2,), "2"))
+        assert await first.receive() == Completion.with_result("1", 1)
+        assert await first.receive() == Completion.with_result("2", 3)
+        await first.drop()  # before any Ack, either way
+        await trio.testing.wait_all_tasks_blocked()
+
+        second = await open_stateful(memory.listener, token)
+        assert await second.receive() == Sequence_(1)
+        assert await second.receive() == Completion.with_result("1", 1)
+        assert await second.receive() == Completion.with_result("2", 3)
+        await second.send(Invocation("Add", (100,), "9"))  # before the client's Sequence: ignored
+        await second.send(
+            Sequence_(1),
+            Invocation("Add", (1,), "1"),  # sent again: already processed
+            Invocation("Add", (2,), "2"),
+            Invocation("Add", (4,), "3"),  # new: number 3
+        )
+        assert await second.receive() == Completion.with_result("3", 7)
+        assert hub.total == 7
+        before = trio.current_time()
+        assert await second.receive() == Ack(3)
+        assert trio.current_time() - before == pytest.approx(1.0)
+        # The client acks everything: a third socket's replay is empty, starting at number 4.
+        await second.send(Ack(3))
+        await trio.testing.wait_all_tasks_blocked()
+        await second.drop()
+        await trio.testing.wait_all_tasks_blocked()
+        third = await open_stateful(memory.listener, token)
+        assert await third.receive() == Sequence_(4)
+        await third.send(Sequence_(4), Invocation("Add", (8,), "4"))
+        assert await third.receive() == Completion.with_result("4", 15)
+        assert len(hub.ended) == 0  # one connection all along
+        await third.close()
+        await trio.testing.wait_all_tasks_blocked()
+        assert list(hub.ended.values()) == [DisconnectReason.CLIENT_CLOSED]
+    assert_no_tracebacks(caplog)
+
+
+def _item_size(index: int, size: int) -> int:
+    return len(JSON.encode(Invocation("Item", (index, "x" * size))))
+
+
+async def test_a_full_replay_buffer_holds_the_sender_back_while_the_client_is_away(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hub method sending to a client that does not ack stops once the replay buffer is full,
+    stays stopped (and the connection open) while the client is away, and goes on with its Acks
+    after the reconnect: every item arrives once, in order."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    limit, size, count = 1000, 200, 20
+    # Room is checked before each message: a sender stops once `limit` bytes wait for an Ack.
+    room = -(-limit // _item_size(0, size))
+    async with serve_ledger(stateful_reconnect_buffer_size=limit, slow_client_timeout=5) as (
+        memory,
+        hub,
+        token,
+    ):
+        first = await open_stateful(memory.listener, token)
+        await first.handshake()
+        await first.send(Invocation("Burst", (count, size), "1"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert hub.sent == room  # no Ack: the buffer is full, the sender waits
+        await first.drop()
+        await trio.sleep(12)  # away longer than slow_client_timeout, within disconnect_timeout
+        assert hub.sent == room and not hub.burst_cancelled and not hub.ended
+
+        second = await open_stateful(memory.listener, token)
+        await second.send(Sequence_(1))
+        assert await second.receive() == Sequence_(1)
+        items: list[int] = []
+        while True:
+            message = await second.receive()
+            if isinstance(message, Completion):
+                assert message == Completion.with_result("1", None)
+                break
+            assert isinstance(message, Invocation) and message.target == "Item", message
+            items.append(message.arguments[0])
+            assert hub.sent - len(items) < room + 1  # never more than the buffer ahead of the Acks
+            await second.send(Ack(len(items)))
+        await second.close()
+    assert items == list(range(count))
+    assert not hub.burst_cancelled and len(hub.ended) == 1
+    assert_no_tracebacks(caplog)
+
+
+async def test_a_client_away_past_the_disconnect_timeout_is_ended_and_its_token_forgotten(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``disconnect_timeout`` without a socket the connection ends (``TRANSPORT_FAILED``), the
+    sender held back by the full buffer is cancelled, and a socket to the old token gets 404."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    async with serve_ledger(stateful_reconnect_buffer_size=1000, disconnect_timeout=15) as (
+        memory,
+        hub,
+        token,
+    ):
+        client = await open_stateful(memory.listener, token)
+        await client.handshake()
+        await client.send(Invocation("Burst", (20, 200), "1"))
+        await trio.testing.wait_all_tasks_blocked()
+        await client.drop()
+        start = trio.current_time()
+        await hub.ended_event.wait()
+        assert trio.current_time() - start == pytest.approx(15)
+        assert list(hub.ended.values()) == [DisconnectReason.TRANSPORT_FAILED]
+        assert hub.burst_cancelled, hub.sent
+        late = RawClient(await memory.listener.connect())
+        refused = await late.handshake(f"/hub?id={token}")
+        assert isinstance(refused, RejectConnection) and refused.status_code == 404
+    assert any("no new transport within disconnect_timeout" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
