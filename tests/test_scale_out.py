@@ -78,7 +78,8 @@ async def received(client: WebSocketHubClient, targets: set[str]) -> dict[str, l
 @pytest.mark.parametrize("count", [2, 4])
 async def test_the_conformance_hub_on_several_workers(redis: RedisServer, count: int) -> None:
     """Clients land on every worker; GroupCount agrees on every one; a group send and a broadcast
-    reach every client; a client result is asked through whichever worker /clientresult reaches."""
+    reach every client; a client result is asked through whichever worker /clientresult reaches; a
+    JWT one worker signed is accepted by all."""
     with conformance_workers(redis, count) as served, trio.fail_after(DEADLINE):
         async with AsyncExitStack() as stack:
             clients = [await negotiated_websocket(stack, served.port) for _ in range(10 * count)]
@@ -105,6 +106,16 @@ async def test_the_conformance_hub_on_several_workers(redis: RedisServer, count:
                         asked = await fresh.get(f"{served.url}clientresult?id={connection_id}")
                     assert asked.text == "the answer"
                 nursery.cancel_scope.cancel()
+            # A token that one worker signed is good on every worker (they share one key).
+            async with httpx.AsyncClient() as fresh:
+                token = (await fresh.get(f"{served.url}generateJwtToken")).text
+            for _ in range(4 * count):
+                async with httpx.AsyncClient() as fresh:  # a new connection: any worker
+                    answer = await fresh.post(
+                        f"{served.url}authorizedhub/negotiate?negotiateVersion=1",
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                assert answer.status_code == 200, answer.text
 
 
 async def _answer_results(client: WebSocketHubClient, value: str) -> None:

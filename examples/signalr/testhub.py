@@ -14,7 +14,8 @@ Node suite relies on; this module provides exactly that:
   Polling only.
 * ``/authorizedhub``: ``AuthorizedHub``, behind a bearer token: an HS256
   JSON Web Token from ``GET /generateJwtToken``, signed and checked with
-  the standard library (``hmac``), its subject ``testuser``.
+  the standard library (``hmac``), its subject ``testuser``; the key is
+  ``TRIO_WS_TESTHUB_JWT_KEY`` (hex), or a random one shared by the workers.
 * ``GET /clientresult?id=CONNECTION_ID``: asks that ``/testhub`` client's
   ``Result`` handler, answers its value or the client's error text.
 * ``POST /redirect/...``: a negotiate redirect to ``/testHub``, counted.
@@ -208,7 +209,10 @@ async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
 
 # -- JSON Web Tokens (HS256), as much of RFC 7519 as /authorizedhub needs ---------------------
 
-_JWT_KEY = secrets.token_bytes(32)  # one per process: a token outlives no restart
+# One key per server: a token outlives no restart. With --workers, the supervisor imports this
+# module before it starts the workers, and they inherit its environment, so a token that one
+# worker signed is good on every other (a load balancer may send its next request anywhere).
+_JWT_KEY = bytes.fromhex(os.environ.setdefault("TRIO_WS_TESTHUB_JWT_KEY", secrets.token_hex(32)))
 _JWT_LIFETIME = 3600.0
 TEST_USER = "testuser"
 
