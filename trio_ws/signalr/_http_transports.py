@@ -65,6 +65,7 @@ __all__ = [
     "LongPollingTransport",
     "PostInbox",
     "ServerSentEventsTransport",
+    "delete",
     "event_stream",
     "poll",
     "post",
