@@ -84,21 +84,8 @@ class Inbound(Protocol):
 
 
 @runtime_checkable
-class Transport(Protocol):
-    """A transport the hub connection writes to: what ``HubConnection.attach`` carries."""
-
-    @property
-    def name(self) -> str:
-        """The transport's name as clients know it: ``"WebSockets"``, ``"LongPolling"``..."""
-        ...
-
-    @property
-    def transfer_formats(self) -> frozenset[TransferFormat]: ...
-
-    @property
-    def keep_alive(self) -> bool: ...
-
-    async def receive(self) -> bytes | None: ...
+class Transport(Inbound, Protocol):
+    """A transport the hub connection also writes to: what ``HubConnection.attach`` carries."""
 
     async def send(self, data: bytes, *, binary: bool) -> None: ...
 
