@@ -331,7 +331,9 @@ def run_scenario(
         now = time.perf_counter()
         if not measuring and now >= window_start:
             measuring = True
-            window_start = now
+            # The window lasts `duration` from when it really starts, even if the warm-up overran it
+            # (a slow round on a loaded machine made it zero seconds long: a division by zero).
+            window_start, window_end = now, now + duration
             cpu_start, server_cpu_start = cpu_seconds(), process_cpu_seconds(server_pid)
     elapsed = now - window_start
     _drain(selector, clients)
