@@ -23,6 +23,9 @@ written), with these rules:
   keep their order (a Close never overtakes a reply) and are never
   interleaved. The lock is taken without a trip through the scheduler when
   it is free.
+* Bytes are read and written through ``_direct_socket.direct_io``: on plain
+  TCP the socket itself, with no trip through the scheduler when it is
+  ready; on any other stream, the stream's own methods.
 * The inbox holds at most ``max(1, message_queue_size)`` messages before
   the reader stops reading from the socket (it does put together the whole
   frames already read, at most ``MESSAGES_PER_TURN`` of them), so what a
@@ -42,6 +45,7 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from wsproto.events import BytesMessage, Event, TextMessage
 
+from ._direct_socket import direct_io
 from ._fastframes import FastWSConnection
 
 __all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
@@ -64,6 +68,7 @@ class BatchedIO(WebSocketConnection):
         "_inbox",
         "_inbox_closed",
         "_inbox_limit",
+        "_io",
         "_outbox",
         "_reader_task_waiting",
         "_taken",
@@ -72,6 +77,8 @@ class BatchedIO(WebSocketConnection):
     def _init_io(self, message_queue_size: int) -> None:
         """Replace trio-websocket's message channel with the inbox and outbox (call once, after __init__)."""
         del self._send_channel, self._recv_channel, self._message_parts
+        # Where bytes are read and written: the socket itself for plain TCP (see _direct_socket.py).
+        self._io = direct_io(self._stream)
         # A list, not a deque: it never holds more than MESSAGES_PER_TURN, and an empty deque
         # costs 600 bytes more, on every idle connection.
         self._inbox: list[str | bytes] = []
@@ -221,7 +228,7 @@ class BatchedIO(WebSocketConnection):
             if _logger.isEnabledFor(logging.DEBUG):
                 _logger.debug("%s sending %d bytes", self, len(data))
             try:
-                await self._stream.send_all(data)
+                await self._io.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 assert self._close_reason is not None

@@ -89,7 +89,8 @@ suite covers every item):
 11. Speed: the two classes here derive from ``_fastframes.FastWSConnection``
     and ``_fastio.BatchedIO`` (the inbox and the outbox that batch replies),
     which keep wsproto's and trio-websocket's behaviour and list what they
-    reach into themselves.
+    reach into themselves. Plain TCP is read and written directly
+    (``_direct_socket.py``), other streams through their own methods.
 
 Besides, the public :class:`WebSocketConnection` adds ``async for message in
 ws`` (issue 10, item 8) to trio-websocket's class; it reaches into nothing.
@@ -317,7 +318,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             if capped:
                 continue  # put together the rest of the last read before reading more
             try:
-                data = await self._stream.receive_some(self._receive_buffer_size)
+                data = await self._io.receive_some(self._receive_buffer_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 break
@@ -607,7 +608,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
     async def _send_fragment(self, data: bytes) -> None:
         try:
-            await self._stream.send_all(data)
+            await self._io.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._abort_web_socket()
             assert self._close_reason is not None
