@@ -16,10 +16,10 @@ suite covers every item):
 2. The reader task is our own (``run_reader``), with trio-websocket's event
    handlers, and three rules trio-websocket's ``_reader_task`` lacks:
 
-   * it takes a checkpoint every ``_EVENTS_PER_CHECKPOINT`` events, so a
-     peer that packs tens of thousands of tiny frames into one read (empty
-     fragments, unsolicited Pongs) cannot keep every other connection
-     waiting while they are handled;
+   * it takes a checkpoint every ``_EVENTS_PER_CHECKPOINT`` events or
+     messages, so a peer that packs tens of thousands of tiny frames into
+     one read (empty fragments, unsolicited Pongs) cannot keep every other
+     connection waiting while they are handled;
    * it reads from the socket only while the handler keeps up: while
      ``message_queue_size`` messages (at least one) wait for the handler, it
      waits too, instead of reading and putting together the next message
@@ -32,7 +32,9 @@ suite covers every item):
 
    Messages come whole from ``_fastframes`` (which bounds their size in
    bytes, UTF-8 bytes for text, and their number of frames), so
-   trio-websocket's list of fragments is not used.
+   trio-websocket's list of fragments is not used. Most come straight from
+   the bytes, with no wsproto event (``FastWSConnection.received()``); the
+   other frames' events go to trio-websocket's event handlers.
 
 3. The closing phase is bounded (RFC 6455 section 7.1.1). From the moment a
    Close is received or sent, the connection has ``close_timeout`` seconds
@@ -295,16 +297,20 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
     async def _read(self) -> None:
         wsproto = self._wsproto
+        assert isinstance(wsproto, FastWSConnection)
         inbox = self._inbox
         budget = _EVENTS_PER_CHECKPOINT
         while self._reader_running:
             capped = False
-            for event in wsproto.events():
-                try:
-                    await self._handle_event(event)
-                except ConnectionClosed:
-                    self._reader_running = False
-                    break
+            for item in wsproto.received():
+                if isinstance(item, Event):
+                    try:
+                        await self._handle_event(item)
+                    except ConnectionClosed:
+                        self._reader_running = False
+                        break
+                else:
+                    self._queue_message(item)  # a whole message, straight from the fast path
                 budget -= 1
                 if not budget:
                     budget = _EVENTS_PER_CHECKPOINT
@@ -354,11 +360,14 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             logger.warning("%s: unexpected event %r; please report a bug", self, event)
 
     async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
+        # Binary data is always bytes here: _fastframes makes bytes of what it put together.
+        self._queue_message(cast("str | bytes", event.data))
+
+    def _queue_message(self, message: str | bytes) -> None:
         # A whole message, within max_message_size: _fastframes has put it together and checked it.
         if not self._inbox_closed:
             self._messages_queued += 1
-            # Binary data is always bytes here: _fastframes makes bytes of what it put together.
-            self._put(cast("str | bytes", event.data))
+            self._put(message)
 
     async def _wait_for_room(self) -> None:
         """Write the replies held back, then wait while the inbox is full (see ``_fastio.py``)."""
