@@ -152,6 +152,8 @@ _CLOSE_FRAME_BUDGET = 1.0
 _EVENTS_PER_CHECKPOINT = 64
 # Longer messages go out in fragments of at most this many bytes (item 9).
 FRAGMENT_SIZE = 64 * 1024
+# No message of this many characters or bytes, or fewer, needs fragments (see _fragment_length).
+_NEVER_FRAGMENTED = FRAGMENT_SIZE // 4
 # Close codes that end `async for message in ws` quietly, as in the websockets library:
 # Normal Closure, Going Away, and a Close frame with no code at all (a browser's plain close()).
 _NORMAL_CLOSES = frozenset({1000, 1001, 1005})
@@ -200,7 +202,7 @@ class _ServerWSConnection(FastWSConnection):
     def send_message(self, message: str | bytes) -> bytes:
         # As send() above: data frames may still go while a peer's Close waits for an answer.
         connection = self.connection
-        if connection is not None and connection.state is ConnectionState.REMOTE_CLOSING:
+        if connection is not None and connection._state is ConnectionState.REMOTE_CLOSING:
             return bytes(connection._proto.send_data(message, True))
         return super().send_message(message)
 
@@ -433,7 +435,11 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         return message
 
     async def send_message(self, message: str | bytes) -> None:
-        if isinstance(message, str | bytes) and len(message) > _fragment_length(message):
+        if (
+            isinstance(message, str | bytes)
+            and len(message) > _NEVER_FRAGMENTED
+            and len(message) > _fragment_length(message)
+        ):
             await self._send_in_fragments(message)
         else:
             await super().send_message(message)
@@ -599,9 +605,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         step = _fragment_length(message)
         async with self._stream_lock:
             if self._outbox:  # the replies held back go first
-                pending = b"".join(self._outbox)
-                self._outbox.clear()
-                await self._send_fragment(pending)
+                await self._send_fragment(self._take_outbox())
             for start in range(0, len(message), step):
                 if self._close_reason is not None:
                     # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
