@@ -13,6 +13,7 @@ the server's, so it reads like the throughput ratios (higher is better).
 
     python -m benchmarks.instructions                                  # trio-websocket and trio_ws
     python -m benchmarks.instructions --servers trio_ws --scenarios pipe50 --messages 4000
+    python -m benchmarks.instructions --servers trio-websocket,trio_ws,raw-trio-tcp   # and the floor
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from .load import SCENARIOS, Client, check_echo, masked_frame, open_clients, pay
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "trio-websocket"
+# The raw TCP echo, the floor for Python on trio: no handshake, and the frames come back as sent.
+RAW = "raw-trio-tcp"
 
 
 def start(name: str, out_dir: str, options: list[str]) -> tuple[subprocess.Popen[bytes], int]:
@@ -60,11 +63,12 @@ def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def echo(clients: list[Client], frame: bytes, size: int, messages: int, in_flight: int) -> None:
+def echo(clients: list[Client], frame: bytes, size: int, messages: int, in_flight: int, raw: bool) -> None:
     """Send ``messages`` frames of a ``size``-byte payload, ``in_flight`` outstanding per connection,
-    and read every echo (counted by length: the server's frames are unmasked and unfragmented)."""
+    and read every echo (counted by length: the server's frames are unmasked and unfragmented; the
+    raw TCP echo sends back the very frame)."""
     selector = selectors.DefaultSelector()
-    expected = size + (2 if size < 126 else 4 if size < 65536 else 10)
+    expected = len(frame) if raw else size + (2 if size < 126 else 4 if size < 65536 else 10)
     sent = received = 0
     for client in clients:
         selector.register(client.sock, selectors.EVENT_READ, client)
@@ -102,15 +106,15 @@ def measure(name: str, scenario_name: str, messages: int, options: list[str]) ->
     frame = masked_frame(payload, scenario.binary, os.urandom(4))
     with tempfile.TemporaryDirectory() as out_dir:
         proc, port = start(name, out_dir, options)
+        raw = name == RAW
         try:
-            clients = open_clients(port, scenario.connections, raw=False)
+            clients = open_clients(port, scenario.connections, raw=raw)
             check_echo(clients, frame, payload)
             size = len(payload)
-            echo(
-                clients, frame, size, max(messages // 10, scenario.connections), scenario.in_flight
-            )  # warm-up
+            warm_up = max(messages // 10, scenario.connections)
+            echo(clients, frame, size, warm_up, scenario.in_flight, raw)
             control(proc.pid, "-i", "on")
-            echo(clients, frame, size, messages, scenario.in_flight)
+            echo(clients, frame, size, messages, scenario.in_flight, raw)
             control(proc.pid, "-i", "off")
             control(proc.pid, "-d")
             time.sleep(0.5)
