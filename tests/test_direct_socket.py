@@ -7,6 +7,7 @@ path), with the same assertions.
 
 from __future__ import annotations
 
+import gc
 import socket
 import ssl
 import struct
@@ -253,6 +254,25 @@ async def test_every_call_is_a_cancel_point(
         assert await peer.receive_some(100) == b"sent"
 
 
+async def test_a_read_waiting_for_data_keeps_no_exception_alive(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream], wrap: Wrap
+) -> None:
+    """A read that found nothing and waits holds no BlockingIOError (whose traceback would keep its
+    frames alive for as long as an idle connection waits)."""
+    ours, peer = tcp_pair
+    io = wrap(ours)
+    with trio.fail_after(IO_DEADLINE):
+        await peer.send_all(b"x")
+        assert await io.receive_some(1) == b"x"  # all it asked for: the next read tries at once
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(io.receive_some, 1)
+            await trio.testing.wait_all_tasks_blocked()
+            gc.collect()
+            alive = [o for o in gc.get_objects() if isinstance(o, BlockingIOError)]
+            nursery.cancel_scope.cancel()
+    assert alive == []
+
+
 async def test_a_call_that_succeeds_at_once_skips_the_schedule_point_but_not_for_long(
     tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
 ) -> None:
@@ -282,9 +302,12 @@ async def test_a_call_that_succeeds_at_once_skips_the_schedule_point_but_not_for
             assert turns == before
             with trio.testing.assert_checkpoints():
                 await io.send_all(b"w")
-            # Reads: each asks for one byte of those waiting, so the next read tries at once.
+            # Reads: each asks for one byte of those waiting, so the next read tries at once. The
+            # first waits until the socket is readable (a new DirectSocket starts out drained), and
+            # counts as the first of the row.
+            assert await io.receive_some(1) == b"r"
             before = turns
-            for _ in range(CALLS_PER_TURN - 1):
+            for _ in range(CALLS_PER_TURN - 2):
                 assert await io.receive_some(1) == b"r"
             assert turns == before
             with trio.testing.assert_checkpoints():

@@ -25,7 +25,10 @@ connection's reader and writer call the socket themselves, by these rules:
 * A read that returned less than it asked for emptied the kernel's buffer,
   so the next read waits until the socket is readable before it reads
   (as asyncio's event loop does), instead of a read that would fail: a
-  failed read costs an exception, and the wait comes anyway.
+  failed read costs an exception, and the wait comes anyway. The first
+  read waits first too, since the bytes before it (a request head) have
+  just been read. No wait happens while an exception is being handled, so
+  an idle connection keeps no exception and no traceback alive.
 * Errors are trio's: a socket closed on our side (by ``aclose``, in any
   task) raises ``trio.ClosedResourceError``; any other ``OSError``
   becomes ``trio.BrokenResourceError``, with the ``OSError`` as its cause.
@@ -104,31 +107,34 @@ class DirectSocket:
         # Calls in a row that succeeded without a schedule point, in each direction.
         self._reads = 0
         self._writes = 0
-        # The last read emptied the kernel's buffer: wait until readable before the next.
-        self._drained = False
+        # The last read emptied the kernel's buffer: wait until readable before the next. True at
+        # first: what came before (a request head) has just been read off the socket.
+        self._drained = True
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Up to ``max_bytes`` bytes (64 KiB if ``None``); ``b""`` once the peer has closed its side."""
         await trio.lowlevel.checkpoint_if_cancelled()
         size = 65536 if max_bytes is None else max_bytes
-        if self._drained:
-            self._reads = 0
-            await trio.lowlevel.wait_readable(self._fileno())
+        ready = not self._drained
         while True:
-            try:
-                data = os.read(self._fileno(), size)
-            except BlockingIOError:
+            if not ready:
+                # Not in the except clause below: waiting there would keep the exception, and
+                # the frames in its traceback, alive as long as an idle connection waits.
                 self._reads = 0
                 await trio.lowlevel.wait_readable(self._fileno())
-                continue
+            try:
+                data = os.read(self._fileno(), size)
+                break
+            except BlockingIOError:
+                ready = False
             except OSError as exc:
                 raise self._error(exc, writing=False) from exc
-            self._drained = len(data) < size
-            self._reads += 1
-            if self._reads >= CALLS_PER_TURN:
-                self._reads = 0
-                await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+        self._drained = len(data) < size
+        self._reads += 1
+        if self._reads >= CALLS_PER_TURN:
+            self._reads = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``, waiting for room as long as it takes."""
