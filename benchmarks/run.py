@@ -25,34 +25,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
-import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .harness import (
+    STARTUP_DEADLINE,
+    Metric,
+    ServerSpec,
+    load_check,
+    parse_servers,
+    pick_cpus,
+    ratio_table,
+    read_port,
+    run_generator,
+    run_rounds,
+    server_process,
+)
 from .load import IDLE_TITLE, SCENARIOS
 from .servers import SERVERS
 
 BASELINE = "trio-websocket"
 DEFAULT_SERVERS = ["trio-websocket", "trio_ws", "websockets-trio", "websockets-asyncio", "raw-trio-tcp"]
 ROOT = Path(__file__).resolve().parent.parent
-STARTUP_DEADLINE = 30.0
-
-
-@dataclass(frozen=True)
-class Metric:
-    scenario: str
-    key: str
-    label: str
-    higher_is_better: bool
-    unit: str
-
 
 METRICS = [
     Metric("idle", "rss_per_connection", "RSS/conn", False, "KiB"),
@@ -70,22 +65,6 @@ METRICS = [
     Metric("deflate4", "mb_per_s", "MB/s", True, "MB/s"),
 ]
 TITLES = {"idle": IDLE_TITLE, **{name: s.title for name, s in SCENARIOS.items()}}
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """A server name, with trio_ws ``Options`` overrides for experiments: ``trio_ws:key=value,...``."""
-
-    label: str
-    name: str
-    options: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> ServerSpec:
-        name, _, options = text.partition(":")
-        if name not in SERVERS:
-            raise SystemExit(f"unknown server {name!r}; choose from {', '.join(SERVERS)}")
-        return cls(text, name, tuple(o for o in options.split(",") if o))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,11 +90,11 @@ def main(argv: list[str] | None = None) -> None:
     duration = args.duration or (0.08 if args.quick else 1.5)
     warmup = 0.02 if args.quick else 0.3
     idle = args.idle or (50 if args.quick else 5000)
-    specs = _parse_servers(args.servers)
+    specs = parse_servers(args.servers, list(SERVERS))
     if BASELINE not in [s.label for s in specs]:
-        specs.insert(0, ServerSpec.parse(BASELINE))
+        specs.insert(0, ServerSpec.parse(BASELINE, list(SERVERS)))
     scenarios = args.scenarios.split(",")
-    cpus = _pick_cpus()
+    cpus = pick_cpus()
     plan = Plan(scenarios, warmup, duration, idle)
 
     print(
@@ -123,46 +102,17 @@ def main(argv: list[str] | None = None) -> None:
         + (f"server on CPU {cpus[0]}, load on CPU {cpus[1]}" if cpus else "not pinned (fewer than 2 CPUs)"),
         flush=True,
     )
-    results: dict[str, list[dict[str, dict[str, float]]]] = {s.label: [] for s in specs}
-    for round_number in range(rounds):
-        shift = round_number % len(specs)
-        for spec in specs[shift:] + specs[:shift]:
-            print(f"  round {round_number + 1}/{rounds}: {spec.label}", file=sys.stderr, flush=True)
-            results[spec.label].append(_measure(spec, cpus, plan))
-
-    print(_table(results, [s.label for s in specs], scenarios, rounds))
-    print(_load_check(results, scenarios))
+    results = run_rounds(
+        specs,
+        rounds,
+        lambda spec: _measure(spec, cpus, plan),
+        lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    metrics = [m for m in METRICS if m.scenario in scenarios]
+    print(ratio_table(results, [s.label for s in specs], BASELINE, metrics, TITLES))
+    print(load_check(results, scenarios, TITLES))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-
-
-def _parse_servers(text: str) -> list[ServerSpec]:
-    """``a,b,trio_ws:k=v,k2=v2`` -> specs; a ``k=v`` item belongs to the server before it."""
-    specs: list[ServerSpec] = []
-    for item in text.split(","):
-        if not item:
-            continue
-        if "=" in item and ":" not in item and specs:
-            last = specs.pop()
-            specs.append(ServerSpec(f"{last.label},{item}", last.name, (*last.options, item)))
-        else:
-            specs.append(ServerSpec.parse(item))
-    return specs
-
-
-def _pick_cpus() -> tuple[int, int] | None:
-    available = sorted(os.sched_getaffinity(0))
-    if len(available) < 2:
-        return None
-    return available[0], available[1]
-
-
-def _pinned(command: list[str], cpu: int | None) -> list[str]:
-    if cpu is None:
-        return command
-    if shutil.which("taskset"):
-        return ["taskset", "-c", str(cpu), *command]
-    return command  # no util-linux: run unpinned rather than not at all
 
 
 @dataclass(frozen=True)
@@ -180,137 +130,26 @@ def _measure(spec: ServerSpec, cpus: tuple[int, int] | None, plan: Plan) -> dict
     command = [sys.executable, "-m", "benchmarks.servers", spec.name, "--port", "0"]
     for option in spec.options:
         command += ["--option", option]
-    # stderr goes to a file: a server that logs a lot must never block on a full pipe.
-    with tempfile.TemporaryFile(mode="w+") as server_log:
-        server = subprocess.Popen(
-            _pinned(command, cpus[0] if cpus else None),
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=server_log,
-            text=True,
-        )
-        try:
-            return _run_load(spec, server, cpus, plan)
-        finally:
-            server.kill()
-            server.communicate(timeout=10)
-            server_log.seek(0)
-            stderr = server_log.read()
-            if stderr.strip():
-                print(f"{spec.label} wrote to stderr (the end of it):\n{stderr[-2000:]}", file=sys.stderr)
-
-
-def _run_load(
-    spec: ServerSpec, server: subprocess.Popen[str], cpus: tuple[int, int] | None, plan: Plan
-) -> dict[str, dict[str, float]]:
-    port = _read_port(server)
-    load_command = [
-        sys.executable,
-        "-m",
-        "benchmarks.load",
-        "--port",
-        str(port),
-        "--server-pid",
-        str(server.pid),
-        "--scenarios",
-        ",".join(plan.scenarios),
-        "--warmup",
-        str(plan.warmup),
-        "--duration",
-        str(plan.duration),
-        "--idle-connections",
-        str(plan.idle),
-    ]
-    if spec.name == "raw-trio-tcp":
-        load_command.append("--raw")
-    budget = STARTUP_DEADLINE + len(plan.scenarios) * (plan.warmup + plan.duration + 30)
-    load = subprocess.run(
-        _pinned(load_command, cpus[1] if cpus else None),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=budget,
-    )
-    if load.returncode != 0:
-        raise SystemExit(f"load generator failed against {spec.label}:\n{load.stderr}")
-    measured = [json.loads(line) for line in load.stdout.splitlines() if line.startswith("{")]
-    return {m.pop("scenario"): m for m in measured}
-
-
-def _read_port(server: subprocess.Popen[str]) -> int:
-    assert server.stdout is not None
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        line = server.stdout.readline()
-        if not line:
-            break
-        match = re.search(r"listening on \w+://[^:]+:(\d+)/", line)
-        if match:
-            return int(match.group(1))
-    server.kill()
-    server.communicate(timeout=10)
-    raise SystemExit(f"server {server.args!r} did not start (it wrote nothing we expected)")
-
-
-def _table(
-    results: dict[str, list[dict[str, dict[str, float]]]],
-    labels: list[str],
-    scenarios: list[str],
-    rounds: int,
-) -> str:
-    """The ratio table: median over rounds of (server's figure / baseline's figure in that round)."""
-    others = [label for label in labels if label != BASELINE]
-    header = ["scenario", "metric", f"{BASELINE} (abs.)", *others]
-    rows = [header]
-    previous = None
-    for metric in METRICS:
-        if metric.scenario not in scenarios:
-            continue
-        base = [r[metric.scenario][metric.key] for r in results[BASELINE]]
-        row = [
-            TITLES[metric.scenario] if metric.scenario != previous else "",
-            f"{metric.label} ({'higher' if metric.higher_is_better else 'lower'} is better)",
-            _absolute(statistics.median(base), metric.unit),
+    with server_process(command, cpus[0] if cpus else None, ROOT, spec.label) as server:
+        port = read_port(server)
+        load_command = [
+            sys.executable,
+            "-m",
+            "benchmarks.load",
+            "--port",
+            str(port),
+            "--server-pid",
+            str(server.pid),
+            "--scenarios",
+            ",".join(plan.scenarios),
+            "--warmup",
+            str(plan.warmup),
+            "--duration",
+            str(plan.duration),
+            "--idle-connections",
+            str(plan.idle),
         ]
-        previous = metric.scenario
-        for label in others:
-            ratios = [
-                r[metric.scenario][metric.key] / b
-                for r, b in zip(results[label], base, strict=True)
-                if b and b == b  # skip a zero or NaN baseline
-            ]
-            row.append(f"{statistics.median(ratios):.2f}x" if ratios else "n/a")
-        rows.append(row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    note = (
-        f"\nEach cell: the server's figure divided by {BASELINE}'s in the same round, median of "
-        f"{rounds} round(s).\nThe {BASELINE} column shows its median absolute figure for this run only."
-    )
-    return "\n" + "\n".join(lines) + note
-
-
-def _absolute(value: float, unit: str) -> str:
-    if unit == "KiB":
-        return f"{value / 1024:,.1f} KiB"
-    if unit == "/s":
-        return f"{value:,.0f}/s"
-    if unit == "us":
-        return f"{value:,.0f} us"
-    return f"{value:,.1f} {unit}"
-
-
-def _load_check(results: dict[str, list[dict[str, dict[str, float]]]], scenarios: list[str]) -> str:
-    """Was the generator the bottleneck? Its highest CPU share per scenario, beside the server's."""
-    lines = ["\nCPU share (CPU seconds / wall seconds), highest over servers and rounds:"]
-    for name in scenarios:
-        if name == "idle":
-            continue
-        client = max(r[name]["client_cpu"] for runs in results.values() for r in runs)
-        server = statistics.median(r[name]["server_cpu"] for runs in results.values() for r in runs)
-        verdict = "generator had CPU to spare" if client < 0.9 else "WARNING: generator near saturation"
-        lines.append(
-            f"  {TITLES[name]:<38} load generator {client:.2f}, server (median) {server:.2f}: {verdict}"
-        )
-    return "\n".join(lines)
+        if spec.name == "raw-trio-tcp":
+            load_command.append("--raw")
+        budget = STARTUP_DEADLINE + len(plan.scenarios) * (plan.warmup + plan.duration + 30)
+        return run_generator(load_command, cpus[1] if cpus else None, ROOT, spec.label, budget)

@@ -36,5 +36,9 @@ def test_quick_run_prints_a_ratio_for_every_server_and_scenario() -> None:
     assert len(rows) == len(METRICS)
     for row in rows:
         ratios = re.findall(r"\s(\d+\.\d\d)x", row)
+        if "per server CPU-s" in row:
+            # A server that got no clock tick of CPU in a quick window (on a busy machine) has no
+            # figure per CPU-second: its cell reads n/a.
+            ratios += re.findall(r"\sn/a\b", row)
         assert len(ratios) == len(DEFAULT_SERVERS) - 1, row
     assert "generator had CPU to spare" in result.stdout or "near saturation" in result.stdout

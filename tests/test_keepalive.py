@@ -134,3 +134,24 @@ async def test_keep_alive_stays_while_a_close_is_stuck(
     await trio.sleep(5.1)
     await trio.testing.wait_all_tasks_blocked()
     assert task_count() == tasks_before
+
+
+async def test_a_route_can_keep_its_connections_alive_itself(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A route with ``keep_alive=False`` gets no pings, so a peer that never answers one (as
+    signalrcore's WebSocket client) is not closed as dead; other routes are pinged as before."""
+    app = trio_ws.App()
+
+    @app.websocket("/quiet", keep_alive=False)
+    async def quiet(ws: trio_ws.WebSocketConnection) -> None:
+        async for message in ws:
+            await ws.send_message(message)
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=5, keep_alive_timeout=2)
+    client = await open_raw_websocket(memory_listener, "/quiet")
+    with trio.move_on_after(60) as waited:
+        await client.next_event()
+    assert waited.cancelled_caught  # a minute of silence: no ping, no close
+    await client.send(TextMessage("still open"))
+    assert await client.next_event() == TextMessage("still open")

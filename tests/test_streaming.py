@@ -376,3 +376,12 @@ async def test_a_body_that_fails_mid_stream_is_a_bug_of_its_own_connection(
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage() for r in errors] == ["the response body for /broken failed"]
     assert errors[0].exc_info is not None
+
+
+def test_an_event_can_end_its_lines_with_crlf() -> None:
+    """``encode(line_break="\\r\\n")`` ends every line (and the event) with CRLF, as SignalR's
+    Server-Sent Events transport writes them; another line break is refused."""
+    event = trio_ws.ServerSentEvent("one\ntwo", event="tick")
+    assert event.encode(line_break="\r\n") == b"event: tick\r\ndata: one\r\ndata: two\r\n\r\n"
+    with pytest.raises(ValueError, match="lines end with"):
+        event.encode(line_break="\n\n")

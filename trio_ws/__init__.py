@@ -27,8 +27,15 @@ General layout (each module opens with its own rules):
     _direct_socket.py  plain TCP read and written directly: no scheduler trip when the socket is ready
     _keepalive.py   the ping task
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
+    _load.py        finding the app named module:attribute (the CLI's APP)
+    _health.py      the health check and the checks an app adds to it
+    _workers.py     serve_workers(): a supervisor running the app in several processes on one port
+    _worker.py      one worker process of serve_workers
+    _sockets.py     sharing a port between workers: SO_REUSEPORT, or inherited sockets
+    _deployment.py  what this process is part of: workers, backplane (read by hub servers)
     _cli.py         the command line
     testing.py      public as ``trio_ws.testing``: in-memory and port-0 servers for your tests
+    signalr/        public as ``trio_ws.signalr``: SignalR-compatible hubs (docs/hubs.md)
 """
 
 from trio_websocket import ConnectionClosed as ConnectionClosed
@@ -37,8 +44,14 @@ from ._app import App as App
 from ._app import Service as Service
 from ._auth import bearer_auth as bearer_auth
 from ._auth import bearer_token as bearer_token
+from ._deployment import DeploymentError as DeploymentError
 from ._echo import echo as echo
 from ._echo import echo_app as echo_app
+from ._health import Health as Health
+from ._health import HealthCheck as HealthCheck
+from ._load import AppImportError as AppImportError
+from ._load import AppNotFound as AppNotFound
+from ._load import load_app as load_app
 from ._options import Options as Options
 from ._request import Identity as Identity
 from ._request import Request as Request
@@ -59,13 +72,22 @@ from ._sse import sse_response as sse_response
 from ._version import __version__ as __version__
 from ._websocket import ServerConnection as ServerWebSocket
 from ._websocket import WebSocketConnection as WebSocketConnection
+from ._workers import Workers as Workers
+from ._workers import WorkersError as WorkersError
+from ._workers import WorkersStatistics as WorkersStatistics
+from ._workers import serve_workers as serve_workers
 
 __all__ = [
     "App",
+    "AppImportError",
+    "AppNotFound",
     "AuthHook",
     "BeforeUpgrade",
     "ConnectionClosed",
+    "DeploymentError",
     "HTTPHandler",
+    "Health",
+    "HealthCheck",
     "Identity",
     "InheritAuth",
     "Options",
@@ -80,12 +102,17 @@ __all__ = [
     "Service",
     "WebSocketConnection",
     "WebSocketHandler",
+    "Workers",
+    "WorkersError",
+    "WorkersStatistics",
     "__version__",
     "bearer_auth",
     "bearer_token",
     "echo",
     "echo_app",
+    "load_app",
     "serve",
     "serve_listeners",
+    "serve_workers",
     "sse_response",
 ]

@@ -17,6 +17,8 @@ Rules of this module:
 * Services are tasks that live as long as the server, not as long as one
   connection; ``serve()`` starts them before it accepts anyone and cancels
   them after the last connection has ended.
+* Health checks are plain functions the health path calls (``_health.py``):
+  the server answers 503 while any fails.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import trio
 
+from ._health import HealthCheck
 from ._request import Request
 from ._response import Response
 from ._routing import (
@@ -95,7 +98,8 @@ class App:
 
     Args:
         health_path: Path of the built-in health check, which answers 200
-            while the server accepts connections and 503 while it shuts down.
+            while the server accepts connections, and 503 while it shuts down
+            or while a check added with :meth:`add_health_check` fails.
             ``None`` turns it off. It never needs credentials.
         auth: The auth hook for every route that does not name its own
             (``auth=`` on a route; ``auth=None`` there makes that route public).
@@ -106,6 +110,7 @@ class App:
             raise ValueError(f"route path {health_path!r} must start with '/'")
         self._router = Router()
         self._services: list[Service] = []
+        self._health_checks: dict[str, HealthCheck] = {}
         self.health_path = health_path
         self.auth = auth
 
@@ -119,6 +124,7 @@ class App:
         auth: AuthHook | InheritAuth | None = InheritAuth.APP,
         before_upgrade: BeforeUpgrade | None = None,
         ignore_case: bool = False,
+        keep_alive: bool = True,
     ) -> Callable[[_WS], _WS]:
         """Decorator: run the decorated handler for each WebSocket opened on ``path``."""
 
@@ -130,6 +136,7 @@ class App:
                 auth=auth,
                 before_upgrade=before_upgrade,
                 ignore_case=ignore_case,
+                keep_alive=keep_alive,
             )
             return handler
 
@@ -144,6 +151,7 @@ class App:
         auth: AuthHook | InheritAuth | None = InheritAuth.APP,
         before_upgrade: BeforeUpgrade | None = None,
         ignore_case: bool = False,
+        keep_alive: bool = True,
     ) -> None:
         """Run ``handler`` for each WebSocket opened on ``path``.
 
@@ -160,9 +168,22 @@ class App:
                 after auth and before the 101: a ``Response`` is sent instead
                 of upgrading (404 for an unknown id, 409 for a second socket).
             ignore_case: Match the path's letters in any case.
+            keep_alive: Ping this route's connections every
+                ``Options.keep_alive_interval`` (the default). ``False`` for a
+                protocol that keeps its connections alive itself, with its
+                own pings and timeout (SignalR hubs do, and some of their
+                clients never answer a WebSocket ping).
         """
         self._add(
-            WebSocketRoute(path, handler, tuple(subprotocols), auth, before_upgrade, ignore_case=ignore_case)
+            WebSocketRoute(
+                path,
+                handler,
+                tuple(subprotocols),
+                auth,
+                before_upgrade,
+                ignore_case=ignore_case,
+                keep_alive=keep_alive,
+            )
         )
 
     # -- HTTP routes -------------------------------------------------------------
@@ -282,6 +303,27 @@ class App:
     def services(self) -> tuple[Service, ...]:
         """The services, in the order they were added (and are started)."""
         return tuple(self._services)
+
+    # -- health ------------------------------------------------------------------
+
+    def add_health_check(self, name: str, check: HealthCheck) -> None:
+        """Report ``check()`` on the health path under ``name``; answer 503 while it fails.
+
+        ``check`` is a plain function returning a :class:`~trio_ws.Health`. It
+        runs on every health request, so it must answer from what is already
+        known (a link's state), without I/O. A check added again under the
+        same name replaces the first.
+        """
+        self._health_checks[name] = check
+
+    def remove_health_check(self, name: str) -> None:
+        """Stop reporting the check named ``name`` (nothing happens if there is none)."""
+        self._health_checks.pop(name, None)
+
+    @property
+    def health_checks(self) -> tuple[tuple[str, HealthCheck], ...]:
+        """The health checks, as ``(name, check)`` pairs, in the order they were added."""
+        return tuple(self._health_checks.items())
 
     # -- lookups -----------------------------------------------------------------
 

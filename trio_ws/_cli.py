@@ -1,33 +1,45 @@
-"""``python -m trio_ws``: run the echo app, and stop cleanly on Ctrl-C or SIGTERM.
+"""``python -m trio_ws [APP]``: serve an app (the echo app by default), and stop cleanly on Ctrl-C or SIGTERM.
 
 Rules of this module:
 
-* A user's mistake (a bad value, a busy port, an unreadable certificate)
-  ends with one line on stderr that names the problem and a non-zero exit,
-  never a traceback.
+* A user's mistake (a bad value, a busy port, an unreadable certificate, an
+  APP that names no app) ends with one line on stderr that names the
+  problem and a non-zero exit, never a traceback. An exception raised by
+  the app's own module while it is imported is the app's bug: its
+  traceback is shown, then that one line.
 * The first Ctrl-C or SIGTERM shuts down gracefully (close 1001 to every
   client, then a bounded grace period); a second one stops at once. Both
-  exit with status 0.
+  exit with status 0. With ``--workers N`` the supervisor forwards each to
+  every worker (``_workers.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import re
 import signal
 import ssl
 import sys
-from collections.abc import AsyncIterator
+import traceback
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import NoReturn
 
 import trio
 
+from ._app import App
+from ._deployment import Deployment, backplane_url, deployed, redacted
 from ._echo import echo_app
+from ._load import AppImportError, AppNotFound, load_app
 from ._options import Options
+from ._routing import WebSocketRoute
 from ._server import Server, serve
+from ._sockets import WorkersUnsupported
+from ._worker import first_leaf
+from ._workers import Workers, WorkersError, serve_workers
 
 __all__ = ["main"]
 
@@ -36,6 +48,7 @@ logger = logging.getLogger("trio_ws.cli")
 _DEFAULTS = Options()
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SHOWN_ENDPOINTS = 5  # WebSocket endpoints listed in the banner
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,18 +57,44 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         options = _options(args)
+        backplane = None if args.backplane is None else backplane_url(args.backplane)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.app is not None and args.subprotocol:
+        parser.error("--subprotocol is for the echo app; an APP's routes choose their own subprotocols")
+    if backplane is not None and importlib.util.find_spec("coredis") is None:
+        _exit_with("--backplane needs coredis, the Redis client: pip install 'trio_ws[redis]'")
     ssl_context = _ssl_context(parser, args.certfile, args.keyfile)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    app = _app(args)
     try:
-        trio.run(_serve_until_signal, args, options, ssl_context)
+        if args.workers > 1:
+            trio.run(_supervise_until_signal, args, options, app, backplane)
+        else:
+            deployment = Deployment(app=app, backplane=backplane)
+            trio.run(_serve_until_signal, args, options, ssl_context, app, deployment)
+    except* (WorkersError, WorkersUnsupported) as group:
+        _exit_with(str(first_leaf(group)))
     except* OSError as group:
-        _exit_with(f"cannot listen on {args.host}:{args.port}: {_os_error_text(group.exceptions[0])}")
+        _exit_with(f"cannot listen on {args.host}:{args.port}: {_os_error_text(first_leaf(group))}")
     except* KeyboardInterrupt:
         pass  # Ctrl-C before the signal handlers were in place: nothing to shut down yet.
+
+
+def _app(args: argparse.Namespace) -> App:
+    """The app to serve: APP, or the echo app. A bad APP ends the program with one line."""
+    if args.app is None:
+        return echo_app(subprotocols=args.subprotocol)
+    try:
+        return load_app(args.app)
+    except AppNotFound as exc:
+        _exit_with(str(exc))
+    except AppImportError as exc:
+        cause = exc.__cause__ or exc
+        traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        _exit_with(str(exc))
 
 
 def _options(args: argparse.Namespace) -> Options:
@@ -86,42 +125,154 @@ def _options(args: argparse.Namespace) -> Options:
 
 
 async def _serve_until_signal(
-    args: argparse.Namespace, options: Options, ssl_context: ssl.SSLContext | None
+    args: argparse.Namespace,
+    options: Options,
+    ssl_context: ssl.SSLContext | None,
+    app: App,
+    deployment: Deployment,
 ) -> None:
-    app = echo_app(subprotocols=args.subprotocol)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with (
+        deployed(deployment),
+        trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
         async with trio.open_nursery() as nursery:
+            stop = _Stop(signals, nursery.cancel_scope)
+            nursery.start_soon(stop.watch)
             server: Server = await nursery.start(
                 partial(serve, app, args.host, args.port, options=options, ssl_context=ssl_context)
             )
-            print(f"trio_ws echo app listening on {server.url}", flush=True)
-            print(f"WebSocket endpoint: {server.ws_url('/ws')}", flush=True)
-            print("Press Ctrl-C to stop.", flush=True)
-            async for signum in signals:
-                print(
-                    f"{signal.Signals(signum).name}: shutting down (again to stop at once)",
-                    flush=True,
-                )
-                break
-            nursery.start_soon(_stop_on_second_signal, signals, nursery.cancel_scope)
+            _banner(args, server.url, server.ws_url, app, deployment.backplane)
+            await stop.requested("")
             await server.aclose()
-            nursery.cancel_scope.cancel()  # ends the second-signal watcher
+            nursery.cancel_scope.cancel()  # ends the signal watcher
     print("stopped", flush=True)
 
 
-async def _stop_on_second_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
-    async for signum in signals:
-        print(f"{signal.Signals(signum).name} again: stopping now", flush=True)
-        scope.cancel()
-        return
+async def _supervise_until_signal(
+    args: argparse.Namespace, options: Options, app: App, backplane: str | None
+) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            stop = _Stop(signals, nursery.cancel_scope)
+            nursery.start_soon(stop.watch)
+            workers: Workers = await nursery.start(
+                partial(
+                    serve_workers,
+                    args.app,
+                    args.host,
+                    args.port,
+                    workers=args.workers,
+                    options=options,
+                    certfile=args.certfile,
+                    keyfile=args.keyfile,
+                    backplane=backplane,
+                    subprotocols=tuple(args.subprotocol),
+                )
+            )
+            stats = workers.statistics()
+            pids = " ".join(map(str, workers.pids))
+            _banner(
+                args,
+                workers.url,
+                workers.ws_url,
+                app,
+                backplane,
+                f"{stats.workers} workers (pids {pids}), sharing the port with {stats.sharing}",
+            )
+            await stop.requested(f" {stats.workers} workers")
+            await workers.aclose()
+            nursery.cancel_scope.cancel()
+    print("stopped", flush=True)
+
+
+class _Stop:
+    """The one reader of Ctrl-C and SIGTERM, whatever the server is doing.
+
+    Before the server has started (workers can take a while: an app that
+    connects somewhere on import), a signal stops at once. After, the first
+    asks for the graceful stop (``requested`` returns), and a second one
+    stops at once.
+    """
+
+    def __init__(self, signals: AsyncIterator[int], everything: trio.CancelScope) -> None:
+        self._signals = signals
+        self._everything = everything
+        self._started: str | None = None  # what is shutting down, once the server has started
+        self._requested = trio.Event()
+
+    async def requested(self, what: str) -> None:
+        """The server has started: wait for the first signal."""
+        self._started = what
+        await self._requested.wait()
+
+    async def watch(self) -> None:
+        async for signum in self._signals:
+            name = signal.Signals(signum).name
+            if self._started is None:
+                print(f"{name}: stopping while starting", flush=True)
+            elif not self._requested.is_set():
+                print(f"{name}: shutting down{self._started} (again to stop at once)", flush=True)
+                self._requested.set()
+                continue
+            else:
+                print(f"{name} again: stopping now", flush=True)
+            self._everything.cancel()
+            return
+
+
+def _banner(
+    args: argparse.Namespace,
+    url: str,
+    ws_url: Callable[[str], str],
+    app: App,
+    backplane: str | None,
+    workers: str | None = None,
+) -> None:
+    if args.app is None:
+        lines = [f"trio_ws echo app listening on {url}", f"WebSocket endpoint: {ws_url('/ws')}"]
+    else:
+        lines = [f"trio_ws serving {args.app}, listening on {url}"]
+        paths = [route.path for route in app.routes if isinstance(route, WebSocketRoute)]
+        if paths:
+            shown = ", ".join(ws_url(path) for path in paths[:_SHOWN_ENDPOINTS])
+            more = f" and {len(paths) - _SHOWN_ENDPOINTS} more" if len(paths) > _SHOWN_ENDPOINTS else ""
+            lines.append(f"WebSocket endpoint{'s' if len(paths) > 1 else ''}: {shown}{more}")
+    if backplane is not None:
+        lines.append(f"Hub backplane: {redacted(backplane)}")
+    if workers is not None:
+        lines.append(workers)
+    lines.append("Press Ctrl-C to stop.")
+    print("\n".join(lines), flush=True)
 
 
 def _parser() -> argparse.ArgumentParser:
     d = _DEFAULTS
     p = argparse.ArgumentParser(
         prog="python -m trio_ws",
-        description="Run the trio_ws echo app: a web page at / and a WebSocket echo at /ws, on one port.",
+        description="Serve a trio_ws App, by default the echo app: a web page at / and a WebSocket echo "
+        "at /ws, on one port.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "app",
+        nargs="?",
+        metavar="APP",
+        help="the App to serve, as module:attribute (myapp:app is the App named app in myapp.py, "
+        "imported from the current directory); without it, the echo app",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port, under a supervisor that restarts one that "
+        "dies; an app with hubs needs --backplane for more than one",
+    )
+    p.add_argument(
+        "--backplane",
+        metavar="URL",
+        help="the Redis or Valkey server that hubs share their clients, groups and users through: "
+        "redis://HOST:PORT/DB, or rediss:// for TLS (needs pip install 'trio_ws[redis]')",
     )
     p.add_argument("--host", default="localhost", help="address to bind; 0.0.0.0 for every interface")
     p.add_argument("--port", type=_port, default=5000, help="TCP port; 0 picks a free one")
@@ -296,6 +447,12 @@ def _port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
     return port
+
+
+def _workers(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers; write 1 or more")
+    return int(text)
 
 
 def _window_bits(text: str) -> int:

@@ -4,7 +4,7 @@
 
     connection nursery                 (opened by run_websocket)
     ├─ reader task       socket -> wsproto -> the handler's inbox (bounded; _websocket.py)
-    ├─ keep-alive task   a ping every keep_alive_interval (if enabled)
+    ├─ keep-alive task   a ping every keep_alive_interval (if enabled, and the route keeps it)
     └─ handler           the route's handler, run in this task itself
 
 The handler runs in the connection's own task, so the nursery cannot close
@@ -64,7 +64,7 @@ async def run_websocket(
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
         logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 
-        if options.keep_alive_interval is not None:
+        if options.keep_alive_interval is not None and route.keep_alive:
             nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
         with server.tracking(ws):
             try:

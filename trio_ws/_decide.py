@@ -33,6 +33,7 @@ from wsproto.events import RejectConnection
 from wsproto.utilities import RemoteProtocolError as HandshakeError
 
 from ._cors import CrossOrigin, cross_origin, forbidden, is_preflight, preflight_response, response_headers
+from ._health import health_response
 from ._options import Options
 from ._printable import printable
 from ._response import Response
@@ -117,9 +118,7 @@ def decide(request: h11.Request, target: Target | None, server: Server) -> Respo
             return Response.text(
                 405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
             )
-        if server.closing:
-            return Response.text(503, "shutting down")
-        return Response.text(200, "ok")
+        return health_response(app.health_checks, closing=server.closing)
 
     match = app.resolve(target)
     if match is None:

@@ -80,6 +80,9 @@ class WebSocketRoute:
     auth: AuthHook | InheritAuth | None = InheritAuth.APP
     before_upgrade: BeforeUpgrade | None = None
     ignore_case: bool = False
+    #: Whether the server pings this route's connections (``Options.keep_alive_interval``);
+    #: ``False`` for protocols that keep their connections alive themselves (SignalR hubs).
+    keep_alive: bool = True
 
     def choose_subprotocol(self, proposed: Iterable[str]) -> str | None:
         """The first of the client's proposals that this route supports, if any."""

@@ -52,7 +52,7 @@ from ._options import Options
 from ._request import Request
 from ._websocket import ServerConnection
 
-__all__ = ["Server", "ServerStatistics", "serve", "serve_listeners"]
+__all__ = ["Server", "ServerStatistics", "serve", "serve_listeners", "url_host"]
 
 logger = logging.getLogger("trio_ws.server")
 
@@ -162,14 +162,7 @@ class Server:
         return f"{scheme}://{self._url_host()}:{self.port}{path}"
 
     def _url_host(self) -> str:
-        """The host as it goes in a URL: the name asked for, IPv6 in brackets, a wildcard as localhost."""
-        host = self._host_name or self.host
-        if host in ("0.0.0.0", "::"):
-            return "localhost"
-        with suppress(ValueError):
-            if ip_address(host).version == 6:
-                return f"[{host}]"
-        return host
+        return url_host(self._host_name, self.host)
 
     def _where(self) -> str:
         return self.url if _socket_of(self.listeners[0]) is not None else repr(self.listeners)
@@ -415,6 +408,18 @@ def _is_loopback(listener: trio.abc.Listener[trio.abc.Stream]) -> bool:
     with suppress(ValueError):
         return ip_address(socket.getsockname()[0]).is_loopback
     return False
+
+
+def url_host(name: str | None, address: str) -> str:
+    """The host as it goes in a URL: the name asked for, else the address bound, IPv6 in brackets,
+    a wildcard as localhost."""
+    host = _name_or_none(name) or address
+    if host in ("0.0.0.0", "::"):
+        return "localhost"
+    with suppress(ValueError):
+        if ip_address(host).version == 6:
+            return f"[{host}]"
+    return host
 
 
 def _name_or_none(host: str | None) -> str | None:

@@ -71,8 +71,15 @@ class ServerSentEvent:
         if self.retry is not None and (not isinstance(self.retry, int) or self.retry < 0):
             raise ValueError(f"retry must be a whole number of milliseconds, got {self.retry!r}")
 
-    def encode(self) -> bytes:
-        """The event in the ``text/event-stream`` format, UTF-8, ending with the blank line."""
+    def encode(self, *, line_break: str = "\n") -> bytes:
+        """The event in the ``text/event-stream`` format, UTF-8, ending with the blank line.
+
+        Args:
+            line_break: What ends each line: ``"\n"``, or ``"\r\n"`` for a
+                peer that expects it (SignalR's Server-Sent Events transport).
+        """
+        if line_break not in ("\n", "\r\n", "\r"):
+            raise ValueError(f"a server-sent event's lines end with \\n, \\r\\n or \\r, not {line_break!r}")
         lines = []
         if self.event is not None:
             lines.append(f"event: {self.event}")
@@ -81,7 +88,7 @@ class ServerSentEvent:
         if self.retry is not None:
             lines.append(f"retry: {self.retry}")
         lines += [f"data: {line}" for line in _LINE_BREAK.split(self.data)]
-        return ("\n".join(lines) + "\n\n").encode()
+        return (line_break.join(lines) + line_break * 2).encode()
 
 
 def sse_response(

@@ -1,0 +1,391 @@
+"""The conformance hub: what the official SignalR clients' functional tests run against.
+
+The functional tests of ``@microsoft/signalr`` (aspnetcore's
+``src/SignalR/clients/ts/FunctionalTests``) run against a server with a
+``TestHub``; this is trio_ws's, method for method, with the error texts
+those tests compare, plus ``JoinGroup``, ``LeaveGroup``, ``SendToGroup``,
+``Broadcast``, ``GroupCount`` and ``WorkerId`` for the group, broadcast and
+scale-out tests. ``tests/signalr_node/README.md`` lists everything the
+Node suite relies on; this module provides exactly that:
+
+* ``/testhub``: ``TestHub`` on every transport, detailed errors on
+  (``OPTIONS``), stateful reconnect allowed (``withStatefulReconnect()``).
+* ``/testhub-nowebsockets``: the same hub on Server-Sent Events and Long
+  Polling only.
+* ``/authorizedhub``: ``AuthorizedHub``, behind a bearer token: an HS256
+  JSON Web Token from ``GET /generateJwtToken``, signed and checked with
+  the standard library (``hmac``), its subject ``testuser``.
+* ``GET /clientresult?id=CONNECTION_ID``: asks that ``/testhub`` client's
+  ``Result`` handler, answers its value or the client's error text.
+* ``POST /redirect/...``: a negotiate redirect to ``/testHub``, counted.
+* Every negotiate sets the cookies ``testCookie``, ``testCookie2`` and an
+  expired ``expiredCookie``.
+
+Run it with ``python examples/signalr/testhub.py --host H --port P`` (the
+hub's intervals are options; ``--help`` lists them), or serve
+``examples.signalr.testhub:app``, a ``trio_ws.App`` with ASP.NET's
+intervals, with ``trio_ws.serve``. Ctrl-C shuts down gracefully: every
+client is told to reconnect (Close with ``allowReconnect``) before the
+server's WebSocket Close 1001.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import datetime
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Any
+
+import trio
+
+import trio_ws
+from trio_ws.signalr import (
+    ClientResultError,
+    HttpTransportType,
+    Hub,
+    HubError,
+    HubOptions,
+    HubServer,
+    HubStream,
+    map_hub,
+)
+
+__all__ = [
+    "OPTIONS",
+    "AuthorizedHub",
+    "InvalidOperationException",
+    "TestHub",
+    "app",
+    "build_app",
+    "client_result_text",
+    "generate_token",
+    "main",
+    "verify_token",
+]
+
+OPTIONS = HubOptions(detailed_errors=True)
+
+
+class InvalidOperationException(HubError):
+    """Named as .NET names it, because the functional tests compare the error text.
+
+    A ``HubError``, because failing is what the methods that raise it are for:
+    the caller reads the text, and the server logs no traceback for it.
+    """
+
+
+class TestHub(Hub):
+    """The official functional tests' TestHub, plus groups, broadcast and the worker's id."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    async def echo(self, message: str) -> str:
+        return message
+
+    async def get_caller_connection_id(self) -> str:
+        return self.context.connection_id
+
+    async def throw_exception(self, message: str) -> None:
+        raise InvalidOperationException(message)
+
+    async def invoke_with_string(self, message: str) -> None:
+        await self.clients.client(self.context.connection_id).send("Message", message)
+
+    async def send_custom_object(self, custom_object: dict[str, Any]) -> None:
+        # Sent back as it came, so its PascalCase keys ("Name", "Value") stay as the test expects.
+        await self.clients.client(self.context.connection_id).send("CustomObject", custom_object)
+
+    async def stream(self) -> AsyncIterator[str]:
+        for item in ("a", "b", "c"):
+            yield item
+
+    async def infinite_stream(self) -> AsyncIterator[str]:
+        """Sends nothing until the client cancels it; then tells the client "StreamCanceled"."""
+        try:
+            await trio.sleep_forever()
+            yield ""  # never reached; makes this an async generator, so the client must stream it
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self.clients.caller.send("StreamCanceled")
+
+    async def streaming_concat(self, stream: HubStream[str]) -> str:
+        return "".join([item async for item in stream])
+
+    async def empty_stream(self) -> AsyncIterator[int]:
+        return
+        yield 0  # never reached; makes this an async generator
+
+    async def stream_throw_exception(self, message: str) -> AsyncIterator[str]:
+        # Raising before returning an iterator is "An unexpected error occurred invoking ...",
+        # as the official TestHub's method throws before it returns its channel.
+        raise InvalidOperationException(message)
+
+    async def get_active_transport_name(self) -> str | None:
+        return self.context.transport
+
+    # What the official TestHub reads from the request that opened the transport.
+
+    async def get_header(self, name: str) -> str | None:
+        request = self.context.request
+        return None if request is None else request.header(name)
+
+    async def get_cookie(self, name: str) -> str | None:
+        request = self.context.request
+        return None if request is None else request.cookies.get(name)
+
+    async def get_content_type_header(self) -> str | None:
+        request = self.context.request
+        return None if request is None else request.header("content-type")
+
+    async def get_num_redirects(self) -> int:
+        request = self.context.request
+        value = None if request is None else request.query_param("numRedirects")
+        return int(value) if value is not None and value.isdigit() else 0
+
+    async def echo_complex_object(self, complex_object: Any) -> Any:
+        return complex_object
+
+    async def send_complex_object(self) -> dict[str, Any]:
+        return {
+            "ByteArray": b"\x01\x02\x03",
+            "DateTime": datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC),
+            "Guid": "00010203-0405-0607-0706-050403020100",
+            "IntArray": [1, 2, 3],
+            "String": "hello world",
+        }
+
+    # For the group, broadcast and scale-out tests.
+
+    async def join_group(self, name: str) -> None:
+        await self.groups.add(self.context.connection_id, name)
+
+    async def leave_group(self, name: str) -> None:
+        await self.groups.remove(self.context.connection_id, name)
+
+    async def send_to_group(self, name: str, message: str) -> None:
+        await self.clients.group(name).send("GroupMessage", name, message)
+
+    async def broadcast(self, message: str) -> None:
+        await self.clients.all.send("Broadcast", message)
+
+    async def group_count(self, name: str) -> int:
+        return await self.groups.count(name)
+
+    async def worker_id(self) -> int:
+        return os.getpid()
+
+
+class AuthorizedHub(Hub):
+    """The hub behind a token: the transport's authentication names the user."""
+
+    async def echo(self, message: str) -> str:
+        return message
+
+    async def get_user_name_identifier(self) -> str | None:
+        return self.context.user_id
+
+
+async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
+    """What ``GET /clientresult?id=...`` answers: the client's ``Result`` as text, or the error text."""
+    try:
+        result = await hub_server.clients.client(connection_id).invoke("Result")
+    except ClientResultError as exc:
+        return exc.reason
+    return str(result)
+
+
+# -- JSON Web Tokens (HS256), as much of RFC 7519 as /authorizedhub needs ---------------------
+
+_JWT_KEY = secrets.token_bytes(32)  # one per process: a token outlives no restart
+_JWT_LIFETIME = 3600.0
+TEST_USER = "testuser"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(signing_input: str) -> str:
+    return _b64url(hmac.new(_JWT_KEY, signing_input.encode("ascii"), hashlib.sha256).digest())
+
+
+def generate_token(user: str = TEST_USER, *, lifetime: float = _JWT_LIFETIME) -> str:
+    """A JWT for ``user``, signed with this process's key, valid for ``lifetime`` seconds."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    claims = _b64url(json.dumps({"sub": user, "exp": int(time.time() + lifetime)}).encode())
+    return f"{header}.{claims}.{_signature(f'{header}.{claims}')}"
+
+
+def verify_token(token: str) -> str | None:
+    """The token's user if this process signed it and it has not expired, else ``None``."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    header, claims, signature = parts
+    if not hmac.compare_digest(signature, _signature(f"{header}.{claims}")):
+        return None
+    try:
+        values = json.loads(_unb64url(claims))
+    except ValueError:
+        return None
+    user, expires = values.get("sub"), values.get("exp")
+    if not isinstance(user, str) or not isinstance(expires, int) or expires < time.time():
+        return None
+    return user
+
+
+async def _verify(token: str) -> trio_ws.Identity | None:
+    user = verify_token(token)
+    return None if user is None else trio_ws.Identity(user)
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+_EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+async def _set_test_cookies(request: trio_ws.Request, response: trio_ws.Response) -> trio_ws.Response:
+    """Every negotiate sets two cookies and an expired one, which clients must not send back."""
+    cookies = (
+        ("set-cookie", "testCookie=testValue; Path=/"),
+        ("set-cookie", "testCookie2=testValue2; Path=/"),
+        ("set-cookie", f"expiredCookie=doesntmatter; Expires={_EXPIRED}; Path=/"),
+    )
+    return dataclasses.replace(response, headers=response.headers + cookies)
+
+
+def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
+    """The conformance server: both hubs and the plain routes the official tests call."""
+    app = trio_ws.App()
+    testhub = map_hub(
+        app,
+        "/testhub",
+        TestHub(),
+        options=options,
+        auth=None,
+        stateful_reconnect=True,
+        on_negotiate=_set_test_cookies,
+    )
+    map_hub(
+        app,
+        "/testhub-nowebsockets",
+        TestHub(),
+        options=options,
+        auth=None,
+        transports=[HttpTransportType.SERVER_SENT_EVENTS, HttpTransportType.LONG_POLLING],
+        on_negotiate=_set_test_cookies,
+    )
+    map_hub(
+        app,
+        "/authorizedhub",
+        AuthorizedHub(),
+        options=options,
+        auth=trio_ws.bearer_auth(_verify),
+        on_negotiate=_set_test_cookies,
+    )
+    redirects = itertools.count(1)
+
+    @app.route("/generateJwtToken")
+    async def generate_jwt_token(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response(200, generate_token().encode())
+
+    @app.route("/clientresult")
+    async def client_result(request: trio_ws.Request) -> trio_ws.Response:
+        connection_id = request.query_param("id")
+        if connection_id is None:
+            return trio_ws.Response.text(400, "Bad Request: give the connection as ?id=CONNECTION_ID")
+        return trio_ws.Response(200, (await client_result_text(testhub, connection_id)).encode())
+
+    @app.route("/redirect/{rest}", methods=["GET", "POST"])
+    async def redirect(request: trio_ws.Request) -> trio_ws.Response:
+        base = (request.query_param("baseUrl") or "").rstrip("/")
+        return trio_ws.Response.json(200, {"url": f"{base}/testHub?numRedirects={next(redirects)}"})
+
+    return app
+
+
+app = build_app()
+"""The conformance server with ASP.NET's intervals, for ``trio_ws.serve`` (or ``python -m trio_ws``)."""
+
+
+async def main(host: str, port: int, options: HubOptions) -> None:
+    """Serve the conformance hub until Ctrl-C, then shut down gracefully."""
+    served = build_app(options)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(partial(trio_ws.serve, served, host, port))
+            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub"
+            print(f"conformance hub at {server.url.rstrip('/')} ({hubs})", flush=True)
+            async for _ in signals:
+                await server.aclose()
+                break
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument(
+        "--keep-alive-interval",
+        type=_seconds,
+        default=15.0,
+        help="send Ping after this long with nothing sent",
+    )
+    parser.add_argument(
+        "--client-timeout",
+        type=_seconds,
+        default=30.0,
+        help="close a client silent this long (after its Ping)",
+    )
+    parser.add_argument(
+        "--disconnect-timeout",
+        type=_seconds,
+        default=15.0,
+        help="a connection without a transport this long is gone",
+    )
+    parser.add_argument(
+        "--long-polling-timeout",
+        type=_seconds,
+        default=90.0,
+        help="a long poll with nothing to send is answered (200, empty) after this long",
+    )
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = _parse(sys.argv[1:])
+    trio.run(
+        main,
+        arguments.host,
+        arguments.port,
+        dataclasses.replace(
+            OPTIONS,
+            keep_alive_interval=arguments.keep_alive_interval,
+            client_timeout=arguments.client_timeout,
+            disconnect_timeout=arguments.disconnect_timeout,
+            long_polling_timeout=arguments.long_polling_timeout,
+        ),
+    )

@@ -1,0 +1,168 @@
+"""Python's own SignalR clients against the conformance hub: pysignalr (asyncio) and signalrcore
+(threads). Both negotiate at version 0 and connect over WebSockets.
+
+The hub runs in a thread with its own ``trio.run``; each client runs as its library means it to
+(``asyncio.run`` for pysignalr, signalrcore's own threads), and each wait is bounded. The idle
+cases wait, in real time, longer than every keep-alive interval and timeout on the way (the
+hub's, the WebSocket's and the client's), shortened so that takes seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import trio_ws
+from examples.signalr.testhub import OPTIONS, build_app
+
+from .helpers import served_in_thread
+
+DEADLINE = 15.0
+# The hub's keep-alive and client timeout, and trio_ws's WebSocket keep-alive interval and
+# timeout (which hub routes do not use: signalrcore never answers a WebSocket ping), all
+# shortened; idle waits past them all, plus each client's own keep-alive. signalrcore checks
+# whether to ping once a second, so the hub's client timeout must be longer than its interval
+# plus that second, as ASP.NET's 30 s is longer than 15 s plus it.
+HUB = dataclasses.replace(OPTIONS, keep_alive_interval=0.25, client_timeout=2.0)
+SERVER = trio_ws.Options(keep_alive_interval=0.25, keep_alive_timeout=0.5)
+CLIENT_KEEP_ALIVE = 0.25
+IDLE = 0.25 + 2.0 + 0.25 + 0.5 + CLIENT_KEEP_ALIVE + 0.5
+
+
+@pytest.fixture(scope="module")
+def hub_url() -> Iterator[str]:
+    with served_in_thread(build_app(HUB), SERVER) as url:
+        yield url
+
+
+def _client_result(base: str, connection_id: str) -> str:
+    with urllib.request.urlopen(f"{base}/clientresult?id={connection_id}", timeout=DEADLINE) as answer:
+        text: str = answer.read().decode()
+        return text
+
+
+# -- pysignalr ------------------------------------------------------------------------------------
+
+
+def test_pysignalr_calls_streams_and_answers_client_results(hub_url: str) -> None:
+    """pysignalr connects, gets results and errors, uploads a stream, answers a client result, and
+    stays connected while idle past every interval."""
+    from pysignalr.client import SignalRClient
+
+    outcome: dict[str, Any] = {}
+
+    async def session() -> None:
+        # Its hub Ping every second (whole seconds only), under the hub's 2 s client timeout.
+        # Typed Any: pysignalr annotates a call's arguments as a list of dicts, which they need not be.
+        client: Any = SignalRClient(f"{hub_url}/testhub", ping_interval=1, signalr_ping_interval=1)
+        opened = asyncio.Event()
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def on_open() -> None:
+            opened.set()
+
+        async def result(args: list[Any]) -> int:
+            return 10
+
+        async def on_completion(message: Any) -> None:
+            await answers.put(message)
+
+        async def on_error(message: Any) -> None:
+            outcome.setdefault("errors seen", 0)
+            outcome["errors seen"] += 1  # pysignalr wants this set; the completion comes below too
+
+        client.on_open(on_open)
+        client.on_error(on_error)
+        client.on("Result", result)
+        runner = asyncio.create_task(client.run())
+        try:
+            await asyncio.wait_for(opened.wait(), DEADLINE)
+            await client.send("Echo", ["héllo"], on_completion)
+            outcome["echo"] = (await asyncio.wait_for(answers.get(), DEADLINE)).result
+            await client.send("ThrowException", ["boom"], on_completion)
+            outcome["error"] = (await asyncio.wait_for(answers.get(), DEADLINE)).error
+            await client.send("GetCallerConnectionId", [], on_completion)
+            connection_id = (await asyncio.wait_for(answers.get(), DEADLINE)).result
+            outcome["client result"] = await asyncio.to_thread(_client_result, hub_url, connection_id)
+            async with client.client_stream("StreamingConcat") as stream:
+                for word in ("a", "b", "c"):
+                    await stream.send(word)
+            await asyncio.sleep(IDLE)  # the subject of the idle case: time passing
+            await client.send("GetCallerConnectionId", [], on_completion)
+            outcome["same connection"] = (
+                await asyncio.wait_for(answers.get(), DEADLINE)
+            ).result == connection_id
+        finally:
+            runner.cancel()
+
+    asyncio.run(session())
+    assert outcome == {
+        "echo": "héllo",
+        "error": "An unexpected error occurred invoking 'ThrowException' on the server. "
+        "InvalidOperationException: boom",
+        "errors seen": 1,
+        "client result": "10",
+        "same connection": True,
+    }
+
+
+# -- signalrcore ----------------------------------------------------------------------------------
+
+
+def test_signalrcore_calls_and_stays_connected_while_idle(hub_url: str) -> None:
+    """signalrcore (threads, its own WebSocket client, which never answers a WebSocket ping)
+    connects, invokes and streams, and stays connected, on the same connection, while idle past
+    every interval."""
+    from signalrcore.hub_connection_builder import HubConnectionBuilder
+
+    hub = (
+        HubConnectionBuilder()
+        .with_url(f"{hub_url}/testhub")
+        .with_automatic_reconnect(
+            {"type": "raw", "keep_alive_interval": CLIENT_KEEP_ALIVE, "max_attempts": 0}
+        )
+        .build()
+    )
+    opened, closed = threading.Event(), threading.Event()
+    hub.on_open(opened.set)
+    hub.on_close(closed.set)
+    results: dict[str, Any] = {}
+    arrived = threading.Event()
+
+    def answer(name: str) -> Any:
+        def keep(message: Any) -> None:
+            results[name] = message.result if message.error is None else f"error: {message.error}"
+            arrived.set()
+
+        return keep
+
+    def call(name: str, method: str, *args: Any) -> Any:
+        arrived.clear()
+        hub.send(method, list(args), answer(name))
+        assert arrived.wait(DEADLINE), f"no answer to {method}"
+        return results[name]
+
+    hub.start()
+    try:
+        assert opened.wait(DEADLINE), "signalrcore did not connect"
+        assert call("echo", "Echo", "hi") == "hi"
+        first = call("id", "GetCallerConnectionId")
+        items: list[str] = []
+        done = threading.Event()
+        hub.stream("Stream", []).subscribe(
+            {"next": items.append, "complete": lambda _: done.set(), "error": lambda _: done.set()}
+        )
+        assert done.wait(DEADLINE)
+        assert items == ["a", "b", "c"]
+        time.sleep(IDLE)  # the subject of the idle case: time passing
+        assert not closed.is_set(), "signalrcore's connection closed while idle"
+        assert call("again", "GetCallerConnectionId") == first
+    finally:
+        hub.stop()

@@ -1,0 +1,102 @@
+"""SignalR-compatible hubs for trio: calls both ways, streams, groups and client results.
+
+The official SignalR clients (``@microsoft/signalr`` and its siblings,
+``pysignalr``, ``signalrcore``) speak to a ``Hub`` served by trio_ws as they
+speak to ASP.NET Core. See ``docs/hubs.md``.
+
+General layout (each module opens with its own rules):
+
+    _hub.py          Hub, and HubCallerContext (what hub code knows about its caller)
+    _clients.py      HubClients, ClientProxy, GroupManager, UserManager: reaching clients
+    _server.py       HubServer: the nursery that hub connections live in
+    _endpoint.py     map_hub: a hub on an App (negotiate, its WebSocket, its service)
+    _negotiate.py    POST {hub}/negotiate: versions, ids, transports (pure)
+    _websocket_transport.py  WebSocketTransport: a hub connection over a trio_ws WebSocket
+    _connection.py   one hub connection: handshake, reading, keep-alive, timeouts, ending
+    _dispatch.py     running calls and streams, client results
+    _methods.py      which methods a hub offers, and their names on the wire
+    _binding.py      checking and converting arguments by annotation
+    _streams.py      HubStream: a stream the client uploads
+    _outbox.py       the bounded queue of bytes waiting to go to one client
+    _transport.py    the Transport interface, and StreamTransport over a trio Stream
+    _client.py       open_hub_client, HubClient: the trio client
+    _client_negotiate.py  the client's negotiate over h11, and HubClientError
+    _backplane/      the Backplane interface, the in-process backplane and the Redis one
+    _options.py      HubOptions and SlowClientPolicy
+    _errors.py       HubError, ClientResultError, BackplaneError, DisconnectReason, error texts
+    _protocol/       the hub protocol, sans-I/O: JSON, MessagePack, handshake
+"""
+
+from ._backplane import Audience as Audience
+from ._backplane import Backplane as Backplane
+from ._backplane import InProcessBackplane as InProcessBackplane
+from ._backplane import LocalConnection as LocalConnection
+from ._backplane import RedisBackplane as RedisBackplane
+from ._backplane import SerializedMessage as SerializedMessage
+from ._client import ClientState as ClientState
+from ._client import HubClient as HubClient
+from ._client import HubClientError as HubClientError
+from ._client import InvocationError as InvocationError
+from ._client import open_hub_client as open_hub_client
+from ._clients import ClientProxy as ClientProxy
+from ._clients import GroupManager as GroupManager
+from ._clients import HubClients as HubClients
+from ._clients import SingleClientProxy as SingleClientProxy
+from ._clients import UserManager as UserManager
+from ._endpoint import NegotiateHook as NegotiateHook
+from ._endpoint import map_hub as map_hub
+from ._errors import BackplaneError as BackplaneError
+from ._errors import ClientResultError as ClientResultError
+from ._errors import DisconnectReason as DisconnectReason
+from ._errors import HubError as HubError
+from ._hub import Hub as Hub
+from ._hub import HubCallerContext as HubCallerContext
+from ._methods import hub_method as hub_method
+from ._negotiate import HttpTransportType as HttpTransportType
+from ._options import HubOptions as HubOptions
+from ._options import SlowClientPolicy as SlowClientPolicy
+from ._protocol.messages import TransferFormat as TransferFormat
+from ._server import HubServer as HubServer
+from ._server import HubServerStatistics as HubServerStatistics
+from ._streams import HubStream as HubStream
+from ._transport import StreamTransport as StreamTransport
+from ._transport import Transport as Transport
+from ._websocket_transport import WebSocketTransport as WebSocketTransport
+
+__all__ = [
+    "Audience",
+    "Backplane",
+    "BackplaneError",
+    "ClientProxy",
+    "ClientResultError",
+    "ClientState",
+    "DisconnectReason",
+    "GroupManager",
+    "Hub",
+    "HubCallerContext",
+    "HttpTransportType",
+    "HubClient",
+    "HubClientError",
+    "HubClients",
+    "HubError",
+    "HubOptions",
+    "HubServer",
+    "HubServerStatistics",
+    "HubStream",
+    "InProcessBackplane",
+    "InvocationError",
+    "LocalConnection",
+    "NegotiateHook",
+    "RedisBackplane",
+    "SerializedMessage",
+    "SingleClientProxy",
+    "SlowClientPolicy",
+    "StreamTransport",
+    "TransferFormat",
+    "Transport",
+    "UserManager",
+    "WebSocketTransport",
+    "hub_method",
+    "map_hub",
+    "open_hub_client",
+]

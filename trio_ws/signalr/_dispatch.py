@@ -1,0 +1,389 @@
+"""Running what a client asks for: calls, streams both ways, cancellation and client results.
+
+One ``Dispatcher`` per hub connection. The connection's reader hands it each
+message in order (``dispatch``); calls and streams run as tasks in the
+connection's nursery, so they end with the connection.
+
+Rules of this module:
+
+* A call takes one of ``max_parallel_invocations`` slots for as long as it
+  runs (ASP.NET's default is 1: one call at a time). When none is free,
+  ``dispatch`` waits, so the connection stops reading, and a client that
+  floods calls is slowed down instead of piling up tasks. A call waiting for
+  a client result gives its slot back, so the client's reply can be read.
+* Streams (server-to-client, and calls that receive uploads) take no slot;
+  at most ``max_streams`` run at once, and a client asking for more gets an
+  error completion.
+* Every mistake in a call gets a Completion with ASP.NET's error text, and
+  the connection stays open: an unknown method, the wrong number or type of
+  arguments, a streaming method called without streaming or the reverse.
+  A call without an invocation id (a client's ``send``) gets no answer,
+  errors included, as the spec says.
+* Messages for ids nobody knows (a StreamItem, a Completion, a
+  CancelInvocation) are ignored, as ASP.NET ignores them.
+* A hub method's ``HubError`` is its answer, not a failure; any other
+  exception is a bug in the hub and is logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._binding import BindingError
+from ._errors import ClientResultError, DisconnectReason, HubError, error_text
+from ._hub import CallInfo, current_call
+from ._protocol.messages import (
+    Ack,
+    CancelInvocation,
+    Close,
+    Completion,
+    HubMessage,
+    Invocation,
+    Ping,
+    Sequence_,
+    StreamInvocation,
+    StreamItem,
+)
+from ._streams import HubStream, StreamEnd
+
+if TYPE_CHECKING:
+    from ._connection import HubConnection
+    from ._methods import HubMethod
+
+__all__ = ["Dispatcher"]
+
+logger = logging.getLogger("trio_ws.signalr")
+
+# ASP.NET's texts, which clients and their tests compare.
+_NO_METHOD = "Failed to invoke '{}' due to an error on the server. HubException: Method does not exist."
+_STREAMING_INVOKED = (
+    "The client attempted to invoke the streaming '{}' method with a non-streaming invocation."
+)
+_NOT_STREAMING_STREAMED = (
+    "The client attempted to invoke the non-streaming '{}' method with a streaming invocation."
+)
+
+
+class _PendingResult:
+    """A client result being awaited: the Completion, or why none will come."""
+
+    __slots__ = ("arrived", "completion", "failure")
+
+    def __init__(self) -> None:
+        self.arrived = trio.Event()
+        self.completion: Completion | None = None
+        self.failure = "the connection closed"
+
+
+class Dispatcher:
+    """Runs one connection's calls and streams, and awaits its client results."""
+
+    def __init__(self, connection: HubConnection) -> None:
+        self._connection = connection
+        server = connection.server
+        self._hub = server.hub
+        self._methods = server.methods
+        self._options = server.options
+        self._slots = trio.Semaphore(self._options.max_parallel_invocations)
+        self._streams: dict[str, trio.CancelScope] = {}  # running server-to-client streams
+        self._stream_calls = 0  # streams and calls with uploads, running
+        self._uploads: dict[str, trio.MemorySendChannel[Any]] = {}  # client-to-server streams
+        self._pending: dict[str, _PendingResult] = {}  # client results, by our invocation id
+        self._last_id = 0
+
+    async def dispatch(self, message: HubMessage) -> None:
+        """Act on one message from the client, in the order they came.
+
+        It waits only when it must (every call slot busy, an upload's buffer
+        full, the client's send buffer full for an error completion), so a
+        message costs no trip through the scheduler: the connection's reader
+        takes its own schedule points (``_connection.py``).
+        """
+        match message:
+            case Invocation() | StreamInvocation():
+                await self._start(message)
+            case StreamItem():
+                await self._upload_item(message)
+            case Completion():
+                await self._completion(message)
+            case CancelInvocation():
+                scope = self._streams.get(message.invocation_id)
+                if scope is not None:
+                    scope.cancel()
+                else:
+                    logger.debug(
+                        "%s: CancelInvocation for unknown id %r", self._connection, message.invocation_id
+                    )
+            case Ping():
+                self._connection.arm_client_timeout()
+            case Close():
+                self._connection.close(DisconnectReason.CLIENT_CLOSED, message.error)
+            case Ack():
+                replay = self._connection.sender.replay
+                if replay is not None:  # otherwise stateful reconnect is off: nothing is kept
+                    replay.ack(message.sequence_id)
+            case Sequence_():
+                pass  # the reader acts on it (Replay.accept); without stateful reconnect, nothing to do
+
+    # -- calls and streams from the client ---------------------------------------------------
+
+    async def _answer_error(self, invocation_id: str | None, text: str) -> None:
+        if invocation_id is not None:
+            await self._connection.send_message(Completion.with_error(invocation_id, text))
+
+    async def _start(self, message: Invocation | StreamInvocation) -> None:
+        target, invocation_id = message.target, message.invocation_id
+        streaming = isinstance(message, StreamInvocation)
+        method = self._methods.get(target.lower())
+        if method is None:
+            logger.debug("%s: unknown hub method %r", self._connection, target)
+            await self._answer_error(
+                invocation_id,
+                _NO_METHOD.format(target),
+            )
+            return
+        try:
+            bound = method.bind(message.arguments)
+        except BindingError as exc:
+            logger.debug("%s: bad arguments for %r: %s", self._connection, target, exc)
+            await self._answer_error(
+                invocation_id,
+                error_text(
+                    f"Failed to invoke '{target}' due to an error on the server.",
+                    _InvalidData(str(exc)),
+                    detailed=self._options.detailed_errors,
+                ),
+            )
+            return
+        if method.streams_result and not streaming:
+            await self._answer_error(
+                invocation_id,
+                _STREAMING_INVOKED.format(target),
+            )
+            return
+        if streaming and not method.streams_result:
+            await self._answer_error(
+                invocation_id,
+                _NOT_STREAMING_STREAMED.format(target),
+            )
+            return
+        unexpected = f"An unexpected error occurred invoking '{target}' on the server."
+        positions = method.stream_positions
+        if len(message.stream_ids) != len(positions):
+            problem = HubError(
+                f"Client sent {len(message.stream_ids)} stream(s), Hub method expects {len(positions)}."
+            )
+            await self._answer_error(invocation_id, error_text(unexpected, problem, detailed=True))
+            return
+        if not (streaming or positions):
+            try:
+                self._slots.acquire_nowait()
+            except trio.WouldBlock:
+                await self._slots.acquire()  # the reader waits here while every slot is busy
+            call = CallInfo(self._connection, slot=self._slots)
+            self._connection.start_task(self._run_call, call, method, target, invocation_id, bound, ())
+            return
+        refusal = self._refuse_stream(message)
+        if refusal is not None:
+            await self._answer_error(invocation_id, error_text(unexpected, refusal, detailed=True))
+            return
+        for position, stream_id, parameter in zip(
+            positions, message.stream_ids, method.stream_parameters, strict=True
+        ):
+            send, receive = trio.open_memory_channel[Any](self._options.stream_buffer_capacity)
+            self._uploads[stream_id] = send
+            bound[position] = HubStream(stream_id, receive, parameter.convert)
+        self._stream_calls += 1
+        call = CallInfo(self._connection)
+        if streaming:
+            assert invocation_id is not None
+            scope = self._streams[invocation_id] = trio.CancelScope()
+            self._connection.start_task(
+                self._run_stream, call, method, target, invocation_id, bound, scope, message.stream_ids
+            )
+        else:
+            self._connection.start_task(
+                self._run_call, call, method, target, invocation_id, bound, message.stream_ids
+            )
+
+    def _refuse_stream(self, message: Invocation | StreamInvocation) -> HubError | None:
+        if self._stream_calls >= self._options.max_streams:
+            return HubError(
+                f"This connection already runs {self._stream_calls} streams, the most the server allows."
+            )
+        if isinstance(message, StreamInvocation) and message.invocation_id in self._streams:
+            return HubError(f"Invocation ID '{message.invocation_id}' is already in use.")
+        for stream_id in message.stream_ids:
+            if stream_id in self._uploads or message.stream_ids.count(stream_id) > 1:
+                return HubError(f"Stream ID '{stream_id}' is already in use.")
+        return None
+
+    def _finish_streams(self, stream_ids: Sequence[str], *, counted: bool) -> None:
+        """The call is over: it no longer counts against max_streams, and its uploads are unwanted."""
+        if counted:
+            self._stream_calls -= 1
+        for stream_id in stream_ids:
+            channel = self._uploads.pop(stream_id, None)
+            if channel is not None:
+                channel.close()
+
+    def _failed(self, target: str, exc: Exception) -> None:
+        if isinstance(exc, HubError):
+            logger.debug("%s: %s answered with %s", self._connection, target, exc)
+        else:
+            logger.error("hub method %s failed on connection %s", target, self._connection, exc_info=exc)
+
+    async def _run_call(
+        self,
+        call: CallInfo,
+        method: HubMethod,
+        target: str,
+        invocation_id: str | None,
+        bound: list[Any],
+        stream_ids: Sequence[str],
+    ) -> None:
+        current_call.set(call)
+        try:
+            try:
+                result = await method.function(self._hub, *bound)
+                if invocation_id is not None:
+                    # ASP.NET answers a void method with "result": null too, and clients expect it.
+                    # A result with no wire form fails here, while encoding, like a raised error.
+                    await self._connection.send_message(Completion.with_result(invocation_id, result))
+            except Exception as exc:
+                self._failed(target, exc)
+                text = error_text(
+                    f"An unexpected error occurred invoking '{target}' on the server.",
+                    exc,
+                    detailed=self._options.detailed_errors,
+                )
+                await self._answer_error(invocation_id, text)
+        finally:
+            call.release_slot()
+            self._finish_streams(stream_ids, counted=bool(stream_ids))
+
+    async def _run_stream(
+        self,
+        call: CallInfo,
+        method: HubMethod,
+        target: str,
+        invocation_id: str,
+        bound: list[Any],
+        scope: trio.CancelScope,
+        stream_ids: Sequence[str],
+    ) -> None:
+        current_call.set(call)
+        error: str | None = None
+        detailed = self._options.detailed_errors
+        with scope:  # CancelInvocation cancels this scope; the Completion below still goes out
+            try:
+                try:
+                    items = await _open_stream(method, self._hub, bound)
+                except Exception as exc:
+                    self._failed(target, exc)
+                    error = error_text(
+                        f"An unexpected error occurred invoking '{target}' on the server.",
+                        exc,
+                        detailed=detailed,
+                    )
+                else:
+                    try:
+                        try:
+                            async for item in items:
+                                await self._connection.send_message(StreamItem(invocation_id, item))
+                        finally:
+                            # An async generator must be closed in the task that ran it (trio's rule).
+                            aclose = getattr(items, "aclose", None)
+                            if aclose is not None:
+                                await aclose()
+                    except Exception as exc:
+                        self._failed(target, exc)
+                        error = error_text(
+                            "An error occurred on the server while streaming results.", exc, detailed=detailed
+                        )
+            finally:
+                del self._streams[invocation_id]
+                self._finish_streams(stream_ids, counted=True)
+        if scope.cancelled_caught:
+            logger.debug("%s: stream %s cancelled by the client", self._connection, invocation_id)
+        await self._connection.send_message(Completion(invocation_id, error=error))
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    async def _upload_item(self, message: StreamItem) -> None:
+        channel = self._uploads.get(message.invocation_id)
+        if channel is None:
+            logger.debug("%s: StreamItem for unknown stream %r", self._connection, message.invocation_id)
+            return
+        try:
+            await channel.send(message.item)  # waits while the buffer is full: reading pauses
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._uploads.pop(message.invocation_id, None)
+
+    async def _completion(self, message: Completion) -> None:
+        channel = self._uploads.pop(message.invocation_id, None)
+        if channel is not None:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await channel.send(StreamEnd(message.error))
+            channel.close()
+            return
+        pending = self._pending.pop(message.invocation_id, None)
+        if pending is not None:
+            pending.completion = message
+            pending.arrived.set()
+            return
+        logger.debug("%s: Completion for unknown id %r", self._connection, message.invocation_id)
+
+    # -- client results --------------------------------------------------------------------
+
+    async def invoke(self, target: str, arguments: Sequence[Any]) -> Any:
+        """Call ``target`` on the client and wait for its Completion."""
+        connection = self._connection
+        if connection.closing:
+            await trio.lowlevel.checkpoint()
+            raise ClientResultError(connection.connection_id, target, "the connection closed")
+        self._last_id += 1
+        invocation_id = str(self._last_id)
+        pending = self._pending[invocation_id] = _PendingResult()
+        try:
+            await connection.send_message(Invocation(target, arguments, invocation_id))
+            await pending.arrived.wait()
+        finally:
+            self._pending.pop(invocation_id, None)
+        completion = pending.completion
+        if completion is None:
+            raise ClientResultError(connection.connection_id, target, pending.failure)
+        if completion.error is not None:
+            raise ClientResultError(connection.connection_id, target, completion.error)
+        return completion.result
+
+    def fail_pending(self) -> None:
+        """The connection ended: every client result still awaited fails."""
+        for pending in self._pending.values():
+            pending.arrived.set()
+        self._pending.clear()
+
+
+class _InvalidData(Exception):
+    """A binding failure, named as ASP.NET names it in a detailed error."""
+
+    signalr_name = "InvalidDataException"
+
+
+async def _open_stream(method: HubMethod, hub: Any, bound: list[Any]) -> AsyncIterator[Any]:
+    """Start a streaming method: call an async generator, or await a coroutine for its iterator."""
+    if method.is_generator:
+        generator: AsyncIterator[Any] = method.function(hub, *bound)
+        return generator
+    returned = await method.function(hub, *bound)
+    if not hasattr(returned, "__aiter__"):
+        raise TypeError(
+            f"the streaming method '{method.name}' returned {type(returned).__name__}, not an async iterator"
+        )
+    iterator: AsyncIterator[Any] = returned.__aiter__()
+    return iterator

@@ -1,0 +1,205 @@
+"""The bytes waiting to go to one client: a bounded queue with room for a goodbye.
+
+Every message for a connection, whoever sends it, is encoded in the
+sender's task and put here; the transport attached to the connection takes
+them out (``get``) and writes them. Rules:
+
+* The queue holds at most ``limit`` bytes (one message of any size fits in
+  an empty queue). ``put`` waits for room; ``put_nowait`` says whether
+  there was room, so the caller can apply the slow-client policy.
+* Messages that nobody awaits (a ``send`` to many) are marked droppable;
+  ``drop_oldest`` removes the oldest of those and nothing else.
+* ``close(final)`` adds one last message past the limit (the Close message
+  or a handshake refusal) and refuses everything after it; ``get`` then
+  hands out what is left and raises ``trio.EndOfChannel``.
+* ``get`` joins queued messages into one chunk of at most ``max_bytes``
+  (but always at least one message), which the protocols allow and which
+  saves frames when a client falls behind.
+* ``clear`` forgets what is queued but keeps the queue open: under stateful
+  reconnect a new transport starts from the replay buffer instead.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import trio
+from trio.lowlevel import ParkingLot
+
+__all__ = ["Outbox"]
+
+
+class Outbox:
+    """A bounded queue of encoded messages for one connection."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._items: deque[tuple[bytes, bool]] = deque()
+        self._size = 0
+        self._closed = False
+        # Who waits to take (the pump, or a poll; rarely two polls at once): woken directly,
+        # which costs less than a ParkingLot on the path every message takes.
+        self._readers: list[trio.lowlevel.Task] = []
+        self._writers = ParkingLot()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._size
+
+    @property
+    def empty(self) -> bool:
+        return not self._items
+
+    @property
+    def exhausted(self) -> bool:
+        """Closed, and everything queued has been taken: the last message is on its way."""
+        return self._closed and not self._items
+
+    def _has_room(self) -> bool:
+        return not self._items or self._size < self._limit
+
+    def _append(self, data: bytes, droppable: bool) -> None:
+        self._items.append((data, droppable))
+        self._size += len(data)
+        if self._readers:
+            self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        readers, self._readers = self._readers, []
+        for task in readers:
+            trio.lowlevel.reschedule(task)
+
+    async def _park_reader(self) -> None:
+        task = trio.lowlevel.current_task()
+        self._readers.append(task)
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._readers.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _wake_writers(self) -> None:
+        if self._writers:
+            self._writers.unpark_all()
+
+    def put_nowait(self, data: bytes, *, droppable: bool = False) -> bool:
+        """Queue ``data`` if there is room, and say whether it was taken.
+
+        After ``close()`` every message is taken and dropped: the client is gone.
+        """
+        if self._closed:
+            return True
+        if not self._has_room():
+            return False
+        self._append(data, droppable)
+        return True
+
+    async def put(self, data: bytes, *, droppable: bool = False) -> None:
+        """Queue ``data``, waiting for room first."""
+        if self._has_room() or self._closed:
+            await trio.lowlevel.checkpoint()
+        while not self._has_room() and not self._closed:
+            await self._writers.park()
+        if not self._closed:
+            self._append(data, droppable)
+
+    def force_put(self, data: bytes, *, droppable: bool = False) -> None:
+        """Queue ``data`` past the limit (unless closed): for one message, never a habit."""
+        if not self._closed:
+            self._append(data, droppable)
+
+    def drop_oldest(self) -> bool:
+        """Drop the oldest droppable message; ``False`` if there is none."""
+        for index, (data, droppable) in enumerate(self._items):
+            if droppable:
+                del self._items[index]
+                self._size -= len(data)
+                self._wake_writers()
+                return True
+        return False
+
+    def close(self, final: bytes | None = None) -> None:
+        """Queue ``final`` (past the limit) as the last message, and take no more."""
+        if self._closed:
+            return
+        if final is not None:
+            self._append(final, False)
+        self._closed = True
+        self._wake_readers()
+        self._wake_writers()
+
+    def discard(self) -> None:
+        """Close and forget everything queued: nobody is left to send it to."""
+        self.clear()
+        self.close()
+
+    def clear(self) -> None:
+        """Forget everything queued, and stay open."""
+        self._items.clear()
+        self._size = 0
+        self._wake_writers()
+
+    async def wait_writable(self) -> None:
+        """Wait until there is room, or the queue is closed."""
+        if self._has_room() or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        while not (self._has_room() or self._closed):
+            await self._writers.park()
+
+    async def wait_readable(self) -> None:
+        """Wait until something is queued, or the queue is closed."""
+        if self._items or self._closed:
+            await trio.lowlevel.checkpoint()
+            return
+        while not (self._items or self._closed):
+            await self._park_reader()
+
+    def get_nowait(self, max_bytes: int) -> bytes:
+        """Queued messages joined into one chunk, without waiting.
+
+        Raises:
+            trio.WouldBlock: nothing is queued.
+            trio.EndOfChannel: closed, and everything has been taken.
+        """
+        if not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            raise trio.WouldBlock
+        chunk, _ = self._items.popleft()
+        if self._items and len(chunk) < max_bytes:
+            parts = [chunk]
+            total = len(chunk)
+            while self._items and total + len(self._items[0][0]) <= max_bytes:
+                data, _ = self._items.popleft()
+                parts.append(data)
+                total += len(data)
+            chunk = b"".join(parts)
+        self._size -= len(chunk)
+        self._wake_writers()
+        return chunk
+
+    async def get(self, max_bytes: int) -> bytes:
+        """Like ``get_nowait``, but waits for a message.
+
+        A get that waited has been through the scheduler already; only one
+        that did not takes a schedule point, so a woken reader sends at once
+        instead of waiting one more turn.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
+        while True:
+            try:
+                chunk = self.get_nowait(max_bytes)
+            except trio.WouldBlock:
+                await self._park_reader()
+                waited = True
+            else:
+                if not waited:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                return chunk

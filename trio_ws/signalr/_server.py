@@ -1,0 +1,297 @@
+"""``HubServer``: one hub's connections, in one nursery that lives as long as the server.
+
+::
+
+    HubServer.run(task_status=...)          started(hub server), then runs until aclose()
+    └─ hub server nursery
+       ├─ backplane.serve                   in-process: idle; Redis: its subscription
+       └─ one task per hub connection       HubConnection.run (see _connection.py)
+          └─ hub connection nursery         keep-alive, and one task per call or stream
+
+A hub connection outlives any one request or socket (a Long Polling
+connection spans many requests), so its tasks cannot live in the task that
+serves a request; they live here, and a transport attaches to them.
+
+Rules of this module:
+
+* ``run()`` is a server-lifetime service: start it with ``nursery.start``
+  before anything connects; it returns after ``aclose()``.
+* ``aclose()`` is the graceful stop: every connection is sent Close with
+  ``allowReconnect`` (so clients come back by themselves), its calls are
+  cancelled, ``on_disconnected`` runs with ``SERVER_SHUTDOWN``, and its
+  Close is given ``close_timeout`` to go out. Cancelling ``run()`` is the
+  hard stop; each connection still gets ``close_timeout`` (shielded) to
+  leave its groups and run ``on_disconnected``.
+* One ``Hub`` instance belongs to one ``HubServer``.
+* A hub server given no backplane takes the deployment's when it starts
+  (``python -m trio_ws APP --backplane redis://...``; see
+  ``trio_ws._deployment``), and refuses to start on several workers without
+  one. Its backplane's health is then reported on the app's health path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._deployment import Deployment, DeploymentError, current_deployment
+from .._health import Health
+from ._backplane import Backplane, InProcessBackplane
+from ._clients import GroupManager, HubClients, UserManager
+from ._connection import HubConnection
+from ._errors import DisconnectReason
+from ._hub import Hub
+from ._methods import HubMethod, discover_methods
+from ._options import HubOptions
+from ._protocol import PROTOCOLS, HubProtocol
+from ._transport import Transport
+
+if TYPE_CHECKING:
+    from .._request import Request
+
+__all__ = ["HubFull", "HubServer", "HubServerStatistics"]
+
+logger = logging.getLogger("trio_ws.signalr")
+
+
+class HubFull(Exception):
+    """The hub has ``max_connections`` connections open: a new one is refused (HTTP answers 503)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"the hub has {self.limit} connections open, its max_connections"
+
+
+@dataclass(frozen=True)
+class HubServerStatistics:
+    """A snapshot of a hub server."""
+
+    connections: int
+    """Hub connections open now (handshaking, connected or closing)."""
+
+
+class HubServer:
+    """Serves one ``Hub`` to its clients: the connections, their nursery, the backplane.
+
+    Example::
+
+        chat = HubServer(Chat(), options=HubOptions(detailed_errors=True))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(chat.run)
+            ...                                   # transports attach: chat.serve_transport(...)
+            await chat.clients.all.send("Notice", "going down")
+            await chat.aclose()
+
+    Args:
+        hub: The hub whose methods clients call; it belongs to this server.
+        options: Limits and timeouts (``HubOptions()`` by default).
+        backplane: Where groups and users are kept and messages routed. By
+            default the deployment's (``--backplane``) once ``run()`` starts,
+            else ``InProcessBackplane()``.
+
+    Raises:
+        TypeError: the hub has a method that cannot be offered (the message says why).
+        ValueError: the hub instance already belongs to another ``HubServer``.
+    """
+
+    def __init__(
+        self, hub: Hub, *, options: HubOptions | None = None, backplane: Backplane | None = None
+    ) -> None:
+        if not isinstance(hub, Hub):
+            raise TypeError(f"HubServer serves a Hub instance, got {hub!r}")
+        if hub._server is not None:
+            raise ValueError(f"this {type(hub).__name__} instance is already served by another HubServer")
+        self.hub = hub
+        self.options = options or HubOptions()
+        self.backplane: Backplane = backplane or InProcessBackplane()
+        self._backplane_given = backplane is not None
+        self.methods: dict[str, HubMethod] = discover_methods(type(hub), Hub)
+        self.protocols: tuple[HubProtocol, ...] = tuple(PROTOCOLS[name] for name in self.options.protocols)
+        self.clients = HubClients(self)
+        """Every client of the hub, or some, from outside a hub call (no ``caller`` here)."""
+        self.groups = GroupManager(self)
+        self.users = UserManager(self)
+        self._connections: dict[str, HubConnection] = {}  # by token
+        self._nursery: trio.Nursery | None = None
+        self._running = False
+        self._closing = False
+        self._stopped = trio.Event()
+        self._empty = trio.Event()
+        self._empty.set()
+        hub._server = self
+
+    @property
+    def closing(self) -> bool:
+        """Whether ``aclose()`` has been called."""
+        return self._closing
+
+    def statistics(self) -> HubServerStatistics:
+        return HubServerStatistics(connections=len(self._connections))
+
+    def health(self) -> Health:
+        """The backplane's state, for the app's health path (``App.add_health_check``)."""
+        return self.backplane.health()
+
+    async def run(self, *, task_status: trio.TaskStatus[HubServer] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the hub's connections until ``aclose()``.
+
+        Use ``await nursery.start(hub_server.run)``: ``started()`` hands back
+        the ``HubServer`` once the backplane is ready and connections can be
+        opened. Returns once ``aclose()`` has closed every connection.
+
+        Error handling: nothing a client does, and no exception from hub
+        code, leaves a connection's task (hub methods fail their calls,
+        hook errors are logged); an internal error ends only its connection
+        and is logged as a bug. What the backplane's ``serve()`` raises
+        comes out of ``run()`` in an ``ExceptionGroup``.
+
+        It may run again once it has returned (an app served twice in one
+        process, say), but in one place at a time.
+
+        Raises:
+            RuntimeError: it is already running.
+            trio_ws.DeploymentError: it has no backplane of its own, and the app
+                runs on several workers without one.
+        """
+        if self._running:
+            raise RuntimeError("this HubServer is already running; it runs in one place at a time")
+        self._running = True
+        self._closing = False
+        self._stopped = trio.Event()
+        deployment = current_deployment()
+        name = deployment.claim_name(type(self.hub).__name__)
+        check = f"hub {name}"
+        try:
+            if not self._backplane_given:
+                self.backplane = self._deployment_backplane(deployment, name)
+                if deployment.backplane is not None:
+                    deployment.add_health_check(check, self.health)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.backplane.serve)
+                self._nursery = nursery
+                task_status.started(self)
+                await self._stopped.wait()
+                with trio.move_on_after(self.options.close_timeout):
+                    await self.backplane.aclose()  # connections have ended: leave the shared tables
+                nursery.cancel_scope.cancel()
+        finally:
+            self._nursery = None
+            self._running = False
+            deployment.remove_health_check(check)
+            deployment.release_name(name)
+
+    def _deployment_backplane(self, deployment: Deployment, name: str) -> Backplane:
+        """The backplane the deployment gives this hub: ``--backplane``'s, or an in-process one."""
+        if deployment.backplane is not None:
+            from ._backplane.redis import RedisBackplane
+
+            try:
+                return RedisBackplane(deployment.backplane, prefix=f"trio_ws:{name}")
+            except (ImportError, ValueError) as exc:
+                raise DeploymentError(f"the hub {name} cannot use its backplane: {exc}") from None
+        if deployment.workers > 1:
+            raise DeploymentError(
+                f"the hub {name} cannot run on {deployment.workers} workers without a backplane: "
+                "its groups, users and client results would each reach the clients of one worker "
+                "only; add --backplane redis://HOST:PORT/DB, or run one worker"
+            )
+        # A run before this one may have had the deployment's Redis backplane.
+        return self.backplane if isinstance(self.backplane, InProcessBackplane) else InProcessBackplane()
+
+    def open_connection(
+        self,
+        *,
+        user_id: str | None = None,
+        request: Request | None = None,
+        token_is_id: bool = False,
+        stateful_reconnect: bool = False,
+    ) -> HubConnection:
+        """Start a hub connection, waiting for a transport to attach (``HubConnection.attach``).
+
+        Negotiate uses this; a transport that needs no negotiation uses
+        ``serve_transport``. A connection that no transport attaches to
+        within ``disconnect_timeout`` is gone; the handshake clock starts
+        when one does. ``token_is_id`` makes the secret token the public id,
+        as negotiate version 0 requires (its clients send the id as ``?id=``).
+        ``stateful_reconnect`` says that negotiate granted it: it is in force
+        once the client's handshake asks for version 2.
+
+        Raises:
+            RuntimeError: the hub server is not running, or is closing.
+            HubFull: ``max_connections`` connections are open.
+        """
+        if self._closing:
+            raise RuntimeError("the hub server is closing (or has closed)")
+        if self._nursery is None:
+            raise RuntimeError("the hub server is not running: start it with nursery.start(hub_server.run)")
+        limit = self.options.max_connections
+        if limit is not None and len(self._connections) >= limit:
+            raise HubFull(limit)
+        connection = HubConnection(
+            self,
+            user_id=user_id,
+            request=request,
+            token_is_id=token_is_id,
+            stateful_reconnect=stateful_reconnect,
+        )
+        self._connections[connection.token] = connection
+        self._empty = trio.Event()
+        self._nursery.start_soon(connection.run, name=f"hub connection {connection.connection_id}")
+        return connection
+
+    def find_connection(self, token: str) -> HubConnection | None:
+        """The open connection with this secret token (a transport's ``?id=``), if any."""
+        return self._connections.get(token)
+
+    def forget(self, connection: HubConnection) -> None:
+        """Called by a connection once it has ended."""
+        if self._connections.get(connection.token) is connection:
+            del self._connections[connection.token]
+        if not self._connections:
+            self._empty.set()
+
+    async def serve_transport(
+        self, transport: Transport, *, user_id: str | None = None, request: Request | None = None
+    ) -> None:
+        """Open a connection and carry it over ``transport`` until either ends.
+
+        What a WebSocket handler does for a client that skipped negotiation,
+        and what tests do over a memory stream. The transport is closed when
+        this returns. If this task is cancelled, the connection ends too
+        (``TRANSPORT_FAILED``).
+
+        Error handling: the transport's ``trio.BrokenResourceError`` ends
+        the connection quietly (``TRANSPORT_FAILED``); any other exception
+        from the transport propagates, in an ``ExceptionGroup``, after the
+        connection has been told.
+
+        Raises:
+            RuntimeError: the hub server is not running, or is closing.
+        """
+        connection = self.open_connection(user_id=user_id, request=request)
+        await connection.attach(transport)
+
+    async def aclose(self) -> None:
+        """Close every connection gracefully, then stop ``run()``.
+
+        Each client gets Close with ``allowReconnect``, so official clients
+        with automatic reconnect come back once the server does. Returns
+        after at most ``close_timeout`` plus one second.
+        """
+        if not self._closing:
+            self._closing = True
+            count = len(self._connections)
+            if count:
+                logger.info("hub %s closing: %d connection(s)", type(self.hub).__name__, count)
+            for connection in list(self._connections.values()):
+                connection.close(DisconnectReason.SERVER_SHUTDOWN)
+        with trio.move_on_after(self.options.close_timeout + 1):
+            await self._empty.wait()
+        self._stopped.set()
+        await trio.lowlevel.checkpoint()
