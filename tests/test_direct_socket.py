@@ -409,3 +409,32 @@ async def test_a_handler_sending_without_pause_over_tcp_lets_others_run(nursery:
             for _ in range(messages):
                 assert await client.recv() == "x" * 100
     assert turns_during_sends and turns_during_sends[0] >= messages // CALLS_PER_TURN - 1
+
+
+async def test_reads_through_the_shared_buffer_stay_apart(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """Reads of two connections through the thread's one buffer give each its own bytes, at most
+    max_bytes, which later reads (a larger one too, into a larger buffer) leave unchanged."""
+    ours, peer = tcp_pair
+    with trio.fail_after(IO_DEADLINE):
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        other_peer = await trio.open_tcp_stream("127.0.0.1", listeners[0].socket.getsockname()[1])
+        other = await listeners[0].accept()
+        await listeners[0].aclose()
+        async with other, other_peer:
+            first, second = DirectSocket(ours.socket), DirectSocket(other.socket)
+            await peer.send_all(b"a" * 100)
+            await other_peer.send_all(b"b" * 3000)
+            chunks_first = [await first.receive_some(64)]
+            chunks_second = [await second.receive_some(1 << 20)]
+            while sum(map(len, chunks_first)) < 100:
+                chunks_first.append(await first.receive_some(64))
+            while sum(map(len, chunks_second)) < 3000:
+                chunks_second.append(await second.receive_some(1 << 20))
+            await peer.send_all(b"c" * 10)
+            third = await first.receive_some(4)
+    assert all(type(chunk) is bytes and len(chunk) <= 64 for chunk in chunks_first)
+    assert b"".join(chunks_first) == b"a" * 100
+    assert b"".join(chunks_second) == b"b" * 3000
+    assert third == b"cccc"
