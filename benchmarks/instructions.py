@@ -13,6 +13,8 @@ the server's, so it reads like the throughput ratios (higher is better).
 
     python -m benchmarks.instructions                                  # trio-websocket and trio_ws
     python -m benchmarks.instructions --servers trio_ws --scenarios pipe50 --messages 4000
+    python -m benchmarks.instructions --servers trio-websocket,trio_ws,raw-trio-tcp   # and the floor
+    python -m benchmarks.instructions --scenarios deflate50,deflate4   # permessage-deflate offered
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from .load import SCENARIOS, Client, check_echo, masked_frame, open_clients, payload_for
+from .load import SCENARIOS, Client, check_echo, frame_end, masked_frame, open_clients, payload_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "trio-websocket"
+# The raw TCP echo, the floor for Python on trio: no handshake, and the frames come back as sent.
+RAW = "raw-trio-tcp"
 
 
 def start(name: str, out_dir: str, options: list[str]) -> tuple[subprocess.Popen[bytes], int]:
@@ -60,27 +64,35 @@ def control(pid: int, *args: str) -> None:
     subprocess.run(["callgrind_control", *args, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def echo(clients: list[Client], frame: bytes, size: int, messages: int, in_flight: int) -> None:
-    """Send ``messages`` frames of a ``size``-byte payload, ``in_flight`` outstanding per connection,
-    and read every echo (counted by length: the server's frames are unmasked and unfragmented)."""
+def echo(clients: list[Client], frame: bytes, compressed: bytes, messages: int, in_flight: int) -> None:
+    """Send ``messages`` messages, ``in_flight`` outstanding per connection, and read every echo.
+
+    Each client sends ``frame``, or ``compressed`` if the server took
+    permessage-deflate; replies are counted as whole data frames (the raw
+    TCP echo's are the very frames sent).
+    """
     selector = selectors.DefaultSelector()
-    expected = size + (2 if size < 126 else 4 if size < 65536 else 10)
     sent = received = 0
     for client in clients:
         selector.register(client.sock, selectors.EVENT_READ, client)
         batch = min(in_flight, messages - sent)
-        client.sock.sendall(frame * batch)
+        client.sock.sendall((compressed if client.compressing else frame) * batch)
         sent += batch
-    pending = dict.fromkeys(clients, 0)
+    buffers = {client: bytearray() for client in clients}
     while received < messages:
         for key, _ in selector.select():
             client = key.data
-            pending[client] += len(client.sock.recv(1 << 20))
-            done, pending[client] = divmod(pending[client], expected)
+            buf = buffers[client]
+            buf += client.sock.recv(1 << 20)
+            pos = done = 0
+            while 0 <= (end := frame_end(buf, pos)) <= len(buf):
+                done += buf[pos] & 0x0F in (0x1, 0x2)  # a data frame, not a ping
+                pos = end
+            del buf[:pos]
             received += done
             more = min(done, messages - sent)
             if more:
-                client.sock.sendall(frame * more)
+                client.sock.sendall((compressed if client.compressing else frame) * more)
                 sent += more
     for client in clients:
         selector.unregister(client.sock)
@@ -99,18 +111,19 @@ def total_instructions(out_dir: str, pid: int) -> int:
 def measure(name: str, scenario_name: str, messages: int, options: list[str]) -> float:
     scenario = SCENARIOS[scenario_name]
     payload = payload_for(scenario)
-    frame = masked_frame(payload, scenario.binary, os.urandom(4))
+    mask = os.urandom(4)
+    frame = masked_frame(payload, scenario.binary, mask)
+    compressed = masked_frame(payload, scenario.binary, mask, compressed=True) if scenario.deflate else b""
     with tempfile.TemporaryDirectory() as out_dir:
         proc, port = start(name, out_dir, options)
+        raw = name == RAW
         try:
-            clients = open_clients(port, scenario.connections, raw=False)
-            check_echo(clients, frame, payload)
-            size = len(payload)
-            echo(
-                clients, frame, size, max(messages // 10, scenario.connections), scenario.in_flight
-            )  # warm-up
+            clients = open_clients(port, scenario.connections, raw=raw, deflate=scenario.deflate)
+            check_echo(clients, frame, payload, compressed)
+            warm_up = max(messages // 10, scenario.connections)
+            echo(clients, frame, compressed, warm_up, scenario.in_flight)
             control(proc.pid, "-i", "on")
-            echo(clients, frame, size, messages, scenario.in_flight)
+            echo(clients, frame, compressed, messages, scenario.in_flight)
             control(proc.pid, "-i", "off")
             control(proc.pid, "-d")
             time.sleep(0.5)

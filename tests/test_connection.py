@@ -14,6 +14,7 @@ from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 import trio_ws
+from trio_ws._websocket import FRAGMENT_SIZE
 
 from .helpers import (
     IO_DEADLINE,
@@ -258,3 +259,49 @@ async def test_a_handler_that_lets_the_loop_raise_is_not_an_error(
     assert isinstance(await client.next_event(), CloseConnection)
     await trio.testing.wait_all_tasks_blocked()
     assert warnings_logged(caplog.records) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "frames"),
+    [
+        (b"b" * FRAGMENT_SIZE, 1),
+        (b"b" * (FRAGMENT_SIZE + 1), 2),
+        ("a" * (FRAGMENT_SIZE + 1), 2),
+        ("\U0001f600" * (FRAGMENT_SIZE // 4), 1),  # exactly FRAGMENT_SIZE bytes of UTF-8
+        ("\U0001f600" * (FRAGMENT_SIZE // 4 + 1), 2),
+        ("\u00e9" * (FRAGMENT_SIZE // 2 + 1), 3),  # 2-byte characters, counted as 4 to be safe
+    ],
+    ids=["64k-bytes", "64k+1-bytes", "64k+1-ascii", "64k-utf8", "64k+4-utf8", "64k+2-utf8-2-byte"],
+)
+async def test_long_messages_go_out_in_fragments_of_at_most_fragment_size_bytes(
+    nursery: trio.Nursery, memory_listener: MemoryListener, message: str | bytes, frames: int
+) -> None:
+    """A message longer than FRAGMENT_SIZE (64 KiB) bytes, counted in UTF-8 for text, goes out in
+    fragments of at most that many bytes; the client gets it whole."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def send_one(ws: trio_ws.WebSocketConnection) -> None:
+        await ws.send_message(message)
+        await ws.get_message()
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=None)
+    with trio.fail_after(IO_DEADLINE):
+        client = await open_raw_websocket(memory_listener)
+        sizes = [0]
+        parts: list[str | bytes | bytearray] = []
+        while True:
+            event = await client.next_event()
+            assert isinstance(event, TextMessage | BytesMessage)
+            parts.append(event.data)
+            sizes[-1] += len(event.data.encode() if isinstance(event.data, str) else event.data)
+            if event.message_finished:
+                break
+            if event.frame_finished:
+                sizes.append(0)
+    assert len(sizes) == frames
+    assert max(sizes) <= FRAGMENT_SIZE
+    if isinstance(message, str):
+        assert "".join(p for p in parts if isinstance(p, str)) == message
+    else:
+        assert b"".join(p for p in parts if not isinstance(p, str)) == message

@@ -166,6 +166,35 @@ async def test_replies_to_one_read_go_out_in_one_write(
     assert writes == [16 * (2 + len("message 00"))]
 
 
+async def test_replies_held_back_go_out_once_they_reach_64_kib(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """Replies held back are written as soon as they reach 64 KiB, whatever else waits; twice in a
+    row, so the count starts again after each write."""
+    await start_memory_server(nursery, trio_ws.echo_app(), memory_listener, keep_alive_interval=None)
+    writes: list[int] = []
+    client = RawClient(await memory_listener.connect(_counting_pair(writes)))
+    await client.handshake()
+    reply = 4 + 20_000  # a 20,000-byte message and its frame header
+    for burst in range(2):
+        await trio.testing.wait_all_tasks_blocked()
+        writes.clear()
+        messages = [BytesMessage(data=bytes([burst, n]) * 10_000) for n in range(8)]
+        await client.send(*messages)
+        for message in messages:
+            data = b""
+            while True:
+                event = await client.next_event()
+                assert isinstance(event, BytesMessage)
+                data += event.data
+                if event.message_finished:
+                    break
+            assert data == message.data
+        # Held back while under 64 KiB: the fourth reply makes 80,016 bytes and goes out with the
+        # three before it; so do the next four.
+        assert writes == [4 * reply, 4 * reply], f"burst {burst}"
+
+
 async def test_a_lone_reply_is_never_held_back(
     nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -24,6 +24,7 @@ General layout (each module opens with its own rules):
     _linger.py      closing TCP without a reset that would eat our last bytes
     _fastframes.py  a fast path through wsproto's framing, per connection
     _fastio.py      the handler's inbox and outbox: many messages per step, one write per batch
+    _direct_socket.py  plain TCP read and written directly: no scheduler trip when the socket is ready
     _keepalive.py   the ping task
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
     _load.py        finding the app named module:attribute (the CLI's APP)

@@ -1,26 +1,36 @@
 """A fast path through wsproto's framing for the frames a busy server sees most, per connection.
 
-wsproto parses every frame the general way: a header object, an extension
+wsproto parses every frame the general way: three generators deep, with a
+header object, a frame object and an event object per frame, an extension
 pass, a masking object that XORs with four strided ``translate`` calls, a
 fresh UTF-8 incremental decoder per text message, and several copies of each
 payload when a frame is built. Most frames on a busy server are the simple
-case: one whole masked data frame, no extension, no fragmentation. This
-module takes that case by a shorter road and hands every other frame to
-wsproto's own code, so what comes out (events, errors, bytes on the wire) is
+case: one whole masked data frame, no extension, no fragmentation.
+``FastWSConnection.received()`` takes that case from wsproto's receive
+buffer straight to the message itself (a ``str`` or ``bytes``, with no
+frame or event object made), and hands every other frame to wsproto's own
+code, so what comes out (messages, events, errors, bytes on the wire) is
 what wsproto would have produced.
 
 Rules of this module:
 
 * Nothing global is patched. ``FastWSConnection`` is a ``WSConnection``
   subclass; once its handshake completes, its own connection's frame and
-  message decoders become instances of subclasses that add a fast path
-  before calling wsproto's method. Other users of wsproto in the process are not
-  affected.
-* The fast path only takes what it can decode completely and exactly: a
-  whole TEXT or BINARY frame with FIN set, no RSV bits, masked, with a
-  minimal length, and no extension negotiated. Anything
-  else, including every malformed frame and invalid UTF-8, goes to wsproto,
-  which raises its usual errors.
+  message decoders become instances of subclasses (which unmask in C, and
+  put fragmented messages together within the limits). Other users of
+  wsproto in the process are not affected.
+* The fast path takes only what it can decode completely and exactly: a
+  TEXT or BINARY frame with FIN set, no RSV bits, masked, with a minimal
+  length and no more than ``max_message_size`` bytes; only while no
+  extension is negotiated, no Close has been received (wsproto parses
+  nothing after one) and wsproto has no frame or fragmented message in
+  progress. Anything else, including every malformed frame, an oversized
+  one and invalid UTF-8, goes to wsproto, which raises its usual errors;
+  the fast path takes over again at the next simple frame.
+* A simple frame whose end has not come yet stays in wsproto's buffer, as
+  bytes, until it has: it was checked against ``max_message_size`` first,
+  so that is the most it holds (wsproto would hand on its parts as they
+  came, to be put together in a second buffer).
 * Outgoing data frames are built directly only in the ``OPEN`` state, with
   no extension and no fragmented message in progress; everything else goes
   through wsproto's ``send``.
@@ -31,9 +41,9 @@ Rules of this module:
   extension, ``pure_unmask`` (117 us for 64 KiB), which the tests cover too.
 
 What it reaches into (check on a wsproto upgrade; the tests cover each):
-``Connection._proto``, ``Connection._state``, ``FrameProtocol._frame_decoder``,
-``_message_decoder``, ``extensions`` and ``_outbound_opcode``,
-``FrameDecoder.header``/``buffer``/``masker``/``parse_header``/``process_buffer``,
+``Connection._proto``, ``Connection._state``, ``Connection.events()``,
+``FrameProtocol._frame_decoder``, ``_message_decoder``, ``extensions`` and
+``_outbound_opcode``, ``FrameDecoder.header``/``buffer``/``masker``/``parse_header``,
 ``Buffer.buffer``/``bytes_used``, ``XorMaskerSimple._masking_key``,
 ``MessageDecoder.opcode``/``process_frame``, ``Connection._events`` (a
 list instead of a deque), and ``WSConnection.handshake`` with
@@ -48,7 +58,7 @@ from typing import TYPE_CHECKING
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import BytesMessage, Event, TextMessage
+from wsproto.events import BytesMessage, CloseConnection, Event, TextMessage
 from wsproto.frame_protocol import (
     CloseReason,
     Frame,
@@ -69,6 +79,9 @@ __all__ = ["BYTES_PER_FRAME", "FastWSConnection", "most_frames", "pure_unmask", 
 
 _TEXT_FIN = 0x80 | Opcode.TEXT
 _BINARY_FIN = 0x80 | Opcode.BINARY
+# No Close has been received yet: frames are still parsed (wsproto parses nothing after a Close).
+_RECEIVING = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
+_NO_LIMIT = 2**63
 
 
 def pure_unmask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
@@ -110,56 +123,13 @@ class _FastMasker(XorMaskerSimple):
 
 
 class _FastFrameDecoder(FrameDecoder):
-    def process_buffer(self) -> Frame | None:
-        if self.header is None and not self.extensions and not self.client:
-            frame = self._whole_data_frame()
-            if frame is not None:
-                return frame
-        return super().process_buffer()
+    """wsproto's frame decoder, unmasking with ``unmask`` (the frames ``received()`` leaves to wsproto)."""
 
     def parse_header(self) -> bool:
         parsed = super().parse_header()
         if parsed and type(self.masker) is XorMaskerSimple:
             self.masker = _FastMasker(self.masker._masking_key)
         return parsed
-
-    def _whole_data_frame(self) -> Frame | None:
-        """The next frame if it is a whole, simple, masked data frame; else ``None`` (nothing consumed)."""
-        buffer = self.buffer
-        data = buffer.buffer
-        if buffer.bytes_used or len(data) < 6:
-            return None
-        first, second = data[0], data[1]
-        if (first != _TEXT_FIN and first != _BINARY_FIN) or not second & 0x80:
-            return None
-        size = second & 0x7F
-        if size < 126:
-            start = 6
-        elif size == 126 and len(data) >= 8:
-            size = (data[2] << 8) | data[3]
-            if size < 126:
-                return None  # non-minimal length: wsproto raises the error
-            start = 8
-        elif size == 127 and len(data) >= 14:
-            size = int.from_bytes(data[2:10], "big")
-            if size < 2**16 or size >> 63:
-                return None  # non-minimal length or the top bit set: wsproto raises the error
-            start = 14
-        else:
-            return None
-        end = start + size
-        if end > len(data):
-            return None
-        key = bytes(data[start - 4 : start])
-        if size < 4096:
-            payload = unmask(data[start:end], key)
-        else:
-            # A view, not a slice: one copy of a long payload fewer. It is released before
-            # the buffer shrinks below (a bytearray can't be resized while viewed).
-            with memoryview(data) as view:
-                payload = unmask(view[start:end], key)
-        del data[:end]
-        return Frame(Opcode.TEXT if first == _TEXT_FIN else Opcode.BINARY, payload, True, True)
 
 
 # A message may come in at most one frame per this many bytes of max_message_size (and
@@ -352,3 +322,93 @@ class FastWSConnection(WSConnection):
         if connection is None or self.handshake._events:
             return super().events()
         return connection.events()
+
+    def received(self) -> Generator[str | bytes | Event, None, None]:
+        """What the bytes received so far make, in order: messages and events.
+
+        A message that came whole in one simple frame (see the module's
+        rules) comes out as its ``str`` or ``bytes``, with no frame or event
+        object made for it; every other frame goes through wsproto, and its
+        events come out as ``events()`` gives them. The generator ends when
+        more bytes are needed, and after a ``CloseConnection`` (nothing is
+        parsed after a Close, or after a protocol error).
+        """
+        connection = self.connection
+        if connection is None or self.client or self.handshake._events:
+            yield from self.events()
+            return
+        proto = connection._proto
+        frames = proto._frame_decoder
+        decoder = proto._message_decoder
+        data = frames.buffer.buffer
+        most = _NO_LIMIT if self._max_message_size is None else self._max_message_size
+        while True:
+            if (
+                connection._state in _RECEIVING
+                and not proto.extensions
+                and frames.header is None
+                and decoder.opcode is None
+                and not frames.buffer.bytes_used
+            ):
+                # Simple frames, straight from the buffer; `break` hands the next frame to wsproto.
+                while True:
+                    size = len(data)
+                    if size < 2:
+                        return
+                    first = data[0]
+                    length = data[1] - 0x80  # negative: the frame is not masked
+                    if (first != _TEXT_FIN and first != _BINARY_FIN) or length < 0:
+                        break
+                    if length < 126:
+                        start = 6
+                    elif length == 126:
+                        if size < 4:
+                            return
+                        length = (data[2] << 8) | data[3]
+                        if length < 126:
+                            break  # a non-minimal length: wsproto raises the error
+                        start = 8
+                    else:
+                        if size < 10:
+                            return
+                        length = int.from_bytes(data[2:10], "big")
+                        if length < 65536 or length >> 63:
+                            break  # a non-minimal length or the top bit set: wsproto raises the error
+                        start = 14
+                    if length > most:
+                        break  # wsproto fails the connection with 1009
+                    end = start + length
+                    if end > size:
+                        return  # the rest of this frame has not come yet
+                    key = bytes(data[start - 4 : start])
+                    if length < 4096:
+                        payload = unmask(data[start:end], key)
+                    else:
+                        # A view, not a slice: one copy of a long payload fewer. It is released
+                        # before the buffer shrinks (a bytearray can't be resized while viewed).
+                        with memoryview(data) as view:
+                            payload = unmask(view[start:end], key)
+                    message: str | bytes
+                    if first == _TEXT_FIN:
+                        try:
+                            message = payload.decode("utf-8")
+                        except UnicodeDecodeError:
+                            break  # wsproto fails the connection with 1007
+                    else:
+                        message = payload
+                    del data[:end]
+                    yield message
+            # wsproto's turn, until the next frame is a simple one again.
+            for event in connection.events():
+                yield event
+                if type(event) is CloseConnection:
+                    return
+                if (
+                    data
+                    and (data[0] == _TEXT_FIN or data[0] == _BINARY_FIN)
+                    and frames.header is None
+                    and decoder.opcode is None
+                ):
+                    break
+            else:
+                return

@@ -23,6 +23,9 @@ written), with these rules:
   keep their order (a Close never overtakes a reply) and are never
   interleaved. The lock is taken without a trip through the scheduler when
   it is free.
+* Bytes are read and written through ``_direct_socket.direct_io``: on plain
+  TCP the socket itself, with no trip through the scheduler when it is
+  ready; on any other stream, the stream's own methods.
 * The inbox holds at most ``max(1, message_queue_size)`` messages before
   the reader stops reading from the socket (it does put together the whole
   frames already read, at most ``MESSAGES_PER_TURN`` of them), so what a
@@ -42,6 +45,7 @@ import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from wsproto.events import BytesMessage, Event, TextMessage
 
+from ._direct_socket import direct_io
 from ._fastframes import FastWSConnection
 
 __all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
@@ -64,7 +68,9 @@ class BatchedIO(WebSocketConnection):
         "_inbox",
         "_inbox_closed",
         "_inbox_limit",
+        "_io",
         "_outbox",
+        "_outbox_size",
         "_reader_task_waiting",
         "_taken",
     )
@@ -72,6 +78,8 @@ class BatchedIO(WebSocketConnection):
     def _init_io(self, message_queue_size: int) -> None:
         """Replace trio-websocket's message channel with the inbox and outbox (call once, after __init__)."""
         del self._send_channel, self._recv_channel, self._message_parts
+        # Where bytes are read and written: the socket itself for plain TCP (see _direct_socket.py).
+        self._io = direct_io(self._stream)
         # A list, not a deque: it never holds more than MESSAGES_PER_TURN, and an empty deque
         # costs 600 bytes more, on every idle connection.
         self._inbox: list[str | bytes] = []
@@ -80,6 +88,7 @@ class BatchedIO(WebSocketConnection):
         # No message will come any more: get_message() raises once the inbox is empty.
         self._inbox_closed = False
         self._outbox: list[bytes] = []
+        self._outbox_size = 0  # bytes in the outbox
         # The tasks waiting in get_message() (first come, first served; usually one), and the
         # reader waiting to be told to go on.
         self._handler_tasks: list[trio.lowlevel.Task] = []
@@ -168,22 +177,23 @@ class BatchedIO(WebSocketConnection):
             raise ConnectionClosed(self._close_reason)
         if not isinstance(message, str | bytes):
             raise ValueError("message must be str or bytes")
-        outbox = self._outbox
         wsproto = self._wsproto
         if isinstance(wsproto, FastWSConnection):
-            outbox.append(wsproto.send_message(message))
+            frame = wsproto.send_message(message)
         elif isinstance(message, str):
-            outbox.append(wsproto.send(TextMessage(data=message)))
+            frame = wsproto.send(TextMessage(data=message))
         else:
-            outbox.append(wsproto.send(BytesMessage(data=message)))
+            frame = wsproto.send(BytesMessage(data=message))
+        outbox = self._outbox
+        outbox.append(frame)
+        self._outbox_size += len(frame)
         # More received messages wait for replies: hold this one back, to go out with theirs. The
         # reader (woken by the first reply held back) writes the outbox when it next runs, after
         # this step of the handler's, unless the handler has done it by then.
-        held_back = len(outbox) > 1
         if (
             self._inbox
-            and (held_back or self._reader_task_waiting is not None)
-            and sum(map(len, outbox)) < _OUTBOX_LIMIT
+            and (len(outbox) > 1 or self._reader_task_waiting is not None)
+            and self._outbox_size < _OUTBOX_LIMIT
         ):
             self._wake_reader()
             await trio.lowlevel.checkpoint_if_cancelled()
@@ -199,6 +209,20 @@ class BatchedIO(WebSocketConnection):
         # Control frames and the handshake: after whatever the outbox holds.
         await self._write(self._wsproto.send(event))
 
+    def _take_outbox(self, then: bytes = b"") -> bytes:
+        """The frames held back, followed by ``then``, as one ``bytes``; the outbox is empty after."""
+        outbox = self._outbox
+        if not outbox:
+            return then
+        if then or len(outbox) > 1:
+            outbox.append(then)
+            data = b"".join(outbox)
+        else:
+            data = outbox[0]  # one frame: no copy
+        outbox.clear()
+        self._outbox_size = 0
+        return data
+
     async def _write(self, data: bytes) -> None:
         """Send the outbox, then ``data``, in one ``send_all`` under the stream lock."""
         lock = self._stream_lock
@@ -207,21 +231,14 @@ class BatchedIO(WebSocketConnection):
         except trio.WouldBlock:
             await lock.acquire()
         try:
-            outbox = self._outbox
-            if outbox:
-                if data or len(outbox) > 1:
-                    outbox.append(data)
-                    data = b"".join(outbox)
-                else:
-                    data = outbox[0]  # one frame: no copy
-                outbox.clear()
+            data = self._take_outbox(data)
             if not data:
                 await trio.lowlevel.checkpoint()
                 return
             if _logger.isEnabledFor(logging.DEBUG):
                 _logger.debug("%s sending %d bytes", self, len(data))
             try:
-                await self._stream.send_all(data)
+                await self._io.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 assert self._close_reason is not None

@@ -16,10 +16,10 @@ suite covers every item):
 2. The reader task is our own (``run_reader``), with trio-websocket's event
    handlers, and three rules trio-websocket's ``_reader_task`` lacks:
 
-   * it takes a checkpoint every ``_EVENTS_PER_CHECKPOINT`` events, so a
-     peer that packs tens of thousands of tiny frames into one read (empty
-     fragments, unsolicited Pongs) cannot keep every other connection
-     waiting while they are handled;
+   * it takes a checkpoint every ``_EVENTS_PER_CHECKPOINT`` events or
+     messages, so a peer that packs tens of thousands of tiny frames into
+     one read (empty fragments, unsolicited Pongs) cannot keep every other
+     connection waiting while they are handled;
    * it reads from the socket only while the handler keeps up: while
      ``message_queue_size`` messages (at least one) wait for the handler, it
      waits too, instead of reading and putting together the next message
@@ -32,7 +32,9 @@ suite covers every item):
 
    Messages come whole from ``_fastframes`` (which bounds their size in
    bytes, UTF-8 bytes for text, and their number of frames), so
-   trio-websocket's list of fragments is not used.
+   trio-websocket's list of fragments is not used. Most come straight from
+   the bytes, with no wsproto event (``FastWSConnection.received()``); the
+   other frames' events go to trio-websocket's event handlers.
 
 3. The closing phase is bounded (RFC 6455 section 7.1.1). From the moment a
    Close is received or sent, the connection has ``close_timeout`` seconds
@@ -89,7 +91,8 @@ suite covers every item):
 11. Speed: the two classes here derive from ``_fastframes.FastWSConnection``
     and ``_fastio.BatchedIO`` (the inbox and the outbox that batch replies),
     which keep wsproto's and trio-websocket's behaviour and list what they
-    reach into themselves.
+    reach into themselves. Plain TCP is read and written directly
+    (``_direct_socket.py``), other streams through their own methods.
 
 Besides, the public :class:`WebSocketConnection` adds ``async for message in
 ws`` (issue 10, item 8) to trio-websocket's class; it reaches into nothing.
@@ -149,6 +152,8 @@ _CLOSE_FRAME_BUDGET = 1.0
 _EVENTS_PER_CHECKPOINT = 64
 # Longer messages go out in fragments of at most this many bytes (item 9).
 FRAGMENT_SIZE = 64 * 1024
+# No message of this many characters or bytes, or fewer, needs fragments (see _fragment_length).
+_NEVER_FRAGMENTED = FRAGMENT_SIZE // 4
 # Close codes that end `async for message in ws` quietly, as in the websockets library:
 # Normal Closure, Going Away, and a Close frame with no code at all (a browser's plain close()).
 _NORMAL_CLOSES = frozenset({1000, 1001, 1005})
@@ -197,7 +202,7 @@ class _ServerWSConnection(FastWSConnection):
     def send_message(self, message: str | bytes) -> bytes:
         # As send() above: data frames may still go while a peer's Close waits for an answer.
         connection = self.connection
-        if connection is not None and connection.state is ConnectionState.REMOTE_CLOSING:
+        if connection is not None and connection._state is ConnectionState.REMOTE_CLOSING:
             return bytes(connection._proto.send_data(message, True))
         return super().send_message(message)
 
@@ -294,16 +299,21 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
     async def _read(self) -> None:
         wsproto = self._wsproto
+        assert isinstance(wsproto, FastWSConnection)
         inbox = self._inbox
         budget = _EVENTS_PER_CHECKPOINT
         while self._reader_running:
             capped = False
-            for event in wsproto.events():
-                try:
-                    await self._handle_event(event)
-                except ConnectionClosed:
-                    self._reader_running = False
-                    break
+            for item in wsproto.received():
+                # Not isinstance(item, Event): wsproto's Event is an ABC, which makes that check slower.
+                if isinstance(item, (str, bytes)):
+                    self._queue_message(item)  # a whole message, straight from the fast path
+                else:
+                    try:
+                        await self._handle_event(item)
+                    except ConnectionClosed:
+                        self._reader_running = False
+                        break
                 budget -= 1
                 if not budget:
                     budget = _EVENTS_PER_CHECKPOINT
@@ -320,7 +330,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             if capped:
                 continue  # put together the rest of the last read before reading more
             try:
-                data = await self._stream.receive_some(self._receive_buffer_size)
+                data = await self._io.receive_some(self._receive_buffer_size)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 break
@@ -356,11 +366,14 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             logger.warning("%s: unexpected event %r; please report a bug", self, event)
 
     async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
+        # Binary data is always bytes here: _fastframes makes bytes of what it put together.
+        self._queue_message(cast("str | bytes", event.data))
+
+    def _queue_message(self, message: str | bytes) -> None:
         # A whole message, within max_message_size: _fastframes has put it together and checked it.
         if not self._inbox_closed:
             self._messages_queued += 1
-            # Binary data is always bytes here: _fastframes makes bytes of what it put together.
-            self._put(cast("str | bytes", event.data))
+            self._put(message)
 
     async def _wait_for_room(self) -> None:
         """Write the replies held back, then wait while the inbox is full (see ``_fastio.py``)."""
@@ -426,7 +439,11 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         return message
 
     async def send_message(self, message: str | bytes) -> None:
-        if isinstance(message, str | bytes) and len(message) > _fragment_length(message):
+        if (
+            isinstance(message, str | bytes)
+            and len(message) > _NEVER_FRAGMENTED
+            and len(message) > _fragment_length(message)
+        ):
             await self._send_in_fragments(message)
         else:
             await super().send_message(message)
@@ -592,9 +609,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         step = _fragment_length(message)
         async with self._stream_lock:
             if self._outbox:  # the replies held back go first
-                pending = b"".join(self._outbox)
-                self._outbox.clear()
-                await self._send_fragment(pending)
+                await self._send_fragment(self._take_outbox())
             for start in range(0, len(message), step):
                 if self._close_reason is not None:
                     # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
@@ -610,7 +625,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
     async def _send_fragment(self, data: bytes) -> None:
         try:
-            await self._stream.send_all(data)
+            await self._io.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._abort_web_socket()
             assert self._close_reason is not None
