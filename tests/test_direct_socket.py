@@ -434,7 +434,52 @@ async def test_reads_through_the_shared_buffer_stay_apart(
                 chunks_second.append(await second.receive_some(1 << 20))
             await peer.send_all(b"c" * 10)
             third = await first.receive_some(4)
-    assert all(type(chunk) is bytes and len(chunk) <= 64 for chunk in chunks_first)
+    assert all(type(chunk) is bytearray and len(chunk) <= 64 for chunk in chunks_first)
     assert b"".join(chunks_first) == b"a" * 100
     assert b"".join(chunks_second) == b"b" * 3000
     assert third == b"cccc"
+
+
+async def test_receive_into_appends_to_the_buffer_given(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """receive_into appends at most max_bytes to what the buffer holds, says how many came, and 0
+    once the peer has closed its side."""
+    ours, peer = tcp_pair
+    io = DirectSocket(ours.socket)
+    buffer = bytearray(b"kept:")
+    with trio.fail_after(IO_DEADLINE):
+        await peer.send_all(b"0123456789")
+        first = await io.receive_into(buffer, 4)
+        counts = [first]
+        while len(buffer) < len(b"kept:0123456789"):
+            counts.append(await io.receive_into(buffer, 4))
+        await peer.send_eof()
+        end = await io.receive_into(buffer, 4)
+    assert first == 4 and all(0 < count <= 4 for count in counts)
+    assert buffer == b"kept:0123456789"
+    assert end == 0
+
+
+async def test_pieces_arrive_whole_and_in_order_as_if_joined(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """send_pieces sends its buffers one after another; 8 MiB in the middle waits for room many
+    times, resuming in the middle of a piece, and a bytearray piece can be resized after."""
+    ours, peer = tcp_pair
+    io = DirectSocket(ours.socket)
+    tail = bytearray(b"tail")
+    pieces: list[bytes | bytearray] = [b"\x82\x7f", bytes(range(256)) * 4, b"\x01" * 8 * 2**20, b"", tail]
+    expected = b"".join(pieces)
+    got = bytearray()
+
+    async def read_all() -> None:
+        while len(got) < len(expected):
+            got.extend(await peer.receive_some(65536))
+
+    with trio.fail_after(IO_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            await io.send_pieces(pieces)
+    assert got == expected
+    tail += b"!"  # no view of it was left behind
