@@ -193,7 +193,14 @@ class DirectSocket:
             sent = 0
         except OSError as exc:
             raise self._error(exc, writing=True) from exc
-        await self._sent(sent, (data,))
+        if sent < _size(data):
+            self._writes = 0
+            await self._send_rest((data,), sent)
+            return
+        self._writes += 1
+        if self._writes >= CALLS_PER_TURN:
+            self._writes = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
         """Send all of ``pieces`` (at most ``MOST_PIECES``), one after another, as if joined."""
@@ -204,10 +211,6 @@ class DirectSocket:
             sent = 0
         except OSError as exc:
             raise self._error(exc, writing=True) from exc
-        await self._sent(sent, pieces)
-
-    async def _sent(self, sent: int, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
-        """After a first write of ``sent`` bytes: send the rest of ``pieces``, or count a whole write."""
         if sent < sum(map(_size, pieces)):
             self._writes = 0
             await self._send_rest(pieces, sent)

@@ -48,6 +48,7 @@ are deleted), ``get_message``, ``send_message``, ``_send`` and
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
@@ -270,7 +271,10 @@ class BatchedIO(WebSocketConnection):
                 size = sum(map(len, out)) if type(out) is list else len(out)
                 _logger.debug("%s sending %d bytes", self, size)
             try:
-                await self._send_out(out)
+                if type(out) is list:  # as _send_out, without a coroutine more per write
+                    await cast("DirectSocket", self._io).send_pieces(out)
+                else:
+                    await self._io.send_all(cast("bytes", out))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 assert self._close_reason is not None
