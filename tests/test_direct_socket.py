@@ -8,6 +8,7 @@ path), with the same assertions.
 from __future__ import annotations
 
 import gc
+import os
 import socket
 import ssl
 import struct
@@ -434,7 +435,106 @@ async def test_reads_through_the_shared_buffer_stay_apart(
                 chunks_second.append(await second.receive_some(1 << 20))
             await peer.send_all(b"c" * 10)
             third = await first.receive_some(4)
-    assert all(type(chunk) is bytes and len(chunk) <= 64 for chunk in chunks_first)
+    assert all(type(chunk) is bytearray and len(chunk) <= 64 for chunk in chunks_first)
     assert b"".join(chunks_first) == b"a" * 100
     assert b"".join(chunks_second) == b"b" * 3000
     assert third == b"cccc"
+
+
+async def test_receive_into_appends_to_the_buffer_given(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """receive_into appends at most max_bytes to what the buffer holds, says how many came, and 0
+    once the peer has closed its side."""
+    ours, peer = tcp_pair
+    io = DirectSocket(ours.socket)
+    buffer = bytearray(b"kept:")
+    with trio.fail_after(IO_DEADLINE):
+        await peer.send_all(b"0123456789")
+        first = await io.receive_into(buffer, 4)
+        counts = [first]
+        while len(buffer) < len(b"kept:0123456789"):
+            counts.append(await io.receive_into(buffer, 4))
+        await peer.send_eof()
+        end = await io.receive_into(buffer, 4)
+    assert first == 4 and all(0 < count <= 4 for count in counts)
+    assert buffer == b"kept:0123456789"
+    assert end == 0
+
+
+async def test_pieces_arrive_whole_and_in_order_as_if_joined(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """send_pieces sends its buffers one after another; 8 MiB in the middle waits for room many
+    times, resuming in the middle of a piece, and a bytearray piece can be resized after."""
+    ours, peer = tcp_pair
+    io = DirectSocket(ours.socket)
+    tail = bytearray(b"tail")
+    pieces: list[bytes | bytearray] = [b"\x82\x7f", bytes(range(256)) * 4, b"\x01" * 8 * 2**20, b"", tail]
+    expected = b"".join(pieces)
+    got = bytearray()
+
+    async def read_all() -> None:
+        while len(got) < len(expected):
+            got.extend(await peer.receive_some(65536))
+
+    with trio.fail_after(IO_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all)
+            await io.send_pieces(pieces)
+    assert got == expected
+    tail += b"!"  # no view of it was left behind
+
+
+async def test_a_long_echo_over_tcp_is_read_into_wsprotos_buffer_and_written_without_a_copy(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over plain TCP, an open connection's reads are appended to wsproto's buffer (no bytes made
+    for them until a Close comes), and a 64 KiB reply goes out in one writev of its header and the
+    handler's own bytes."""
+    written: list[list[bytes]] = []
+    real_writev = os.writev
+
+    def recording_writev(fd: int, buffers: list[bytes]) -> int:
+        written.append(list(buffers))
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr("trio_ws._direct_socket.os.writev", recording_writev)
+    # For each receive_some: whether the long message was on its way (and the client not closing).
+    received_some: list[bool] = []
+    long_message_sent = client_closing = False
+    real_receive_some = DirectSocket.receive_some
+
+    async def recording_receive_some(self: DirectSocket, max_bytes: int | None = None) -> bytearray:
+        received_some.append(long_message_sent and not client_closing)
+        return await real_receive_some(self, max_bytes)
+
+    monkeypatch.setattr(DirectSocket, "receive_some", recording_receive_some)
+    replies: list[bytes] = []
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def echo_copy(ws: trio_ws.WebSocketConnection) -> None:
+        async for message in ws:
+            assert isinstance(message, bytes)
+            reply = bytes(reversed(message))
+            replies.append(reply)
+            await ws.send_message(reply)
+
+    server: trio_ws.Server = await nursery.start(partial(trio_ws.serve, app, "127.0.0.1", 0))
+    payload = bytes(range(256)) * 256
+    with trio.fail_after(IO_DEADLINE):
+        async with connect(server.ws_url(), compression=None) as client:
+            # The reader's first read may begin before the 101 (and take the general way).
+            await client.send(b"first")
+            assert await client.recv() == b"tsrif"
+            written.clear()
+            long_message_sent = True
+            await client.send(payload)
+            assert await client.recv() == bytes(reversed(payload))
+            client_closing = True
+    # After a Close, the bytes until TCP's end go through receive_some (wsproto parses no more).
+    assert not any(received_some)
+    assert len(written) == 1
+    assert written[0][0] == bytes([0x82, 127]) + struct.pack("!Q", 65536)
+    assert written[0][1] is replies[1]

@@ -20,7 +20,7 @@ from wsproto.events import (
 from wsproto.frame_protocol import FrameDecoder, MessageDecoder, XorMaskerSimple
 
 from trio_ws import _fastframes
-from trio_ws._fastframes import FastWSConnection, pure_unmask, server_frame, unmask
+from trio_ws._fastframes import LONG_PAYLOAD, FastWSConnection, pure_unmask, server_frame, unmask
 
 from .helpers import client_frame
 
@@ -314,3 +314,47 @@ def test_an_open_connection_lets_its_handshake_go() -> None:
     fast.receive_data(client.send(TextMessage(data="still here")))
     assert list(fast.events()) == [TextMessage(data="still here")]
     assert fast.state is ConnectionState.OPEN
+
+
+@pytest.mark.parametrize("size", [0, 125, LONG_PAYLOAD - 1, LONG_PAYLOAD, 65536, 100_000])
+@pytest.mark.parametrize("kind", ["text", "bytes"])
+def test_send_message_gives_a_long_frame_as_header_and_the_payload_itself(size: int, kind: str) -> None:
+    """send_message gives wsproto's frame: one bytes below LONG_PAYLOAD bytes of payload, from there
+    its header and the very payload object (binary) or its UTF-8 (text), which joined are the frame."""
+    event = _message(kind, size)
+    _, plain = _server_pair(WSConnection)
+    _, fast = _server_pair(FastWSConnection)
+    assert isinstance(fast, FastWSConnection) and isinstance(event.data, str | bytes)
+    expected = plain.send(event)
+    given = fast.send_message(event.data)
+    payload_size = len(event.data.encode() if isinstance(event.data, str) else event.data)
+    if payload_size < LONG_PAYLOAD:
+        assert given == expected
+    else:
+        assert isinstance(given, tuple)
+        header, payload = given
+        assert header + payload == expected
+        if kind == "bytes":
+            assert payload is event.data
+
+
+def test_bytes_appended_to_the_receive_buffer_read_as_if_given_to_receive_data() -> None:
+    """What is appended to receive_buffer() is parsed as receive_data would parse it; there is no
+    such buffer during the handshake or once a Close has been received."""
+    client = WSConnection(ConnectionType.CLIENT)
+    fast = FastWSConnection(ConnectionType.SERVER)
+    assert fast.receive_buffer() is None
+    fast.receive_data(client.send(Request(host="example.com", target="/ws")))
+    assert isinstance(next(fast.events()), Request)
+    client.receive_data(fast.send(AcceptConnection()))
+    payload = random.Random(2).randbytes(70_000)
+    stream = client.send(BytesMessage(data=payload)) + client.send(TextMessage(data="then"))
+    stream += client.send(CloseConnection(code=1000))
+    given: list[str | bytes | Event] = []
+    for start in range(0, len(stream), 4096):
+        buffer = fast.receive_buffer()
+        assert buffer is not None
+        buffer += stream[start : start + 4096]
+        given += fast.received()
+    assert given == [payload, "then", CloseConnection(code=1000, reason="")]
+    assert fast.receive_buffer() is None

@@ -238,6 +238,30 @@ async def test_a_reply_held_back_goes_out_when_the_handler_waits_for_something_e
     assert trio.current_time() == start + 3600
 
 
+async def test_a_long_first_reply_is_not_held_back_when_the_reader_is_not_waiting(
+    nursery: trio.Nursery, memory_listener: MemoryListener, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A long reply goes in the outbox as two pieces (header and payload) but counts as one reply:
+    the first one, with the reader back at the socket (the inbox has room), still goes out at once."""
+    app = trio_ws.App()
+
+    @app.websocket("/ws")
+    async def reply_then_think(ws: trio_ws.WebSocketConnection) -> None:
+        async for message in ws:
+            await ws.send_message(message)
+            await trio.sleep(3600)  # while the second message waits in the inbox
+
+    await start_memory_server(nursery, app, memory_listener, keep_alive_interval=None, message_queue_size=16)
+    client = await open_raw_websocket(memory_listener)
+    start = trio.current_time()
+    long = BytesMessage(data=b"\x01" * 5000)
+    await client.send(long, TextMessage(data="second"))
+    assert await client.next_event() == long
+    assert trio.current_time() == start
+    assert await client.next_event() == TextMessage(data="second")
+    assert trio.current_time() == start + 3600
+
+
 async def test_a_handler_busy_with_a_full_inbox_still_lets_others_run(
     nursery: trio.Nursery, memory_listener: MemoryListener
 ) -> None:

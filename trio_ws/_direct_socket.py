@@ -29,15 +29,23 @@ connection's reader and writer call the socket themselves, by these rules:
   read waits first too, since the bytes before it (a request head) have
   just been read. No wait happens while an exception is being handled, so
   an idle connection keeps no exception and no traceback alive.
-* A read goes into one buffer per thread and is copied out as ``bytes`` of
-  the length that came. ``os.read(fd, size)`` would allocate ``size`` bytes
-  (256 KiB by default) for every read and shrink them to what came: glibc
+* A read goes into one buffer per thread and is copied out of it onto the
+  end of a ``bytearray``: the caller's (``receive_into``; the reader
+  appends to wsproto's receive buffer, with no ``bytes`` made in between)
+  or a new one of the length that came (``receive_some``).
+  ``os.read(fd, size)`` would allocate ``size`` bytes (256 KiB by
+  default) for every read and shrink them to what came: glibc
   serves a block that large with ``mmap`` and shrinks it with ``mremap``, so
   every read cost three more system calls and a page fault, which
   instruction counts don't show (trio's own socket escapes it only because
   its failed reads free a whole block, which raises glibc's threshold). A
   read and its copy happen with no ``await`` between them, so the tasks of
   one thread never share the buffer; other threads have their own.
+* ``send_pieces`` sends a list of buffers one after another with one
+  ``os.writev``, so a long frame's header and payload go out together
+  without a copy that joins them. At most ``MOST_PIECES`` buffers a call
+  (the system's ``IOV_MAX``); what a first write leaves is sent from views
+  of the same buffers, never a joined copy.
 * Errors are trio's: a socket closed on our side (by ``aclose``, in any
   task) raises ``trio.ClosedResourceError``; any other ``OSError``
   becomes ``trio.BrokenResourceError``, with the ``OSError`` as its cause.
@@ -63,9 +71,9 @@ have to wait, and never ``CALLS_PER_TURN`` times in a row. What
   that checks for a closed socket. The reader asks for its fixed
   ``receive_buffer_size``; nobody sends nothing.
 
-The system calls are ``os.readv`` and ``os.write`` on the socket's file
-descriptor: on a connected stream socket they are ``recv`` and ``send``
-without flags, reached through public API only. On Windows, where a socket
+The system calls are ``os.readv``, ``os.write`` and ``os.writev`` on the
+socket's file descriptor: on a connected stream socket they are ``recv``,
+``send`` and ``sendmsg`` without flags, reached through public API only. On Windows, where a socket
 is not a file descriptor, every stream takes the general path.
 """
 
@@ -75,14 +83,17 @@ import errno
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 import trio
 
-__all__ = ["CALLS_PER_TURN", "ByteStream", "DirectSocket", "direct_io"]
+__all__ = ["CALLS_PER_TURN", "MOST_PIECES", "ByteStream", "DirectSocket", "direct_io"]
 
 # The most calls in a row that succeed at once without a schedule point, in each direction.
 CALLS_PER_TURN = 16
+# The most buffers one send_pieces call takes: the most one writev takes (POSIX's IOV_MAX).
+MOST_PIECES = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 
 # As trio's SocketStream: these errnos mean the socket was closed on our side.
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
@@ -91,14 +102,17 @@ _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
 _per_thread = threading.local()
 
 
-def _read(fd: int, size: int) -> bytes:
-    """At most ``size`` bytes from ``fd``, read through this thread's buffer (no large allocation)."""
+def _read(fd: int, size: int, into: bytearray) -> int:
+    """Append at most ``size`` bytes from ``fd`` to ``into``, read through this thread's buffer
+    (no large allocation); how many came."""
     buffer: bytearray | None = getattr(_per_thread, "buffer", None)
     if buffer is None or len(buffer) < size:
         buffer = _per_thread.buffer = bytearray(size)
     with memoryview(buffer) as view, view[:size] as room:
         count = os.readv(fd, (room,))
-        return bytes(view[:count])
+        with view[:count] as came:
+            into += came
+    return count
 
 
 class ByteStream(Protocol):
@@ -120,6 +134,10 @@ def direct_io(stream: trio.abc.Stream) -> ByteStream:
     return DirectSocket(stream.socket)
 
 
+def _size(data: bytes | bytearray | memoryview) -> int:
+    return data.nbytes if isinstance(data, memoryview) else len(data)
+
+
 class DirectSocket:
     """``receive_some`` and ``send_all`` on a trio socket, by the rules in the module docstring."""
 
@@ -134,8 +152,15 @@ class DirectSocket:
         # first: what came before (a request head) has just been read off the socket.
         self._drained = True
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        """Up to ``max_bytes`` bytes (64 KiB if ``None``); ``b""`` once the peer has closed its side."""
+    async def receive_some(self, max_bytes: int | None = None) -> bytearray:
+        """Up to ``max_bytes`` bytes (64 KiB if ``None``); empty once the peer has closed its side."""
+        data = bytearray()
+        await self.receive_into(data, max_bytes)
+        return data
+
+    async def receive_into(self, buffer: bytearray, max_bytes: int | None = None) -> int:
+        """Append up to ``max_bytes`` bytes (64 KiB if ``None``) to ``buffer``; how many
+        (0 once the peer has closed its side)."""
         await trio.lowlevel.checkpoint_if_cancelled()
         size = 65536 if max_bytes is None else max_bytes
         ready = not self._drained
@@ -146,18 +171,18 @@ class DirectSocket:
                 self._reads = 0
                 await trio.lowlevel.wait_readable(self._fileno())
             try:
-                data = _read(self._fileno(), size)
+                count = _read(self._fileno(), size, buffer)
                 break
             except BlockingIOError:
                 ready = False
             except OSError as exc:
                 raise self._error(exc, writing=False) from exc
-        self._drained = len(data) < size
+        self._drained = count < size
         self._reads += 1
         if self._reads >= CALLS_PER_TURN:
             self._reads = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
-        return data
+        return count
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``, waiting for room as long as it takes."""
@@ -168,27 +193,60 @@ class DirectSocket:
             sent = 0
         except OSError as exc:
             raise self._error(exc, writing=True) from exc
-        if sent < (data.nbytes if isinstance(data, memoryview) else len(data)):
+        if sent < _size(data):
             self._writes = 0
-            await self._send_rest(data, sent)
+            await self._send_rest((data,), sent)
             return
         self._writes += 1
         if self._writes >= CALLS_PER_TURN:
             self._writes = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    async def _send_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
-        """Send ``data`` from byte ``sent`` on, waiting for room before each write."""
-        with memoryview(data) as original, original.cast("B") as view:
-            while sent < len(view):
+    async def send_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Send all of ``pieces`` (at most ``MOST_PIECES``), one after another, as if joined."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            sent = os.writev(self._fileno(), pieces)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise self._error(exc, writing=True) from exc
+        if sent < sum(map(_size, pieces)):
+            self._writes = 0
+            await self._send_rest(pieces, sent)
+            return
+        self._writes += 1
+        if self._writes >= CALLS_PER_TURN:
+            self._writes = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    async def _send_rest(self, pieces: Sequence[bytes | bytearray | memoryview], sent: int) -> None:
+        """Send ``pieces`` from byte ``sent`` on, waiting for room before each write."""
+        views = [memoryview(piece).cast("B") for piece in pieces]
+        try:
+            rest = views
+            while True:
+                # Drop the pieces that have gone, and the part of the next that has.
+                while rest and sent >= len(rest[0]):
+                    sent -= len(rest[0])
+                    rest = rest[1:]
+                if not rest:
+                    return
+                if sent:
+                    rest = [rest[0][sent:], *rest[1:]]
+                    views.append(rest[0])
+                    sent = 0
                 await trio.lowlevel.wait_writable(self._fileno())
                 try:
-                    with view[sent:] as rest:
-                        sent += os.write(self._fileno(), rest)
+                    sent = os.writev(self._fileno(), rest)
                 except BlockingIOError:
                     continue
                 except OSError as exc:
                     raise self._error(exc, writing=True) from exc
+        finally:
+            # Views keep a bytearray from being resized: none outlives the call, even in a traceback.
+            for view in views:
+                view.release()
 
     def _fileno(self) -> int:
         fd = self._socket.fileno()

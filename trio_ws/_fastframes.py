@@ -33,7 +33,13 @@ Rules of this module:
   came, to be put together in a second buffer).
 * Outgoing data frames are built directly only in the ``OPEN`` state, with
   no extension and no fragmented message in progress; everything else goes
-  through wsproto's ``send``.
+  through wsproto's ``send``. ``send_message`` gives a frame whose payload
+  has ``LONG_PAYLOAD`` bytes or more as its header and its payload, to be
+  written together (``_direct_socket.send_pieces``) rather than copied into
+  one ``bytes``.
+* A long payload is unmasked from a view of the receive buffer, not from a
+  slice of it: the unmasked ``bytes`` is its one copy in user space after
+  the read (``_direct_socket.py`` appends reads to that buffer).
 * ``unmask`` equals wsproto's ``XorMaskerSimple`` for every length and key
   (tests compare them). It is the C ``apply_mask`` of the ``websockets``
   package (a dependency chosen by measurement: 1.3 us for 64 KiB, a 226 KB
@@ -75,13 +81,24 @@ if TYPE_CHECKING:
 
     from wsproto.connection import Connection
 
-__all__ = ["BYTES_PER_FRAME", "FastWSConnection", "most_frames", "pure_unmask", "server_frame", "unmask"]
+__all__ = [
+    "BYTES_PER_FRAME",
+    "LONG_PAYLOAD",
+    "FastWSConnection",
+    "most_frames",
+    "pure_unmask",
+    "server_frame",
+    "unmask",
+]
 
 _TEXT_FIN = 0x80 | Opcode.TEXT
 _BINARY_FIN = 0x80 | Opcode.BINARY
 # No Close has been received yet: frames are still parsed (wsproto parses nothing after a Close).
 _RECEIVING = (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING)
 _NO_LIMIT = 2**63
+# From this many bytes on, a payload is worth a step to avoid copying it: it is unmasked from a
+# view of the receive buffer, and sent apart from its frame's header (see the module docstring).
+LONG_PAYLOAD = 4096
 
 
 def pure_unmask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
@@ -235,6 +252,13 @@ def _accelerate(connection: Connection, max_message_size: int | None) -> None:
 
 def server_frame(payload: str | bytes | bytearray | memoryview) -> bytes:
     """One unmasked, unfragmented data frame, byte for byte as wsproto's server would build it."""
+    return b"".join(_server_frame_pieces(payload))
+
+
+def _server_frame_pieces(
+    payload: str | bytes | bytearray | memoryview,
+) -> tuple[bytes, bytes | bytearray | memoryview]:
+    """The header and the payload of ``server_frame(payload)``."""
     if isinstance(payload, str):
         first, payload = _TEXT_FIN, payload.encode("utf-8")
     else:
@@ -246,7 +270,7 @@ def server_frame(payload: str | bytes | bytearray | memoryview) -> bytes:
         header = struct.pack("!BBH", first, 126, size)
     else:
         header = struct.pack("!BBQ", first, 127, size)
-    return b"".join((header, payload))
+    return header, payload
 
 
 # Stands in for each open connection's handshake; nothing reads or changes it
@@ -294,9 +318,14 @@ class FastWSConnection(WSConnection):
                 return server_frame(event.data)
         return connection.send(event)
 
-    def send_message(self, message: str | bytes) -> bytes:
+    def send_message(self, message: str | bytes) -> bytes | tuple[bytes, bytes]:
         """The frame for a whole message, as ``send(TextMessage(...))`` or ``send(BytesMessage(...))``
-        would build it, without making the event when the fast path applies."""
+        would build it, without making the event when the fast path applies.
+
+        On the fast path, a frame with a payload of ``LONG_PAYLOAD`` bytes or
+        more comes as its header and its payload, not joined: written one
+        after the other, they are the frame.
+        """
         connection = self.connection
         if (
             connection is not None
@@ -305,10 +334,23 @@ class FastWSConnection(WSConnection):
             and connection._proto._outbound_opcode is None
             and not self.client
         ):
-            return server_frame(message)
+            header, payload = _server_frame_pieces(message)
+            if len(payload) < LONG_PAYLOAD:
+                return header + payload
+            assert isinstance(payload, bytes)
+            return header, payload
         if isinstance(message, str):
             return self.send(TextMessage(data=message))
         return self.send(BytesMessage(data=message))
+
+    def receive_buffer(self) -> bytearray | None:
+        """The buffer that received bytes may be appended to, as ``receive_data`` would, with no
+        ``bytes`` made for them; ``None`` when they must go through ``receive_data`` (during the
+        handshake and once a Close has been received)."""
+        connection = self.connection
+        if connection is None or connection._state not in _RECEIVING or self.handshake._events:
+            return None
+        return connection._proto._frame_decoder.buffer.buffer
 
     def receive_data(self, data: bytes | None) -> None:
         connection = self.connection
@@ -381,7 +423,7 @@ class FastWSConnection(WSConnection):
                     if end > size:
                         return  # the rest of this frame has not come yet
                     key = bytes(data[start - 4 : start])
-                    if length < 4096:
+                    if length < LONG_PAYLOAD:
                         payload = unmask(data[start:end], key)
                     else:
                         # A view, not a slice: one copy of a long payload fewer. It is released

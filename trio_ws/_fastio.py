@@ -23,6 +23,14 @@ written), with these rules:
   keep their order (a Close never overtakes a reply) and are never
   interleaved. The lock is taken without a trip through the scheduler when
   it is free.
+* The outbox holds the pieces to write in order: whole frames, and the
+  header and the payload of a long frame apart (see ``_fastframes.py``).
+  Several pieces that make ``LONG_PAYLOAD`` bytes or more go out with one
+  ``writev`` (``send_pieces``) on plain TCP, so a long payload is never
+  copied to join it to its header or to the frames around it; shorter
+  ones, and all of them on any other stream, are joined into one
+  ``bytes`` (copying a few short frames costs less than a ``writev`` of
+  them).
 * Bytes are read and written through ``_direct_socket.direct_io``: on plain
   TCP the socket itself, with no trip through the scheduler when it is
   ready; on any other stream, the stream's own methods.
@@ -40,13 +48,14 @@ are deleted), ``get_message``, ``send_message``, ``_send`` and
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
 from wsproto.events import BytesMessage, Event, TextMessage
 
-from ._direct_socket import direct_io
-from ._fastframes import FastWSConnection
+from ._direct_socket import MOST_PIECES, DirectSocket, direct_io
+from ._fastframes import LONG_PAYLOAD, FastWSConnection
 
 __all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
 
@@ -71,6 +80,7 @@ class BatchedIO(WebSocketConnection):
         "_io",
         "_outbox",
         "_outbox_size",
+        "_pieces",
         "_reader_task_waiting",
         "_taken",
     )
@@ -80,6 +90,8 @@ class BatchedIO(WebSocketConnection):
         del self._send_channel, self._recv_channel, self._message_parts
         # Where bytes are read and written: the socket itself for plain TCP (see _direct_socket.py).
         self._io = direct_io(self._stream)
+        # The most outbox pieces written without joining them: one writev's worth on plain TCP.
+        self._pieces = MOST_PIECES if isinstance(self._io, DirectSocket) else 1
         # A list, not a deque: it never holds more than MESSAGES_PER_TURN, and an empty deque
         # costs 600 bytes more, on every idle connection.
         self._inbox: list[str | bytes] = []
@@ -87,7 +99,7 @@ class BatchedIO(WebSocketConnection):
         self._inbox_limit = max(1, message_queue_size)
         # No message will come any more: get_message() raises once the inbox is empty.
         self._inbox_closed = False
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes] = []  # pieces of frames, in order
         self._outbox_size = 0  # bytes in the outbox
         # The tasks waiting in get_message() (first come, first served; usually one), and the
         # reader waiting to be told to go on.
@@ -185,14 +197,21 @@ class BatchedIO(WebSocketConnection):
         else:
             frame = wsproto.send(BytesMessage(data=message))
         outbox = self._outbox
-        outbox.append(frame)
-        self._outbox_size += len(frame)
+        # Replies held back before this one: the reader was woken for them.
+        others_held = bool(outbox)
+        if isinstance(frame, tuple):
+            header, payload = frame  # a long frame, in two pieces
+            outbox += frame
+            self._outbox_size += len(header) + len(payload)
+        else:
+            outbox.append(frame)
+            self._outbox_size += len(frame)
         # More received messages wait for replies: hold this one back, to go out with theirs. The
         # reader (woken by the first reply held back) writes the outbox when it next runs, after
         # this step of the handler's, unless the handler has done it by then.
         if (
             self._inbox
-            and (len(outbox) > 1 or self._reader_task_waiting is not None)
+            and (others_held or self._reader_task_waiting is not None)
             and self._outbox_size < _OUTBOX_LIMIT
         ):
             self._wake_reader()
@@ -209,36 +228,53 @@ class BatchedIO(WebSocketConnection):
         # Control frames and the handshake: after whatever the outbox holds.
         await self._write(self._wsproto.send(event))
 
-    def _take_outbox(self, then: bytes = b"") -> bytes:
-        """The frames held back, followed by ``then``, as one ``bytes``; the outbox is empty after."""
+    def _take_outbox(self, then: bytes = b"") -> bytes | list[bytes]:
+        """The pieces held back, followed by ``then``, as one ``bytes`` or as a list for
+        ``send_pieces`` (see the module docstring); the outbox is empty after."""
         outbox = self._outbox
         if not outbox:
             return then
-        if then or len(outbox) > 1:
+        if then:
             outbox.append(then)
-            data = b"".join(outbox)
+        if len(outbox) == 1:
+            data: bytes | list[bytes] = outbox[0]  # one piece: no copy
+        elif len(outbox) <= self._pieces and self._outbox_size + len(then) >= LONG_PAYLOAD:
+            data = outbox[:]
         else:
-            data = outbox[0]  # one frame: no copy
+            data = b"".join(outbox)  # short pieces: joining them costs less than writev's bookkeeping
         outbox.clear()
         self._outbox_size = 0
         return data
 
+    async def _send_out(self, data: bytes | list[bytes]) -> None:
+        """Send what ``_take_outbox`` gave."""
+        if type(data) is list:
+            assert isinstance(self._io, DirectSocket)
+            await self._io.send_pieces(data)
+        else:
+            assert isinstance(data, bytes)
+            await self._io.send_all(data)
+
     async def _write(self, data: bytes) -> None:
-        """Send the outbox, then ``data``, in one ``send_all`` under the stream lock."""
+        """Send the outbox, then ``data``, in one system call under the stream lock."""
         lock = self._stream_lock
         try:
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
         try:
-            data = self._take_outbox(data)
-            if not data:
+            out = self._take_outbox(data)
+            if not out:
                 await trio.lowlevel.checkpoint()
                 return
             if _logger.isEnabledFor(logging.DEBUG):
-                _logger.debug("%s sending %d bytes", self, len(data))
+                size = sum(map(len, out)) if type(out) is list else len(out)
+                _logger.debug("%s sending %d bytes", self, size)
             try:
-                await self._io.send_all(data)
+                if type(out) is list:  # as _send_out, without a coroutine more per write
+                    await cast("DirectSocket", self._io).send_pieces(out)
+                else:
+                    await self._io.send_all(cast("bytes", out))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 assert self._close_reason is not None

@@ -125,6 +125,7 @@ from wsproto.typing import Headers
 from wsproto.utilities import RemoteProtocolError
 
 from ._deflate import Deflate, offers_deflate
+from ._direct_socket import DirectSocket
 from ._fastframes import FastWSConnection
 from ._fastio import MESSAGES_PER_TURN, BatchedIO
 from ._linger import linger
@@ -199,7 +200,7 @@ class _ServerWSConnection(FastWSConnection):
             return bytes(connection._proto.send_data(event.data, event.message_finished))
         return super().send(event)
 
-    def send_message(self, message: str | bytes) -> bytes:
+    def send_message(self, message: str | bytes) -> bytes | tuple[bytes, bytes]:
         # As send() above: data frames may still go while a peer's Close waits for an answer.
         connection = self.connection
         if connection is not None and connection._state is ConnectionState.REMOTE_CLOSING:
@@ -330,24 +331,38 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             if capped:
                 continue  # put together the rest of the last read before reading more
             try:
-                data = await self._io.receive_some(self._receive_buffer_size)
+                came = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 break
-            if not data:
+            except RemoteProtocolError as err:
+                logger.debug("%s: remote protocol error: %s", self, err)
+                if err.event_hint:
+                    await self._send(err.event_hint)
+                break
+            if not came:
                 if wsproto.state is not ConnectionState.CLOSED:
                     await self._abort_web_socket()  # TCP closed before the WebSocket: 1006
                 break
-            if wsproto.state is not ConnectionState.CLOSED:
-                try:
-                    # wsproto types this as bytes, and takes any bytes-like object.
-                    wsproto.receive_data(cast("bytes", data))
-                except RemoteProtocolError as err:
-                    logger.debug("%s: remote protocol error: %s", self, err)
-                    if err.event_hint:
-                        await self._send(err.event_hint)
-                    break
-            del data  # wsproto has a copy; this one must not stay alive while the reader waits
+
+    async def _receive(self) -> int:
+        """Read once and give wsproto what came; how many bytes came (0: the peer closed TCP).
+
+        On plain TCP, an open connection's read is appended straight to
+        wsproto's receive buffer (see ``_direct_socket.py``); otherwise it
+        comes as ``bytes`` and goes through ``receive_data``, and is not kept.
+        """
+        wsproto = self._wsproto
+        assert isinstance(wsproto, FastWSConnection)
+        io = self._io
+        buffer = wsproto.receive_buffer()
+        if buffer is not None and type(io) is DirectSocket:
+            return await io.receive_into(buffer, self._receive_buffer_size)
+        data = await io.receive_some(self._receive_buffer_size)
+        if data and wsproto.state is not ConnectionState.CLOSED:
+            # wsproto types this as bytes, and takes any bytes-like object.
+            wsproto.receive_data(cast("bytes", data))
+        return len(data)
 
     async def _handle_event(self, event: Event) -> None:
         # Most events are messages; fragments before a message's last are empty (see _fastframes).
@@ -623,9 +638,9 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                     event = BytesMessage(data=message[start:end], message_finished=last)
                 await self._send_fragment(self._wsproto.send(event))
 
-    async def _send_fragment(self, data: bytes) -> None:
+    async def _send_fragment(self, data: bytes | list[bytes]) -> None:
         try:
-            await self._io.send_all(data)
+            await self._send_out(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._abort_web_socket()
             assert self._close_reason is not None
