@@ -5,8 +5,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from collections.abc import Iterable
+import queue
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from functools import partial
+from typing import Any
 
 import h11
 import trio
@@ -20,6 +24,42 @@ from trio_ws.testing import MemoryListener as MemoryListener
 
 # Absolute deadline for any test step that does real I/O.
 IO_DEADLINE = 15
+
+
+@contextmanager
+def trio_in_thread(main: Callable[[Callable[[Any], None], trio.Event], Awaitable[None]]) -> Iterator[Any]:
+    """Run ``main(ready, stop)`` under ``trio.run`` in a thread of its own, for clients that are
+    not trio (asyncio, threads, browsers).
+
+    ``main`` calls ``ready(value)`` once its servers listen, and must return soon after ``stop``
+    is set. Yields that value; at the end sets ``stop`` and joins the thread. An exception
+    raised before ``ready`` fails the test with it.
+    """
+    reported: queue.Queue[tuple[Any, trio.lowlevel.TrioToken] | BaseException] = queue.Queue()
+    stop = trio.Event()
+
+    async def run_main() -> None:
+        token = trio.lowlevel.current_trio_token()
+        await main(lambda value: reported.put((value, token)), stop)
+
+    def run() -> None:
+        try:
+            trio.run(run_main)
+        except BaseException as exc:  # handed to the test, which fails with it
+            reported.put(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started = reported.get(timeout=30)
+    if isinstance(started, BaseException):
+        raise started
+    value, token = started
+    try:
+        yield value
+    finally:
+        trio.from_thread.run_sync(stop.set, trio_token=token)
+        thread.join(30)
+        assert not thread.is_alive(), "the server thread did not stop"
 
 
 async def start_server(nursery: trio.Nursery, app: trio_ws.App, **options: object) -> trio_ws.Server:

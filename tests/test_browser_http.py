@@ -8,9 +8,7 @@ these skip without Chromium unless TRIO_WS_REQUIRE_BROWSER=1.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -20,6 +18,7 @@ import trio
 
 import trio_ws
 
+from .helpers import trio_in_thread
 from .test_page import browser as browser  # the module-scoped Chromium fixture (re-exported for pytest)
 
 pytestmark = pytest.mark.browser
@@ -128,13 +127,10 @@ def _api_app(calls: list[tuple[str | None, str | None, bytes]]) -> trio_ws.App:
 @pytest.fixture(scope="module")
 def servers() -> Iterator[_Servers]:
     """An events server, an API that lists the page's origin, one that lists none, and the page's server."""
-    ready: queue.Queue[_Servers | BaseException] = queue.Queue()
-    stop: dict[str, Any] = {}
     calls: list[tuple[str | None, str | None, bytes]] = []
 
-    async def main() -> None:
+    async def main(ready: Callable[[_Servers], None], stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
-            stop["scope"], stop["token"] = nursery.cancel_scope, trio.lowlevel.current_trio_token()
             events: trio_ws.Server = await nursery.start(trio_ws.serve, _events_app(), "127.0.0.1", 0)
             page_listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
             page_origin = f"http://127.0.0.1:{page_listeners[0].socket.getsockname()[1]}"
@@ -150,23 +146,12 @@ def servers() -> Iterator[_Servers]:
             script = _CORS_JS.replace("API", api_base).replace("OTHER", other_base).encode()
             page.add_static("/cors.js", script, "text/javascript; charset=utf-8")
             await nursery.start(trio_ws.serve_listeners, page, list(page_listeners))
-            ready.put(_Servers(events.url + "events.html", page_origin + "/cors.html", calls))
+            ready(_Servers(events.url + "events.html", page_origin + "/cors.html", calls))
+            await stop.wait()
+            nursery.cancel_scope.cancel()
 
-    def run() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:  # handed to the test, which fails with it
-            ready.put(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started = ready.get(timeout=30)
-    if isinstance(started, BaseException):
-        raise started
-    yield started
-    trio.from_thread.run_sync(stop["scope"].cancel, trio_token=stop["token"])
-    thread.join(30)
-    assert not thread.is_alive()
+    with trio_in_thread(main) as servers:
+        yield servers
 
 
 def _static(body: bytes, content_type: str, policy: str) -> trio_ws.HTTPHandler:

@@ -235,38 +235,18 @@ def served_in_thread(app: Any, options: Any = None) -> Iterator[str]:
     """``app`` served on 127.0.0.1 by ``trio.run`` in a thread of its own, for clients that are not
     trio (asyncio, threads, browsers); yields its base URL (no trailing slash). Graceful
     shutdown at the end."""
-    import queue
-    import threading
-
     import trio_ws
 
-    ready: queue.Queue[Any] = queue.Queue()
-    stop = trio.Event()
+    from ..helpers import trio_in_thread
 
-    async def main() -> None:
+    async def main(ready: Callable[[str], None], stop: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
             server: trio_ws.Server = await nursery.start(
                 partial(trio_ws.serve, app, "127.0.0.1", 0, options=options)
             )
-            ready.put((server.url.rstrip("/"), trio.lowlevel.current_trio_token()))
+            ready(server.url.rstrip("/"))
             await stop.wait()
             await server.aclose()
 
-    def run() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:  # handed to the test, which fails with it
-            ready.put(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started = ready.get(timeout=30)
-    if isinstance(started, BaseException):
-        raise started
-    url, token = started
-    try:
+    with trio_in_thread(main) as url:
         yield url
-    finally:
-        trio.from_thread.run_sync(stop.set, trio_token=token)
-        thread.join(30)
-        assert not thread.is_alive(), "the server thread did not stop"
