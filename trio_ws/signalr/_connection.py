@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._contain import contain
 from ._dispatch import Dispatcher
 from ._errors import DisconnectReason, error_text
 from ._http_transports import LongPollingTransport, PostInbox
@@ -230,8 +231,8 @@ class HubConnection:
                             if await self._handshake():
                                 await self._serve()
                             nursery.cancel_scope.cancel()
-                except Exception:
-                    logger.exception("%s: internal error; please report a bug to trio_ws", self)
+                except BaseException as exc:
+                    contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
                     self.close(DisconnectReason.ABORTED, "internal error")
         finally:
             if self._reason is None and self._connected:
@@ -350,11 +351,11 @@ class HubConnection:
         token = current_call.set(CallInfo(self, in_on_connected=True))
         try:
             await self.server.hub.on_connected()
-        except Exception as exc:
-            logger.error("%s: on_connected failed", self, exc_info=exc)
-            text = error_text(_CLOSED_WITH_ERROR, exc, detailed=self._options.detailed_errors)
+        except BaseException as exc:
+            failure = contain(exc, logger, "%s: on_connected failed", self) or exc
+            text = error_text(_CLOSED_WITH_ERROR, failure, detailed=self._options.detailed_errors)
             self._goodbye = Close(text, allow_reconnect=False)  # as ASP.NET: the hub cannot serve it
-            self.close(DisconnectReason.ABORTED, f"on_connected raised {exc!r}")
+            self.close(DisconnectReason.ABORTED, f"on_connected raised {failure!r}")
             return False
         finally:
             current_call.reset(token)
@@ -510,8 +511,8 @@ class HubConnection:
                 token = current_call.set(CallInfo(self))
                 try:
                     await self.server.hub.on_disconnected(reason)
-                except Exception as exc:
-                    logger.error("%s: on_disconnected failed", self, exc_info=exc)
+                except BaseException as exc:
+                    contain(exc, logger, "%s: on_disconnected failed", self)
                 finally:
                     current_call.reset(token)
             attachment = self._attachment

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._contain import contain
 from ._binding import BindingError
 from ._errors import ClientResultError, DisconnectReason, HubError, error_text
 from ._hub import CallInfo, current_call
@@ -232,11 +233,13 @@ class Dispatcher:
             if channel is not None:
                 channel.close()
 
-    def _failed(self, target: str, exc: Exception) -> None:
+    def _failed(self, target: str, exc: BaseException) -> BaseException:
+        """What ``exc`` from hub code answers the call with, logged; a stop (``_contain.py``) is raised."""
         if isinstance(exc, HubError):
             logger.debug("%s: %s answered with %s", self._connection, target, exc)
-        else:
-            logger.error("hub method %s failed on connection %s", target, self._connection, exc_info=exc)
+            return exc
+        failure = contain(exc, logger, "hub method %s failed on connection %s", target, self._connection)
+        return exc if failure is None else failure
 
     async def _run_call(
         self,
@@ -255,11 +258,11 @@ class Dispatcher:
                     # ASP.NET answers a void method with "result": null too, and clients expect it.
                     # A result with no wire form fails here, while encoding, like a raised error.
                     await self._connection.send_message(Completion.with_result(invocation_id, result))
-            except Exception as exc:
-                self._failed(target, exc)
+            except BaseException as exc:
+                failure = self._failed(target, exc)
                 text = error_text(
                     f"An unexpected error occurred invoking '{target}' on the server.",
-                    exc,
+                    failure,
                     detailed=self._options.detailed_errors,
                 )
                 await self._answer_error(invocation_id, text)
@@ -284,11 +287,11 @@ class Dispatcher:
             try:
                 try:
                     items = await _open_stream(method, self._hub, bound)
-                except Exception as exc:
-                    self._failed(target, exc)
+                except BaseException as exc:
+                    failure = self._failed(target, exc)
                     error = error_text(
                         f"An unexpected error occurred invoking '{target}' on the server.",
-                        exc,
+                        failure,
                         detailed=detailed,
                     )
                 else:
@@ -301,10 +304,12 @@ class Dispatcher:
                             aclose = getattr(items, "aclose", None)
                             if aclose is not None:
                                 await aclose()
-                    except Exception as exc:
-                        self._failed(target, exc)
+                    except BaseException as exc:
+                        failure = self._failed(target, exc)
                         error = error_text(
-                            "An error occurred on the server while streaming results.", exc, detailed=detailed
+                            "An error occurred on the server while streaming results.",
+                            failure,
+                            detailed=detailed,
                         )
             finally:
                 del self._streams[invocation_id]
