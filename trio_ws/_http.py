@@ -339,7 +339,7 @@ async def _respond_to(request: Request, route: HTTPRoute, reader: BodyReader) ->
             request._attach_body(await reader.read_all())
         response = await route.handler(request)
     except RequestBodyError as exc:
-        logger.debug("request body for %s refused: %s", printable(request.path), exc)
+        logger.debug("request body for %s refused: %s", printable(request.path), printable(str(exc)))
         return Response.text(exc.status, exc.message)
     except BaseException as exc:
         contain(exc, logger, "HTTP handler for %s failed", printable(request.path))
