@@ -89,7 +89,7 @@ def negotiate_version(values: Iterable[str]) -> int:
     given = list(values)
     if not given:
         return 0
-    version = _int_try_parse(",".join(given))
+    version = _int_try_parse(",".join(given))  # a repeated parameter, as ASP.NET reads it: "0,1"
     if version is None:
         raise NegotiateError(_NOT_AN_INTEGER)
     if version < 0:
