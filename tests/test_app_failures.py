@@ -10,7 +10,9 @@ alone, and serve the next client.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -30,6 +32,7 @@ from trio_ws.signalr._protocol.messages import (
 )
 
 from .helpers import IO_DEADLINE, close_of, start_server
+from .processes import LogLines, running_cli
 from .signalr.helpers import open_hub_websocket
 
 
@@ -39,6 +42,42 @@ class AppEscape(BaseException):
 
 def _errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def _forbidden_yield_app() -> trio_ws.App:
+    """``/forbidden-yield`` streams a body that yields inside a nursery, faster than anyone reads."""
+    app = trio_ws.App()
+    app.add_websocket("/ws", trio_ws.echo)
+
+    @app.route("/forbidden-yield")
+    async def forbidden_yield(request: trio_ws.Request) -> trio_ws.Response:
+        async def body() -> AsyncIterator[bytes]:
+            async with trio.open_nursery():
+                while True:
+                    yield b"tick\n" * 16384  # trio forbids this: a yield inside a nursery
+
+        return trio_ws.Response(200, body())
+
+    return app
+
+
+CLI_APP = _forbidden_yield_app()
+"""For ``python -m trio_ws tests.test_app_failures:CLI_APP``."""
+
+
+def test_python_m_trio_ws_outlives_a_client_leaving_such_a_stream() -> None:
+    """As a user meets it: a client reads part of the stream and leaves; the process logs the body's
+    failure and goes on serving (it exited with status 1 before)."""
+    with running_cli("tests.test_app_failures:CLI_APP") as (proc, url):
+        assert proc.stderr is not None
+        log = LogLines(proc.stderr)
+        address = urlsplit(url)
+        with socket.create_connection((address.hostname, address.port), timeout=IO_DEADLINE) as sock:
+            sock.sendall(b"GET /forbidden-yield HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        log.wait_for(lambda line: "the response body for /forbidden-yield failed" in line)
+        assert httpx.get(f"{url}healthz", timeout=IO_DEADLINE).text == "ok\n"
+        assert proc.poll() is None
 
 
 async def test_a_client_leaving_a_body_that_yields_inside_a_nursery_fails_only_that_request(
