@@ -15,9 +15,9 @@ nursery is cancelled: the keep-alive task and anything else left over end
 with it. Nothing started here outlives the connection.
 
 Error handling: a handler exception is logged once, with the route and the
-peer, and closes only this connection, with 1011. ``ConnectionClosed``
-escaping a handler is not an error: the peer left while the handler was
-talking to it.
+peer, and closes only this connection, with 1011, whatever its type short
+of a stop (``_contain.py``). ``ConnectionClosed`` escaping a handler is not
+an error: the peer left while the handler was talking to it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 import trio
 from trio_websocket import ConnectionClosed
 
+from ._contain import contain
 from ._keepalive import keep_alive
 
 if TYPE_CHECKING:
@@ -87,16 +88,18 @@ async def _run_handler(ws: ServerConnection, route: WebSocketRoute) -> None:
     code, reason = 1000, None
     try:
         await route.handler(ws)
-    except Exception as exc:
-        if not _peer_left(exc):
-            logger.error(
-                "handler %s for %s failed on connection %s from %s",
-                getattr(route.handler, "__qualname__", route.handler),
-                route.path,
-                ws,
-                _remote(ws),
-                exc_info=exc,
-            )
+    except BaseException as exc:
+        failure = contain(
+            exc,
+            logger,
+            "handler %s for %s failed on connection %s from %s",
+            getattr(route.handler, "__qualname__", route.handler),
+            route.path,
+            ws,
+            _remote(ws),
+            expected=(ConnectionClosed,),  # the peer left while the handler talked to it
+        )
+        if failure is not None:
             code, reason = 1011, "internal error"
     finally:
         # Closes with `code` if the handler left the connection open; no-op otherwise.
@@ -110,10 +113,3 @@ def _remote(ws: ServerConnection) -> object:
         return ws.remote
     except OSError:
         return "a peer that has gone"
-
-
-def _peer_left(exc: BaseException) -> bool:
-    """Whether ``exc`` (or every exception in a group) says only that the connection closed."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_peer_left(e) for e in exc.exceptions)
-    return isinstance(exc, ConnectionClosed)

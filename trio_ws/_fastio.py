@@ -56,6 +56,7 @@ from wsproto.events import BytesMessage, Event, TextMessage
 
 from ._direct_socket import MOST_PIECES, DirectSocket, direct_io
 from ._fastframes import LONG_PAYLOAD, FastWSConnection
+from ._printable import printable
 
 __all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
 
@@ -286,6 +287,6 @@ class BatchedIO(WebSocketConnection):
 
     async def _close_web_socket(self, code: int, reason: str | None = None) -> None:
         self._close_reason = CloseReason(code, reason)
-        _logger.debug("%s websocket closed %r", self, ConnectionClosed(self._close_reason))
+        _logger.debug("%s websocket closed with %d (%s)", self, code, printable(reason or ""))
         self._close_inbox()
         await trio.lowlevel.checkpoint()

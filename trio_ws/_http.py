@@ -20,7 +20,9 @@ Rules of this module:
   (the access line at INFO, the details at DEBUG). Only a bug, ours or a
   handler's, logs a traceback.
 * Nothing that happens on one connection escapes ``serve_stream``: an
-  exception from here would otherwise crash the whole server.
+  exception from here would otherwise crash the whole server. What app code
+  raises (handlers, their bodies, hooks) goes through ``contain``: it fails
+  that request alone, whatever its type, short of a stop (``_contain.py``).
 * One request at a time, so answers go out in the order the requests came
   (pipelined requests wait in h11's buffer).
 * Every read from a peer is bounded before it is trusted: the first head by
@@ -51,6 +53,7 @@ import h11
 import trio
 
 from ._connection import run_websocket
+from ._contain import contain
 from ._decide import Routed, check_head_limits, decide, open_websocket
 from ._linger import linger
 from ._options import seconds
@@ -82,8 +85,8 @@ async def serve_stream(stream: trio.abc.Stream, server: Server) -> None:
         await _serve(stream, server)
     except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
         logger.debug("connection lost before the answer was sent")
-    except Exception:
-        logger.exception("internal error while serving a connection; please report a bug")
+    except BaseException as exc:
+        contain(exc, logger, "internal error while serving a connection; please report a bug")
     finally:
         await trio.aclose_forcefully(stream)
 
@@ -249,8 +252,8 @@ async def _run_hook(
     logged (with the traceback) and answered with 500."""
     try:
         outcome = await hook(request)
-    except Exception:
-        logger.exception("%s %s failed on %s", kind, _name(hook), printable(request.path))
+    except BaseException as exc:
+        contain(exc, logger, "%s %s failed on %s", kind, _name(hook), printable(request.path))
         return Response.text(500, "Internal Server Error")
     if isinstance(outcome, valid):
         return outcome
@@ -298,8 +301,8 @@ async def _serve_route(
             except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
                 logger.debug("connection lost while the answer to %s was sent", printable(request.path))
                 broken = True
-            except Exception:
-                logger.exception("the response body for %s failed", printable(request.path))
+            except BaseException as exc:
+                contain(exc, logger, "the response body for %s failed", printable(request.path))
                 broken = True
         nursery.cancel_scope.cancel()  # the watcher's work is done
     if request_scope.cancelled_caught:
@@ -336,10 +339,10 @@ async def _respond_to(request: Request, route: HTTPRoute, reader: BodyReader) ->
             request._attach_body(await reader.read_all())
         response = await route.handler(request)
     except RequestBodyError as exc:
-        logger.debug("request body for %s refused: %s", printable(request.path), exc)
+        logger.debug("request body for %s refused: %s", printable(request.path), printable(str(exc)))
         return Response.text(exc.status, exc.message)
-    except Exception:
-        logger.exception("HTTP handler for %s failed", printable(request.path))
+    except BaseException as exc:
+        contain(exc, logger, "HTTP handler for %s failed", printable(request.path))
         return Response.text(500, "Internal Server Error")
     if not isinstance(response, Response):
         logger.error(

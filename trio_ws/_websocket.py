@@ -130,6 +130,7 @@ from ._fastframes import FastWSConnection
 from ._fastio import MESSAGES_PER_TURN, BatchedIO
 from ._linger import linger
 from ._options import Options, seconds
+from ._printable import printable
 
 if TYPE_CHECKING:
     from ._request import Request as HTTPRequest
@@ -336,7 +337,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                 await self._abort_web_socket()
                 break
             except RemoteProtocolError as err:
-                logger.debug("%s: remote protocol error: %s", self, err)
+                logger.debug("%s: remote protocol error: %s", self, printable(str(err)))
                 if err.event_hint:
                     await self._send(err.event_hint)
                 break
@@ -378,7 +379,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         elif isinstance(event, Request):
             await self._handle_request_event(event)
         else:  # pragma: no cover - wsproto gives a server no other events
-            logger.warning("%s: unexpected event %r; please report a bug", self, event)
+            logger.warning("%s: unexpected event %s; please report a bug", self, printable(repr(event)))
 
     async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
         # Binary data is always bytes here: _fastframes makes bytes of what it put together.
@@ -553,7 +554,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         Raises ``ConnectionClosed``, which is how an event handler ends the
         reader task.
         """
-        logger.debug("%s: failing the connection with %d (%s)", self, code, reason)
+        logger.debug("%s: failing the connection with %d (%s)", self, code, printable(reason))
         self._failed = True
         self._begin_closing()
         await self._wait_for_handler(CloseReason(code, reason))
@@ -692,7 +693,8 @@ def _failure_reason(event: CloseConnection, max_message_size: int) -> str:
 
 
 def _code_and_reason(reason: CloseReason) -> str:
-    return f"{reason.code} ({reason.reason})" if reason.reason else str(reason.code)
+    """``4000 (reason)`` for the log; a peer's reason may hold anything, so it is made printable."""
+    return f"{reason.code} ({printable(reason.reason)})" if reason.reason else str(reason.code)
 
 
 def server_connection(

@@ -84,6 +84,7 @@ from typing import Any, TypeVar, overload
 import trio
 import trio_websocket
 
+from .._printable import printable
 from ._client_connect import ClientConnection, ClientSettings, allowed_transports, open_connection, resume
 from ._client_negotiate import HubClientError
 from ._client_transports import (
@@ -409,7 +410,7 @@ class HubClient:
             if self._stopping or not outcome.allow_reconnect or not self._delays:
                 self._finish(outcome.error)
                 return
-            logger.info("hub client: connection lost (%s); reconnecting", outcome.error)
+            logger.info("hub client: connection lost (%s); reconnecting", printable(str(outcome.error)))
             self._set_state(ClientState.RECONNECTING)
             for delay in self._delays:
                 await trio.sleep(delay)
@@ -571,7 +572,7 @@ class HubClient:
     async def _call_handler(self, connection: ClientConnection, message: Invocation) -> None:
         handler = self._handlers.get(message.target.lower())
         if handler is None:
-            logger.warning("hub client: no handler for the server's call to %r", message.target)
+            logger.warning("hub client: no handler for the server's call to %s", printable(message.target))
             if message.invocation_id is not None:
                 await self._answer(connection, Completion.with_error(message.invocation_id, _NO_RESULT))
             return
@@ -580,7 +581,7 @@ class HubClient:
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
-            logger.error("hub client: the handler for %r failed", message.target, exc_info=exc)
+            logger.error("hub client: the handler for %s failed", printable(message.target), exc_info=exc)
             if message.invocation_id is not None:
                 await self._answer(
                     connection, Completion.with_error(message.invocation_id, f"{type(exc).__name__}: {exc}")

@@ -68,6 +68,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._contain import contain
+from .._printable import printable
 from ._dispatch import Dispatcher
 from ._errors import DisconnectReason, error_text
 from ._http_transports import LongPollingTransport, PostInbox
@@ -230,8 +232,8 @@ class HubConnection:
                             if await self._handshake():
                                 await self._serve()
                             nursery.cancel_scope.cancel()
-                except Exception:
-                    logger.exception("%s: internal error; please report a bug to trio_ws", self)
+                except BaseException as exc:
+                    contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
                     self.close(DisconnectReason.ABORTED, "internal error")
         finally:
             if self._reason is None and self._connected:
@@ -308,7 +310,7 @@ class HubConnection:
                 reply = exc.reply
                 if str(exc) != exc.reply and options.detailed_errors:
                     reply = error_text(exc.reply, exc, detailed=True)
-                logger.info("%s: handshake refused: %s", self, exc)
+                logger.info("%s: handshake refused: %s", self, printable(str(exc)))
                 outbox.close(encode_response(reply))
                 return False
             self.protocol = self.sender.protocol = protocol
@@ -333,7 +335,7 @@ class HubConnection:
             self.transport_name,
             self.protocol.name,
             ", stateful reconnect on" if self.sender.replay is not None else "",
-            f", as user {self.user_id!r}" if self.user_id is not None else "",
+            f", as user '{printable(self.user_id)}'" if self.user_id is not None else "",
         )
         await self.server.backplane.add_connection(self)
         self._registered = True
@@ -350,11 +352,11 @@ class HubConnection:
         token = current_call.set(CallInfo(self, in_on_connected=True))
         try:
             await self.server.hub.on_connected()
-        except Exception as exc:
-            logger.error("%s: on_connected failed", self, exc_info=exc)
-            text = error_text(_CLOSED_WITH_ERROR, exc, detailed=self._options.detailed_errors)
+        except BaseException as exc:
+            failure = contain(exc, logger, "%s: on_connected failed", self) or exc
+            text = error_text(_CLOSED_WITH_ERROR, failure, detailed=self._options.detailed_errors)
             self._goodbye = Close(text, allow_reconnect=False)  # as ASP.NET: the hub cannot serve it
-            self.close(DisconnectReason.ABORTED, f"on_connected raised {exc!r}")
+            self.close(DisconnectReason.ABORTED, f"on_connected raised {failure!r}")
             return False
         finally:
             current_call.reset(token)
@@ -387,7 +389,7 @@ class HubConnection:
                         self._ack_wanted.set()
                 await dispatch(message)
         except ProtocolError as exc:
-            logger.info("%s: closed: the client broke the protocol: %s", self, exc)
+            logger.info("%s: closed: the client broke the protocol: %s", self, printable(str(exc)))
             self.close(DisconnectReason.PROTOCOL_ERROR, str(exc))
             self._goodbye = Close(
                 error_text(_CLOSED_WITH_ERROR, exc, detailed=self._options.detailed_errors),
@@ -445,7 +447,7 @@ class HubConnection:
             away = self._away_since
             if away is not None and disconnect is not None:
                 if now >= away + disconnect:
-                    logger.info("%s: gone: %s (%s s)", self, self._away_detail, disconnect)
+                    logger.info("%s: gone: %s (%s s)", self, printable(self._away_detail), disconnect)
                     self.close(self._away_reason, f"{self._away_detail} ({disconnect:g} s)")
                     if self._attachment is not None:  # Long Polling: nobody will take a goodbye
                         self._attachment.drop()
@@ -510,8 +512,8 @@ class HubConnection:
                 token = current_call.set(CallInfo(self))
                 try:
                     await self.server.hub.on_disconnected(reason)
-                except Exception as exc:
-                    logger.error("%s: on_disconnected failed", self, exc_info=exc)
+                except BaseException as exc:
+                    contain(exc, logger, "%s: on_disconnected failed", self)
                 finally:
                     current_call.reset(token)
             attachment = self._attachment
@@ -533,7 +535,7 @@ class HubConnection:
             attachment.scope.cancel()  # the goodbye had its time: stop pumping, read or not
         self.server.forget(self)
         if self._connected:
-            detail = f" ({self._detail})" if self._detail else ""
+            detail = f" ({printable(self._detail)})" if self._detail else ""
             logger.info("%s: closed: %s%s", self, reason.value if reason else "never connected", detail)
 
     # -- sending ----------------------------------------------------------------------------
@@ -676,7 +678,7 @@ class HubConnection:
             logger.info(
                 "%s: the transport dropped (%s); waiting up to %s s for the client to come back",
                 self,
-                detail,
+                printable(detail),
                 self._options.disconnect_timeout,
             )
             self.sender.outbox.clear()  # what matters is in the replay buffer
@@ -686,7 +688,7 @@ class HubConnection:
             )
             return
         if broken:
-            logger.info("%s: the transport failed: %s", self, detail)
+            logger.info("%s: the transport failed: %s", self, printable(detail))
             self.close(DisconnectReason.TRANSPORT_FAILED, detail)
         else:
             self.close(DisconnectReason.CLIENT_CLOSED)

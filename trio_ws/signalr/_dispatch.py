@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._contain import contain
+from .._printable import printable
 from ._binding import BindingError
 from ._errors import ClientResultError, DisconnectReason, HubError, error_text
 from ._hub import CallInfo, current_call
@@ -117,7 +119,9 @@ class Dispatcher:
                     scope.cancel()
                 else:
                     logger.debug(
-                        "%s: CancelInvocation for unknown id %r", self._connection, message.invocation_id
+                        "%s: CancelInvocation for unknown id %s",
+                        self._connection,
+                        printable(message.invocation_id),
                     )
             case Ping():
                 self._connection.arm_client_timeout()
@@ -141,7 +145,7 @@ class Dispatcher:
         streaming = isinstance(message, StreamInvocation)
         method = self._methods.get(target.lower())
         if method is None:
-            logger.debug("%s: unknown hub method %r", self._connection, target)
+            logger.debug("%s: unknown hub method %s", self._connection, printable(target))
             await self._answer_error(
                 invocation_id,
                 _NO_METHOD.format(target),
@@ -150,7 +154,9 @@ class Dispatcher:
         try:
             bound = method.bind(message.arguments)
         except BindingError as exc:
-            logger.debug("%s: bad arguments for %r: %s", self._connection, target, exc)
+            logger.debug(
+                "%s: bad arguments for %s: %s", self._connection, printable(target), printable(str(exc))
+            )
             await self._answer_error(
                 invocation_id,
                 error_text(
@@ -232,11 +238,15 @@ class Dispatcher:
             if channel is not None:
                 channel.close()
 
-    def _failed(self, target: str, exc: Exception) -> None:
+    def _failed(self, target: str, exc: BaseException) -> BaseException:
+        """What ``exc`` from hub code answers the call with, logged; a stop (``_contain.py``) is raised."""
         if isinstance(exc, HubError):
-            logger.debug("%s: %s answered with %s", self._connection, target, exc)
-        else:
-            logger.error("hub method %s failed on connection %s", target, self._connection, exc_info=exc)
+            logger.debug("%s: %s answered with %s", self._connection, printable(target), printable(str(exc)))
+            return exc
+        failure = contain(
+            exc, logger, "hub method %s failed on connection %s", printable(target), self._connection
+        )
+        return exc if failure is None else failure
 
     async def _run_call(
         self,
@@ -255,11 +265,11 @@ class Dispatcher:
                     # ASP.NET answers a void method with "result": null too, and clients expect it.
                     # A result with no wire form fails here, while encoding, like a raised error.
                     await self._connection.send_message(Completion.with_result(invocation_id, result))
-            except Exception as exc:
-                self._failed(target, exc)
+            except BaseException as exc:
+                failure = self._failed(target, exc)
                 text = error_text(
                     f"An unexpected error occurred invoking '{target}' on the server.",
-                    exc,
+                    failure,
                     detailed=self._options.detailed_errors,
                 )
                 await self._answer_error(invocation_id, text)
@@ -284,11 +294,11 @@ class Dispatcher:
             try:
                 try:
                     items = await _open_stream(method, self._hub, bound)
-                except Exception as exc:
-                    self._failed(target, exc)
+                except BaseException as exc:
+                    failure = self._failed(target, exc)
                     error = error_text(
                         f"An unexpected error occurred invoking '{target}' on the server.",
-                        exc,
+                        failure,
                         detailed=detailed,
                     )
                 else:
@@ -301,16 +311,18 @@ class Dispatcher:
                             aclose = getattr(items, "aclose", None)
                             if aclose is not None:
                                 await aclose()
-                    except Exception as exc:
-                        self._failed(target, exc)
+                    except BaseException as exc:
+                        failure = self._failed(target, exc)
                         error = error_text(
-                            "An error occurred on the server while streaming results.", exc, detailed=detailed
+                            "An error occurred on the server while streaming results.",
+                            failure,
+                            detailed=detailed,
                         )
             finally:
                 del self._streams[invocation_id]
                 self._finish_streams(stream_ids, counted=True)
         if scope.cancelled_caught:
-            logger.debug("%s: stream %s cancelled by the client", self._connection, invocation_id)
+            logger.debug("%s: stream %s cancelled by the client", self._connection, printable(invocation_id))
         await self._connection.send_message(Completion(invocation_id, error=error))
 
     # -- uploads ---------------------------------------------------------------------------
@@ -318,7 +330,9 @@ class Dispatcher:
     async def _upload_item(self, message: StreamItem) -> None:
         channel = self._uploads.get(message.invocation_id)
         if channel is None:
-            logger.debug("%s: StreamItem for unknown stream %r", self._connection, message.invocation_id)
+            logger.debug(
+                "%s: StreamItem for unknown stream %s", self._connection, printable(message.invocation_id)
+            )
             return
         try:
             await channel.send(message.item)  # waits while the buffer is full: reading pauses
@@ -337,7 +351,7 @@ class Dispatcher:
             pending.completion = message
             pending.arrived.set()
             return
-        logger.debug("%s: Completion for unknown id %r", self._connection, message.invocation_id)
+        logger.debug("%s: Completion for unknown id %s", self._connection, printable(message.invocation_id))
 
     # -- client results --------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._printable import printable
 from .._request import Identity, Request
 from .._response import Response
 from .._routing import AuthHook, InheritAuth
@@ -216,7 +217,7 @@ class _HubEndpoint:
         try:
             version = negotiate_version(_query_values(request, "negotiateversion"))
         except NegotiateError as exc:
-            logger.info("negotiate refused: %s", exc)
+            logger.info("negotiate refused: %s", printable(exc.text))
             return Response.json(200, {"error": exc.text})
         if self.hub_server.closing:
             return Response.text(503, "Service Unavailable: the hub is shutting down")
