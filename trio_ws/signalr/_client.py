@@ -582,8 +582,9 @@ class HubClient:
         channel = self._streams.pop(message.invocation_id, None)
         if channel is not None:
             error = None if message.error is None else InvocationError(message.error)
-            # A full channel: the stream's reader stopped reading, and will find it closed.
-            with suppress(trio.WouldBlock):
+            # A full channel: the stream's reader stopped reading, and will find it closed; a
+            # broken one: the reader left (the stream ended on the hub before its cancel arrived).
+            with suppress(trio.WouldBlock, trio.BrokenResourceError):
                 channel.send_nowait(_StreamEnd(error))
             channel.close()
             return

@@ -1,0 +1,61 @@
+"""Writes the chat page's hub contract: ``chat/contract.ts`` from ``ChatHub``'s type hints, and
+``chat/contract.js`` compiled from it by ``tsc``, which the page imports.
+
+Run it after changing ``ChatHub`` or ``ChatClient`` (``npm ci`` in ``examples/signalr`` first, for
+``tsc``): ``python -m examples.signalr.build_contract``. Both files are committed, and a test
+fails while they are out of date.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from examples.signalr.chat import ChatHub
+from trio_ws.signalr import typescript_contract
+
+HERE = Path(__file__).resolve().parent
+SOURCE = "examples.signalr.chat:ChatHub"
+CONTRACT = HERE / "chat" / "contract.ts"
+# An ES module for the browser: the contract imports only types from @microsoft/signalr, so the
+# JavaScript needs nothing but the connection the page gives it (from the official bundle).
+TSC_OPTIONS = [
+    "--strict",
+    "--skipLibCheck",
+    "--target",
+    "es2020",
+    "--module",
+    "es2020",
+    "--moduleResolution",
+    "bundler",
+]
+
+
+def contract_source() -> str:
+    """The TypeScript contract as the generator writes it now."""
+    return typescript_contract(ChatHub, source=SOURCE)
+
+
+def main() -> int:
+    tsc = HERE / "node_modules" / ".bin" / "tsc"
+    if not tsc.is_file():
+        print(f"tsc is missing: run `npm ci` in {HERE} first", file=sys.stderr)
+        return 1
+    CONTRACT.write_text(contract_source())
+    done = subprocess.run(
+        [str(tsc), *TSC_OPTIONS, "--outDir", str(CONTRACT.parent), str(CONTRACT)],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        print(done.stdout + done.stderr, file=sys.stderr)
+        return done.returncode
+    print(f"wrote {CONTRACT.relative_to(HERE)} and {CONTRACT.with_suffix('.js').relative_to(HERE)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
