@@ -26,8 +26,7 @@ from typing import Any
 
 import pytest
 
-from examples.signalr.build_contract import CONTRACT, TSC_OPTIONS
-from examples.signalr.chat import ChatHub
+from examples.signalr.build_contract import CONTRACT, TSC_OPTIONS, chat_hub
 from trio_ws.signalr import asyncapi_contract, typescript_contract
 
 from .signalr.helpers import served_in_thread
@@ -141,7 +140,7 @@ def test_wrongly_typed_calls_do_not_compile(workdir: Path) -> None:
 
 
 @pytest.mark.timeout(TOOL_DEADLINE * 2)
-@pytest.mark.parametrize(("hub", "address"), [(Shapes, "/shapes"), (ChatHub, "/chat")])
+@pytest.mark.parametrize(("hub", "address"), [(Shapes, "/shapes"), (chat_hub(), "/chat")])
 def test_the_asyncapi_document_validates_with_the_asyncapi_parser(
     workdir: Path, hub: type, address: str
 ) -> None:

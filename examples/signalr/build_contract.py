@@ -8,11 +8,11 @@ fails while they are out of date.
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
-from examples.signalr.chat import ChatHub
 from trio_ws.signalr import typescript_contract
 
 HERE = Path(__file__).resolve().parent
@@ -32,9 +32,16 @@ TSC_OPTIONS = [
 ]
 
 
+def chat_hub() -> type:
+    """``ChatHub``, imported by name as the command line would (``chat`` is also the page's folder)."""
+    module_name, _, name = SOURCE.partition(":")
+    hub_type: type = getattr(importlib.import_module(module_name), name)
+    return hub_type
+
+
 def contract_source() -> str:
     """The TypeScript contract as the generator writes it now."""
-    return typescript_contract(ChatHub, source=SOURCE)
+    return typescript_contract(chat_hub(), source=SOURCE)
 
 
 def main() -> int:

@@ -3,12 +3,13 @@
 What it teaches: a typed ``Hub`` whose methods the page calls (``Join``, ``Send``) and which
 calls the page back through its client protocol, ``ChatClient`` (``Message``, ``Presence``), so
 mypy checks both; a page that calls the hub through a contract generated from those type hints
-(``chat/contract.ts``, compiled to ``chat/contract.js`` by ``build_contract.py``); groups as rooms; presence kept in the hub and
-sent to the room whenever someone comes or goes, ``on_disconnected`` included; and
-``map_hub``, which serves the hub beside the page on one port. Every hub connection is a
-nursery in the hub's service, so a page that leaves takes its calls with it. On Ctrl-C every
-page is told to reconnect (Close with ``allowReconnect``) before the server stops, and the
-page's ``withAutomaticReconnect`` brings it back, showing "reconnecting" meanwhile.
+(``chat/contract.ts``, compiled to ``chat/contract.js`` by ``build_contract.py``); groups as
+rooms; presence kept in the hub and sent to the room whenever someone comes or goes,
+``on_disconnected`` included; and ``map_hub``, which serves the hub beside the page on one
+port. Every hub connection is a nursery in the hub's service, so a page that leaves takes its
+calls with it. On Ctrl-C every page is told to reconnect (Close with ``allowReconnect``) before
+the server stops, and the page's ``withAutomaticReconnect`` brings it back, showing
+"reconnecting" meanwhile.
 
 The page uses ``@microsoft/signalr`` from npm: run ``npm ci`` in ``examples/signalr`` once
 (the README's install command does), then ``python examples/signalr/chat.py`` and open

@@ -76,7 +76,9 @@ def test_asyncapi_describes_both_sides() -> None:
     }
     messages = document["channels"]["Shapes"]["messages"]
     assert messages["getHTML"]["payload"]["properties"]["target"] == {"const": "getHTML"}
-    assert messages["ClientRenamedOnClient"]["payload"]["properties"]["target"] == {"const": "renamedOnClient"}
+    assert messages["ClientRenamedOnClient"]["payload"]["properties"]["target"] == {
+        "const": "renamedOnClient"
+    }
     assert messages["CountTo"]["payload"]["properties"]["type"] == {"const": 4}
     assert [reply["$ref"].rsplit("/", 1)[1] for reply in operations["CountTo"]["reply"]["messages"]] == [
         "CountToItem",

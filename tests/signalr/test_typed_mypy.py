@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-PROTOCOL = '''
+PROTOCOL = """
 from __future__ import annotations
 
 import datetime
@@ -48,11 +48,11 @@ class Shapes(Hub[ShapesClient]):
     async def count_to(self, n: int) -> AsyncIterator[int]:
         for i in range(n):
             yield i
-'''
+"""
 
 GOOD = (
     PROTOCOL
-    + '''
+    + """
 
 class Typed(Shapes):
     async def draw(self, name: str) -> str:
@@ -91,12 +91,12 @@ async def client_side(hub: HubClient) -> None:
         assert_type(item, int)
     remove = hub.handle(Shapes, Page())
     remove()
-'''
+"""
 )
 
 BAD = (
     PROTOCOL
-    + '''
+    + """
 
 class Mistakes(Shapes):
     async def draw(self, name: str) -> None:
@@ -121,7 +121,7 @@ async def client_side(hub: HubClient) -> None:
     await shapes.add_shapes("tri", [])  # error: attr-defined
     name: str = await shapes.add_shape("tri", [])  # error: assignment
     hub.handle(Shapes, Page())  # error: misc
-'''
+"""
 )
 
 

@@ -29,7 +29,9 @@ def typescript_contract(hub_type: type, *, source: str | None = None) -> str:
     return render_typescript(describe_hub(hub_type), source=name)
 
 
-def asyncapi_contract(hub_type: type, *, address: str | None = None, version: str = "1.0.0") -> dict[str, Any]:
+def asyncapi_contract(
+    hub_type: type, *, address: str | None = None, version: str = "1.0.0"
+) -> dict[str, Any]:
     """The AsyncAPI 3.0 document for ``hub_type`` (its channel at ``address``, if given).
 
     Raises:

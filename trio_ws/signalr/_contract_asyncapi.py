@@ -59,7 +59,12 @@ def schema(ref: TypeRef) -> dict[str, Any]:
         return {"type": "array", "items": schema(ref.item)}
     if isinstance(ref, TupleOf):
         count = len(ref.items)
-        return {"type": "array", "items": [schema(item) for item in ref.items], "minItems": count, "maxItems": count}
+        return {
+            "type": "array",
+            "items": [schema(item) for item in ref.items],
+            "minItems": count,
+            "maxItems": count,
+        }
     if isinstance(ref, MapOf):
         return {"type": "object", "additionalProperties": schema(ref.value)}
     if isinstance(ref, LiteralOf):
@@ -108,16 +113,24 @@ def _invocation(operation: Operation, *, summary: str) -> dict[str, Any]:
 
 
 def _completion(operation: Operation, *, what: str) -> dict[str, Any]:
-    result = {"type": "object", "required": ["type", "invocationId", "result"], "properties": {
-        "type": {"const": _COMPLETION},
-        "invocationId": {"type": "string"},
-        "result": schema(operation.result),
-    }}
-    failure = {"type": "object", "required": ["type", "invocationId", "error"], "properties": {
-        "type": {"const": _COMPLETION},
-        "invocationId": {"type": "string"},
-        "error": {"type": "string"},
-    }}
+    result = {
+        "type": "object",
+        "required": ["type", "invocationId", "result"],
+        "properties": {
+            "type": {"const": _COMPLETION},
+            "invocationId": {"type": "string"},
+            "result": schema(operation.result),
+        },
+    }
+    failure = {
+        "type": "object",
+        "required": ["type", "invocationId", "error"],
+        "properties": {
+            "type": {"const": _COMPLETION},
+            "invocationId": {"type": "string"},
+            "error": {"type": "string"},
+        },
+    }
     if operation.streams or operation.result == Primitive("null"):
         result["required"] = ["type", "invocationId"]
         del result["properties"]["result"]  # type: ignore[attr-defined]
@@ -134,11 +147,15 @@ def _stream_item(operation: Operation) -> dict[str, Any]:
         "name": f"{operation.name}Item",
         "title": f"{operation.name} (StreamItem)",
         "summary": f"One item of {operation.name}'s stream.",
-        "payload": {"type": "object", "required": ["type", "invocationId", "item"], "properties": {
-            "type": {"const": _STREAM_ITEM},
-            "invocationId": {"type": "string"},
-            "item": schema(operation.result),
-        }},
+        "payload": {
+            "type": "object",
+            "required": ["type", "invocationId", "item"],
+            "properties": {
+                "type": {"const": _STREAM_ITEM},
+                "invocationId": {"type": "string"},
+                "item": schema(operation.result),
+            },
+        },
     }
 
 
@@ -193,7 +210,9 @@ def render_asyncapi(
             "messages": [call],
         }
         if operation.result != Primitive("null"):
-            answer = ref(f"{name}Completion", _completion(operation, what=f"The client's result for {operation.name}."))
+            answer = ref(
+                f"{name}Completion", _completion(operation, what=f"The client's result for {operation.name}.")
+            )
             described["reply"] = {"channel": {"$ref": f"#/channels/{channel}"}, "messages": [answer]}
         operations[name] = described
     info: dict[str, Any] = {"title": contract.name, "version": version}

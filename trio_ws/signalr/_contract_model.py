@@ -189,7 +189,9 @@ class _Reader:
     def read(self, annotation: Any) -> TypeRef:
         if annotation in (Any, object, inspect.Parameter.empty):
             what = "no annotation" if annotation is inspect.Parameter.empty else repr(annotation)
-            raise ContractError(f"{what} cannot be written as a contract type; annotate it with a precise type")
+            raise ContractError(
+                f"{what} cannot be written as a contract type; annotate it with a precise type"
+            )
         if annotation in _PRIMITIVES:
             return _PRIMITIVES[annotation]
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -211,7 +213,9 @@ class _Reader:
             if len(args) == 2 and args[1] is Ellipsis:
                 return ArrayOf(self.read(args[0]))
             if not args:
-                raise ContractError("a bare tuple says nothing of its items; write tuple[int, str] or tuple[int, ...]")
+                raise ContractError(
+                    "a bare tuple says nothing of its items; write tuple[int, str] or tuple[int, ...]"
+                )
             return TupleOf(tuple(self.read(arg) for arg in args))
         if origin in _SEQUENCES or annotation in _SEQUENCES:
             if not args:
@@ -219,7 +223,9 @@ class _Reader:
             return ArrayOf(self.read(args[0]))
         if origin in _MAPPINGS or annotation in _MAPPINGS:
             if len(args) != 2:
-                raise ContractError(f"{annotation!r} says nothing of its values; write dict[str, int], for example")
+                raise ContractError(
+                    f"{annotation!r} says nothing of its values; write dict[str, int], for example"
+                )
             if args[0] is not str:
                 raise ContractError(f"{annotation!r}: JSON objects have string keys; use dict[str, ...]")
             return MapOf(self.read(args[1]))
@@ -252,8 +258,12 @@ class _Reader:
             values = tuple(member.value for member in kind)
             for value in values:
                 if not isinstance(value, str | int) or isinstance(value, bool):
-                    raise ContractError(f"{kind.__name__}'s values must be strings or integers, not {value!r}")
-            self.types[kind.__name__] = EnumType(kind.__name__, _doc(kind) if kind.__doc__ != "An enumeration." else "", values)
+                    raise ContractError(
+                        f"{kind.__name__}'s values must be strings or integers, not {value!r}"
+                    )
+            self.types[kind.__name__] = EnumType(
+                kind.__name__, _doc(kind) if kind.__doc__ != "An enumeration." else "", values
+            )
         return Named(kind.__name__)
 
     def _object(self, kind: type) -> Named:
@@ -273,7 +283,9 @@ class _Reader:
             total = getattr(kind, "__total__", True)
             for name in hints:
                 origin = typing.get_origin(extras[name])
-                required = True if origin is typing.Required else False if origin is typing.NotRequired else total
+                required = (
+                    True if origin is typing.Required else False if origin is typing.NotRequired else total
+                )
                 fields.append(Field(name, self._field(kind, name, hints), required))
         doc = _doc(kind)
         if dataclasses.is_dataclass(kind) and doc.startswith(f"{kind.__name__}("):
@@ -338,7 +350,11 @@ def describe_hub(hub_type: type) -> HubContract:
         where = f"{hub_type.__name__}.{attribute}"
         parameters = _parameters(reader, where, method.function)
         result = _result(reader, where, method.function, method.streams_result)
-        server.append(Operation(attribute, method.name, _doc(method.function), parameters, result, method.streams_result))
+        server.append(
+            Operation(
+                attribute, method.name, _doc(method.function), parameters, result, method.streams_result
+            )
+        )
     client: list[Operation] = []
     protocol = client_protocol_of(hub_type)
     if protocol is not None:

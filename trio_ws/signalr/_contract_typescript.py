@@ -48,7 +48,6 @@ from ._contract_model import (
     Primitive,
     TupleOf,
     TypeRef,
-    UnionOf,
 )
 
 __all__ = ["render_typescript"]
@@ -64,12 +63,13 @@ _PRIMITIVES = {
     "uuid": "string",
 }
 # Words a parameter may not be called in TypeScript, and the generated functions' own names.
-_RESERVED = frozenset(
-    "break case catch class const continue debugger default delete do else enum export extends false "
-    "finally for function if import in instanceof new null return super switch this throw true try "
-    "typeof var void while with implements interface let package private protected public static yield "
-    "await arguments eval connection client trimmed".split()
-)
+_WORDS = """
+    break case catch class const continue debugger default delete do else enum export extends false
+    finally for function if import in instanceof new null return super switch this throw true try
+    typeof var void while with implements interface let package private protected public static yield
+    await arguments eval connection client trimmed
+"""
+_RESERVED = frozenset(_WORDS.split())
 _INDENT = "    "
 
 
@@ -148,7 +148,7 @@ def _declaration(kind: ObjectType | EnumType) -> list[str]:
 def _server_function(contract: HubContract) -> list[str]:
     name = contract.name
     lines = [
-        f"/** The hub's methods, called by their wire names (`invoke` or `stream`). */",
+        "/** The hub's methods, called by their wire names (`invoke` or `stream`). */",
         f"export function get{name}Server(connection: HubConnection): {name}Server {{",
         f"{_INDENT}return {{",
     ]
@@ -172,7 +172,8 @@ def _client_function(contract: HubContract) -> list[str]:
     name = contract.name
     lines = [
         "/** Answers the hub's calls with `client`'s methods; the returned function removes them. */",
-        f"export function register{name}Client(connection: HubConnection, client: {name}Client): () => void {{",
+        f"export function register{name}Client("
+        f"connection: HubConnection, client: {name}Client): () => void {{",
     ]
     handlers = []
     for index, operation in enumerate(contract.client):
@@ -210,11 +211,13 @@ def render_typescript(contract: HubContract, *, source: str) -> str:
         f"// The contract of the hub {source}, generated from its type hints by",
         f"// `python -m trio_ws.signalr.contract typescript {source}`. Do not edit: generate it again.",
         "",
-        f"import type {{ {', '.join(sorted(used))} }} from \"@microsoft/signalr\";",
+        f'import type {{ {", ".join(sorted(used))} }} from "@microsoft/signalr";',
     ]
     for kind in contract.types.values():
         lines += ["", *_declaration(kind)]
-    server_doc = f"What the page can call on {contract.name}." + (f"\n\n{contract.doc}" if contract.doc else "")
+    server_doc = f"What the page can call on {contract.name}." + (
+        f"\n\n{contract.doc}" if contract.doc else ""
+    )
     lines += ["", *_interface(f"{contract.name}Server", server_doc, contract.server, "server")]
     client_doc = f"What {contract.name} calls on its clients."
     lines += ["", *_interface(f"{contract.name}Client", client_doc, contract.client, "client")]

@@ -207,4 +207,6 @@ def _describe(hub_type: type, attribute: str, function: Callable[..., Any]) -> H
                 parameters.append(_Argument(parameter.name, converter_for(annotation), parameter.default))
         except TypeError as exc:
             raise TypeError(f"{where}, argument {parameter.name!r}: {exc}") from None
-    return HubMethod(wire_name(attribute, function), function, is_generator, streams_result, tuple(parameters))
+    return HubMethod(
+        wire_name(attribute, function), function, is_generator, streams_result, tuple(parameters)
+    )

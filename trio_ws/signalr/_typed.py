@@ -267,4 +267,3 @@ class ClientsAccessor:
         if protocol is None:
             return clients
         return TypedHubClients[Any](clients, protocol, type(hub)._client_methods)
-

@@ -31,7 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Print a hub's client contract, generated from its type hints.",
     )
     parser.add_argument("format", choices=("typescript", "asyncapi"))
-    parser.add_argument("hub", metavar="MODULE:HUB", help="the Hub subclass, such as examples.signalr.chat:ChatHub")
+    parser.add_argument(
+        "hub", metavar="MODULE:HUB", help="the Hub subclass, such as examples.signalr.chat:ChatHub"
+    )
     parser.add_argument("--address", help="asyncapi: the hub's path, such as /chat")
     parser.add_argument("--version", default="1.0.0", help="asyncapi: the document's info.version")
     arguments = parser.parse_args(argv)
