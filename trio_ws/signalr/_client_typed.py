@@ -27,14 +27,12 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._binding import BindingError, Converter, converter_for
+from ._client import HubClient, InvocationError
 from ._hub import Hub
 from ._methods import HubMethod, discover_methods
-
-if TYPE_CHECKING:
-    from ._client import HubClient
 
 __all__ = ["register_handlers", "server_proxy"]
 
@@ -69,14 +67,17 @@ class _ServerProxy:
         method = self._methods.get(attribute)
         if method is None:
             raise AttributeError(f"{self._hub_type.__name__} has no hub method {attribute!r}")
+        call = self._call(method)
+        setattr(self, attribute, call)  # built once: __getattr__ only runs for missing attributes
+        return call
+
+    def _call(self, method: HubMethod) -> Callable[..., Any]:
         client, name = self._client, method.name
         returns = typing.get_type_hints(method.function).get("return", Any)
         if not method.streams_result:
             convert = _converter(returns)
 
             async def invoke(*args: Any) -> Any:
-                from ._client import InvocationError
-
                 result = await client.invoke(name, *args)
                 try:
                     return convert(result)
