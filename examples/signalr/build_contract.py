@@ -1,5 +1,6 @@
 """Writes the chat page's hub contract: ``chat/contract.ts`` from ``ChatHub``'s type hints, and
-``chat/contract.js`` compiled from it by ``tsc``, which the page imports.
+``chat/contract.js`` compiled from it by ``tsc``, which the page imports; and the hub's AsyncAPI
+document, ``chat/asyncapi.json`` (served beside the page, for AsyncAPI tools).
 
 Run it after changing ``ChatHub`` or ``ChatClient`` (``npm ci`` in ``examples/signalr`` first, for
 ``tsc``): ``python -m examples.signalr.build_contract``. Both files are committed, and a test
@@ -9,15 +10,17 @@ fails while they are out of date.
 from __future__ import annotations
 
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from trio_ws.signalr import typescript_contract
+from trio_ws.signalr import asyncapi_contract, typescript_contract
 
 HERE = Path(__file__).resolve().parent
 SOURCE = "examples.signalr.chat:ChatHub"
 CONTRACT = HERE / "chat" / "contract.ts"
+ASYNCAPI = HERE / "chat" / "asyncapi.json"
 # An ES module for the browser: the contract imports only types from @microsoft/signalr, so the
 # JavaScript needs nothing but the connection the page gives it (from the official bundle).
 TSC_OPTIONS = [
@@ -44,12 +47,18 @@ def contract_source() -> str:
     return typescript_contract(chat_hub(), source=SOURCE)
 
 
+def asyncapi_source() -> str:
+    """The AsyncAPI document as the generator writes it now (the hub is at ``/chat``)."""
+    return json.dumps(asyncapi_contract(chat_hub(), address="/chat"), indent=2, ensure_ascii=False) + "\n"
+
+
 def main() -> int:
     tsc = HERE / "node_modules" / ".bin" / "tsc"
     if not tsc.is_file():
         print(f"tsc is missing: run `npm ci` in {HERE} first", file=sys.stderr)
         return 1
     CONTRACT.write_text(contract_source())
+    ASYNCAPI.write_text(asyncapi_source())
     done = subprocess.run(
         [str(tsc), *TSC_OPTIONS, "--outDir", str(CONTRACT.parent), str(CONTRACT)],
         cwd=HERE,
@@ -60,7 +69,8 @@ def main() -> int:
     if done.returncode != 0:
         print(done.stdout + done.stderr, file=sys.stderr)
         return done.returncode
-    print(f"wrote {CONTRACT.relative_to(HERE)} and {CONTRACT.with_suffix('.js').relative_to(HERE)}")
+    written = (CONTRACT, CONTRACT.with_suffix(".js"), ASYNCAPI)
+    print("wrote " + ", ".join(str(path.relative_to(HERE)) for path in written))
     return 0
 
 

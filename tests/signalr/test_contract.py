@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from examples.signalr.build_contract import CONTRACT, contract_source
+from examples.signalr.build_contract import ASYNCAPI, CONTRACT, asyncapi_source, contract_source
 from trio_ws.signalr import ContractError, Hub, asyncapi_contract, hub_method, typescript_contract
 
 from .shapes_hub import Shapes
@@ -190,7 +190,8 @@ def test_the_command_line_prints_both_contracts_and_explains_failures() -> None:
 
 
 def test_the_chat_pages_contract_is_up_to_date() -> None:
-    """examples/signalr/chat/contract.ts is what the generator writes for ChatHub now (the
-    compiled contract.js is checked against it in tests/test_contract_node.py): run
+    """examples/signalr/chat/contract.ts and asyncapi.json are what the generator writes for
+    ChatHub now (the compiled contract.js is checked in tests/test_contract_node.py): run
     ``python -m examples.signalr.build_contract`` after changing the hub."""
     assert CONTRACT.read_text() == contract_source(), "stale: run python -m examples.signalr.build_contract"
+    assert ASYNCAPI.read_text() == asyncapi_source(), "stale: run python -m examples.signalr.build_contract"
