@@ -19,7 +19,9 @@ General layout (each module opens with its own rules):
     _streams.py      HubStream: a stream the client uploads
     _outbox.py       the bounded queue of bytes waiting to go to one client
     _transport.py    the Transport interface, and StreamTransport over a trio Stream
+    _typed.py        typed hubs: Hub[ClientProtocol], TypedHubClients
     _client.py       open_hub_client, HubClient: the trio client
+    _client_typed.py      the client's typed side: HubClient.server() and HubClient.handle()
     _client_connect.py    one client connection: opening it (transport fallback, handshake), resuming it
     _client_negotiate.py  the client's negotiate, and what its answer means
     _client_transports.py the client's transports: WebSockets, Server-Sent Events, Long Polling
@@ -29,6 +31,11 @@ General layout (each module opens with its own rules):
     _options.py      HubOptions and SlowClientPolicy
     _errors.py       HubError, ClientResultError, BackplaneError, DisconnectReason, error texts
     _protocol/       the hub protocol, sans-I/O: JSON, MessagePack, handshake
+    contract.py      python -m trio_ws.signalr.contract: the command line
+    _contract.py     typescript_contract, asyncapi_contract: a hub's client contracts
+    _contract_model.py       what a hub offers and expects, read from its type hints
+    _contract_typescript.py  the contract as TypeScript for @microsoft/signalr
+    _contract_asyncapi.py    the contract as an AsyncAPI 3.0 document
 """
 
 from ._backplane import Audience as Audience
@@ -48,6 +55,9 @@ from ._clients import GroupManager as GroupManager
 from ._clients import HubClients as HubClients
 from ._clients import SingleClientProxy as SingleClientProxy
 from ._clients import UserManager as UserManager
+from ._contract import ContractError as ContractError
+from ._contract import asyncapi_contract as asyncapi_contract
+from ._contract import typescript_contract as typescript_contract
 from ._endpoint import NegotiateHook as NegotiateHook
 from ._endpoint import map_hub as map_hub
 from ._errors import BackplaneError as BackplaneError
@@ -66,6 +76,7 @@ from ._server import HubServerStatistics as HubServerStatistics
 from ._streams import HubStream as HubStream
 from ._transport import StreamTransport as StreamTransport
 from ._transport import Transport as Transport
+from ._typed import TypedHubClients as TypedHubClients
 from ._websocket_transport import WebSocketTransport as WebSocketTransport
 
 __all__ = [
@@ -75,6 +86,7 @@ __all__ = [
     "ClientProxy",
     "ClientResultError",
     "ClientState",
+    "ContractError",
     "DisconnectReason",
     "GroupManager",
     "Hub",
@@ -100,9 +112,12 @@ __all__ = [
     "StreamTransport",
     "TransferFormat",
     "Transport",
+    "TypedHubClients",
     "UserManager",
     "WebSocketTransport",
+    "asyncapi_contract",
     "hub_method",
     "map_hub",
     "open_hub_client",
+    "typescript_contract",
 ]

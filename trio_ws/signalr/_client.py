@@ -79,7 +79,7 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 import trio_websocket
@@ -106,6 +106,10 @@ from ._protocol.messages import (
 )
 from ._replay import DEFAULT_BUFFER_SIZE, Replay
 
+if TYPE_CHECKING:
+    from ._hub import Hub
+    from ._typed import C
+
 __all__ = ["ClientState", "HubClient", "HubClientError", "InvocationError", "open_hub_client"]
 
 logger = logging.getLogger("trio_ws.signalr.client")
@@ -129,6 +133,7 @@ Handler = Callable[..., Any]
 result of a client-result call."""
 
 _H = TypeVar("_H", bound=Handler)
+_HubType = TypeVar("_HubType", bound="Hub[Any]")
 
 
 class InvocationError(Exception):
@@ -282,6 +287,34 @@ class HubClient:
     def off(self, method: str) -> None:
         """Stop answering ``method``."""
         self._handlers.pop(method.lower(), None)
+
+    def handle(self, hub_type: type[Hub[C]], handlers: C) -> Callable[[], None]:
+        """Answer every method of ``hub_type``'s client protocol with ``handlers``' methods.
+
+        ``hub_type`` is a ``Hub[Protocol]`` subclass; mypy checks that
+        ``handlers`` implements the protocol. The hub's arguments are
+        converted by the protocol's annotations. Returns a function that
+        removes the handlers again.
+
+        Raises:
+            TypeError: the hub has no client protocol, or ``handlers`` lacks one of its methods.
+            ValueError: one of the methods already has a handler.
+        """
+        from ._client_typed import register_handlers
+
+        return register_handlers(self, hub_type, handlers)
+
+    def server(self, hub_type: type[_HubType]) -> _HubType:
+        """The hub's methods by their Python names, typed as the hub class ``hub_type``.
+
+        ``await hub.server(Chat).send_message("hi")`` calls ``SendMessage``
+        and converts the result by the method's annotation; a streaming
+        method gives an async iterator of its items.
+        """
+        from ._client_typed import server_proxy
+
+        proxy: _HubType = server_proxy(self, hub_type)
+        return proxy
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -550,8 +583,9 @@ class HubClient:
         channel = self._streams.pop(message.invocation_id, None)
         if channel is not None:
             error = None if message.error is None else InvocationError(message.error)
-            # A full channel: the stream's reader stopped reading, and will find it closed.
-            with suppress(trio.WouldBlock):
+            # A full channel: the stream's reader stopped reading, and will find it closed; a
+            # broken one: the reader left (the stream ended on the hub before its cancel arrived).
+            with suppress(trio.WouldBlock, trio.BrokenResourceError):
                 channel.send_nowait(_StreamEnd(error))
             channel.close()
             return

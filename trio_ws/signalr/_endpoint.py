@@ -57,7 +57,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -99,7 +99,7 @@ _ALL = (
 def map_hub(
     app: App,
     path: str,
-    hub: Hub,
+    hub: Hub[Any],
     *,
     options: HubOptions | None = None,
     backplane: Backplane | None = None,

@@ -43,7 +43,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -115,7 +115,7 @@ class HubServer:
     """
 
     def __init__(
-        self, hub: Hub, *, options: HubOptions | None = None, backplane: Backplane | None = None
+        self, hub: Hub[Any], *, options: HubOptions | None = None, backplane: Backplane | None = None
     ) -> None:
         if not isinstance(hub, Hub):
             raise TypeError(f"HubServer serves a Hub instance, got {hub!r}")
