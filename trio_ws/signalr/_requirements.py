@@ -57,6 +57,7 @@ make this call."""
 
 _MARKS = "__trio_ws_requirements__"
 _ANONYMOUS = "__trio_ws_allow_anonymous__"
+_MANY_USERS = 1024  # past this many users' buckets, the full ones are forgotten
 UNAUTHORIZED = "Failed to invoke '{}' because user is unauthorized"  # ASP.NET's text, exactly
 
 
@@ -107,7 +108,7 @@ class _RateLimit:
         if self.by == "user" and user_id is not None:
             buckets = self.users
             key = user_id
-            if len(buckets) >= 1024 and user_id not in buckets:
+            if len(buckets) >= _MANY_USERS and user_id not in buckets:
                 self._forget_full(now)
         else:
             buckets = caller._limits  # per connection, gone with it
