@@ -120,6 +120,7 @@ async def test_authorize_by_user_role_and_policy_over_real_sockets(
     with trio.fail_after(IO_DEADLINE):
         assert await outcome("shop", None, "Browse") == "anyone"
         assert await outcome("shop", None, "Orders") == UNAUTHORIZED.format("Orders")
+        assert await outcome("shop", None, "oRdErS") == UNAUTHORIZED.format("oRdErS")  # as sent
         assert await outcome("signed", "t-eve", "Orders") == "orders of eve"
         assert await outcome("signed", "t-eve", "Refund") == UNAUTHORIZED.format("Refund")
         assert await outcome("signed", "t-ada", "Refund") == "refunded"
@@ -133,6 +134,7 @@ async def test_authorize_by_user_role_and_policy_over_real_sockets(
         assert await outcome("admin", "t-eve", "Purge") == UNAUTHORIZED.format("Purge")
         assert await outcome("admin", "t-eve", "Status") == "up"
     assert refusals.outcomes == [
+        ("Orders", "unauthorized"),
         ("Orders", "unauthorized"),
         ("Refund", "unauthorized"),
         ("Export", "unauthorized"),

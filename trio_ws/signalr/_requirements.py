@@ -71,13 +71,13 @@ class _Authorize:
     async def __call__(self, invocation: HubInvocationContext, next: NextInvoke) -> Any:
         identity = invocation.caller.identity
         if identity is None or (self.roles and self.roles.isdisjoint(identity.roles)):
-            raise CallRefused(UNAUTHORIZED.format(invocation.method_name), outcome="unauthorized")
+            raise CallRefused(UNAUTHORIZED.format(invocation.target), outcome="unauthorized")
         if self.policy is not None:
             allowed = self.policy(identity, invocation)
             if inspect.isawaitable(allowed):
                 allowed = await allowed
             if not allowed:
-                raise CallRefused(UNAUTHORIZED.format(invocation.method_name), outcome="unauthorized")
+                raise CallRefused(UNAUTHORIZED.format(invocation.target), outcome="unauthorized")
         return await next(invocation)
 
 
@@ -132,7 +132,7 @@ class _RateLimit:
         if bucket.tokens < 1.0:
             wait = (1.0 - bucket.tokens) / self.rate
             raise CallRefused(
-                f"Failed to invoke '{invocation.method_name}' because of a rate limit: at most "
+                f"Failed to invoke '{invocation.target}' because of a rate limit: at most "
                 f"{self.calls} call(s) per {self.per:g} s per {self.by}; try again in {wait:.2f} s",
                 outcome="rate_limited",
             )
