@@ -3,6 +3,7 @@ real sockets with a bearer auth hook, and ``rate_limit`` token buckets on trio's
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -173,6 +174,15 @@ class Limited(Hub):
     async def free(self) -> str:
         return "free"
 
+    @rate_limit(1, per=1.0)
+    async def ticks(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            yield i
+
+    @authorize
+    async def private_ticks(self) -> AsyncIterator[int]:
+        yield 1
+
 
 @rate_limit(3, per=1.0)
 class WholeHub(Hub):
@@ -272,3 +282,20 @@ async def test_many_users_keep_bounded_buckets(
         await server.aclose()
     limit = type(hub).per_user.__trio_ws_requirements__[0]  # type: ignore[attr-defined]
     assert len(limit.users) < 32  # the 31 refilled ones went when the 33rd user came
+
+
+async def test_streams_are_limited_and_authorized_too(autojump_clock: trio.testing.MockClock) -> None:
+    """A stream call over its limit, or refused, ends at once with the refusal's text and no items."""
+    server = HubServer(Limited())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with connect(server) as client:
+            assert (await client.stream("Ticks", 3))[0] == [0, 1, 2]
+            items, completion = await client.stream("Ticks", 3)
+            assert items == [] and completion.error is not None
+            assert completion.error.startswith("Failed to invoke 'Ticks' because of a rate limit")
+            items, completion = await client.stream("PrivateTicks")
+            assert (items, completion.error) == ([], UNAUTHORIZED.format("PrivateTicks"))
+            await trio.sleep(1)
+            assert (await client.stream("Ticks", 1))[0] == [0]
+        await server.aclose()
