@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from ._deployment import backplane_url
+from ._logging import uses_json
 from ._options import Options
 from ._server import url_host
 from ._sockets import SharingMode, addresses, reserve, sharing_mode
@@ -369,6 +370,7 @@ async def serve_workers(
                 backplane=backplane,
                 sys_path=[entry for entry in sys.path if entry],
                 log_level=logging.getLogger().getEffectiveLevel(),
+                log_format="json" if uses_json() else "text",
             )
             for number in range(1, workers + 1)
         ]

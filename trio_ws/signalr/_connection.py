@@ -60,6 +60,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import secrets
@@ -69,9 +70,11 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._contain import contain
+from .._logging import add_log_fields
 from .._printable import printable
 from ._dispatch import Dispatcher
-from ._errors import DisconnectReason, error_text
+from ._errors import DisconnectReason, HubError, error_text
+from ._filters import HubLifetimeContext
 from ._http_transports import LongPollingTransport, PostInbox
 from ._hub import CallInfo, HubCallerContext, current_call
 from ._options import SlowClientPolicy
@@ -99,6 +102,32 @@ _ACK_DELAY = 1.0
 # Messages dispatched between two schedule points of the reader, at most (dispatching itself
 # waits only when it must).
 _MESSAGES_PER_TURN = 64
+
+
+_serving: contextvars.ContextVar[HubConnection] = contextvars.ContextVar("trio_ws.signalr.serving")
+
+
+def _log_fields() -> dict[str, object] | None:
+    """The hub connection's fields for a JSON log record: read only when one is written."""
+    call = current_call.get(None)
+    connection = call.connection if call is not None else _serving.get(None)
+    if connection is None:
+        return None
+    fields: dict[str, object] = {
+        "connection_id": connection.connection_id,
+        "hub": type(connection.server.hub).__name__,
+        "transport": connection.transport_name,
+        "user": connection.user_id,
+    }
+    request = connection.request
+    if request is not None and request.client is not None:
+        fields["remote"] = "{}:{}".format(*request.client)
+    if call is not None and call.method is not None:
+        fields["method"] = call.method
+    return fields
+
+
+add_log_fields(_log_fields)
 
 
 def new_id() -> str:
@@ -222,6 +251,7 @@ class HubConnection:
 
     async def run(self) -> None:
         """The connection's whole life; runs in the hub server's nursery."""
+        _serving.set(self)  # for structured logs: this task, and every task it starts
         try:
             with self._scope:
                 try:
@@ -351,9 +381,17 @@ class HubConnection:
     async def _call_on_connected(self) -> bool:
         token = current_call.set(CallInfo(self, in_on_connected=True))
         try:
-            await self.server.hub.on_connected()
+            pipeline = self.server.connected
+            if pipeline is None:
+                await self.server.hub.on_connected()
+            else:
+                await pipeline(HubLifetimeContext(self.server.hub, self.context))
         except BaseException as exc:
-            failure = contain(exc, logger, "%s: on_connected failed", self) or exc
+            if isinstance(exc, HubError):  # the hub's (or a filter's) refusal, not a bug
+                logger.info("%s: refused by on_connected: %s", self, printable(str(exc)))
+                failure: BaseException = exc
+            else:
+                failure = contain(exc, logger, "%s: on_connected failed", self) or exc
             text = error_text(_CLOSED_WITH_ERROR, failure, detailed=self._options.detailed_errors)
             self._goodbye = Close(text, allow_reconnect=False)  # as ASP.NET: the hub cannot serve it
             self.close(DisconnectReason.ABORTED, f"on_connected raised {failure!r}")
@@ -511,7 +549,11 @@ class HubConnection:
             if self._connected and reason is not None:
                 token = current_call.set(CallInfo(self))
                 try:
-                    await self.server.hub.on_disconnected(reason)
+                    pipeline = self.server.disconnected
+                    if pipeline is None:
+                        await self.server.hub.on_disconnected(reason)
+                    else:
+                        await pipeline(HubLifetimeContext(self.server.hub, self.context), reason)
                 except BaseException as exc:
                     contain(exc, logger, "%s: on_disconnected failed", self)
                 finally:
@@ -536,7 +578,13 @@ class HubConnection:
         self.server.forget(self)
         if self._connected:
             detail = f" ({printable(self._detail)})" if self._detail else ""
-            logger.info("%s: closed: %s%s", self, reason.value if reason else "never connected", detail)
+            logger.info(
+                "%s: closed: %s%s",
+                self,
+                reason.value if reason else "never connected",
+                detail,
+                extra={"close_reason": reason.value if reason else None},
+            )
 
     # -- sending ----------------------------------------------------------------------------
 
