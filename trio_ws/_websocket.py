@@ -434,7 +434,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
             self._close_reason = received
             with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
-                await self._send_close(CloseConnection(code=received.code, reason=received.reason))
+                await self._send_close(_answer_to(received.code, received.reason))
 
     # -- 4. finish replying before answering a Close ------------------------------------
 
@@ -484,7 +484,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             self._begin_closing()
             await self._wait_for_handler(self._close_received)
             self._close_reason = self._close_received
-            await self._send_close(event.response())
+            await self._send_close(_answer_to(event.code, event.reason))
         await self._close_web_socket(event.code, event.reason or None)
         self._close_handshake.set()
         # RFC 6455 section 7.1.1: the server closes TCP first.
@@ -681,6 +681,15 @@ def _fragment_length(message: str | bytes) -> int:
     if isinstance(message, str) and not message.isascii():
         return FRAGMENT_SIZE // 4
     return FRAGMENT_SIZE
+
+
+def _answer_to(code: int, reason: str | None) -> CloseConnection:
+    """The Close that answers the peer's: its own code, or 1000 for a Close that carried none
+    (1005 may not be sent). RFC 6455 allows an empty answer too; ASP.NET answers 1000, and
+    clients such as the official SignalR tests expect it."""
+    if code == 1005:
+        return CloseConnection(code=1000)
+    return CloseConnection(code=code, reason=reason)
 
 
 def _failure_reason(event: CloseConnection, max_message_size: int) -> str:

@@ -16,8 +16,16 @@ Node suite relies on; this module provides exactly that:
   JSON Web Token from ``GET /generateJwtToken``, signed and checked with
   the standard library (``hmac``), its subject ``testuser``; the key is
   ``TRIO_WS_TESTHUB_JWT_KEY`` (hex), or a random one shared by the workers.
-* ``GET /clientresult?id=CONNECTION_ID``: asks that ``/testhub`` client's
-  ``Result`` handler, answers its value or the client's error text.
+* ``/echo``: a connection handler (``map_connection``), no hub: it writes
+  back every byte it reads, over WebSockets, Server-Sent Events and Long
+  Polling, after negotiate or as a plain WebSocket without one.
+* ``/echoredirect/...``: a redirect (307, the method kept) to the same
+  path under ``/echo``, query and all: a negotiate that follows it.
+* ``/bad-negotiate/...``: 400 with the body ``Some response from server``,
+  which the client's error must carry.
+* ``GET /clientresult/CONNECTION_ID`` (or ``/clientresult?id=``): asks that
+  ``/testhub`` client's ``Result`` handler, answers its value or the
+  client's error text.
 * ``POST /redirect/...``: a negotiate redirect to ``/testHub``, counted.
 * Every negotiate sets the cookies ``testCookie``, ``testCookie2`` and an
   expired ``expiredCookie``.
@@ -54,12 +62,14 @@ import trio
 import trio_ws
 from trio_ws.signalr import (
     ClientResultError,
+    Connection,
     HttpTransportType,
     Hub,
     HubError,
     HubOptions,
     HubServer,
     HubStream,
+    map_connection,
     map_hub,
 )
 
@@ -71,6 +81,7 @@ __all__ = [
     "app",
     "build_app",
     "client_result_text",
+    "echo",
     "generate_token",
     "main",
     "verify_token",
@@ -198,6 +209,12 @@ class AuthorizedHub(Hub):
         return self.context.user_id
 
 
+async def echo(connection: Connection) -> None:
+    """The ``/echo`` connection handler: every byte it reads goes back, as it came."""
+    async for data in connection:
+        await connection.send(data)
+
+
 async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
     """What ``GET /clientresult?id=...`` answers: the client's ``Result`` as text, or the error text."""
     try:
@@ -262,6 +279,7 @@ async def _verify(token: str) -> trio_ws.Identity | None:
 # -- the app ------------------------------------------------------------------------------------
 
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+_ANY_METHOD = ["GET", "POST", "DELETE"]
 
 
 async def _set_test_cookies(request: trio_ws.Request, response: trio_ws.Response) -> trio_ws.Response:
@@ -303,18 +321,36 @@ def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
         auth=trio_ws.bearer_auth(_verify),
         on_negotiate=_set_test_cookies,
     )
+    map_connection(app, "/echo", echo, options=options, auth=None, on_negotiate=_set_test_cookies)
     redirects = itertools.count(1)
 
     @app.route("/generateJwtToken")
     async def generate_jwt_token(request: trio_ws.Request) -> trio_ws.Response:
         return trio_ws.Response(200, generate_token().encode())
 
+    @app.route("/clientresult/{id}")
     @app.route("/clientresult")
     async def client_result(request: trio_ws.Request) -> trio_ws.Response:
-        connection_id = request.query_param("id")
+        connection_id = request.path_params.get("id") or request.query_param("id")
         if connection_id is None:
-            return trio_ws.Response.text(400, "Bad Request: give the connection as ?id=CONNECTION_ID")
+            return trio_ws.Response.text(
+                400, "Bad Request: give the connection as /clientresult/CONNECTION_ID"
+            )
         return trio_ws.Response(200, (await client_result_text(testhub, connection_id)).encode())
+
+    @app.route("/echoredirect/{rest}", methods=_ANY_METHOD)
+    @app.route("/echoredirect", methods=_ANY_METHOD)
+    async def echo_redirect(request: trio_ws.Request) -> trio_ws.Response:
+        # 307 keeps the method: the client's POST to .../negotiate stays a POST.
+        target = "/echo" + request.raw_path[len("/echoredirect") :]
+        if request.query:
+            target += f"?{request.query}"
+        return trio_ws.Response.empty(307, headers=[("location", target)])
+
+    @app.route("/bad-negotiate/{rest}", methods=_ANY_METHOD)
+    @app.route("/bad-negotiate", methods=_ANY_METHOD)
+    async def bad_negotiate(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response.text(400, "Some response from server")
 
     @app.route("/redirect/{rest}", methods=["GET", "POST"])
     async def redirect(request: trio_ws.Request) -> trio_ws.Response:
@@ -334,7 +370,7 @@ async def main(host: str, port: int, options: HubOptions) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(partial(trio_ws.serve, served, host, port))
-            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub"
+            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub, /echo"
             print(f"conformance hub at {server.url.rstrip('/')} ({hubs})", flush=True)
             async for _ in signals:
                 await server.aclose()

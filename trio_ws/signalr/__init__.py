@@ -10,6 +10,8 @@ General layout (each module opens with its own rules):
     _clients.py      HubClients, ClientProxy, GroupManager, UserManager: reaching clients
     _server.py       HubServer: the nursery that hub connections live in
     _endpoint.py     map_hub: a hub on an App (negotiate, its WebSocket, its service)
+    _connection_handler.py  map_connection, Connection: raw bytes over the same transports
+    _transport_connection.py  a connection over the transports, whatever speaks over it
     _negotiate.py    POST {hub}/negotiate: versions, ids, transports (pure)
     _websocket_transport.py  WebSocketTransport: a hub connection over a trio_ws WebSocket
     _connection.py   one hub connection: handshake, reading, keep-alive, timeouts, ending
@@ -48,6 +50,10 @@ from ._clients import GroupManager as GroupManager
 from ._clients import HubClients as HubClients
 from ._clients import SingleClientProxy as SingleClientProxy
 from ._clients import UserManager as UserManager
+from ._connection_handler import Connection as Connection
+from ._connection_handler import ConnectionHandler as ConnectionHandler
+from ._connection_handler import ConnectionHandlerServer as ConnectionHandlerServer
+from ._connection_handler import map_connection as map_connection
 from ._endpoint import NegotiateHook as NegotiateHook
 from ._endpoint import map_hub as map_hub
 from ._errors import BackplaneError as BackplaneError
@@ -75,6 +81,9 @@ __all__ = [
     "ClientProxy",
     "ClientResultError",
     "ClientState",
+    "Connection",
+    "ConnectionHandler",
+    "ConnectionHandlerServer",
     "DisconnectReason",
     "GroupManager",
     "Hub",
@@ -103,6 +112,7 @@ __all__ = [
     "UserManager",
     "WebSocketTransport",
     "hub_method",
+    "map_connection",
     "map_hub",
     "open_hub_client",
 ]

@@ -40,8 +40,8 @@ from ._outbox import Outbox
 from ._replay import Replay
 
 if TYPE_CHECKING:
-    from ._transport_connection import Attachment, TransportConnection
     from ._protocol.codec import HubProtocol
+    from ._transport_connection import Attachment, TransportConnection
 
 __all__ = ["CHUNK", "Sender", "describe_break"]
 

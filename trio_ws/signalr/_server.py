@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-
 import trio
 
 from .._deployment import Deployment, DeploymentError, current_deployment
