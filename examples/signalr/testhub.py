@@ -341,8 +341,11 @@ def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
     @app.route("/echoredirect/{rest}", methods=_ANY_METHOD)
     @app.route("/echoredirect", methods=_ANY_METHOD)
     async def echo_redirect(request: trio_ws.Request) -> trio_ws.Response:
-        # 307 keeps the method: the client's POST to .../negotiate stays a POST.
-        target = "/echo" + request.raw_path[len("/echoredirect") :]
+        # 307 keeps the method: the client's POST to .../negotiate stays a POST. An absolute URL,
+        # because Node's EventSource cannot follow a relative one.
+        host = request.header("host")
+        origin = "" if host is None else f"{request.scheme}://{host}"
+        target = f"{origin}/echo{request.raw_path[len('/echoredirect') :]}"
         if request.query:
             target += f"?{request.query}"
         return trio_ws.Response.empty(307, headers=[("location", target)])
@@ -350,7 +353,7 @@ def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
     @app.route("/bad-negotiate/{rest}", methods=_ANY_METHOD)
     @app.route("/bad-negotiate", methods=_ANY_METHOD)
     async def bad_negotiate(request: trio_ws.Request) -> trio_ws.Response:
-        return trio_ws.Response.text(400, "Some response from server")
+        return trio_ws.Response(400, b"Some response from server", "text/plain")
 
     @app.route("/redirect/{rest}", methods=["GET", "POST"])
     async def redirect(request: trio_ws.Request) -> trio_ws.Response:
