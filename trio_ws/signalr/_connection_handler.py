@@ -220,7 +220,7 @@ class Connection:
             raise trio.BusyResourceError("another task is already receiving on this connection")
         self._reading = True
         try:
-            return await self._connection._receive()
+            return await self._connection.receive()
         finally:
             self._reading = False
 
@@ -275,6 +275,8 @@ class HandlerConnection(TransportConnection):
     def __init__(self, server: ConnectionHandlerServer, **arguments: Any) -> None:
         super().__init__(server, **arguments)
         self.handler = server.handler
+        self._end_heard = trio.Event()  # Long Polling: a poll came after the last bytes (its answer: 204)
+        self._read_scope: trio.CancelScope | None = None  # the handler's receive(), while it waits
 
     def __str__(self) -> str:
         return f"connection {self.connection_id}"
@@ -309,15 +311,34 @@ class HandlerConnection(TransportConnection):
         else:
             self.close(DisconnectReason.ABORTED, "the connection handler returned")
 
+    async def receive(self) -> bytes | None:
+        """The client's next bytes for the handler; ``None`` once the connection is ending."""
+        if self.closing:
+            await trio.lowlevel.checkpoint()
+            return None
+        with trio.CancelScope() as self._read_scope:
+            try:
+                return await self._receive()
+            finally:
+                self._read_scope = None
+        return None  # the connection began to end while it waited
+
     def _stop_tasks(self, reason: DisconnectReason) -> None:
         if reason in _CLIENT_WENT:
             # The client has gone: receive() says so, and the handler may finish in its time.
-            self._scope.deadline = min(
-                self._scope.deadline, trio.current_time() + self._options.close_timeout
-            )
-            self._arrived.set()  # a receive() waiting for a transport looks again
+            grace = trio.current_time() + self._options.close_timeout
+            self._scope.deadline = min(self._scope.deadline, grace)
+            if self._read_scope is not None:
+                self._read_scope.cancel()
         else:
             self._scope.cancel()
+
+    def set_away(
+        self, away: bool, reason: DisconnectReason = DisconnectReason.TIMED_OUT, detail: str = ""
+    ) -> None:
+        if not away and self.sender.outbox.exhausted:
+            self._end_heard.set()  # this poll finds the end: it is answered 204
+        super().set_away(away, reason, detail)
 
     async def _watch(self) -> None:
         """The time without a transport: between Long Polling's polls."""
@@ -342,12 +363,14 @@ class HandlerConnection(TransportConnection):
                 transport = attachment.transport
                 # Shutting down, a Long Polling client between polls can't come back for what is
                 # left (new requests get 503): wait only for a poll that is held.
-                if not (
-                    isinstance(transport, LongPollingTransport)
-                    and transport.held is None
-                    and self.server.closing
-                ):
+                polling = isinstance(transport, LongPollingTransport)
+                held = isinstance(transport, LongPollingTransport) and transport.held is not None
+                if not (polling and not held and self.server.closing):
                     await self._flushed.wait()
+                if polling and not self.server.closing:
+                    # As ASP.NET: the connection stays until a poll hears its end (204), so the
+                    # client closes cleanly instead of finding it gone (404).
+                    await self._end_heard.wait()
         await self._end_transport()
         if self._attached.is_set():
             detail = f" ({self._detail})" if self._detail else ""
