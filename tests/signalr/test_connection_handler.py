@@ -8,8 +8,10 @@ Polling, and trio-websocket for WebSockets.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -393,3 +395,19 @@ def test_map_connection_checks_its_arguments() -> None:
         map_connection(app, "/echo", echo, transports=[])
     with pytest.raises(TypeError, match="async function of one connection"):
         map_connection(app, "/echo", "echo")  # type: ignore[arg-type]
+
+
+async def test_the_guides_twenty_lines_run_as_written() -> None:
+    """docs/connections.md's first example, served in memory: a WebSocket gets its text back in capitals."""
+    guide = (Path(__file__).parents[2] / "docs" / "connections.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", guide, flags=re.DOTALL)[0]
+    assert len(example.strip().splitlines()) <= 20
+    namespace: dict[str, Any] = {}
+    exec(compile(example, "docs/connections.md", "exec"), namespace)
+    with trio.fail_after(IO_DEADLINE):
+        async with (
+            trio_ws.testing.open_memory_server(namespace["app"]) as memory,
+            memory.connect("/shout") as ws,
+        ):
+            await ws.send_message("hello")
+            assert await ws.get_message() == "HELLO"
