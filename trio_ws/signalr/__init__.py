@@ -2,7 +2,8 @@
 
 The official SignalR clients (``@microsoft/signalr`` and its siblings,
 ``pysignalr``, ``signalrcore``) speak to a ``Hub`` served by trio_ws as they
-speak to ASP.NET Core. See ``docs/hubs.md``.
+speak to ASP.NET Core. See ``docs/hubs.md``; for raw bytes over the same transports,
+without the hub protocol, ``map_connection`` (``docs/connections.md``).
 
 General layout (each module opens with its own rules):
 

@@ -1,5 +1,8 @@
 """``map_hub``: a hub on an ``App``, at a path, with negotiate, its transports and its service.
 
+``map_connection`` (``_connection_handler.py``) mounts a connection handler with the same
+routes, checks and service (``map_endpoint``): what follows holds for both.
+
 ::
 
     app = trio_ws.App()
