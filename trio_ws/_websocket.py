@@ -480,7 +480,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             await self._fail(event.code, _failure_reason(event, self._max_message_size))
         self._close_received = CloseReason(event.code, event.reason or None)
         if state is ConnectionState.REMOTE_CLOSING:
-            # The peer closes first: answer with the same code, once the handler has caught up.
+            # The peer closes first: answer with the same code (1000 for none), once the handler
+            # has caught up.
             self._begin_closing()
             await self._wait_for_handler(self._close_received)
             self._close_reason = self._close_received
