@@ -259,7 +259,7 @@ class Connection:
                     ) from None
         else:
             raise TypeError(f"send bytes or str, not {type(data).__name__}")
-        if not payload:
+        if not payload or self._connection.closing:  # nothing, or nobody left to send it to
             await trio.lowlevel.checkpoint()
             return
         await self._connection.send_bytes(payload)
