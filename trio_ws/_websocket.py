@@ -435,7 +435,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
             self._close_reason = received
             with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
-                await self._send_close(CloseConnection(code=received.code, reason=received.reason))
+                await self._send_close(_answer_to(received.code, received.reason))
 
     # -- 4. finish replying before answering a Close ------------------------------------
 
@@ -481,11 +481,12 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             await self._fail(event.code, _failure_reason(event, self._max_message_size))
         self._close_received = CloseReason(event.code, event.reason or None)
         if state is ConnectionState.REMOTE_CLOSING:
-            # The peer closes first: answer with the same code, once the handler has caught up.
+            # The peer closes first: answer with the same code (1000 for none), once the handler
+            # has caught up.
             self._begin_closing()
             await self._wait_for_handler(self._close_received)
             self._close_reason = self._close_received
-            await self._send_close(event.response())
+            await self._send_close(_answer_to(event.code, event.reason))
         await self._close_web_socket(event.code, event.reason or None)
         self._close_handshake.set()
         # RFC 6455 section 7.1.1: the server closes TCP first.
@@ -682,6 +683,15 @@ def _fragment_length(message: str | bytes) -> int:
     if isinstance(message, str) and not message.isascii():
         return FRAGMENT_SIZE // 4
     return FRAGMENT_SIZE
+
+
+def _answer_to(code: int, reason: str | None) -> CloseConnection:
+    """The Close that answers the peer's: its own code, or 1000 for a Close that carried none
+    (1005 may not be sent). RFC 6455 allows an empty answer too; ASP.NET answers 1000, and
+    clients such as the official SignalR tests expect it."""
+    if code == 1005:
+        return CloseConnection(code=1000)
+    return CloseConnection(code=code, reason=reason)
 
 
 def _failure_reason(event: CloseConnection, max_message_size: int) -> str:

@@ -23,8 +23,16 @@ Node suite relies on; this module provides exactly that:
   unauthorized``.
 * ``Limited()`` on ``/testhub`` answers ``"ok"``, at most 5 calls a second
   per connection (``@rate_limit(5, per=1.0)``); past that, an error saying so.
-* ``GET /clientresult?id=CONNECTION_ID``: asks that ``/testhub`` client's
-  ``Result`` handler, answers its value or the client's error text.
+* ``/echo``: a connection handler (``map_connection``), no hub: it writes
+  back every byte it reads, over WebSockets, Server-Sent Events and Long
+  Polling, after negotiate or as a plain WebSocket without one.
+* ``/echoredirect/...``: a redirect (307, the method kept) to the same
+  path under ``/echo``, query and all: a negotiate that follows it.
+* ``/bad-negotiate/...``: 400 with the body ``Some response from server``,
+  which the client's error must carry.
+* ``GET /clientresult/CONNECTION_ID`` (or ``/clientresult?id=``): asks that
+  ``/testhub`` client's ``Result`` handler, answers its value or the
+  client's error text.
 * ``POST /redirect/...``: a negotiate redirect to ``/testHub``, counted.
 * Every negotiate sets the cookies ``testCookie``, ``testCookie2`` and an
   expired ``expiredCookie``.
@@ -62,6 +70,7 @@ import trio
 import trio_ws
 from trio_ws.signalr import (
     ClientResultError,
+    Connection,
     HttpTransportType,
     Hub,
     HubError,
@@ -69,6 +78,7 @@ from trio_ws.signalr import (
     HubServer,
     HubStream,
     authorize,
+    map_connection,
     map_hub,
     rate_limit,
 )
@@ -81,6 +91,7 @@ __all__ = [
     "app",
     "build_app",
     "client_result_text",
+    "echo",
     "generate_token",
     "main",
     "verify_token",
@@ -218,6 +229,12 @@ class AuthorizedHub(Hub):
         return "admin"
 
 
+async def echo(connection: Connection) -> None:
+    """The ``/echo`` connection handler: every byte it reads goes back, as it came."""
+    async for data in connection:
+        await connection.send(data)
+
+
 async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
     """What ``GET /clientresult?id=...`` answers: the client's ``Result`` as text, or the error text."""
     try:
@@ -290,6 +307,7 @@ async def _verify(token: str) -> trio_ws.Identity | None:
 # -- the app ------------------------------------------------------------------------------------
 
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+_ANY_METHOD = ["GET", "POST", "DELETE"]
 
 
 async def _set_test_cookies(request: trio_ws.Request, response: trio_ws.Response) -> trio_ws.Response:
@@ -331,6 +349,7 @@ def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
         auth=trio_ws.bearer_auth(_verify),
         on_negotiate=_set_test_cookies,
     )
+    map_connection(app, "/echo", echo, options=options, auth=None, on_negotiate=_set_test_cookies)
     redirects = itertools.count(1)
 
     @app.route("/generateJwtToken")
@@ -340,12 +359,32 @@ def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
             return trio_ws.Response.text(400, "Bad Request: a role is 1 to 64 letters, digits, '-' or '_'")
         return trio_ws.Response(200, generate_token(role=role).encode())
 
+    @app.route("/clientresult/{id}")
     @app.route("/clientresult")
     async def client_result(request: trio_ws.Request) -> trio_ws.Response:
-        connection_id = request.query_param("id")
+        connection_id = request.path_params.get("id") or request.query_param("id")
         if connection_id is None:
-            return trio_ws.Response.text(400, "Bad Request: give the connection as ?id=CONNECTION_ID")
+            return trio_ws.Response.text(
+                400, "Bad Request: give the connection as /clientresult/CONNECTION_ID"
+            )
         return trio_ws.Response(200, (await client_result_text(testhub, connection_id)).encode())
+
+    @app.route("/echoredirect/{rest}", methods=_ANY_METHOD)
+    @app.route("/echoredirect", methods=_ANY_METHOD)
+    async def echo_redirect(request: trio_ws.Request) -> trio_ws.Response:
+        # 307 keeps the method: the client's POST to .../negotiate stays a POST. An absolute URL,
+        # because Node's EventSource cannot follow a relative one.
+        host = request.header("host")
+        origin = "" if host is None else f"{request.scheme}://{host}"
+        target = f"{origin}/echo{request.raw_path[len('/echoredirect') :]}"
+        if request.query:
+            target += f"?{request.query}"
+        return trio_ws.Response.empty(307, headers=[("location", target)])
+
+    @app.route("/bad-negotiate/{rest}", methods=_ANY_METHOD)
+    @app.route("/bad-negotiate", methods=_ANY_METHOD)
+    async def bad_negotiate(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response(400, b"Some response from server", "text/plain")
 
     @app.route("/redirect/{rest}", methods=["GET", "POST"])
     async def redirect(request: trio_ws.Request) -> trio_ws.Response:
@@ -365,7 +404,7 @@ async def main(host: str, port: int, options: HubOptions) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(partial(trio_ws.serve, served, host, port))
-            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub"
+            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub, /echo"
             print(f"conformance hub at {server.url.rstrip('/')} ({hubs})", flush=True)
             async for _ in signals:
                 await server.aclose()

@@ -2,7 +2,8 @@
 
 The official SignalR clients (``@microsoft/signalr`` and its siblings,
 ``pysignalr``, ``signalrcore``) speak to a ``Hub`` served by trio_ws as they
-speak to ASP.NET Core. See ``docs/hubs.md``.
+speak to ASP.NET Core. See ``docs/hubs.md``; for raw bytes over the same transports,
+without the hub protocol, ``map_connection`` (``docs/connections.md``).
 
 General layout (each module opens with its own rules):
 
@@ -10,6 +11,8 @@ General layout (each module opens with its own rules):
     _clients.py      HubClients, ClientProxy, GroupManager, UserManager: reaching clients
     _server.py       HubServer: the nursery that hub connections live in
     _endpoint.py     map_hub: a hub on an App (negotiate, its WebSocket, its service)
+    _connection_handler.py  map_connection, Connection: raw bytes over the same transports
+    _transport_connection.py  a connection over the transports, whatever speaks over it
     _negotiate.py    POST {hub}/negotiate: versions, ids, transports (pure)
     _websocket_transport.py  WebSocketTransport: a hub connection over a trio_ws WebSocket
     _connection.py   one hub connection: handshake, reading, keep-alive, timeouts, ending
@@ -57,6 +60,10 @@ from ._clients import GroupManager as GroupManager
 from ._clients import HubClients as HubClients
 from ._clients import SingleClientProxy as SingleClientProxy
 from ._clients import UserManager as UserManager
+from ._connection_handler import Connection as Connection
+from ._connection_handler import ConnectionHandler as ConnectionHandler
+from ._connection_handler import ConnectionHandlerServer as ConnectionHandlerServer
+from ._connection_handler import map_connection as map_connection
 from ._contract import ContractError as ContractError
 from ._contract import asyncapi_contract as asyncapi_contract
 from ._contract import typescript_contract as typescript_contract
@@ -98,6 +105,9 @@ __all__ = [
     "ClientProxy",
     "ClientResultError",
     "ClientState",
+    "Connection",
+    "ConnectionHandler",
+    "ConnectionHandlerServer",
     "ContractError",
     "DisconnectReason",
     "GroupManager",
@@ -136,6 +146,7 @@ __all__ = [
     "asyncapi_contract",
     "authorize",
     "hub_method",
+    "map_connection",
     "map_hub",
     "open_hub_client",
     "rate_limit",

@@ -69,8 +69,11 @@ from ._transport import ConnectionGone, TransportInUse, TransportMismatch
 if TYPE_CHECKING:
     from .._request import Request
     from .._websocket import ServerConnection
-    from ._connection import HubConnection
-    from ._server import HubServer
+    from ._server import ConnectionServer
+    from ._transport_connection import TransportConnection as HubConnection
+
+    # A hub's or a connection handler's: relaying is the same for both.
+    HubServer = ConnectionServer[Any]
 
 __all__ = [
     "DELETE",
