@@ -53,6 +53,7 @@ import trio
 from ._connection import run_websocket
 from ._decide import Routed, check_head_limits, decide, open_websocket
 from ._linger import linger
+from ._metrics import Metrics
 from ._options import seconds
 from ._printable import printable
 from ._request import Identity, Request, RequestBody, RequestBodyError
@@ -185,9 +186,24 @@ async def _next_request(peer: _Peer, wire: Wire, deadline: float) -> h11.Request
 
 async def _exchange(peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float) -> bool | _Upgrade:
     """Answer one request; return whether the connection can serve another, or the upgrade to make."""
-    server = peer.server
     method = h11_request.method.decode("ascii", "replace")
-    access = _Access(method, h11_request.target)
+    metrics = peer.server.metrics
+    if metrics is None:
+        return await _respond(peer, wire, h11_request, deadline, _Access(method, h11_request.target))
+    access = _MeasuredAccess(method, h11_request.target, metrics, peer.scheme, h11_request.http_version)
+    outcome: bool | _Upgrade = False
+    try:
+        outcome = await _respond(peer, wire, h11_request, deadline, access)
+    finally:
+        if not isinstance(outcome, _Upgrade):  # else the upgrade's own answer is counted
+            access.end()
+    return outcome
+
+
+async def _respond(
+    peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float, access: _Access
+) -> bool | _Upgrade:
+    server = peer.server
     if not _has_body(h11_request):
         await wire.next_body_event()  # h11's EndOfMessage, already in hand: the request is complete
     target = parse_target(h11_request.target)
@@ -197,6 +213,7 @@ async def _exchange(peer: _Peer, wire: Wire, h11_request: h11.Request, deadline:
     assert target is not None  # decide() routes only a target it could parse
     request = _request(peer, h11_request, target, decision)
     route = decision.route
+    access.route = route.path
     hook = server.app.auth_for(route)
     if isinstance(route, HTTPRoute):
         refusal = None if hook is None else await _authenticate(hook, request)
@@ -387,21 +404,52 @@ async def _open_websocket(
         await _answer(peer, wire, ws, upgrade.access)
         return None
     ws.request = upgrade.request
+    upgrade.access.end(101)
     return ws
 
 
 # -- answers ----------------------------------------------------------------------------
 
 
-@dataclass
 class _Access:
     """The request line of the access log."""
 
-    method: str
-    target: bytes
+    __slots__ = ("method", "route", "target")
+
+    def __init__(self, method: str, target: bytes) -> None:
+        self.method = method
+        self.target = target
+        self.route = ""  # the declared route's path, once routed
 
     def log(self, status: int) -> None:
         logger.info('"%s %s" %d', self.method, printable(self.target), status)
+
+    def end(self, status: int = 0) -> None:
+        """The request is over (``status`` 101: upgraded) without an answer of the server's to log."""
+
+
+class _MeasuredAccess(_Access):
+    """The access log, and the request's figures for ``/metrics`` (counted once, at its end)."""
+
+    __slots__ = ("metrics", "scheme", "started", "version")
+
+    def __init__(self, method: str, target: bytes, metrics: Metrics, scheme: str, version: bytes) -> None:
+        super().__init__(method, target)
+        self.metrics: Metrics | None = metrics
+        self.scheme = scheme
+        self.version = version.decode("ascii", "replace")
+        self.started = trio.current_time()
+        metrics.request_started(method, scheme)
+
+    def log(self, status: int) -> None:
+        super().log(status)
+        self.end(status)
+
+    def end(self, status: int = 0) -> None:
+        metrics, self.metrics = self.metrics, None
+        if metrics is not None:
+            seconds = trio.current_time() - self.started
+            metrics.request_done(self.method, self.scheme, status, self.route, self.version, seconds)
 
 
 async def _answer(

@@ -46,6 +46,7 @@ from ._app import App
 from ._deployment import Deployment, DeploymentError, deployed
 from ._echo import echo_app
 from ._load import AppImportError, AppNotFound, load_app
+from ._metrics import MULTIPROCESS_ENV
 from ._options import Options
 from ._server import Server, serve_listeners
 from ._sockets import Address, SharingMode, listen_on
@@ -77,6 +78,7 @@ class WorkerSpec:
     backplane: str | None = None
     sys_path: list[str] = field(default_factory=list)
     log_level: int = logging.WARNING
+    metrics_dir: str | None = None  # where every worker's figures are kept (with Options.metrics)
 
 
 def encode_spec(spec: WorkerSpec) -> bytes:
@@ -92,6 +94,9 @@ def main() -> None:
         format=f"%(asctime)s %(levelname)s [worker {spec.number}] %(name)s: %(message)s",
     )
     sys.path[:0] = [entry for entry in spec.sys_path if entry not in sys.path]
+    if spec.metrics_dir is not None:
+        # Before prometheus_client is imported (by the app, or by the server): it reads it then.
+        os.environ[MULTIPROCESS_ENV] = spec.metrics_dir
     tell = _Teller(spec.ready_fd)
     try:
         app = echo_app(subprotocols=spec.subprotocols) if spec.app is None else load_app(spec.app)
