@@ -53,7 +53,7 @@ import trio
 from ._connection import run_websocket
 from ._decide import Routed, check_head_limits, decide, open_websocket
 from ._linger import linger
-from ._metrics import Metrics
+from ._metrics import Metrics, server_route
 from ._options import seconds
 from ._printable import printable
 from ._request import Identity, Request, RequestBody, RequestBodyError
@@ -209,6 +209,8 @@ async def _respond(
     target = parse_target(h11_request.target)
     decision = check_head_limits(h11_request, server.options) or decide(h11_request, target, server)
     if isinstance(decision, Response):
+        if server.metrics is not None and target is not None:
+            access.route = server_route(server.app, target.path)  # /healthz and /metrics are declared too
         return await _answer(peer, wire, decision, access)
     assert target is not None  # decide() routes only a target it could parse
     request = _request(peer, h11_request, target, decision)

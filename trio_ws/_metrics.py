@@ -55,6 +55,7 @@ __all__ = [
     "forget_worker",
     "make_metrics",
     "metrics_path_taken",
+    "server_route",
     "shared_metrics_dir",
 ]
 
@@ -356,6 +357,11 @@ class BackplaneMetrics:
 
 def _http_method(method: str) -> str:
     return method if method in _HTTP_METHODS else "_OTHER"
+
+
+def server_route(app: App, path: str) -> str:
+    """The route label of a request the server answers itself: its own paths, else none (``""``)."""
+    return path if path == METRICS_PATH or path == app.health_path else ""
 
 
 def metrics_path_taken(app: App) -> str | None:

@@ -99,6 +99,13 @@ _ACK_DELAY = 1.0
 _MESSAGES_PER_TURN = 64
 
 
+# How a connection's end reads in signalr_connection_status, ASP.NET's three values.
+_CONNECTION_STATUS: dict[DisconnectReason | None, str] = {
+    DisconnectReason.TIMED_OUT: "timeout",
+    DisconnectReason.SERVER_SHUTDOWN: "app_shutdown",
+}
+
+
 def new_id() -> str:
     """A connection id or token: 16 random bytes in URL-safe base64, as ASP.NET makes them."""
     return secrets.token_urlsafe(16)
@@ -187,6 +194,8 @@ class HubConnection:
         self._inbox: PostInbox | None = None
         self._flushed = trio.Event()  # the last message queued has gone to the transport
         self._done = trio.Event()
+        self._metrics = server.metrics  # None with metrics off
+        self._opened_at = trio.current_time()
 
     def __str__(self) -> str:
         return f"hub connection {self.connection_id}"
@@ -532,6 +541,9 @@ class HubConnection:
         if attachment is not None:
             attachment.scope.cancel()  # the goodbye had its time: stop pumping, read or not
         self.server.forget(self)
+        if self._metrics is not None and self.transport_name is not None:
+            status = _CONNECTION_STATUS.get(reason, "normal_closure")
+            self._metrics.connection_ended(self.transport_name, status, trio.current_time() - self._opened_at)
         if self._connected:
             detail = f" ({self._detail})" if self._detail else ""
             logger.info("%s: closed: %s%s", self, reason.value if reason else "never connected", detail)
@@ -560,6 +572,8 @@ class HubConnection:
     def _too_slow(self, why: str) -> None:
         if not self.closing:
             logger.info("%s: closing: the client is too slow: %s", self, why)
+            if self._metrics is not None:
+                self._metrics.slow_client_closed()
             self.close(DisconnectReason.TOO_SLOW, why)
 
     # The LocalConnection protocol: how a backplane delivers to this connection.
@@ -637,6 +651,8 @@ class HubConnection:
         self._attachment = self.sender.attachment = attachment
         if request is not None:
             self.request = request
+        if self.transport_name is None and self._metrics is not None:
+            self._metrics.connection_started(transport.name)
         self.transport_name = transport.name
         self._formats = transport.transfer_formats
         self._pings = transport.keep_alive

@@ -62,6 +62,7 @@ from ._relay import RelayedSockets, answer_relayed
 from ._transport import Transport
 
 if TYPE_CHECKING:
+    from .._metrics import HubMetrics, Metrics
     from .._request import Request
 
 __all__ = ["HubFull", "HubServer", "HubServerStatistics"]
@@ -140,6 +141,9 @@ class HubServer:
         self._stopped = trio.Event()
         self._empty = trio.Event()
         self._empty.set()
+        #: This hub's instruments while it runs on a server with metrics on (``trio_ws/_metrics.py``).
+        self.metrics: HubMetrics | None = None
+        self._instruments: Metrics | None = None
         hub._server = self
 
     @property
@@ -191,6 +195,9 @@ class HubServer:
                 self.backplane = self._deployment_backplane(deployment, name)
                 if deployment.backplane is not None:
                     deployment.add_health_check(check, self.health)
+            if self._instruments is not None:
+                self.metrics = self._instruments.hub(name, frozenset(self.methods))
+                self.backplane.instrument(self.metrics, self._instruments)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.backplane.serve)
                 self.backplane.on_ask = partial(answer_relayed, self)
@@ -203,8 +210,15 @@ class HubServer:
         finally:
             self._nursery = None
             self._running = False
+            if self.metrics is not None:
+                self.backplane.instrument(None, self._instruments)
+                self.metrics = None
             deployment.remove_health_check(check)
             deployment.release_name(name)
+
+    def instrument(self, metrics: Metrics | None) -> None:
+        """Count this hub's connections and calls in ``metrics`` (the server's) from its next ``run()``."""
+        self._instruments = metrics
 
     def _deployment_backplane(self, deployment: Deployment, name: str) -> Backplane:
         """The backplane the deployment gives this hub: ``--backplane``'s, or an in-process one."""
