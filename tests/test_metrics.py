@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
 import trio_ws
 from trio_ws._metrics import close_code_label
-from trio_ws.signalr import Hub, HttpTransportType, map_hub, open_hub_client
+from trio_ws.signalr import HttpTransportType, Hub, map_hub, open_hub_client
 
 from .helpers import http_exchange, parse_response, start_server
 
@@ -89,8 +90,8 @@ async def test_http_requests_by_declared_route_method_and_status(nursery: trio.N
     # A method outside the standard ones is _OTHER, as OpenTelemetry names it.
     assert value(samples, count, http_request_method="_OTHER", http_response_status_code="405") == 1
     assert value(samples, count, http_request_method="GET", network_protocol_version="1.1", url_scheme="http")
-    bucket = value(samples, "http_server_request_duration_seconds_bucket", http_route="/items/{id}", le="10.0")
-    assert bucket == 2
+    buckets = "http_server_request_duration_seconds_bucket"
+    assert value(samples, buckets, http_route="/items/{id}", le="10.0") == 2
     # The scrape itself is the only request in flight.
     assert value(samples, "http_server_active_requests", http_request_method="GET") == 1
     assert value(samples, "http_server_active_requests", http_request_method="_OTHER") == 0
@@ -106,9 +107,7 @@ async def test_raw_websockets_messages_bytes_and_closes(nursery: trio.Nursery) -
         assert value(samples, "trio_ws_websocket_active_connections") == 1
     async with open_websocket_url(server.ws_url("/ws")) as ws:
         await ws.aclose(4001, "bye")
-    with trio.fail_after(5):
-        while server.statistics().open_websockets:
-            await trio.sleep(0.01)
+    await trio.testing.wait_all_tasks_blocked(0.05)  # the server has seen both closes through
     _, samples = await scrape(server.port)
     assert value(samples, "trio_ws_websocket_connections_total") == 2
     assert value(samples, "trio_ws_websocket_active_connections") == 0
@@ -143,13 +142,13 @@ async def test_hub_connections_by_transport_and_status(nursery: trio.Nursery) ->
         assert value(samples, active, signalr_transport="web_sockets") == 1
     for transport in (HttpTransportType.SERVER_SENT_EVENTS, HttpTransportType.LONG_POLLING):
         await _hub_calls(url, transport)
-    with trio.fail_after(5):
-        while value((await scrape(server.port))[1], "signalr_server_active_connections"):
-            await trio.sleep(0.02)
+    await trio.testing.wait_all_tasks_blocked(0.05)  # the server has seen every connection end
     _, samples = await scrape(server.port)
+    assert value(samples, "signalr_server_active_connections") == 0
     duration = "signalr_server_connection_duration_seconds_count"
-    for transport in ("web_sockets", "server_sent_events", "long_polling"):
-        assert value(samples, duration, signalr_transport=transport, signalr_connection_status="normal_closure")
+    for label in ("web_sockets", "server_sent_events", "long_polling"):
+        ended = {"signalr_transport": label, "signalr_connection_status": "normal_closure"}
+        assert value(samples, duration, **ended) == 1
     assert label_values(samples, duration, "signalr_transport") <= {
         "web_sockets",
         "server_sent_events",
