@@ -14,6 +14,8 @@ General layout (each module opens with its own rules):
     _websocket_transport.py  WebSocketTransport: a hub connection over a trio_ws WebSocket
     _connection.py   one hub connection: handshake, reading, keep-alive, timeouts, ending
     _dispatch.py     running calls and streams, client results
+    _filters.py      HubFilter, add_hub_filter: code around every call, connect and disconnect
+    _requirements.py authorize, allow_anonymous, rate_limit: what a method requires of its callers
     _methods.py      which methods a hub offers, and their names on the wire
     _binding.py      checking and converting arguments by annotation
     _streams.py      HubStream: a stream the client uploads
@@ -54,6 +56,11 @@ from ._errors import BackplaneError as BackplaneError
 from ._errors import ClientResultError as ClientResultError
 from ._errors import DisconnectReason as DisconnectReason
 from ._errors import HubError as HubError
+from ._filters import CallRefused as CallRefused
+from ._filters import HubFilter as HubFilter
+from ._filters import HubInvocationContext as HubInvocationContext
+from ._filters import HubLifetimeContext as HubLifetimeContext
+from ._filters import add_hub_filter as add_hub_filter
 from ._hub import Hub as Hub
 from ._hub import HubCallerContext as HubCallerContext
 from ._methods import hub_method as hub_method
@@ -61,6 +68,10 @@ from ._negotiate import HttpTransportType as HttpTransportType
 from ._options import HubOptions as HubOptions
 from ._options import SlowClientPolicy as SlowClientPolicy
 from ._protocol.messages import TransferFormat as TransferFormat
+from ._requirements import Policy as Policy
+from ._requirements import allow_anonymous as allow_anonymous
+from ._requirements import authorize as authorize
+from ._requirements import rate_limit as rate_limit
 from ._server import HubServer as HubServer
 from ._server import HubServerStatistics as HubServerStatistics
 from ._streams import HubStream as HubStream
@@ -72,6 +83,7 @@ __all__ = [
     "Audience",
     "Backplane",
     "BackplaneError",
+    "CallRefused",
     "ClientProxy",
     "ClientResultError",
     "ClientState",
@@ -84,6 +96,9 @@ __all__ = [
     "HubClientError",
     "HubClients",
     "HubError",
+    "HubFilter",
+    "HubInvocationContext",
+    "HubLifetimeContext",
     "HubOptions",
     "HubServer",
     "HubServerStatistics",
@@ -92,6 +107,7 @@ __all__ = [
     "InvocationError",
     "LocalConnection",
     "Pending",
+    "Policy",
     "NegotiateHook",
     "RedisBackplane",
     "SerializedMessage",
@@ -102,7 +118,11 @@ __all__ = [
     "Transport",
     "UserManager",
     "WebSocketTransport",
+    "add_hub_filter",
+    "allow_anonymous",
+    "authorize",
     "hub_method",
     "map_hub",
     "open_hub_client",
+    "rate_limit",
 ]

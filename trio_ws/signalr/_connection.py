@@ -69,7 +69,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._dispatch import Dispatcher
-from ._errors import DisconnectReason, error_text
+from ._errors import DisconnectReason, HubError, error_text
+from ._filters import HubLifetimeContext
 from ._http_transports import LongPollingTransport, PostInbox
 from ._hub import CallInfo, HubCallerContext, current_call
 from ._options import SlowClientPolicy
@@ -358,9 +359,16 @@ class HubConnection:
     async def _call_on_connected(self) -> bool:
         token = current_call.set(CallInfo(self, in_on_connected=True))
         try:
-            await self.server.hub.on_connected()
+            pipeline = self.server.connected
+            if pipeline is None:
+                await self.server.hub.on_connected()
+            else:
+                await pipeline(HubLifetimeContext(self.server.hub, self.context))
         except Exception as exc:
-            logger.error("%s: on_connected failed", self, exc_info=exc)
+            if isinstance(exc, HubError):  # the hub's (or a filter's) refusal, not a bug
+                logger.info("%s: refused by on_connected: %s", self, exc)
+            else:
+                logger.error("%s: on_connected failed", self, exc_info=exc)
             text = error_text(_CLOSED_WITH_ERROR, exc, detailed=self._options.detailed_errors)
             self._goodbye = Close(text, allow_reconnect=False)  # as ASP.NET: the hub cannot serve it
             self.close(DisconnectReason.ABORTED, f"on_connected raised {exc!r}")
@@ -518,7 +526,11 @@ class HubConnection:
             if self._connected and reason is not None:
                 token = current_call.set(CallInfo(self))
                 try:
-                    await self.server.hub.on_disconnected(reason)
+                    pipeline = self.server.disconnected
+                    if pipeline is None:
+                        await self.server.hub.on_disconnected(reason)
+                    else:
+                        await pipeline(HubLifetimeContext(self.server.hub, self.context), reason)
                 except Exception as exc:
                     logger.error("%s: on_disconnected failed", self, exc_info=exc)
                 finally:

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -67,6 +67,7 @@ from .._routing import AuthHook, InheritAuth
 from ._backplane import Backplane
 from ._connection import HubConnection
 from ._errors import BackplaneError
+from ._filters import AnyFilter, app_filters
 from ._http_transports import delete, event_stream, poll, post
 from ._hub import Hub
 from ._negotiate import HttpTransportType, NegotiateError, negotiate_answer, negotiate_version
@@ -106,6 +107,7 @@ def map_hub(
     transports: Iterable[HttpTransportType] = _ALL,
     stateful_reconnect: bool = False,
     on_negotiate: NegotiateHook | None = None,
+    filters: Sequence[AnyFilter] = (),
 ) -> HubServer:
     """Serve ``hub`` on ``app`` at ``path``, as ASP.NET's ``MapHub`` does; return its ``HubServer``.
 
@@ -135,6 +137,8 @@ def map_hub(
         on_negotiate: ``async def hook(request, response) -> Response``,
             called with each successful negotiate answer; what it returns
             is sent (add cookies or headers with ``dataclasses.replace``).
+        filters: Hub filters around this hub's calls, connects and
+            disconnects, outermost first, after the app's (``add_hub_filter``).
 
     Raises:
         ValueError: no transport, or a path that does not start with ``/``.
@@ -150,7 +154,8 @@ def map_hub(
     path = path.rstrip("/")
     if not path.startswith("/"):
         raise ValueError(f"hub path {path!r} must start with '/'")
-    hub_server = HubServer(hub, options=options, backplane=backplane)
+    hub_server = HubServer(hub, options=options, backplane=backplane, filters=filters)
+    hub_server.app_filters = app_filters(app)
     hook = app.auth if auth is InheritAuth.APP else auth
     endpoint = _HubEndpoint(hub_server, offered, stateful_reconnect, on_negotiate)
     guard = None if hook is None else _hub_auth(hook)

@@ -33,7 +33,7 @@ from ._clients import GroupManager, HubClients, UserManager
 from ._errors import DisconnectReason
 
 if TYPE_CHECKING:
-    from .._request import Request
+    from .._request import Identity, Request
     from ._connection import HubConnection
     from ._server import HubServer
 
@@ -47,6 +47,7 @@ class CallInfo:
     connection: HubConnection
     in_on_connected: bool = False
     slot: trio.Semaphore | None = field(default=None)
+    method: str | None = None  # the hub method's wire name, for logs
 
     def release_slot(self) -> None:
         """Give back the parallel-invocation slot early (once): the call is waiting for a client."""
@@ -65,6 +66,7 @@ class HubCallerContext:
         self._connection = connection
         self.items: dict[Any, Any] = {}
         """Per-connection state for the hub's own use; gone when the connection ends."""
+        self._limits: dict[object, Any] = {}  # rate_limit's buckets for this connection
 
     @property
     def connection_id(self) -> str:
@@ -75,6 +77,12 @@ class HubCallerContext:
     def user_id(self) -> str | None:
         """Who the transport authenticated, or ``None``; ``clients.user(id)`` reaches them."""
         return self._connection.user_id
+
+    @property
+    def identity(self) -> Identity | None:
+        """Who the auth hook said the client is (``user_id``, ``roles``, ``claims``), or ``None``."""
+        request = self._connection.request
+        return None if request is None else request.identity
 
     @property
     def request(self) -> Request | None:

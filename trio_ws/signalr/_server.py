@@ -40,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -54,11 +54,23 @@ from ._backplane.base import Pending
 from ._clients import GroupManager, HubClients, UserManager
 from ._connection import HubConnection, new_id
 from ._errors import BackplaneError, DisconnectReason
+from ._filters import (
+    AnyFilter,
+    HubLifetimeContext,
+    NextConnected,
+    NextDisconnected,
+    NextInvoke,
+    check_filter,
+    connected_pipeline,
+    disconnected_pipeline,
+    method_pipelines,
+)
 from ._hub import Hub
 from ._methods import HubMethod, discover_methods
 from ._options import HubOptions
 from ._protocol import PROTOCOLS, HubProtocol
 from ._relay import RelayedSockets, answer_relayed
+from ._requirements import requirement_steps
 from ._transport import Transport
 
 if TYPE_CHECKING:
@@ -109,14 +121,22 @@ class HubServer:
         backplane: Where groups and users are kept and messages routed. By
             default the deployment's (``--backplane``) once ``run()`` starts,
             else ``InProcessBackplane()``.
+        filters: Hub filters, outermost first: ``HubFilter`` instances or
+            ``async def f(invocation, next)`` functions (see ``HubFilter``).
 
     Raises:
-        TypeError: the hub has a method that cannot be offered (the message says why).
+        TypeError: the hub has a method that cannot be offered, or a filter is
+            not one (the message says why).
         ValueError: the hub instance already belongs to another ``HubServer``.
     """
 
     def __init__(
-        self, hub: Hub, *, options: HubOptions | None = None, backplane: Backplane | None = None
+        self,
+        hub: Hub,
+        *,
+        options: HubOptions | None = None,
+        backplane: Backplane | None = None,
+        filters: Sequence[AnyFilter] = (),
     ) -> None:
         if not isinstance(hub, Hub):
             raise TypeError(f"HubServer serves a Hub instance, got {hub!r}")
@@ -127,6 +147,16 @@ class HubServer:
         self.backplane: Backplane = backplane or InProcessBackplane()
         self._backplane_given = backplane is not None
         self.methods: dict[str, HubMethod] = discover_methods(type(hub), Hub)
+        for hub_filter in filters:
+            check_filter(hub_filter)
+        self.filters: list[AnyFilter] = list(filters)
+        """This hub's filters, outermost first (after the app's)."""
+        self.app_filters: list[AnyFilter] = []
+        """The app's filters (``add_hub_filter``), which run before this hub's; ``map_hub`` sets it."""
+        # Built when run() starts, from the filters and the methods' requirements.
+        self.pipelines: dict[str, NextInvoke] = {}
+        self.connected: NextConnected | None = None
+        self.disconnected: NextDisconnected | None = None
         self.protocols: tuple[HubProtocol, ...] = tuple(PROTOCOLS[name] for name in self.options.protocols)
         self.clients = HubClients(self)
         """Every client of the hub, or some, from outside a hub call (no ``caller`` here)."""
@@ -145,6 +175,22 @@ class HubServer:
         self.metrics: HubMetrics | None = None
         self._instruments: Metrics | None = None
         hub._server = self
+
+    def _build_pipelines(self) -> None:
+        """Each method's pipeline and the connect and disconnect ones, from the filters as they are now."""
+        filters = [*self.app_filters, *self.filters]
+        hub = self.hub
+        hub_type = type(hub)
+        self.pipelines = method_pipelines(self.methods, filters, partial(requirement_steps, hub_type))
+
+        async def on_connected(context: HubLifetimeContext) -> None:
+            await hub.on_connected()
+
+        async def on_disconnected(context: HubLifetimeContext, reason: DisconnectReason) -> None:
+            await hub.on_disconnected(reason)
+
+        self.connected = connected_pipeline(filters, on_connected)
+        self.disconnected = disconnected_pipeline(filters, on_disconnected)
 
     @property
     def closing(self) -> bool:
@@ -184,6 +230,7 @@ class HubServer:
         """
         if self._running:
             raise RuntimeError("this HubServer is already running; it runs in one place at a time")
+        self._build_pipelines()
         self._running = True
         self._closing = False
         self._stopped = trio.Event()
