@@ -7,6 +7,8 @@ Prometheus, is in tests/test_metrics_prometheus.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 import trio
 import trio.testing
@@ -15,7 +17,16 @@ from trio_websocket import open_websocket_url
 
 import trio_ws
 from trio_ws._metrics import close_code_label
-from trio_ws.signalr import HttpTransportType, Hub, map_hub, open_hub_client
+from trio_ws.signalr import (
+    HttpTransportType,
+    Hub,
+    HubError,
+    InvocationError,
+    authorize,
+    map_hub,
+    open_hub_client,
+    rate_limit,
+)
 
 from .helpers import http_exchange, parse_response, start_server
 
@@ -53,7 +64,24 @@ class Counter(Hub):
         return a + b
 
     async def fail(self) -> None:
-        raise ValueError("no")
+        raise HubError("no")
+
+    @authorize(roles=["admin"])
+    async def purge(self) -> None:
+        pass
+
+    @rate_limit(1, per=60.0)
+    async def once(self) -> str:
+        return "ok"
+
+    async def count(self, n: int) -> AsyncIterator[int]:
+        for number in range(n):
+            yield number
+
+    async def forever(self) -> AsyncIterator[int]:
+        while True:
+            yield 1
+            await trio.sleep(0.01)
 
 
 def hub_app() -> trio_ws.App:
@@ -192,3 +220,38 @@ def test_metrics_need_the_path_free() -> None:
 def test_options_refuse_a_metrics_value_that_is_not_a_bool() -> None:
     with pytest.raises(ValueError, match="metrics must be True or False"):
         trio_ws.Options(metrics="yes")  # type: ignore[arg-type]
+
+
+async def test_hub_invocations_by_method_and_outcome(nursery: trio.Nursery) -> None:
+    server = await start_server(nursery, hub_app(), metrics=True)
+    async with open_hub_client(f"{server.url}counter") as hub:
+        for _ in range(3):
+            assert await hub.invoke("Add", 1, 2) == 3
+        with pytest.raises(InvocationError, match="no"):
+            await hub.invoke("Fail")
+        with pytest.raises(InvocationError, match="unauthorized"):
+            await hub.invoke("Purge")
+        assert await hub.invoke("Once") == "ok"
+        with pytest.raises(InvocationError):
+            await hub.invoke("Once")
+        with pytest.raises(InvocationError):
+            await hub.invoke("NoSuchMethod")  # answered before any filter: not counted
+        async with hub.stream("Count", 3) as items:
+            assert [item async for item in items] == [0, 1, 2]
+        async with hub.stream("Forever") as items:
+            async for _ in items:
+                break  # leaving the block cancels the stream
+        await trio.testing.wait_all_tasks_blocked(0.05)
+        _, samples = await scrape(server.port)
+    total = "trio_ws_hub_invocations_total"
+    assert value(samples, total, hub="Counter", method="Add", outcome="ok") == 3
+    assert value(samples, total, method="Fail", outcome="error") == 1
+    assert value(samples, total, method="Purge", outcome="unauthorized") == 1
+    assert value(samples, total, method="Once", outcome="ok") == 1
+    assert value(samples, total, method="Once", outcome="rate_limited") == 1
+    assert value(samples, total, method="Count", outcome="ok") == 1
+    assert value(samples, total, method="Forever", outcome="cancelled") == 1
+    assert label_values(samples, total, "method") == {"Add", "Fail", "Purge", "Once", "Count", "Forever"}
+    duration = "trio_ws_hub_invocation_duration_seconds_count"
+    assert value(samples, duration, hub="Counter", method="Add") == 3
+    assert value(samples, duration) == 9

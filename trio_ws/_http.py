@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -53,13 +54,14 @@ import trio
 from ._connection import run_websocket
 from ._decide import Routed, check_head_limits, decide, open_websocket
 from ._linger import linger
-from ._metrics import Metrics, server_route
+from ._metrics import server_route
 from ._options import seconds
 from ._printable import printable
 from ._request import Identity, Request, RequestBody, RequestBodyError
 from ._response import Response
 from ._routing import AuthHook, BeforeUpgrade, HTTPRoute, WebSocketRoute
 from ._target import Target, parse_target
+from ._tracing import end_http_span, http_span, use_span
 from ._websocket import ServerConnection
 from ._wire import BodyReader, Stalled, Wire, declared_length, phrase
 
@@ -187,15 +189,16 @@ async def _next_request(peer: _Peer, wire: Wire, deadline: float) -> h11.Request
 async def _exchange(peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float) -> bool | _Upgrade:
     """Answer one request; return whether the connection can serve another, or the upgrade to make."""
     method = h11_request.method.decode("ascii", "replace")
-    metrics = peer.server.metrics
-    if metrics is None:
+    server = peer.server
+    if server.metrics is None and server.tracer is None:
         return await _respond(peer, wire, h11_request, deadline, _Access(method, h11_request.target))
-    access = _MeasuredAccess(method, h11_request.target, metrics, peer.scheme, h11_request.http_version)
+    access = _MeasuredAccess(method, h11_request, peer)
     outcome: bool | _Upgrade = False
     try:
-        outcome = await _respond(peer, wire, h11_request, deadline, access)
+        with access.current():
+            outcome = await _respond(peer, wire, h11_request, deadline, access)
     finally:
-        if not isinstance(outcome, _Upgrade):  # else the upgrade's own answer is counted
+        if not isinstance(outcome, _Upgrade):  # else the upgrade's own answer ends it
             access.end()
     return outcome
 
@@ -431,27 +434,39 @@ class _Access:
 
 
 class _MeasuredAccess(_Access):
-    """The access log, and the request's figures for ``/metrics`` (counted once, at its end)."""
+    """The access log, the request's figures for ``/metrics`` and its span (each ended once)."""
 
-    __slots__ = ("metrics", "scheme", "started", "version")
+    __slots__ = ("ended", "metrics", "scheme", "span", "started", "version")
 
-    def __init__(self, method: str, target: bytes, metrics: Metrics, scheme: str, version: bytes) -> None:
-        super().__init__(method, target)
-        self.metrics: Metrics | None = metrics
-        self.scheme = scheme
-        self.version = version.decode("ascii", "replace")
+    def __init__(self, method: str, h11_request: h11.Request, peer: _Peer) -> None:
+        super().__init__(method, h11_request.target)
+        server = peer.server
+        self.metrics = server.metrics
+        self.scheme = peer.scheme
+        self.version = h11_request.http_version.decode("ascii", "replace")
         self.started = trio.current_time()
-        metrics.request_started(method, scheme)
+        self.ended = False
+        if self.metrics is not None:
+            self.metrics.request_started(method, self.scheme)
+        self.span = None if server.tracer is None else http_span(server.tracer, h11_request, peer.scheme)
+
+    def current(self) -> AbstractContextManager[object]:
+        """The request's span as the current one, so that a handler's own spans are its children."""
+        return nullcontext() if self.span is None else use_span(self.span)
 
     def log(self, status: int) -> None:
         super().log(status)
         self.end(status)
 
     def end(self, status: int = 0) -> None:
-        metrics, self.metrics = self.metrics, None
-        if metrics is not None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.metrics is not None:
             seconds = trio.current_time() - self.started
-            metrics.request_done(self.method, self.scheme, status, self.route, self.version, seconds)
+            self.metrics.request_done(self.method, self.scheme, status, self.route, self.version, seconds)
+        if self.span is not None:
+            end_http_span(self.span, self.method, self.route, status)
 
 
 async def _answer(

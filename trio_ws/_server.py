@@ -42,8 +42,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 from ._admission import Admission, accept_loop, make_room_for
 from ._app import App
@@ -51,6 +55,7 @@ from ._http import serve_stream
 from ._metrics import Metrics, make_metrics, metrics_path_taken
 from ._options import Options
 from ._request import Request
+from ._tracing import tracer
 from ._websocket import ServerConnection
 
 __all__ = ["Server", "ServerStatistics", "serve", "serve_listeners", "url_host"]
@@ -118,6 +123,8 @@ class Server:
         self.admission = Admission(options)
         #: The instruments ``GET /metrics`` reports (``_metrics.py``); ``None`` with metrics off.
         self.metrics: Metrics | None = _metrics_for(app) if options.metrics else None
+        #: Where request and hub call spans go (``_tracing.py``); ``None`` with tracing off.
+        self.tracer: Tracer | None = tracer()
         #: Whether every listener is bound to a loopback address: browser requests
         #: must then name a loopback host too (``_upgrade.host_allowed``).
         self.loopback_only = bool(listeners) and all(_is_loopback(listener) for listener in listeners)

@@ -67,6 +67,7 @@ from ._filters import (
 )
 from ._hub import Hub
 from ._methods import HubMethod, discover_methods
+from ._observe import CallObserver
 from ._options import HubOptions
 from ._protocol import PROTOCOLS, HubProtocol
 from ._relay import RelayedSockets, answer_relayed
@@ -74,6 +75,8 @@ from ._requirements import requirement_steps
 from ._transport import Transport
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
     from .._metrics import HubMetrics, Metrics
     from .._request import Request
 
@@ -173,12 +176,15 @@ class HubServer:
         self._empty.set()
         #: This hub's instruments while it runs on a server with metrics on (``trio_ws/_metrics.py``).
         self.metrics: HubMetrics | None = None
+        #: Where this hub's call spans go, on a server with tracing on (``trio_ws/_tracing.py``).
+        self.tracer: Tracer | None = None
         self._instruments: Metrics | None = None
         hub._server = self
 
     def _build_pipelines(self) -> None:
         """Each method's pipeline and the connect and disconnect ones, from the filters as they are now."""
-        filters = [*self.app_filters, *self.filters]
+        observer = [CallObserver(self)] if self._instruments is not None or self.tracer is not None else []
+        filters = [*observer, *self.app_filters, *self.filters]
         hub = self.hub
         hub_type = type(hub)
         self.pipelines = method_pipelines(self.methods, filters, partial(requirement_steps, hub_type))
@@ -243,7 +249,7 @@ class HubServer:
                 if deployment.backplane is not None:
                     deployment.add_health_check(check, self.health)
             if self._instruments is not None:
-                self.metrics = self._instruments.hub(name, frozenset(self.methods))
+                self.metrics = self._instruments.hub(name, frozenset(m.name for m in self.methods.values()))
                 self.backplane.instrument(self.metrics, self._instruments)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.backplane.serve)
@@ -263,9 +269,11 @@ class HubServer:
             deployment.remove_health_check(check)
             deployment.release_name(name)
 
-    def instrument(self, metrics: Metrics | None) -> None:
-        """Count this hub's connections and calls in ``metrics`` (the server's) from its next ``run()``."""
+    def instrument(self, metrics: Metrics | None, tracer: Tracer | None = None) -> None:
+        """Count this hub's connections and calls in ``metrics``, and trace its calls with ``tracer``
+        (the server's), from its next ``run()``."""
         self._instruments = metrics
+        self.tracer = tracer
 
     def _deployment_backplane(self, deployment: Deployment, name: str) -> Backplane:
         """The backplane the deployment gives this hub: ``--backplane``'s, or an in-process one."""
