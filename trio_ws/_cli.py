@@ -39,6 +39,7 @@ from ._options import Options
 from ._routing import WebSocketRoute
 from ._server import Server, serve
 from ._sockets import WorkersUnsupported
+from ._tracing import configure_from_environment
 from ._worker import first_leaf
 from ._workers import Workers, WorkersError, serve_workers
 
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     app = _app(args)
     if args.metrics and (taken := metrics_path_taken(app)) is not None:
         _exit_with(taken)
+    try:
+        configure_from_environment()  # traces, when OTEL_* variables ask for them
+    except RuntimeError as exc:
+        _exit_with(str(exc))
     try:
         if args.workers > 1:
             trio.run(_supervise_until_signal, args, options, app, backplane)

@@ -50,6 +50,7 @@ from ._metrics import MULTIPROCESS_ENV
 from ._options import Options
 from ._server import Server, serve_listeners
 from ._sockets import Address, SharingMode, listen_on
+from ._tracing import configure_from_environment
 
 __all__ = ["EX_CONFIG", "WorkerSpec", "encode_spec", "first_leaf", "main"]
 
@@ -99,9 +100,10 @@ def main() -> None:
         os.environ[MULTIPROCESS_ENV] = spec.metrics_dir
     tell = _Teller(spec.ready_fd)
     try:
+        configure_from_environment()  # the supervisor's OTEL_* variables are every worker's
         app = echo_app(subprotocols=spec.subprotocols) if spec.app is None else load_app(spec.app)
         listeners = _listeners(spec)
-    except (AppNotFound, AppImportError, OSError, ssl.SSLError) as exc:
+    except (AppNotFound, AppImportError, OSError, ssl.SSLError, RuntimeError) as exc:
         tell.error(str(exc))
         sys.exit(EX_CONFIG)
     try:
