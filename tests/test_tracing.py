@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import trio
@@ -183,10 +184,10 @@ print(proc.communicate(timeout=15)[0])
     assert call["resource"]["attributes"]["service.name"] == "shop-test"
 
 
-def _json_objects(text: str) -> list[dict[str, object]]:
+def _json_objects(text: str) -> list[dict[str, Any]]:
     """Every top-level JSON object printed in ``text`` (the console exporter prints them indented)."""
     decoder = json.JSONDecoder()
-    found: list[dict[str, object]] = []
+    found: list[dict[str, Any]] = []
     index = text.find("{")
     while index != -1:
         try:
