@@ -154,7 +154,8 @@ async def test_prometheus_scrapes_every_worker_through_one_port(redis: RedisServ
             await until_prometheus_says(base, negotiates, CLIENTS)
             await until_prometheus_says(base, "sum(trio_ws_backplane_connected)", 2 * 3)  # 3 hubs each
             # One target, one series: the workers' figures arrive combined, not side by side.
-            assert await trio.to_thread.run_sync(_query, base, "count(signalr_server_active_connections)") == 1
+            series = await trio.to_thread.run_sync(_query, base, "count(signalr_server_active_connections)")
+            assert series == 1
             # Scrapes on new connections reach either worker, and agree.
             totals = {await _echo_total(served.port) for _ in range(6)}
             assert totals == {CLIENTS * CALLS}
