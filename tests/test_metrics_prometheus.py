@@ -2,7 +2,7 @@
 through its HTTP API what it saw.
 
 ``python -m trio_ws examples.signalr.testhub:app --workers 2 --backplane redis://... --metrics``
-runs as a user runs it; Debian's ``prometheus`` scrapes its one port every second. Each scrape
+runs as a user runs it; Debian's ``prometheus`` scrapes its one port twice a second. Each scrape
 reaches whichever worker accepts it, so the totals Prometheus stores are right only if every
 worker answers for all of them: that is what is checked, against the counts the clients made.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from .processes import RunningWorkers, running_workers
 from .signalr.helpers import WebSocketHubClient, open_hub_websocket
 from .signalr.redis_helpers import RedisServer, free_port, redis, redis_server
+from .test_grafana_dashboard import dashboard, expressions, runnable
 
 __all__ = ["redis", "redis_server"]  # fixtures, imported for pytest
 
@@ -49,19 +52,21 @@ def prometheus_binary() -> str:
 
 
 @contextmanager
-def prometheus(tmp_path: Path, target_port: int) -> Iterator[str]:
-    """Prometheus scraping 127.0.0.1:``target_port`` every second; yields its base URL."""
+def prometheus(tmp_path: Path) -> Iterator[Prometheus]:
+    """Prometheus, started now (it takes a few seconds), scraping twice a second what ``scrape`` names."""
     binary = prometheus_binary()
     port = free_port()
+    targets = tmp_path / "targets.json"
+    targets.write_text("[]")
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n"
-        "  scrape_interval: 1s\n"
-        "  scrape_timeout: 1s\n"
+        "  scrape_interval: 500ms\n"
+        "  scrape_timeout: 500ms\n"
         "scrape_configs:\n"
         "  - job_name: trio_ws\n"
-        "    static_configs:\n"
-        f"      - targets: ['127.0.0.1:{target_port}']\n"
+        "    file_sd_configs:\n"
+        f"      - files: ['{targets}']\n"
     )
     proc = subprocess.Popen(
         [
@@ -75,18 +80,40 @@ def prometheus(tmp_path: Path, target_port: int) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Prometheus(f"http://127.0.0.1:{port}", targets)
     finally:
-        proc.terminate()
+        proc.kill()  # its database is the test's, and goes with it: no clean shutdown needed
         proc.wait(10)
+
+
+class Prometheus:
+    def __init__(self, base: str, targets: Path) -> None:
+        self.base = base
+        self._targets = targets
+
+    def scrape(self, port: int) -> None:
+        """Scrape 127.0.0.1:``port`` from now on (Prometheus watches the file)."""
+        written = self._targets.with_suffix(".tmp")
+        written.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"]}]))
+        written.replace(self._targets)
+
+
+def _ask(base: str, promql: str) -> dict[str, Any]:
+    """Prometheus's answer to an instant query (``label_values(m, l)`` asks for the label's values)."""
+    variable = re.fullmatch(r"label_values\((\w+), (\w+)\)", promql)
+    if variable is not None:
+        url = f"{base}/api/v1/label/{variable.group(2)}/values?match[]={variable.group(1)}"
+    else:
+        url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=2) as response:
+        answer: dict[str, Any] = json.load(response)
+    return answer
 
 
 def _query(base: str, promql: str) -> float | None:
     """The value of an instant query with one result, or ``None`` (no data yet, or Prometheus not up)."""
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            answer = json.load(response)
+        answer = _ask(base, promql)
     except OSError:
         return None
     result = answer["data"]["result"]
@@ -97,7 +124,7 @@ def _query(base: str, promql: str) -> float | None:
 
 
 async def until_prometheus_says(base: str, promql: str, expected: float) -> None:
-    """Ask Prometheus ``promql`` until it answers ``expected`` (it scrapes once a second)."""
+    """Ask Prometheus ``promql`` until it answers ``expected`` (it scrapes twice a second)."""
     seen = None
     while seen != expected:
         seen = await trio.to_thread.run_sync(_query, base, promql)
@@ -130,7 +157,9 @@ async def _calls(client: WebSocketHubClient, count: int) -> None:
 
 
 async def test_prometheus_scrapes_every_worker_through_one_port(redis: RedisServer, tmp_path: Path) -> None:
-    with hub_workers(redis) as served, trio.fail_after(DEADLINE), prometheus(tmp_path, served.port) as base:
+    with prometheus(tmp_path) as server, hub_workers(redis) as served, trio.fail_after(DEADLINE):
+        server.scrape(served.port)
+        base = server.base
         async with AsyncExitStack() as stack:
             clients = [await negotiated(stack, served.port) for _ in range(CLIENTS)]
             workers = {await client.call("WorkerId") for client in clients}
@@ -156,6 +185,10 @@ async def test_prometheus_scrapes_every_worker_through_one_port(redis: RedisServ
             # One target, one series: the workers' figures arrive combined, not side by side.
             series = await trio.to_thread.run_sync(_query, base, "count(signalr_server_active_connections)")
             assert series == 1
+            # Every expression of the shipped Grafana dashboard is PromQL this Prometheus runs.
+            for expression in expressions(dashboard()):
+                answer = await trio.to_thread.run_sync(_ask, base, runnable(expression))
+                assert answer["status"] == "success", (expression, answer)
             # Scrapes on new connections reach either worker, and agree.
             totals = {await _echo_total(served.port) for _ in range(6)}
             assert totals == {CLIENTS * CALLS}

@@ -22,6 +22,9 @@ Rules of this module:
   directory the supervisor made (prometheus_client's multiprocess mode), and
   the worker that answers a scrape reads them all: counts are summed,
   histograms merged, gauges summed over the living workers.
+* No ``*_created`` series are written (prometheus_client's
+  ``disable_created_metrics``, which holds for the whole process), so a
+  single process reads as a multi-worker one and as ASP.NET Core's.
 * The busiest figures (WebSocket messages and bytes) are counted in plain
   integers (``WebSocketTally``) and added to the shared counters once a
   second and before every scrape: a message costs an addition, not a write
@@ -120,7 +123,10 @@ class Metrics:
     """
 
     def __init__(self, multiprocess_dir: str | None) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+        # No *_created series: OpenTelemetry's exporter writes none, and under workers there are none.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
 
         self.multiprocess_dir = multiprocess_dir
         # Under workers the figures live in the files, and a scrape reads them all; a private
