@@ -43,6 +43,7 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -444,7 +445,7 @@ class _MeasuredAccess(_Access):
         self.metrics = server.metrics
         self.scheme = peer.scheme
         self.version = h11_request.http_version.decode("ascii", "replace")
-        self.started = trio.current_time()
+        self.started = time.perf_counter()
         self.ended = False
         if self.metrics is not None:
             self.metrics.request_started(method, self.scheme)
@@ -463,7 +464,7 @@ class _MeasuredAccess(_Access):
             return
         self.ended = True
         if self.metrics is not None:
-            seconds = trio.current_time() - self.started
+            seconds = time.perf_counter() - self.started
             self.metrics.request_done(self.method, self.scheme, status, self.route, self.version, seconds)
         if self.span is not None:
             end_http_span(self.span, self.method, self.route, status)

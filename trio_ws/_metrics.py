@@ -25,10 +25,11 @@ Rules of this module:
 * No ``*_created`` series are written (prometheus_client's
   ``disable_created_metrics``, which holds for the whole process), so a
   single process reads as a multi-worker one and as ASP.NET Core's.
-* The busiest figures (WebSocket messages and bytes) are counted in plain
-  integers (``WebSocketTally``) and added to the shared counters once a
-  second and before every scrape: a message costs an addition, not a write
-  to a memory map under a lock.
+* The busiest figures (WebSocket messages and bytes, hub calls) are counted
+  in plain integers (``WebSocketTally``, ``HubMetrics``) and added to the
+  shared counters once a second and before every scrape: a message costs
+  an addition, not a write to a memory map under a lock. A histogram has no
+  such bulk form, so a call's duration is observed as it ends.
 """
 
 from __future__ import annotations
@@ -136,6 +137,7 @@ class Metrics:
         self.tally = WebSocketTally()
         self._flushed = WebSocketTally()
         self._probes: list[Callable[[], None]] = []
+        self._hubs: list[HubMetrics] = []
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(name, doc, labels, registry=registry)
@@ -237,8 +239,15 @@ class Metrics:
         self.ws_closes.labels(close_code_label(code)).inc()
 
     def hub(self, name: str, methods: frozenset[str]) -> HubMetrics:
-        """The instruments of one hub, its label values fixed."""
-        return HubMetrics(self, name, methods)
+        """The instruments of one hub, its label values fixed (its counts flushed with the tally's)."""
+        hub = HubMetrics(self, name, methods)
+        self._hubs.append(hub)
+        return hub
+
+    def forget_hub(self, hub: HubMetrics) -> None:
+        hub.flush()
+        if hub in self._hubs:
+            self._hubs.remove(hub)
 
     def add_probe(self, probe: Callable[[], None]) -> Callable[[], None]:
         """Run ``probe`` once a second and before each scrape (a state to copy into a gauge)."""
@@ -265,6 +274,8 @@ class Metrics:
             if added:
                 counter.inc(added)
                 setattr(flushed, name, now)
+        for hub in self._hubs:
+            hub.flush()
         for probe in self._probes:
             probe()
 
@@ -299,15 +310,16 @@ class Metrics:
 class HubMetrics:
     """One hub's instruments: invocations, slow clients, connections and its backplane."""
 
-    __slots__ = ("_invocations", "_metrics", "_slow", "durations", "methods", "name")
+    __slots__ = ("_calls", "_metrics", "_slow", "durations", "methods", "name")
 
     def __init__(self, metrics: Metrics, name: str, methods: frozenset[str]) -> None:
         self._metrics = metrics
         self.name = name
         self.methods = methods
         self._slow = metrics.slow_clients.labels(name)
+        # Calls counted here since the last flush, by (method, outcome): an addition per call.
+        self._calls: dict[tuple[str, str], int] = {}
         # Children made on first use and kept: labels() takes a lock and builds a tuple.
-        self._invocations: dict[tuple[str, str], Counter] = {}
         self.durations: dict[str, Histogram] = {}
 
     def invoked(self, method: str, outcome: str, seconds: float) -> None:
@@ -315,14 +327,18 @@ class HubMetrics:
         if method not in self.methods:
             method = "_unknown"
         key = (method, outcome)
-        counter = self._invocations.get(key)
-        if counter is None:
-            counter = self._invocations[key] = self._metrics.invocations.labels(self.name, method, outcome)
-        counter.inc()
+        calls = self._calls
+        calls[key] = calls.get(key, 0) + 1
         duration = self.durations.get(method)
         if duration is None:
             duration = self.durations[method] = self._metrics.invocation_duration.labels(self.name, method)
         duration.observe(seconds)
+
+    def flush(self) -> None:
+        """Add the calls counted since the last flush to ``trio_ws_hub_invocations_total``."""
+        calls, self._calls = self._calls, {}
+        for (method, outcome), count in calls.items():
+            self._metrics.invocations.labels(self.name, method, outcome).inc(count)
 
     def connection_started(self, transport: str) -> None:
         self._metrics.signalr_active.labels(TRANSPORT_LABELS.get(transport, "unknown")).inc()

@@ -63,6 +63,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -196,7 +197,7 @@ class HubConnection:
         self._flushed = trio.Event()  # the last message queued has gone to the transport
         self._done = trio.Event()
         self._metrics = server.metrics  # None with metrics off
-        self._opened_at = trio.current_time()
+        self._opened_at = time.perf_counter()
 
     def __str__(self) -> str:
         return f"hub connection {self.connection_id}"
@@ -555,7 +556,7 @@ class HubConnection:
         self.server.forget(self)
         if self._metrics is not None and self.transport_name is not None:
             status = _CONNECTION_STATUS.get(reason, "normal_closure")
-            self._metrics.connection_ended(self.transport_name, status, trio.current_time() - self._opened_at)
+            self._metrics.connection_ended(self.transport_name, status, time.perf_counter() - self._opened_at)
         if self._connected:
             detail = f" ({self._detail})" if self._detail else ""
             logger.info("%s: closed: %s%s", self, reason.value if reason else "never connected", detail)

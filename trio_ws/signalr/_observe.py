@@ -19,6 +19,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -50,7 +51,7 @@ class CallObserver(HubFilter):
         self._observed = observed
 
     async def invoke(self, invocation: HubInvocationContext, next: NextInvoke) -> Any:
-        started = trio.current_time()
+        started = time.perf_counter()
         tracer = self._observed.tracer
         span = None if tracer is None else _call_span(tracer, invocation)
         outcome = "error"
@@ -114,7 +115,7 @@ class CallObserver(HubFilter):
     ) -> None:
         metrics = self._observed.metrics
         if metrics is not None:
-            metrics.invoked(invocation.method_name, outcome, trio.current_time() - started)
+            metrics.invoked(invocation.method_name, outcome, time.perf_counter() - started)
         if span is not None:
             _end_call_span(span, outcome)
 

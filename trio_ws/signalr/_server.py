@@ -263,8 +263,9 @@ class HubServer:
         finally:
             self._nursery = None
             self._running = False
-            if self.metrics is not None:
+            if self.metrics is not None and self._instruments is not None:
                 self.backplane.instrument(None, self._instruments)
+                self._instruments.forget_hub(self.metrics)
                 self.metrics = None
             deployment.remove_health_check(check)
             deployment.release_name(name)
