@@ -16,9 +16,8 @@ GUIDE = Path(__file__).resolve().parent.parent / "docs" / "operating.md"
 
 
 def alert_rules() -> str:
-    (rules,) = [
-        block for block in re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), re.S) if "groups:" in block
-    ]
+    blocks: list[str] = re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), re.S)
+    (rules,) = [block for block in blocks if "groups:" in block]
     return rules
 
 
