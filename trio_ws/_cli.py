@@ -34,6 +34,7 @@ from ._app import App
 from ._deployment import Deployment, backplane_url, deployed, redacted
 from ._echo import echo_app
 from ._load import AppImportError, AppNotFound, load_app
+from ._logging import configure_logging
 from ._metrics import metrics_path_taken
 from ._options import Options
 from ._routing import WebSocketRoute
@@ -69,9 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.metrics and importlib.util.find_spec("prometheus_client") is None:
         _exit_with("--metrics needs prometheus_client: pip install 'trio_ws[metrics]'")
     ssl_context = _ssl_context(parser, args.certfile, args.keyfile)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, format=args.log_format)
     app = _app(args)
     if args.metrics and (taken := metrics_path_taken(app)) is not None:
         _exit_with(taken)
@@ -433,6 +432,12 @@ def _parser() -> argparse.ArgumentParser:
         type=str.lower,
         choices=["debug", "info", "warning", "error"],
         help="how much to log",
+    )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines as text, or as one JSON object per line with the connection's fields",
     )
     return p
 

@@ -29,6 +29,7 @@ import trio
 from trio_websocket import ConnectionClosed
 
 from ._keepalive import keep_alive
+from ._logging import set_log_fields
 
 if TYPE_CHECKING:
     from ._app import WebSocketRoute
@@ -62,6 +63,7 @@ async def run_websocket(
         # The handshake's request and scope would otherwise stay alive as long as the connection.
         del request, handshake
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
+        set_log_fields(connection_id=str(ws), transport="websocket", path=route.path)
         logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 
         if options.keep_alive_interval is not None and route.keep_alive:
@@ -80,7 +82,7 @@ async def run_websocket(
                 logger.info("%s: cancelled (by then: %s)", ws, ws.describe_close())
                 raise
         nursery.cancel_scope.cancel()
-    logger.info("%s: %s", ws, ws.describe_close())
+    logger.info("%s: %s", ws, ws.describe_close(), extra=_close_fields(ws))
 
 
 async def _run_handler(ws: ServerConnection, route: WebSocketRoute) -> None:
@@ -102,6 +104,14 @@ async def _run_handler(ws: ServerConnection, route: WebSocketRoute) -> None:
         # Closes with `code` if the handler left the connection open; no-op otherwise.
         # The reader bounds the close by close_timeout.
         await ws.aclose(code, reason)
+
+
+def _close_fields(ws: ServerConnection) -> dict[str, object]:
+    """The close code and reason for a structured log line (the reason is the peer's, or ours)."""
+    closed = ws.closed
+    if closed is None:
+        return {}
+    return {"close_code": closed.code, "close_reason": closed.reason}
 
 
 def _remote(ws: ServerConnection) -> object:

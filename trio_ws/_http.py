@@ -55,6 +55,7 @@ import trio
 from ._connection import run_websocket
 from ._decide import Routed, check_head_limits, decide, open_websocket
 from ._linger import linger
+from ._logging import set_log_fields
 from ._metrics import server_route
 from ._options import seconds
 from ._printable import printable
@@ -122,6 +123,7 @@ class _Peer:
 async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     options = server.options
     peer = _Peer(stream, server)
+    set_log_fields(remote=str(peer))  # for structured logs, in this connection's task
     wire = Wire(stream, options.max_request_head_size)
     # The first head (and an upgrade right after it) must arrive within handshake_timeout.
     deadline = trio.current_time() + seconds(options.handshake_timeout)

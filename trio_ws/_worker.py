@@ -39,6 +39,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Literal
 
 import trio
 
@@ -46,6 +47,7 @@ from ._app import App
 from ._deployment import Deployment, DeploymentError, deployed
 from ._echo import echo_app
 from ._load import AppImportError, AppNotFound, load_app
+from ._logging import add_log_fields, configure_logging
 from ._metrics import MULTIPROCESS_ENV
 from ._options import Options
 from ._server import Server, serve_listeners
@@ -80,6 +82,7 @@ class WorkerSpec:
     sys_path: list[str] = field(default_factory=list)
     log_level: int = logging.WARNING
     metrics_dir: str | None = None  # where every worker's figures are kept (with Options.metrics)
+    log_format: Literal["text", "json"] = "text"
 
 
 def encode_spec(spec: WorkerSpec) -> bytes:
@@ -90,10 +93,14 @@ def encode_spec(spec: WorkerSpec) -> bytes:
 def main() -> None:
     """The worker process: read the spec, serve until told to stop, exit 0 (or 78 if it cannot run)."""
     spec = _read_spec()
-    logging.basicConfig(
-        level=spec.log_level,
-        format=f"%(asctime)s %(levelname)s [worker {spec.number}] %(name)s: %(message)s",
-    )
+    if spec.log_format == "json":
+        configure_logging(spec.log_level, format="json")
+        add_log_fields(partial(dict, worker=spec.number))
+    else:
+        logging.basicConfig(
+            level=spec.log_level,
+            format=f"%(asctime)s %(levelname)s [worker {spec.number}] %(name)s: %(message)s",
+        )
     sys.path[:0] = [entry for entry in spec.sys_path if entry not in sys.path]
     if spec.metrics_dir is not None:
         # Before prometheus_client is imported (by the app, or by the server): it reads it then.

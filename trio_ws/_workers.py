@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from ._deployment import backplane_url
+from ._logging import uses_json
 from ._metrics import forget_worker, shared_metrics_dir
 from ._options import Options
 from ._server import url_host
@@ -374,6 +375,7 @@ async def serve_workers(
                 sys_path=[entry for entry in sys.path if entry],
                 log_level=logging.getLogger().getEffectiveLevel(),
                 metrics_dir=metrics_dir,
+                log_format="json" if uses_json() else "text",
             )
             for number in range(1, workers + 1)
         ]

@@ -16,6 +16,13 @@ Node suite relies on; this module provides exactly that:
   JSON Web Token from ``GET /generateJwtToken``, signed and checked with
   the standard library (``hmac``), its subject ``testuser``; the key is
   ``TRIO_WS_TESTHUB_JWT_KEY`` (hex), or a random one shared by the workers.
+  ``GET /generateJwtToken?role=admin`` adds the role ``admin`` to the
+  token's identity (without ``role``, the identity has none), which
+  ``AdminOnly()`` requires (``@authorize(roles=["admin"])``): it answers
+  ``"admin"``, or ASP.NET's ``Failed to invoke 'AdminOnly' because user is
+  unauthorized``.
+* ``Limited()`` on ``/testhub`` answers ``"ok"``, at most 5 calls a second
+  per connection (``@rate_limit(5, per=1.0)``); past that, an error saying so.
 * ``GET /clientresult?id=CONNECTION_ID``: asks that ``/testhub`` client's
   ``Result`` handler, answers its value or the client's error text.
 * ``POST /redirect/...``: a negotiate redirect to ``/testHub``, counted.
@@ -41,6 +48,7 @@ import hmac
 import itertools
 import json
 import os
+import re
 import secrets
 import signal
 import sys
@@ -60,7 +68,9 @@ from trio_ws.signalr import (
     HubOptions,
     HubServer,
     HubStream,
+    authorize,
     map_hub,
+    rate_limit,
 )
 
 __all__ = [
@@ -187,6 +197,12 @@ class TestHub(Hub):
     async def worker_id(self) -> int:
         return os.getpid()
 
+    # For the rate limit tests.
+
+    @rate_limit(5, per=1.0)
+    async def limited(self) -> str:
+        return "ok"
+
 
 class AuthorizedHub(Hub):
     """The hub behind a token: the transport's authentication names the user."""
@@ -196,6 +212,10 @@ class AuthorizedHub(Hub):
 
     async def get_user_name_identifier(self) -> str | None:
         return self.context.user_id
+
+    @authorize(roles=["admin"])
+    async def admin_only(self) -> str:
+        return "admin"
 
 
 async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
@@ -215,6 +235,7 @@ async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
 _JWT_KEY = bytes.fromhex(os.environ.setdefault("TRIO_WS_TESTHUB_JWT_KEY", secrets.token_hex(32)))
 _JWT_LIFETIME = 3600.0
 TEST_USER = "testuser"
+_ROLE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _b64url(data: bytes) -> str:
@@ -229,15 +250,20 @@ def _signature(signing_input: str) -> str:
     return _b64url(hmac.new(_JWT_KEY, signing_input.encode("ascii"), hashlib.sha256).digest())
 
 
-def generate_token(user: str = TEST_USER, *, lifetime: float = _JWT_LIFETIME) -> str:
-    """A JWT for ``user``, signed with this process's key, valid for ``lifetime`` seconds."""
+def generate_token(user: str = TEST_USER, *, role: str | None = None, lifetime: float = _JWT_LIFETIME) -> str:
+    """A JWT for ``user`` (with ``role``, if given), signed with this process's key, valid for
+    ``lifetime`` seconds."""
     header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = _b64url(json.dumps({"sub": user, "exp": int(time.time() + lifetime)}).encode())
+    values: dict[str, object] = {"sub": user, "exp": int(time.time() + lifetime)}
+    if role is not None:
+        values["role"] = role
+    claims = _b64url(json.dumps(values).encode())
     return f"{header}.{claims}.{_signature(f'{header}.{claims}')}"
 
 
-def verify_token(token: str) -> str | None:
-    """The token's user if this process signed it and it has not expired, else ``None``."""
+def verify_token(token: str) -> trio_ws.Identity | None:
+    """The token's identity (its user, and its role if any) if this process signed it and it
+    has not expired, else ``None``."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -248,15 +274,17 @@ def verify_token(token: str) -> str | None:
         values = json.loads(_unb64url(claims))
     except ValueError:
         return None
-    user, expires = values.get("sub"), values.get("exp")
+    if not isinstance(values, dict):
+        return None
+    user, expires, role = values.get("sub"), values.get("exp"), values.get("role")
     if not isinstance(user, str) or not isinstance(expires, int) or expires < time.time():
         return None
-    return user
+    return trio_ws.Identity(user, roles=[role] if isinstance(role, str) else [])
 
 
 async def _verify(token: str) -> trio_ws.Identity | None:
-    user = verify_token(token)
-    return None if user is None else trio_ws.Identity(user)
+    await trio.lowlevel.checkpoint()
+    return verify_token(token)
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -307,7 +335,10 @@ def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
 
     @app.route("/generateJwtToken")
     async def generate_jwt_token(request: trio_ws.Request) -> trio_ws.Response:
-        return trio_ws.Response(200, generate_token().encode())
+        role = request.query_param("role")
+        if role is not None and not _ROLE.fullmatch(role):
+            return trio_ws.Response.text(400, "Bad Request: a role is 1 to 64 letters, digits, '-' or '_'")
+        return trio_ws.Response(200, generate_token(role=role).encode())
 
     @app.route("/clientresult")
     async def client_result(request: trio_ws.Request) -> trio_ws.Response:

@@ -3,6 +3,7 @@ results and arguments; app-wide and per hub; nothing in the way when there are n
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -112,7 +113,7 @@ async def test_filters_run_in_order_around_calls_connects_and_disconnects() -> N
     invocation = outer.seen[0]
     assert invocation.hub is hub
     assert invocation.hub_name == "Sample"
-    assert (invocation.method_name, invocation.python_name) == ("Echo", "echo")
+    assert (invocation.method_name, invocation.python_name, invocation.target) == ("Echo", "echo", "Echo")
     assert invocation.arguments == ["hi"]
     assert invocation.invocation_id == "1"
     assert not invocation.streaming
@@ -200,8 +201,9 @@ async def test_a_filter_sees_a_stream_as_it_begins_and_may_wrap_its_items() -> N
             return items
 
         async def squared() -> AsyncIterator[int]:
-            async for item in items:
-                yield item * item
+            async with contextlib.aclosing(items):  # the method's stream is closed with this one
+                async for item in items:
+                    yield item * item
 
         return squared()
 

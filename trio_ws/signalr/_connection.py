@@ -60,6 +60,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 import secrets
@@ -69,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._logging import add_log_fields
 from ._dispatch import Dispatcher
 from ._errors import DisconnectReason, HubError, error_text
 from ._filters import HubLifetimeContext
@@ -106,6 +108,31 @@ _CONNECTION_STATUS: dict[DisconnectReason | None, str] = {
     DisconnectReason.TIMED_OUT: "timeout",
     DisconnectReason.SERVER_SHUTDOWN: "app_shutdown",
 }
+
+_serving: contextvars.ContextVar[HubConnection] = contextvars.ContextVar("trio_ws.signalr.serving")
+
+
+def _log_fields() -> dict[str, object] | None:
+    """The hub connection's fields for a JSON log record: read only when one is written."""
+    call = current_call.get(None)
+    connection = call.connection if call is not None else _serving.get(None)
+    if connection is None:
+        return None
+    fields: dict[str, object] = {
+        "connection_id": connection.connection_id,
+        "hub": type(connection.server.hub).__name__,
+        "transport": connection.transport_name,
+        "user": connection.user_id,
+    }
+    request = connection.request
+    if request is not None and request.client is not None:
+        fields["remote"] = "{}:{}".format(*request.client)
+    if call is not None and call.method is not None:
+        fields["method"] = call.method
+    return fields
+
+
+add_log_fields(_log_fields)
 
 
 def new_id() -> str:
@@ -231,6 +258,7 @@ class HubConnection:
 
     async def run(self) -> None:
         """The connection's whole life; runs in the hub server's nursery."""
+        _serving.set(self)  # for structured logs: this task, and every task it starts
         try:
             with self._scope:
                 try:
@@ -559,7 +587,13 @@ class HubConnection:
             self._metrics.connection_ended(self.transport_name, status, time.perf_counter() - self._opened_at)
         if self._connected:
             detail = f" ({self._detail})" if self._detail else ""
-            logger.info("%s: closed: %s%s", self, reason.value if reason else "never connected", detail)
+            logger.info(
+                "%s: closed: %s%s",
+                self,
+                reason.value if reason else "never connected",
+                detail,
+                extra={"close_reason": reason.value if reason else None},
+            )
 
     # -- sending ----------------------------------------------------------------------------
 

@@ -244,11 +244,11 @@ class Dispatcher:
                 channel.close()
 
     def _invocation(
-        self, method: HubMethod, invocation_id: str | None, bound: list[Any], streaming: bool
+        self, method: HubMethod, target: str, invocation_id: str | None, bound: list[Any], streaming: bool
     ) -> HubInvocationContext:
-        connection = self._connection
+        context = self._connection.context
         return HubInvocationContext(
-            self._hub, connection.context, method.function, method.name, bound, invocation_id, streaming
+            self._hub, context, method.function, method.name, bound, invocation_id, streaming, target
         )
 
     def _error(self, prefix: str, exc: Exception) -> str:
@@ -281,7 +281,7 @@ class Dispatcher:
                 if pipeline is None:
                     result = await method.function(self._hub, *bound)
                 else:
-                    result = await pipeline(self._invocation(method, invocation_id, bound, False))
+                    result = await pipeline(self._invocation(method, target, invocation_id, bound, False))
                 if invocation_id is not None:
                     # ASP.NET answers a void method with "result": null too, and clients expect it.
                     # A result with no wire form fails here, while encoding, like a raised error.
@@ -313,7 +313,9 @@ class Dispatcher:
                     if pipeline is None:
                         items = await _open_stream(method, self._hub, bound)
                     else:
-                        returned = await pipeline(self._invocation(method, invocation_id, bound, True))
+                        returned = await pipeline(
+                            self._invocation(method, target, invocation_id, bound, True)
+                        )
                         items = _as_stream(method, returned)
                 except Exception as exc:
                     self._failed(target, exc)

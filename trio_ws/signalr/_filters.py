@@ -99,6 +99,9 @@ class HubInvocationContext:
         method: The method's Python function (read its attributes, or what
             decorators left on it).
         method_name: The method's name on the wire (``"SendMessage"``).
+        target: The name as the client sent it, which may differ in case
+            (``"sendmessage"``); error texts name the method this way, as
+            ASP.NET's do.
         arguments: The arguments, converted by the method's annotations, in
             order; an uploaded stream is a ``HubStream``. A filter may change
             them before ``next``.
@@ -118,6 +121,7 @@ class HubInvocationContext:
         "method",
         "method_name",
         "streaming",
+        "target",
     )
 
     def __init__(
@@ -129,6 +133,7 @@ class HubInvocationContext:
         arguments: list[Any],
         invocation_id: str | None,
         streaming: bool,
+        target: str,
     ) -> None:
         self.hub = hub
         self.caller = caller
@@ -137,6 +142,7 @@ class HubInvocationContext:
         self.arguments = arguments
         self.invocation_id = invocation_id
         self.streaming = streaming
+        self.target = target
         self.items: dict[Any, Any] = {}
 
     @property

@@ -57,6 +57,7 @@ make this call."""
 
 _MARKS = "__trio_ws_requirements__"
 _ANONYMOUS = "__trio_ws_allow_anonymous__"
+_MANY_USERS = 1024  # past this many users' buckets, the full ones are forgotten
 UNAUTHORIZED = "Failed to invoke '{}' because user is unauthorized"  # ASP.NET's text, exactly
 
 
@@ -70,13 +71,13 @@ class _Authorize:
     async def __call__(self, invocation: HubInvocationContext, next: NextInvoke) -> Any:
         identity = invocation.caller.identity
         if identity is None or (self.roles and self.roles.isdisjoint(identity.roles)):
-            raise CallRefused(UNAUTHORIZED.format(invocation.method_name), outcome="unauthorized")
+            raise CallRefused(UNAUTHORIZED.format(invocation.target), outcome="unauthorized")
         if self.policy is not None:
             allowed = self.policy(identity, invocation)
             if inspect.isawaitable(allowed):
                 allowed = await allowed
             if not allowed:
-                raise CallRefused(UNAUTHORIZED.format(invocation.method_name), outcome="unauthorized")
+                raise CallRefused(UNAUTHORIZED.format(invocation.target), outcome="unauthorized")
         return await next(invocation)
 
 
@@ -107,7 +108,7 @@ class _RateLimit:
         if self.by == "user" and user_id is not None:
             buckets = self.users
             key = user_id
-            if len(buckets) >= 1024 and user_id not in buckets:
+            if len(buckets) >= _MANY_USERS and user_id not in buckets:
                 self._forget_full(now)
         else:
             buckets = caller._limits  # per connection, gone with it
@@ -131,7 +132,7 @@ class _RateLimit:
         if bucket.tokens < 1.0:
             wait = (1.0 - bucket.tokens) / self.rate
             raise CallRefused(
-                f"Failed to invoke '{invocation.method_name}' because of a rate limit: at most "
+                f"Failed to invoke '{invocation.target}' because of a rate limit: at most "
                 f"{self.calls} call(s) per {self.per:g} s per {self.by}; try again in {wait:.2f} s",
                 outcome="rate_limited",
             )
