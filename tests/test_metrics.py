@@ -16,19 +16,24 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
 import trio_ws
-from trio_ws._metrics import close_code_label
+from trio_ws._metrics import Metrics, close_code_label
 from trio_ws.signalr import (
+    DisconnectReason,
     HttpTransportType,
     Hub,
     HubError,
+    HubOptions,
+    HubServer,
     InvocationError,
     authorize,
     map_hub,
     open_hub_client,
     rate_limit,
 )
+from trio_ws.signalr._protocol.messages import StreamInvocation
 
 from .helpers import http_exchange, parse_response, start_server
+from .signalr.helpers import connect
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -255,3 +260,33 @@ async def test_hub_invocations_by_method_and_outcome(nursery: trio.Nursery) -> N
     duration = "trio_ws_hub_invocation_duration_seconds_count"
     assert value(samples, duration, hub="Counter", method="Add") == 3
     assert value(samples, duration) == 9
+
+
+class Feed(Hub):
+    def __init__(self) -> None:
+        self.gone = trio.Event()
+
+    async def on_disconnected(self, reason: DisconnectReason) -> None:
+        self.gone.set()
+
+    async def items(self, count: int) -> AsyncIterator[str]:
+        for _ in range(count):
+            yield "x" * 4096
+
+
+async def test_a_client_closed_as_too_slow_is_counted(autojump_clock: trio.testing.MockClock) -> None:
+    metrics = Metrics(None)
+    hub = Feed()
+    server = HubServer(hub, options=HubOptions(close_timeout=1))
+    server.instrument(metrics)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        async with connect(server, stream_pair=trio.testing.lockstep_stream_pair) as client:
+            await client.send(StreamInvocation("s", "Items", (10_000,)))  # and never read
+            await hub.gone.wait()
+        await server.aclose()
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render().decode())}
+    (closed,) = families["trio_ws_hub_slow_client_closes"].samples
+    assert closed.labels == {"hub": "Feed"} and closed.value == 1
+    (stream,) = [s for s in families["trio_ws_hub_invocations"].samples if s.labels["method"] == "Items"]
+    assert stream.labels["outcome"] == "cancelled"
