@@ -134,7 +134,10 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
         peer.served += 1
         if peer.served > 1:  # an upgrade after earlier requests gets handshake_timeout of its own
             deadline = trio.current_time() + seconds(options.handshake_timeout)
-        outcome = await _exchange(peer, wire, request, deadline)
+        if server.metrics is None and server.tracer is None:
+            outcome = await _exchange(peer, wire, request, deadline)
+        else:
+            outcome = await _measured_exchange(peer, wire, request, deadline)
         del request
         if isinstance(outcome, _Upgrade):
             break
@@ -189,27 +192,28 @@ async def _next_request(peer: _Peer, wire: Wire, deadline: float) -> h11.Request
     return None
 
 
-async def _exchange(peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float) -> bool | _Upgrade:
-    """Answer one request; return whether the connection can serve another, or the upgrade to make."""
-    method = h11_request.method.decode("ascii", "replace")
-    server = peer.server
-    if server.metrics is None and server.tracer is None:
-        return await _respond(peer, wire, h11_request, deadline, _Access(method, h11_request.target))
-    access = _MeasuredAccess(method, h11_request, peer)
+async def _measured_exchange(
+    peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float
+) -> bool | _Upgrade:
+    """``_exchange``, counted for ``/metrics`` and traced: its figures and span end with it."""
+    access = _MeasuredAccess(h11_request.method.decode("ascii", "replace"), h11_request, peer)
     outcome: bool | _Upgrade = False
     try:
         with access.current():
-            outcome = await _respond(peer, wire, h11_request, deadline, access)
+            outcome = await _exchange(peer, wire, h11_request, deadline, access)
     finally:
         if not isinstance(outcome, _Upgrade):  # else the upgrade's own answer ends it
             access.end()
     return outcome
 
 
-async def _respond(
-    peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float, access: _Access
+async def _exchange(
+    peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float, access: _Access | None = None
 ) -> bool | _Upgrade:
+    """Answer one request; return whether the connection can serve another, or the upgrade to make."""
     server = peer.server
+    if access is None:
+        access = _Access(h11_request.method.decode("ascii", "replace"), h11_request.target)
     if not _has_body(h11_request):
         await wire.next_body_event()  # h11's EndOfMessage, already in hand: the request is complete
     target = parse_target(h11_request.target)
