@@ -63,7 +63,9 @@ async def run_websocket(
         # The handshake's request and scope would otherwise stay alive as long as the connection.
         del request, handshake
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
-        set_log_fields(connection_id=str(ws), transport="websocket", path=route.path)
+        identity = ws.request.identity
+        user = None if identity is None else identity.user_id
+        set_log_fields(connection_id=str(ws), transport="websocket", path=route.path, user=user)
         logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 
         if options.keep_alive_interval is not None and route.keep_alive:
