@@ -19,6 +19,8 @@ General layout (each module opens with its own rules):
     _upgrade.py     pure handshake checks: upgrade request? well formed? allowed origin and host?
     _printable.py   escaping a peer's values for log lines and error bodies
     _logging.py     structured logs: JSON lines with the connection's fields (--log-format json)
+    _metrics.py     GET /metrics (--metrics): ASP.NET Core's names and trio_ws's own, merged over workers
+    _tracing.py     OpenTelemetry spans per HTTP request and hub call, joined through traceparent
     _connection.py  one WebSocket's nursery: reader, keep-alive and handler
     _websocket.py   the one place that adapts trio-websocket's connection
     _deflate.py     permessage-deflate: wsproto's, with a server's limits

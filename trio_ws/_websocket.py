@@ -333,6 +333,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                 continue  # put together the rest of the last read before reading more
             try:
                 came = await self._receive()
+                if self.tally is not None:
+                    self.tally.bytes_in += came
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 break
@@ -389,6 +391,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         # A whole message, within max_message_size: _fastframes has put it together and checked it.
         if not self._inbox_closed:
             self._messages_queued += 1
+            if self.tally is not None:
+                self.tally.messages_in += 1
             self._put(message)
 
     async def _wait_for_room(self) -> None:
@@ -463,6 +467,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             await self._send_in_fragments(message)
         else:
             await super().send_message(message)
+        if self.tally is not None:
+            self.tally.messages_out += 1
         self._note_handler_progress()
 
     def _note_handler_progress(self) -> None:
@@ -600,6 +606,12 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             pass
         finally:
             await self._close_stream()
+
+    @property
+    def close_code(self) -> int:
+        """How the connection ended, as a code: the peer's Close, else ours, else 1006 (none)."""
+        reason = self._close_received or self._close_sent
+        return 1006 if reason is None else reason.code
 
     def describe_close(self) -> str:
         """How the connection ended, for the log: the close code, and whether both sides said so."""

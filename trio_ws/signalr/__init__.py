@@ -19,6 +19,7 @@ General layout (each module opens with its own rules):
     _dispatch.py     running calls and streams, client results
     _filters.py      HubFilter, add_hub_filter: code around every call, connect and disconnect
     _requirements.py authorize, allow_anonymous, rate_limit: what a method requires of its callers
+    _observe.py      the filter that counts and traces every call, with metrics or tracing on
     _methods.py      which methods a hub offers, and their names on the wire
     _binding.py      checking and converting arguments by annotation
     _streams.py      HubStream: a stream the client uploads

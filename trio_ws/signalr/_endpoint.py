@@ -250,6 +250,7 @@ class _HubEndpoint:
     ) -> None:
         """Run the hub server as long as the app's server; close it when graceful shutdown begins."""
         async with trio.open_nursery() as nursery:
+            self.hub_server.instrument(server.metrics, server.tracer)
             await nursery.start(self.hub_server.run)
             task_status.started()
             await server.wait_closing()

@@ -67,6 +67,7 @@ from ._filters import (
 )
 from ._hub import Hub
 from ._methods import HubMethod, discover_methods
+from ._observe import CallObserver
 from ._options import HubOptions
 from ._protocol import PROTOCOLS, HubProtocol
 from ._relay import RelayedSockets, answer_relayed
@@ -75,6 +76,9 @@ from ._transport import Transport
 from ._transport_connection import TransportConnection, new_id
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from .._metrics import HubMetrics, Metrics
     from .._request import Request
 
 __all__ = ["ConnectionServer", "HubFull", "HubServer", "HubServerStatistics"]
@@ -139,6 +143,11 @@ class ConnectionServer(Generic[C]):
         self._stopped = trio.Event()
         self._empty = trio.Event()
         self._empty.set()
+        #: Its instruments while it runs on a server with metrics on (``trio_ws/_metrics.py``).
+        self.metrics: HubMetrics | None = None
+        #: Where its call spans go, on a server with tracing on (``trio_ws/_tracing.py``).
+        self.tracer: Tracer | None = None
+        self._instruments: Metrics | None = None
 
     def _new_connection(self, **arguments: Any) -> C:
         """A new connection of this server's kind (``TransportConnection``'s arguments)."""
@@ -146,6 +155,16 @@ class ConnectionServer(Generic[C]):
 
     def _prepare(self) -> None:
         """What a subclass readies as ``run()`` starts, before any connection opens."""
+
+    def _method_names(self) -> frozenset[str]:
+        """The method names its metrics may carry as labels (none without a hub)."""
+        return frozenset()
+
+    def instrument(self, metrics: Metrics | None, tracer: Tracer | None = None) -> None:
+        """Count its connections (and a hub's calls) in ``metrics``, and trace a hub's calls with
+        ``tracer`` (the server's), from its next ``run()``."""
+        self._instruments = metrics
+        self.tracer = tracer
 
     @property
     def closing(self) -> bool:
@@ -197,6 +216,9 @@ class ConnectionServer(Generic[C]):
                 self.backplane = self._deployment_backplane(deployment, name)
                 if deployment.backplane is not None:
                     deployment.add_health_check(check, self.health)
+            if self._instruments is not None:
+                self.metrics = self._instruments.hub(name, self._method_names())
+                self.backplane.instrument(self.metrics, self._instruments)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.backplane.serve)
                 self.backplane.on_ask = partial(answer_relayed, self)
@@ -209,6 +231,10 @@ class ConnectionServer(Generic[C]):
         finally:
             self._nursery = None
             self._running = False
+            if self.metrics is not None and self._instruments is not None:
+                self.backplane.instrument(None, self._instruments)
+                self._instruments.forget_hub(self.metrics)
+                self.metrics = None
             deployment.remove_health_check(check)
             deployment.release_name(name)
 
@@ -487,9 +513,13 @@ class HubServer(ConnectionServer[HubConnection]):
     def _new_connection(self, **arguments: Any) -> HubConnection:
         return HubConnection(self, **arguments)
 
+    def _method_names(self) -> frozenset[str]:
+        return frozenset(method.name for method in self.methods.values())
+
     def _prepare(self) -> None:
         """Each method's pipeline and the connect and disconnect ones, from the filters as they are now."""
-        filters = [*self.app_filters, *self.filters]
+        observer = [CallObserver(self)] if self._instruments is not None or self.tracer is not None else []
+        filters = [*observer, *self.app_filters, *self.filters]
         hub = self.hub
         self.pipelines = method_pipelines(self.methods, filters, partial(requirement_steps, type(hub)))
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -61,6 +62,13 @@ if TYPE_CHECKING:
 __all__ = ["Attachment", "TransportConnection", "new_id"]
 
 logger = logging.getLogger("trio_ws.signalr")
+
+
+# How a connection's end reads in signalr_connection_status, ASP.NET's three values.
+_CONNECTION_STATUS: dict[DisconnectReason | None, str] = {
+    DisconnectReason.TIMED_OUT: "timeout",
+    DisconnectReason.SERVER_SHUTDOWN: "app_shutdown",
+}
 
 
 def new_id() -> str:
@@ -123,6 +131,8 @@ class TransportConnection:
         self.stateful_reconnect = stateful_reconnect
         self.sender = Sender(self)
         self._options: HubOptions = server.options
+        self._metrics = server.metrics  # None with metrics off
+        self._opened_at = time.perf_counter()
         self._attachment: Attachment | None = None
         self._attached = trio.Event()  # a transport has attached, once
         self._formats: frozenset[TransferFormat] = frozenset()
@@ -243,6 +253,9 @@ class TransportConnection:
         if attachment is not None:
             attachment.scope.cancel()  # the goodbye had its time: stop pumping, read or not
         self.server.forget(self)
+        if self._metrics is not None and self.transport_name is not None:
+            status = _CONNECTION_STATUS.get(self._reason, "normal_closure")
+            self._metrics.connection_ended(self.transport_name, status, time.perf_counter() - self._opened_at)
         await trio.lowlevel.checkpoint_if_cancelled()
 
     # -- the client's bytes ---------------------------------------------------------------------
@@ -292,6 +305,8 @@ class TransportConnection:
     def _too_slow(self, why: str) -> None:
         if not self.closing:
             logger.info("%s: closing: the client is too slow: %s", self, why)
+            if self._metrics is not None:
+                self._metrics.slow_client_closed()
             self.close(DisconnectReason.TOO_SLOW, why)
 
     # -- transports -------------------------------------------------------------------------
@@ -329,6 +344,8 @@ class TransportConnection:
         self._attachment = self.sender.attachment = attachment
         if request is not None:
             self.request = request
+        if self.transport_name is None and self._metrics is not None:
+            self._metrics.connection_started(transport.name)
         self.transport_name = transport.name
         self._formats = transport.transfer_formats
         self._pings = transport.keep_alive
