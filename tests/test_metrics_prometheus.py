@@ -181,7 +181,8 @@ async def test_prometheus_scrapes_every_worker_through_one_port(redis: RedisServ
             )
             negotiates = 'sum(http_server_request_duration_seconds_count{http_route="/testhub/negotiate"})'
             await until_prometheus_says(base, negotiates, CLIENTS)
-            await until_prometheus_says(base, "sum(trio_ws_backplane_connected)", 2 * 3)  # 3 hubs each
+            # Each worker: 3 hubs and the /echo connection handler, each with its backplane.
+            await until_prometheus_says(base, "sum(trio_ws_backplane_connected)", 2 * 4)
             # One target, one series: the workers' figures arrive combined, not side by side.
             series = await trio.to_thread.run_sync(_query, base, "count(signalr_server_active_connections)")
             assert series == 1
