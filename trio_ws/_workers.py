@@ -46,6 +46,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from ._deployment import backplane_url
+from ._errors import TrioWsError
 from ._options import Options
 from ._server import url_host
 from ._sockets import SharingMode, addresses, reserve, sharing_mode
@@ -61,8 +62,13 @@ _HEALTHY_RUN = 60.0  # a worker that ran this long restarts without the backoff 
 _KILL_MARGIN = 2.0  # past the workers' own grace period, before SIGKILL
 
 
-class WorkersError(Exception):
-    """The workers could not be started; the message says why (one line, from the worker)."""
+class WorkersError(TrioWsError):
+    """The workers could not be started; the message says why (one line, from the worker).
+
+    Raised by :func:`serve_workers` before ``started()`` when a worker cannot
+    run: its app does not import, the port cannot be bound in it, or a hub
+    has no backplane on several workers. Every worker is stopped first.
+    """
 
 
 @dataclass(frozen=True)
