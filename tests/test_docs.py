@@ -28,6 +28,22 @@ def test_the_readme_is_a_front_page() -> None:
         assert f"({page})" in readme, page
 
 
+def test_the_readmes_links_lead_somewhere() -> None:
+    """Every relative link in README.md names a file in the repository (mkdocs checks the pages' own)."""
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\((?!https?:|#)([^)#]+)", readme)
+    assert targets
+    for target in targets:
+        assert (ROOT / target).is_file(), target
+
+
+def test_the_docs_python_compiles() -> None:
+    """Every Python block in the pages is valid Python (tests/signalr/test_docs.py runs the hubs guide's)."""
+    for path in user_docs():
+        for number, block in enumerate(re.findall(r"```python\n(.*?)```", path.read_text(), re.DOTALL)):
+            compile(block, f"{path.relative_to(ROOT)} block {number + 1}", "exec")
+
+
 def test_nothing_points_outside_the_repository() -> None:
     """No user doc (nor mkdocs.yml, pyproject.toml, .ci/run) refers to ../shared or another outside path."""
     for path in [*user_docs(), ROOT / "mkdocs.yml", ROOT / "pyproject.toml", ROOT / ".ci" / "run"]:
@@ -36,7 +52,7 @@ def test_nothing_points_outside_the_repository() -> None:
 
 
 def test_no_development_history_in_user_docs() -> None:
-    """No "issue 14", "#123", "(issue 13, ...)" or commit hash in the README or docs/ (the changelog aside)."""
+    """No "issue 14", "#123" or commit hash in the README or docs/ (the changelog aside)."""
     issue = re.compile(r"\bissues? \d+|\bPR #?\d+|(?<![\w&/])#\d{1,4}\b", re.IGNORECASE)
     commit = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}\b")
     for path in user_docs():

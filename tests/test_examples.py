@@ -50,7 +50,7 @@ def test_every_example_is_tested() -> None:
 
 
 def test_the_docs_name_every_example() -> None:
-    """Each example has its row in the getting-started page and in the tutorial, and both name only real ones."""
+    """Each example has its row in docs/getting-started.md and the tutorial, which name only real ones."""
     root = Path(__file__).parent.parent
     examples = {example.name for example in EXAMPLES.glob("*.py")}
     for doc in (root / "docs" / "getting-started.md", root / "docs" / "tutorial.md"):
