@@ -341,7 +341,7 @@ async def serve_workers(
         reuse_port: ``True`` to share the port with ``SO_REUSEPORT``, ``False``
             to let the workers inherit the supervisor's listening sockets;
             ``None`` picks ``SO_REUSEPORT`` where it spreads connections
-            evenly (Linux). See the README's "Workers".
+            evenly (Linux). See docs/guides/deployment.md.
 
     Raises:
         OSError: the port could not be bound; ``trio_ws._sockets.WorkersUnsupported``
