@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import trio_websocket
 
@@ -67,3 +68,11 @@ def test_except_the_root_catches_a_real_error() -> None:
         assert "module:attribute" in str(exc)
     else:
         raise AssertionError("load_app accepted a name without a colon")
+
+
+def test_the_errors_page_lists_every_public_exception() -> None:
+    """docs/reference/errors.md draws the same tree and has a row for each exception."""
+    page = (Path(__file__).parent.parent / "docs" / "reference" / "errors.md").read_text()
+    drawn = set(re.findall(r"[├└]─ (\w+)", page)) - {"TrioWsError"}
+    rows = set(re.findall(r"^\| \[`(\w+)`\]", page, re.MULTILINE))
+    assert drawn == rows == set(public_exceptions()) - {"TrioWsError"}
