@@ -29,11 +29,15 @@ async def main() -> None:
         server = await nursery.start(trio_ws.serve, app, "127.0.0.1", 0)  # port 0: any free port
         async with open_hub_client(server.url + "chat") as hub:
             received = trio.Event()
-            hub.on("Message", lambda user, text: (print(f"{user}: {text}"), received.set()))
+
+            @hub.on("Message")  # the hub calls it
+            def show(user: str, text: str) -> None:
+                print(f"{user}: {text}")
+                received.set()
+
             await hub.send("SendMessage", "ada", "hello")
             await received.wait()
         await server.aclose()  # graceful: hub clients are told to reconnect, then the server ends
 
 
-if __name__ == "__main__":
-    trio.run(main)
+trio.run(main)
