@@ -87,7 +87,7 @@ GROUPS = (
 )
 
 
-# What the README's test command runs: every group.
+# What the README's test command (.venv/bin/python -m pytest) runs: every group.
 DEFAULT_GROUPS = "all"
 
 

@@ -175,8 +175,8 @@ async def _close_with_a_ping_first(stream: trio.abc.Stream) -> None:
 
 
 def test_every_public_name_is_real_and_documented() -> None:
-    """trio_ws.testing's __all__ names real, public things, and the README's table covers the helpers."""
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    """trio_ws.testing's __all__ names real, public things, and the testing guide covers the helpers."""
+    readme = (Path(__file__).parent.parent / "docs" / "guides" / "testing.md").read_text()
     for name in trio_ws.testing.__all__:
         assert hasattr(trio_ws.testing, name) and not name.startswith("_"), name
     for name in ("open_memory_server", "open_memory_websocket", "start_server", "MemoryListener"):

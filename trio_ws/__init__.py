@@ -30,6 +30,7 @@ General layout (each module opens with its own rules):
     _direct_socket.py  plain TCP read and written directly: no scheduler trip when the socket is ready
     _keepalive.py   the ping task
     _echo.py        the echo handler and the app behind ``python -m trio_ws``
+    _errors.py      TrioWsError, the root of the errors you catch; its docstring lists them all
     _load.py        finding the app named module:attribute (the CLI's APP)
     _health.py      the health check and the checks an app adds to it
     _workers.py     serve_workers(): a supervisor running the app in several processes on one port
@@ -50,6 +51,7 @@ from ._auth import bearer_token as bearer_token
 from ._deployment import DeploymentError as DeploymentError
 from ._echo import echo as echo
 from ._echo import echo_app as echo_app
+from ._errors import TrioWsError as TrioWsError
 from ._health import Health as Health
 from ._health import HealthCheck as HealthCheck
 from ._load import AppImportError as AppImportError
@@ -107,6 +109,7 @@ __all__ = [
     "ServerStatistics",
     "ServerWebSocket",
     "Service",
+    "TrioWsError",
     "WebSocketConnection",
     "WebSocketHandler",
     "Workers",

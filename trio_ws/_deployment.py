@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ._app import App
+from ._errors import TrioWsError
 from ._health import HealthCheck
 
 __all__ = ["Deployment", "DeploymentError", "backplane_url", "current_deployment", "deployed", "redacted"]
@@ -36,8 +37,11 @@ __all__ = ["Deployment", "DeploymentError", "backplane_url", "current_deployment
 _SCHEMES = {"redis": "redis", "rediss": "rediss", "valkey": "redis", "valkeys": "rediss"}
 
 
-class DeploymentError(Exception):
+class DeploymentError(TrioWsError):
     """A part of the app cannot run as deployed; the message says what to change.
+
+    Raised when the app starts (in ``serve``, or in each worker of
+    ``serve_workers``, which reports it in one line and exits 1).
 
     For example, a hub on several workers without a backplane: its groups,
     users and client results would each see a quarter of the clients.

@@ -22,16 +22,26 @@ import sys
 from types import ModuleType
 
 from ._app import App
+from ._errors import TrioWsError
 
 __all__ = ["AppImportError", "AppNotFound", "load_app"]
 
 
-class AppNotFound(ValueError):
-    """The APP name does not lead to a ``trio_ws.App``; the message says why."""
+class AppNotFound(TrioWsError, ValueError):
+    """The APP name does not lead to a ``trio_ws.App``; the message says why.
+
+    Raised by :func:`load_app` (and so by ``python -m trio_ws APP`` and
+    ``serve_workers``) when the name is malformed or names no module, no
+    attribute, or something that is not an ``App``. Still a ``ValueError``.
+    """
 
 
-class AppImportError(Exception):
-    """Importing the app's module raised; ``__cause__`` is what it raised."""
+class AppImportError(TrioWsError):
+    """Importing the app's module raised; ``__cause__`` is what it raised.
+
+    Raised by :func:`load_app` when the module itself fails while it is
+    imported: the error is the app's own, so its traceback is worth showing.
+    """
 
 
 def load_app(spec: str) -> App:

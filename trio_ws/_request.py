@@ -25,6 +25,8 @@ from urllib.parse import parse_qs
 
 import trio
 
+from ._errors import TrioWsError
+
 if TYPE_CHECKING:
     from ._server import Server
 
@@ -58,8 +60,12 @@ class Identity:
             object.__setattr__(self, "roles", frozenset(self.roles))
 
 
-class RequestBodyError(Exception):
+class RequestBodyError(TrioWsError):
     """The request body broke a limit or was malformed; the server answers with ``status``.
+
+    Raised while reading ``request.body_stream`` (iterating it or ``read()``):
+    past ``max_request_body`` (413), past ``request_body_timeout`` (408), or
+    for a malformed chunked body (400).
 
     A handler reading ``request.body_stream`` may let this escape: the
     server then answers with ``status`` (413, 408 or 400) and closes the

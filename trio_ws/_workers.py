@@ -47,6 +47,7 @@ from dataclasses import dataclass, replace
 import trio
 
 from ._deployment import backplane_url
+from ._errors import TrioWsError
 from ._logging import uses_json
 from ._metrics import forget_worker, shared_metrics_dir
 from ._options import Options
@@ -64,8 +65,13 @@ _HEALTHY_RUN = 60.0  # a worker that ran this long restarts without the backoff 
 _KILL_MARGIN = 2.0  # past the workers' own grace period, before SIGKILL
 
 
-class WorkersError(Exception):
-    """The workers could not be started; the message says why (one line, from the worker)."""
+class WorkersError(TrioWsError):
+    """The workers could not be started; the message says why (one line, from the worker).
+
+    Raised by :func:`serve_workers` before ``started()`` when a worker cannot
+    run: its app does not import, the port cannot be bound in it, or a hub
+    has no backplane on several workers. Every worker is stopped first.
+    """
 
 
 @dataclass(frozen=True)
@@ -339,7 +345,7 @@ async def serve_workers(
         reuse_port: ``True`` to share the port with ``SO_REUSEPORT``, ``False``
             to let the workers inherit the supervisor's listening sockets;
             ``None`` picks ``SO_REUSEPORT`` where it spreads connections
-            evenly (Linux). See the README's "Workers".
+            evenly (Linux). See docs/guides/deployment.md.
 
     Raises:
         OSError: the port could not be bound; ``trio_ws._sockets.WorkersUnsupported``

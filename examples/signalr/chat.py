@@ -12,7 +12,7 @@ the server stops, and the page's ``withAutomaticReconnect`` brings it back, show
 "reconnecting" meanwhile.
 
 The page uses ``@microsoft/signalr`` from npm: run ``npm ci`` in ``examples/signalr`` once
-(the README's install command does), then ``python examples/signalr/chat.py`` and open
+(``scripts/setup-tests.sh`` does), then ``python examples/signalr/chat.py`` and open
 http://127.0.0.1:5000 in two tabs.
 """
 

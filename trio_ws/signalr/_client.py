@@ -84,6 +84,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import trio
 import trio_websocket
 
+from .._errors import TrioWsError
 from .._printable import printable
 from ._client_connect import ClientConnection, ClientSettings, allowed_transports, open_connection, resume
 from ._client_negotiate import HubClientError
@@ -136,8 +137,13 @@ _H = TypeVar("_H", bound=Handler)
 _HubType = TypeVar("_HubType", bound="Hub[Any]")
 
 
-class InvocationError(Exception):
-    """The server answered a call with an error; the text is the server's."""
+class InvocationError(TrioWsError):
+    """The server answered a call with an error; the text is the server's.
+
+    Raised by :meth:`HubClient.invoke` (and while iterating
+    :meth:`HubClient.stream`) when the hub's completion carries an error: the
+    method raised, does not exist, or was given the wrong arguments.
+    """
 
 
 class ClientState(enum.Enum):

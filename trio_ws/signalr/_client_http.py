@@ -27,6 +27,7 @@ from urllib.parse import SplitResult, urlsplit
 import h11
 import trio
 
+from .._errors import TrioWsError
 from .._version import __version__
 
 __all__ = ["USER_AGENT", "HttpChannel", "HubClientError", "open_tcp_or_tls"]
@@ -36,8 +37,12 @@ _RECEIVE_SIZE = 65536
 _FAILURES = (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError, OSError)
 
 
-class HubClientError(Exception):
+class HubClientError(TrioWsError):
     """The client could not connect, or lost its connection: the text says why.
+
+    Raised by :func:`open_hub_client` when negotiate, the handshake or every
+    transport fails; by a call made while the client is not connected; and
+    by calls still waiting when the connection is lost or times out.
 
     Attributes:
         status: The HTTP status that refused it (401, 404...), or ``None``.

@@ -52,7 +52,7 @@ class ClientProxy:
         Nothing comes back: use ``SingleClientProxy.invoke`` for a result.
 
         Raises:
-            TypeError: an argument cannot be sent (see the README's list of types).
+            TypeError: an argument cannot be sent (docs/hubs.md, "Results and errors", lists the types).
         """
         message = SerializedMessage(Invocation(method, args))
         await self._server.backplane.send(self._audience, message)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from .._errors import TrioWsError
 from ._hub import Hub
 from ._methods import discover_methods
 from ._streams import HubStream
@@ -54,8 +55,14 @@ __all__ = [
 ]
 
 
-class ContractError(TypeError):
-    """A hub's type hints cannot be written as a contract; the text says where and what to change."""
+class ContractError(TrioWsError, TypeError):
+    """A hub's type hints cannot be written as a contract; the text says where and what to change.
+
+    Raised by ``typescript_contract`` and ``asyncapi_contract`` (and so by
+    ``python -m trio_ws.signalr.contract``) for an unannotated parameter,
+    ``Any``, or a class that is neither a dataclass nor a ``TypedDict``; the
+    text names the method and the parameter.
+    """
 
 
 @dataclass(frozen=True)

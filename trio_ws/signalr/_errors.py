@@ -3,9 +3,10 @@
 ::
 
     Exception
-    ├─ HubError               raise it in a hub method: its text reaches the caller
-    │  ├─ ClientResultError   a client result did not come (error, timeout, client gone)
-    │  └─ BackplaneError      the backplane cannot do it now (Redis out of reach, a worker silent)
+    ├─ TrioWsError            the root of trio_ws's errors (trio_ws._errors)
+    │  └─ HubError               raise it in a hub method: its text reaches the caller
+    │     ├─ ClientResultError   a client result did not come (error, timeout, client gone)
+    │     └─ BackplaneError      the backplane cannot do it now (Redis out of reach, a worker silent)
     └─ ProtocolError          (internal) the peer broke the hub protocol
 
 Rules of this module:
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import enum
 
+from .._errors import TrioWsError
+
 __all__ = ["BackplaneError", "ClientResultError", "DisconnectReason", "HubError", "error_text", "wire_name"]
 
 
-class HubError(Exception):
+class HubError(TrioWsError):
     """An error meant for the caller: its message is sent even without detailed errors.
 
     Raise it in a hub method to refuse a call with a reason the client may
@@ -42,6 +45,11 @@ class HubError(Exception):
 class ClientResultError(HubError):
     """A client result could not be had: the client answered with an error, took
     too long, or left.
+
+    Raised by ``await self.clients.client(id).invoke(...)`` (or
+    ``clients.caller.invoke``) when no result comes within
+    ``HubOptions.client_result_timeout``, the client answers with an error,
+    or its connection ends first.
 
     Attributes:
         connection_id: The connection that was asked.
@@ -68,6 +76,11 @@ class BackplaneError(HubError):
     caller with the reason (``HubException: the backplane ...``), and no
     traceback is logged: an outage is not a bug in the hub. The backplane
     logs the outage itself, once.
+
+    Raised by the hub's groups, users and sends while the backplane's link is
+    down: ``groups.members``/``count`` and group changes or client results
+    for another worker's clients at once, and a send once the bounded
+    buffer of sends waiting for Redis is full.
     """
 
 

@@ -74,6 +74,9 @@ class CallRefused(HubError):
     """Refuse a call from a filter: the caller's error is exactly ``text``, and the
     connection stays open. Nothing is logged: this is an answer, not a failure.
 
+    Raised by a filter of your own, and by ``@authorize`` and ``@rate_limit``
+    (``outcome`` ``"unauthorized"`` and ``"rate_limited"``).
+
     Attributes:
         text: The error completion's text, sent as is (no prefix added).
         outcome: Why, for counting: ``"unauthorized"``, ``"rate_limited"``, or
