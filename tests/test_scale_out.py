@@ -230,7 +230,8 @@ async def test_redis_restarted_under_traffic_with_the_conformance_hub() -> None:
                     for number in range(3, 6):  # buffered by the workers while Redis is away
                         await sender.call("SendToGroup", "room", str(number))
                     await trio.to_thread.run_sync(own.start)
-                    await trio.to_thread.run_sync(_wait_for_line, served, "Redis is back", 6)
+                    # Every backplane of both workers: three hubs' and the /echo handler's.
+                    await trio.to_thread.run_sync(_wait_for_line, served, "Redis is back", 2 * 4)
                     assert {await checker.call("GroupCount", "room") for checker in checkers} == {8}
                     after = list(range(6, 12))
                     for number in after:
