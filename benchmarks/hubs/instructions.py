@@ -258,7 +258,9 @@ def measure(scenario: Scenario, codec: Codec, calls: int, broadcasts: int, fanou
             "benchmarks.hubs.servers",
             "trio_ws",
         ]
-        proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if "listening on" not in line:
@@ -291,7 +293,9 @@ def measure(scenario: Scenario, codec: Codec, calls: int, broadcasts: int, fanou
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), type=lambda t: t.split(","))
     parser.add_argument("--protocol", choices=("json", "messagepack"), default="json")
     parser.add_argument("--calls", type=int, default=3000, help="Echo calls counted per echo scenario")
@@ -300,7 +304,9 @@ def main() -> None:
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
-        raise SystemExit(f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}")
+        raise SystemExit(
+            f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}"
+        )
     raise_file_limit()
     codec = Codec(args.protocol)
     print(f"trio_ws hub, {args.protocol}: instructions per call (echo) or per delivery (fanout)")
