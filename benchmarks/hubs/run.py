@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     with ExitStack() as stack:
         redis_url = args.redis_url
         if redis_url is None and any(c.backplane for c in runnable):
-            redis_url = stack.enter_context(_redis_server(cpus[0] if cpus else None))
+            redis_url = stack.enter_context(redis_server(cpus[0] if cpus else None))
         by_label = {c.spec.label: c for c in runnable}
         results = run_rounds(
             [c.spec for c in runnable],
@@ -536,7 +536,7 @@ def _process_tree(roots: list[int]) -> list[int]:
 
 
 @contextmanager
-def _redis_server(cpu: str | None) -> Iterator[str]:
+def redis_server(cpu: str | None) -> Iterator[str]:
     """A private ``redis-server`` on a free port, for the run's backplanes; its URL."""
     if shutil.which("redis-server") is None:
         raise SystemExit("a backplane needs redis-server (apt-get install redis-server), or pass --redis-url")
