@@ -21,6 +21,10 @@ broadcasts 32 characters with 4 in flight, every client receives each).
 
     python -m benchmarks.hubs.instructions
     python -m benchmarks.hubs.instructions --scenarios pipe50 --protocol messagepack
+    python -m benchmarks.hubs.instructions --scenarios fanout --cprofile fanout.prof   # where the time goes
+
+With ``--cprofile FILE`` the server runs under cProfile instead (no
+instruction counts), and its profile of the whole run is written to FILE.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import base64
 import json
 import os
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -245,19 +250,23 @@ def run_fanout(clients: list[HubClient], broadcasts: int, in_flight: int) -> Non
     selector.close()
 
 
-def measure(scenario: Scenario, codec: Codec, calls: int, broadcasts: int, fanout_clients: int) -> float:
-    """The server's instructions per call (echo) or per delivery (fanout)."""
+def measure(
+    scenario: Scenario, codec: Codec, calls: int, broadcasts: int, fanout_clients: int, cprofile: str | None
+) -> float:
+    """The server's instructions per call (echo) or per delivery (fanout); with ``cprofile``, the
+    server runs under cProfile instead, and the figure is 0."""
     with tempfile.TemporaryDirectory() as out_dir:
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            "--instr-atstart=no",
-            f"--callgrind-out-file={out_dir}/callgrind.out.%p",
-            sys.executable,
-            "-m",
-            "benchmarks.hubs.servers",
-            "trio_ws",
-        ]
+        server = [sys.executable, "-m", "benchmarks.hubs.servers", "trio_ws"]
+        if cprofile:
+            command = [sys.executable, "-m", "cProfile", "-o", cprofile, *server[1:]]
+        else:
+            command = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={out_dir}/callgrind.out.%p",
+                *server,
+            ]
         proc = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
@@ -272,14 +281,22 @@ def measure(scenario: Scenario, codec: Codec, calls: int, broadcasts: int, fanou
             clients = open_clients(port, number, codec)
             if scenario.fanout:
                 run_fanout(clients, max(broadcasts // 10, 2), scenario.in_flight)
-                control(proc.pid, "-i", "on")
+                if not cprofile:
+                    control(proc.pid, "-i", "on")
                 run_fanout(clients, broadcasts, scenario.in_flight)
                 units = broadcasts * len(clients)
             else:
                 run_echo(clients, max(calls // 10, len(clients) * scenario.in_flight), scenario.in_flight)
-                control(proc.pid, "-i", "on")
+                if not cprofile:
+                    control(proc.pid, "-i", "on")
                 run_echo(clients, calls, scenario.in_flight)
                 units = calls
+            if cprofile:
+                for client in clients:
+                    client.sock.close()
+                proc.send_signal(signal.SIGINT)  # the server ends quietly, and cProfile writes its file
+                proc.wait(timeout=60)
+                return 0.0
             control(proc.pid, "-i", "off")
             control(proc.pid, "-d")
             time.sleep(0.5)
@@ -301,6 +318,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=3000, help="Echo calls counted per echo scenario")
     parser.add_argument("--broadcasts", type=int, default=40, help="broadcasts counted in fanout")
     parser.add_argument("--fanout-clients", type=int, default=250, help="clients receiving each broadcast")
+    parser.add_argument("--cprofile", metavar="FILE", help="profile one scenario with cProfile instead")
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -309,10 +327,23 @@ def main() -> None:
         )
     raise_file_limit()
     codec = Codec(args.protocol)
+    if args.cprofile:
+        if len(args.scenarios) != 1:
+            raise SystemExit("--cprofile profiles one scenario: give one with --scenarios")
+        measure(
+            SCENARIOS[args.scenarios[0]],
+            codec,
+            args.calls,
+            args.broadcasts,
+            args.fanout_clients,
+            args.cprofile,
+        )
+        print(f"profile of {args.scenarios[0]} written to {args.cprofile}")
+        return
     print(f"trio_ws hub, {args.protocol}: instructions per call (echo) or per delivery (fanout)")
     for name in args.scenarios:
         scenario = SCENARIOS[name]
-        figure = measure(scenario, codec, args.calls, args.broadcasts, args.fanout_clients)
+        figure = measure(scenario, codec, args.calls, args.broadcasts, args.fanout_clients, None)
         title = scenario.title
         if scenario.fanout:
             title = title.replace("Broadcast", f"Broadcast to {args.fanout_clients} clients")

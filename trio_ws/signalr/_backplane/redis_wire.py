@@ -50,7 +50,7 @@ from typing import Any
 
 import msgpack
 
-from .._protocol.values import msgpack_default
+from .._protocol.values import packb
 from .base import Audience
 
 __all__ = [
@@ -428,8 +428,7 @@ def encode(message: Message) -> bytes:
             items = [Kind.CANCEL, request]
         case Batch(messages):
             items = [Kind.BATCH, list(messages)]
-    data: bytes = msgpack.packb(items, use_bin_type=True, datetime=False, default=msgpack_default)
-    return data
+    return packb(items)
 
 
 def decode(data: bytes) -> Message | None:
