@@ -51,12 +51,20 @@ async def _trio_ws(port: int, options: dict[str, str]) -> None:
     for key, text in options.items():
         if key not in fields:
             raise SystemExit(f"unknown trio_ws option {key!r}; choose from {', '.join(fields)}")
-        values[key] = None if text == "none" else float(text) if "." in text else int(text)
+        values[key] = _option_value(text)
     async with trio.open_nursery() as nursery:
         started: trio_ws.Server = await nursery.start(
             partial(trio_ws.serve, trio_ws.echo_app(), HOST, port, options=trio_ws.Options(**values))
         )
         _announce("ws", started.port)
+
+
+def _option_value(text: str) -> Any:
+    """An ``--option`` value: ``none``, ``true`` or ``false``, or a number."""
+    words = {"none": None, "true": True, "false": False}
+    if text.lower() in words:
+        return words[text.lower()]
+    return float(text) if "." in text else int(text)
 
 
 async def _trio_websocket(port: int, options: dict[str, str]) -> None:

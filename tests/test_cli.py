@@ -189,6 +189,7 @@ def test_help_explains_every_option() -> None:
         "--certfile",
         "--keyfile",
         "--log-level",
+        "--log-format",
     ):
         assert option in result.stdout
 

@@ -37,6 +37,32 @@ async def test_server_answers_close_with_the_same_code(echo_server: trio_ws.Serv
             assert (answer.code, answer.reason) == (code, "bye")
 
 
+async def test_a_close_without_a_code_is_answered_with_1000(
+    nursery: trio.Nursery, memory_listener: MemoryListener
+) -> None:
+    """A Close frame with no status code (1005, which may not be sent) is answered with 1000, as
+    ASP.NET and browsers answer it, not with an empty Close; the handler still learns 1005."""
+    seen: list[int] = []
+
+    async def handler(ws: trio_ws.ServerWebSocket) -> None:
+        try:
+            await ws.get_message()
+        except trio_ws.ConnectionClosed as exc:
+            assert exc.reason is not None
+            seen.append(exc.reason.code)
+
+    app = trio_ws.App()
+    app.add_websocket("/ws", handler)
+    await start_memory_server(nursery, app, memory_listener)
+    client = await open_raw_websocket(memory_listener)
+    await client.stream.send_all(client_frame(0x8, b""))  # Close, no payload
+    answer = await client.next_event()
+    assert isinstance(answer, CloseConnection)
+    assert answer.code == 1000
+    assert await client.next_event() is None  # then the server closes TCP
+    assert seen == [1005]
+
+
 async def test_messages_before_close_are_all_echoed_first(
     nursery: trio.Nursery, memory_listener: MemoryListener
 ) -> None:

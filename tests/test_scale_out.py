@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from trio_websocket import open_websocket_url
 
 from trio_ws.signalr._protocol.messages import Completion, Invocation
 
@@ -47,7 +48,7 @@ def conformance_workers(redis: RedisServer, count: int) -> Iterator[RunningWorke
     args = ("examples.signalr.testhub:app", "--workers", str(count), "--backplane", url)
     with running_workers(*args) as served:
         with urllib.request.urlopen(served.url + "healthz", timeout=10) as response:
-            assert response.read().decode().count("Redis connected") == 3  # the app's three hubs
+            assert response.read().decode().count("Redis connected") == 4  # three hubs, the echo handler
         yield served
         code, _ = served.stop(signal.SIGTERM)
         assert code == 0
@@ -264,3 +265,41 @@ async def _listen(client: WebSocketHubClient, heard: Heard) -> None:
 def _wait_for_line(served: RunningWorkers, text: str, count: int) -> None:
     """Until the workers' log has ``count`` lines containing ``text`` (an event: the log)."""
     served.log.wait_for(lambda line: sum(text in seen for seen in served.log.lines) >= count)
+
+
+async def test_raw_connections_to_the_echo_handler_on_several_workers(redis: RedisServer) -> None:
+    """The conformance app's /echo, a connection handler, on two workers: Long Polling and SSE
+    clients whose every request is a new connection (so most land on the worker that does not
+    hold the connection, and are relayed), and WebSockets on whichever worker they reach."""
+    with conformance_workers(redis, 2) as served, trio.fail_after(DEADLINE):
+        port = served.port
+
+        async def connect() -> trio.abc.Stream:
+            return await _connect_anywhere(port)
+
+        for version in ("negotiateVersion=0", "negotiateVersion=1"):
+            polling = HttpHubClient(connect, "/echo")
+            await polling.negotiate(version)
+            first = await polling.poll()
+            assert (first.status, first.body) == (200, b"")
+            for number in range(6):
+                assert (await polling.post(f"round {number}".encode())).status == 200
+                echoed = b""
+                while echoed != f"round {number}".encode():
+                    answer = await polling.poll()
+                    assert answer.status == 200, answer
+                    echoed += answer.body
+            assert (await polling.request("DELETE")).status == 202
+        sse = HttpHubClient(connect, "/echo")
+        await sse.negotiate()
+        headers = [("Accept", "text/event-stream")]
+        async with open_request(await connect(), "GET", f"/echo?id={sse.token}", headers=headers) as events:
+            seen = bytearray()
+            await events.read_until(b":\r\n", seen=seen)
+            for number in range(6):
+                assert (await sse.post(f"sse {number}".encode())).status == 200
+                await events.read_until(f"data: sse {number}\r\n\r\n".encode(), seen=seen)
+        for _ in range(4):
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/echo") as ws:
+                await ws.send_message("over a socket")
+                assert await ws.get_message() == "over a socket"

@@ -18,6 +18,9 @@ General layout (each module opens with its own rules):
     _target.py      the request target taken apart: path segments, query, host
     _upgrade.py     pure handshake checks: upgrade request? well formed? allowed origin and host?
     _printable.py   escaping a peer's values for log lines and error bodies
+    _logging.py     structured logs: JSON lines with the connection's fields (--log-format json)
+    _metrics.py     GET /metrics (--metrics): ASP.NET Core's names and trio_ws's own, merged over workers
+    _tracing.py     OpenTelemetry spans per HTTP request and hub call, joined through traceparent
     _connection.py  one WebSocket's nursery: reader, keep-alive and handler
     _websocket.py   the one place that adapts trio-websocket's connection
     _deflate.py     permessage-deflate: wsproto's, with a server's limits
@@ -52,6 +55,9 @@ from ._health import HealthCheck as HealthCheck
 from ._load import AppImportError as AppImportError
 from ._load import AppNotFound as AppNotFound
 from ._load import load_app as load_app
+from ._logging import JsonFormatter as JsonFormatter
+from ._logging import configure_logging as configure_logging
+from ._logging import log_context as log_context
 from ._options import Options as Options
 from ._request import Identity as Identity
 from ._request import Request as Request
@@ -90,6 +96,7 @@ __all__ = [
     "HealthCheck",
     "Identity",
     "InheritAuth",
+    "JsonFormatter",
     "Options",
     "Request",
     "RequestBody",
@@ -108,9 +115,11 @@ __all__ = [
     "__version__",
     "bearer_auth",
     "bearer_token",
+    "configure_logging",
     "echo",
     "echo_app",
     "load_app",
+    "log_context",
     "serve",
     "serve_listeners",
     "serve_workers",

@@ -46,7 +46,7 @@ def bearer_auth(verify: Callable[[str], Awaitable[Identity | None]], *, realm: s
 
         async def verify(token: str) -> trio_ws.Identity | None:
             user = TOKENS.get(token)
-            return None if user is None else trio_ws.Identity(user, {"role": "member"})
+            return None if user is None else trio_ws.Identity(user, roles={"member"})
 
         app = trio_ws.App(auth=trio_ws.bearer_auth(verify))
 

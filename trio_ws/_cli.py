@@ -34,10 +34,13 @@ from ._app import App
 from ._deployment import Deployment, backplane_url, deployed, redacted
 from ._echo import echo_app
 from ._load import AppImportError, AppNotFound, load_app
+from ._logging import configure_logging
+from ._metrics import metrics_path_taken
 from ._options import Options
 from ._routing import WebSocketRoute
 from ._server import Server, serve
 from ._sockets import WorkersUnsupported
+from ._tracing import configure_from_environment
 from ._worker import first_leaf
 from ._workers import Workers, WorkersError, serve_workers
 
@@ -64,11 +67,17 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--subprotocol is for the echo app; an APP's routes choose their own subprotocols")
     if backplane is not None and importlib.util.find_spec("coredis") is None:
         _exit_with("--backplane needs coredis, the Redis client: pip install 'trio_ws[redis]'")
+    if args.metrics and importlib.util.find_spec("prometheus_client") is None:
+        _exit_with("--metrics needs prometheus_client: pip install 'trio_ws[metrics]'")
     ssl_context = _ssl_context(parser, args.certfile, args.keyfile)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, format=args.log_format)
     app = _app(args)
+    if args.metrics and (taken := metrics_path_taken(app)) is not None:
+        _exit_with(taken)
+    try:
+        configure_from_environment()  # traces, when OTEL_* variables ask for them
+    except RuntimeError as exc:
+        _exit_with(str(exc))
     try:
         if args.workers > 1:
             trio.run(_supervise_until_signal, args, options, app, backplane)
@@ -121,6 +130,7 @@ def _options(args: argparse.Namespace) -> Options:
         compression=args.compression,
         compression_window_bits=args.compression_window_bits,
         compression_min_size=args.compression_min_size,
+        metrics=args.metrics,
     )
 
 
@@ -241,6 +251,8 @@ def _banner(
         lines.append(f"Hub backplane: {redacted(backplane)}")
     if workers is not None:
         lines.append(workers)
+    if args.metrics:
+        lines.append(f"Metrics: {url.rstrip('/')}/metrics")
     lines.append("Press Ctrl-C to stop.")
     print("\n".join(lines), flush=True)
 
@@ -407,6 +419,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on Ctrl-C, how long open connections get to finish after close 1001",
     )
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve GET /metrics in the Prometheus text format (pip install 'trio_ws[metrics]')",
+    )
     p.add_argument("--certfile", help="PEM certificate chain: serve https and wss")
     p.add_argument("--keyfile", help="PEM private key for --certfile (if not in the same file)")
     p.add_argument(
@@ -415,6 +432,12 @@ def _parser() -> argparse.ArgumentParser:
         type=str.lower,
         choices=["debug", "info", "warning", "error"],
         help="how much to log",
+    )
+    p.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="log lines as text, or as one JSON object per line with the connection's fields",
     )
     return p
 

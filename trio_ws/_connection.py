@@ -15,9 +15,9 @@ nursery is cancelled: the keep-alive task and anything else left over end
 with it. Nothing started here outlives the connection.
 
 Error handling: a handler exception is logged once, with the route and the
-peer, and closes only this connection, with 1011. ``ConnectionClosed``
-escaping a handler is not an error: the peer left while the handler was
-talking to it.
+peer, and closes only this connection, with 1011, whatever its type short
+of a stop (``_contain.py``). ``ConnectionClosed`` escaping a handler is not
+an error: the peer left while the handler was talking to it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from typing import TYPE_CHECKING
 import trio
 from trio_websocket import ConnectionClosed
 
+from ._contain import contain
 from ._keepalive import keep_alive
+from ._logging import set_log_fields
 
 if TYPE_CHECKING:
     from ._app import WebSocketRoute
@@ -62,6 +64,9 @@ async def run_websocket(
         # The handshake's request and scope would otherwise stay alive as long as the connection.
         del request, handshake
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
+        identity = ws.request.identity
+        user = None if identity is None else identity.user_id
+        set_log_fields(connection_id=str(ws), transport="websocket", path=route.path, user=user)
         logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 
         if options.keep_alive_interval is not None and route.keep_alive:
@@ -80,28 +85,38 @@ async def run_websocket(
                 logger.info("%s: cancelled (by then: %s)", ws, ws.describe_close())
                 raise
         nursery.cancel_scope.cancel()
-    logger.info("%s: %s", ws, ws.describe_close())
+    logger.info("%s: %s", ws, ws.describe_close(), extra=_close_fields(ws))
 
 
 async def _run_handler(ws: ServerConnection, route: WebSocketRoute) -> None:
     code, reason = 1000, None
     try:
         await route.handler(ws)
-    except Exception as exc:
-        if not _peer_left(exc):
-            logger.error(
-                "handler %s for %s failed on connection %s from %s",
-                getattr(route.handler, "__qualname__", route.handler),
-                route.path,
-                ws,
-                _remote(ws),
-                exc_info=exc,
-            )
+    except BaseException as exc:
+        failure = contain(
+            exc,
+            logger,
+            "handler %s for %s failed on connection %s from %s",
+            getattr(route.handler, "__qualname__", route.handler),
+            route.path,
+            ws,
+            _remote(ws),
+            expected=(ConnectionClosed,),  # the peer left while the handler talked to it
+        )
+        if failure is not None:
             code, reason = 1011, "internal error"
     finally:
         # Closes with `code` if the handler left the connection open; no-op otherwise.
         # The reader bounds the close by close_timeout.
         await ws.aclose(code, reason)
+
+
+def _close_fields(ws: ServerConnection) -> dict[str, object]:
+    """The close code and reason for a structured log line (the reason is the peer's, or ours)."""
+    closed = ws.closed
+    if closed is None:
+        return {}
+    return {"close_code": closed.code, "close_reason": closed.reason}
 
 
 def _remote(ws: ServerConnection) -> object:
@@ -110,10 +125,3 @@ def _remote(ws: ServerConnection) -> object:
         return ws.remote
     except OSError:
         return "a peer that has gone"
-
-
-def _peer_left(exc: BaseException) -> bool:
-    """Whether ``exc`` (or every exception in a group) says only that the connection closed."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_peer_left(e) for e in exc.exceptions)
-    return isinstance(exc, ConnectionClosed)

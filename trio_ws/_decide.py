@@ -34,6 +34,7 @@ from wsproto.utilities import RemoteProtocolError as HandshakeError
 
 from ._cors import CrossOrigin, cross_origin, forbidden, is_preflight, preflight_response, response_headers
 from ._health import health_response
+from ._metrics import CONTENT_TYPE, METRICS_PATH
 from ._options import Options
 from ._printable import printable
 from ._response import Response
@@ -119,6 +120,12 @@ def decide(request: h11.Request, target: Target | None, server: Server) -> Respo
                 405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
             )
         return health_response(app.health_checks, closing=server.closing)
+    if server.metrics is not None and target.path == METRICS_PATH:
+        if method not in ("GET", "HEAD"):
+            return Response.text(
+                405, f"Method Not Allowed: {path} accepts GET, HEAD", headers=[("allow", "GET, HEAD")]
+            )
+        return Response(200, server.metrics.render(), CONTENT_TYPE)
 
     match = app.resolve(target)
     if match is None:

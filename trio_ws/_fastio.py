@@ -48,7 +48,7 @@ are deleted), ``get_message``, ``send_message``, ``_send`` and
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
@@ -56,6 +56,10 @@ from wsproto.events import BytesMessage, Event, TextMessage
 
 from ._direct_socket import MOST_PIECES, DirectSocket, direct_io
 from ._fastframes import LONG_PAYLOAD, FastWSConnection
+from ._printable import printable
+
+if TYPE_CHECKING:
+    from ._metrics import WebSocketTally
 
 __all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
 
@@ -83,6 +87,7 @@ class BatchedIO(WebSocketConnection):
         "_pieces",
         "_reader_task_waiting",
         "_taken",
+        "tally",
     )
 
     def _init_io(self, message_queue_size: int) -> None:
@@ -109,6 +114,8 @@ class BatchedIO(WebSocketConnection):
         self._reader_task_waiting: trio.lowlevel.Task | None = None
         # Messages taken since the handler's last schedule point.
         self._taken = 0
+        #: Where messages and bytes are counted for ``/metrics``; ``None`` with metrics off.
+        self.tally: WebSocketTally | None = None
 
     # -- the inbox ------------------------------------------------------------------------
 
@@ -270,6 +277,8 @@ class BatchedIO(WebSocketConnection):
             if _logger.isEnabledFor(logging.DEBUG):
                 size = sum(map(len, out)) if type(out) is list else len(out)
                 _logger.debug("%s sending %d bytes", self, size)
+            if self.tally is not None:
+                self.tally.bytes_out += sum(map(len, out)) if type(out) is list else len(out)
             try:
                 if type(out) is list:  # as _send_out, without a coroutine more per write
                     await cast("DirectSocket", self._io).send_pieces(out)
@@ -286,6 +295,6 @@ class BatchedIO(WebSocketConnection):
 
     async def _close_web_socket(self, code: int, reason: str | None = None) -> None:
         self._close_reason = CloseReason(code, reason)
-        _logger.debug("%s websocket closed %r", self, ConnectionClosed(self._close_reason))
+        _logger.debug("%s websocket closed with %d (%s)", self, code, printable(reason or ""))
         self._close_inbox()
         await trio.lowlevel.checkpoint()

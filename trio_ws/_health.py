@@ -21,6 +21,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from ._contain import contain
 from ._printable import printable
 from ._response import Response
 
@@ -55,8 +56,8 @@ def health_response(checks: Iterable[tuple[str, HealthCheck]], *, closing: bool)
     for name, check in checks:
         try:
             health = check()
-        except Exception as exc:
-            logger.exception("health check %r raised; counting it as failing", name)
+        except BaseException as exc:
+            contain(exc, logger, "health check %r raised; counting it as failing", name)
             health = Health(False, f"the check raised {type(exc).__name__}")
         healthy = healthy and health.ok
         lines.append(f"{name}: {printable(health.detail)}" if health.detail else name)

@@ -20,7 +20,9 @@ Rules of this module:
   (the access line at INFO, the details at DEBUG). Only a bug, ours or a
   handler's, logs a traceback.
 * Nothing that happens on one connection escapes ``serve_stream``: an
-  exception from here would otherwise crash the whole server.
+  exception from here would otherwise crash the whole server. What app code
+  raises (handlers, their bodies, hooks) goes through ``contain``: it fails
+  that request alone, whatever its type, short of a stop (``_contain.py``).
 * One request at a time, so answers go out in the order the requests came
   (pipelined requests wait in h11's buffer).
 * Every read from a peer is bounded before it is trusted: the first head by
@@ -43,7 +45,9 @@ Rules of this module:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -51,14 +55,18 @@ import h11
 import trio
 
 from ._connection import run_websocket
+from ._contain import contain
 from ._decide import Routed, check_head_limits, decide, open_websocket
 from ._linger import linger
+from ._logging import set_log_fields
+from ._metrics import server_route
 from ._options import seconds
 from ._printable import printable
 from ._request import Identity, Request, RequestBody, RequestBodyError
 from ._response import Response
 from ._routing import AuthHook, BeforeUpgrade, HTTPRoute, WebSocketRoute
 from ._target import Target, parse_target
+from ._tracing import end_http_span, http_span, use_span
 from ._websocket import ServerConnection
 from ._wire import BodyReader, Stalled, Wire, declared_length, phrase
 
@@ -82,8 +90,8 @@ async def serve_stream(stream: trio.abc.Stream, server: Server) -> None:
         await _serve(stream, server)
     except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
         logger.debug("connection lost before the answer was sent")
-    except Exception:
-        logger.exception("internal error while serving a connection; please report a bug")
+    except BaseException as exc:
+        contain(exc, logger, "internal error while serving a connection; please report a bug")
     finally:
         await trio.aclose_forcefully(stream)
 
@@ -118,6 +126,7 @@ class _Peer:
 async def _serve(stream: trio.abc.Stream, server: Server) -> None:
     options = server.options
     peer = _Peer(stream, server)
+    set_log_fields(remote=str(peer))  # for structured logs, in this connection's task
     wire = Wire(stream, options.max_request_head_size)
     # The first head (and an upgrade right after it) must arrive within handshake_timeout.
     deadline = trio.current_time() + seconds(options.handshake_timeout)
@@ -128,7 +137,10 @@ async def _serve(stream: trio.abc.Stream, server: Server) -> None:
         peer.served += 1
         if peer.served > 1:  # an upgrade after earlier requests gets handshake_timeout of its own
             deadline = trio.current_time() + seconds(options.handshake_timeout)
-        outcome = await _exchange(peer, wire, request, deadline)
+        if server.metrics is None and server.tracer is None:
+            outcome = await _exchange(peer, wire, request, deadline)
+        else:
+            outcome = await _measured_exchange(peer, wire, request, deadline)
         del request
         if isinstance(outcome, _Upgrade):
             break
@@ -183,20 +195,40 @@ async def _next_request(peer: _Peer, wire: Wire, deadline: float) -> h11.Request
     return None
 
 
-async def _exchange(peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float) -> bool | _Upgrade:
+async def _measured_exchange(
+    peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float
+) -> bool | _Upgrade:
+    """``_exchange``, counted for ``/metrics`` and traced: its figures and span end with it."""
+    access = _MeasuredAccess(h11_request.method.decode("ascii", "replace"), h11_request, peer)
+    outcome: bool | _Upgrade = False
+    try:
+        with access.current():
+            outcome = await _exchange(peer, wire, h11_request, deadline, access)
+    finally:
+        if not isinstance(outcome, _Upgrade):  # else the upgrade's own answer ends it
+            access.end()
+    return outcome
+
+
+async def _exchange(
+    peer: _Peer, wire: Wire, h11_request: h11.Request, deadline: float, access: _Access | None = None
+) -> bool | _Upgrade:
     """Answer one request; return whether the connection can serve another, or the upgrade to make."""
     server = peer.server
-    method = h11_request.method.decode("ascii", "replace")
-    access = _Access(method, h11_request.target)
+    if access is None:
+        access = _Access(h11_request.method.decode("ascii", "replace"), h11_request.target)
     if not _has_body(h11_request):
         await wire.next_body_event()  # h11's EndOfMessage, already in hand: the request is complete
     target = parse_target(h11_request.target)
     decision = check_head_limits(h11_request, server.options) or decide(h11_request, target, server)
     if isinstance(decision, Response):
+        if server.metrics is not None and target is not None:
+            access.route = server_route(server.app, target.path)  # /healthz and /metrics are declared too
         return await _answer(peer, wire, decision, access)
     assert target is not None  # decide() routes only a target it could parse
     request = _request(peer, h11_request, target, decision)
     route = decision.route
+    access.route = route.path
     hook = server.app.auth_for(route)
     if isinstance(route, HTTPRoute):
         refusal = None if hook is None else await _authenticate(hook, request)
@@ -249,8 +281,8 @@ async def _run_hook(
     logged (with the traceback) and answered with 500."""
     try:
         outcome = await hook(request)
-    except Exception:
-        logger.exception("%s %s failed on %s", kind, _name(hook), printable(request.path))
+    except BaseException as exc:
+        contain(exc, logger, "%s %s failed on %s", kind, _name(hook), printable(request.path))
         return Response.text(500, "Internal Server Error")
     if isinstance(outcome, valid):
         return outcome
@@ -298,8 +330,8 @@ async def _serve_route(
             except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
                 logger.debug("connection lost while the answer to %s was sent", printable(request.path))
                 broken = True
-            except Exception:
-                logger.exception("the response body for %s failed", printable(request.path))
+            except BaseException as exc:
+                contain(exc, logger, "the response body for %s failed", printable(request.path))
                 broken = True
         nursery.cancel_scope.cancel()  # the watcher's work is done
     if request_scope.cancelled_caught:
@@ -336,10 +368,10 @@ async def _respond_to(request: Request, route: HTTPRoute, reader: BodyReader) ->
             request._attach_body(await reader.read_all())
         response = await route.handler(request)
     except RequestBodyError as exc:
-        logger.debug("request body for %s refused: %s", printable(request.path), exc)
+        logger.debug("request body for %s refused: %s", printable(request.path), printable(str(exc)))
         return Response.text(exc.status, exc.message)
-    except Exception:
-        logger.exception("HTTP handler for %s failed", printable(request.path))
+    except BaseException as exc:
+        contain(exc, logger, "HTTP handler for %s failed", printable(request.path))
         return Response.text(500, "Internal Server Error")
     if not isinstance(response, Response):
         logger.error(
@@ -387,21 +419,64 @@ async def _open_websocket(
         await _answer(peer, wire, ws, upgrade.access)
         return None
     ws.request = upgrade.request
+    upgrade.access.end(101)
     return ws
 
 
 # -- answers ----------------------------------------------------------------------------
 
 
-@dataclass
 class _Access:
     """The request line of the access log."""
 
-    method: str
-    target: bytes
+    __slots__ = ("method", "route", "target")
+
+    def __init__(self, method: str, target: bytes) -> None:
+        self.method = method
+        self.target = target
+        self.route = ""  # the declared route's path, once routed
 
     def log(self, status: int) -> None:
         logger.info('"%s %s" %d', self.method, printable(self.target), status)
+
+    def end(self, status: int = 0) -> None:
+        """The request is over (``status`` 101: upgraded) without an answer of the server's to log."""
+
+
+class _MeasuredAccess(_Access):
+    """The access log, the request's figures for ``/metrics`` and its span (each ended once)."""
+
+    __slots__ = ("ended", "metrics", "scheme", "span", "started", "version")
+
+    def __init__(self, method: str, h11_request: h11.Request, peer: _Peer) -> None:
+        super().__init__(method, h11_request.target)
+        server = peer.server
+        self.metrics = server.metrics
+        self.scheme = peer.scheme
+        self.version = h11_request.http_version.decode("ascii", "replace")
+        self.started = time.perf_counter()
+        self.ended = False
+        if self.metrics is not None:
+            self.metrics.request_started(method, self.scheme)
+        self.span = None if server.tracer is None else http_span(server.tracer, h11_request, peer.scheme)
+
+    def current(self) -> AbstractContextManager[object]:
+        """The request's span as the current one, so that a handler's own spans are its children."""
+        return nullcontext() if self.span is None else use_span(self.span)
+
+    def log(self, status: int) -> None:
+        super().log(status)
+        self.end(status)
+
+    def end(self, status: int = 0) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        if self.metrics is not None:
+            seconds = time.perf_counter() - self.started
+            self.metrics.request_done(self.method, self.scheme, status, self.route, self.version, seconds)
+        if self.span is not None:
+            end_http_span(self.span, self.method, self.route, status)
 
 
 async def _answer(

@@ -109,6 +109,9 @@ class Options:
             a smaller one saves memory at some cost in compression.
         compression_min_size: Messages shorter than this many bytes are sent
             uncompressed; deflate saves nothing on them.
+        metrics: Serve ``GET /metrics`` in the Prometheus text format (see
+            docs/operating.md). It needs ``pip install 'trio_ws[metrics]'``;
+            off, ``/metrics`` is not served and nothing is counted.
     """
 
     # Keep-alive
@@ -138,6 +141,8 @@ class Options:
     request_body_timeout: float | None = 30.0
     close_timeout: float | None = 10.0
     shutdown_timeout: float = 5.0
+    # Observability
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         # Accept any iterable of origins (a list from argparse, say) but keep a tuple.
@@ -182,6 +187,8 @@ class Options:
         # 0 is accepted as trio-websocket accepts it, and means what 1 means.
         _check_whole("message_queue_size", self.message_queue_size, allow_zero=True)
         _check_whole("compression_min_size", self.compression_min_size, allow_zero=True)
+        if not isinstance(self.metrics, bool):
+            raise ValueError(f"metrics must be True or False, got {self.metrics!r}")
         if not isinstance(self.compression, bool):
             raise ValueError(f"compression must be True or False, got {self.compression!r}")
         bits = self.compression_window_bits

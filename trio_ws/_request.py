@@ -17,7 +17,7 @@ down. Rules of this module:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
@@ -41,12 +41,21 @@ class Identity:
 
     Attributes:
         user_id: The user's stable id (a name, a number as text, a subject claim).
-        claims: Anything else the hook learned (roles, scopes, the token's
-            expiry); handlers read it, trio_ws never does.
+        claims: Anything else the hook learned (scopes, the token's expiry);
+            handlers read it, trio_ws never does.
+        roles: The user's roles, which hubs' ``authorize(roles=...)`` checks
+            (any collection of names; kept as a frozenset).
     """
 
     user_id: str
     claims: Mapping[str, object] = field(default_factory=dict)
+    roles: Collection[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.roles, str):
+            raise TypeError(f"roles is a collection of role names, not the string {self.roles!r}")
+        if not isinstance(self.roles, frozenset):
+            object.__setattr__(self, "roles", frozenset(self.roles))
 
 
 class RequestBodyError(Exception):

@@ -42,14 +42,20 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 from ._admission import Admission, accept_loop, make_room_for
 from ._app import App
 from ._http import serve_stream
+from ._metrics import Metrics, make_metrics, metrics_path_taken
 from ._options import Options
 from ._request import Request
+from ._tracing import tracer
 from ._websocket import ServerConnection
 
 __all__ = ["Server", "ServerStatistics", "serve", "serve_listeners", "url_host"]
@@ -115,6 +121,10 @@ class Server:
         self._streams: set[_Stream] = set()
         #: Caps on waiting connections and on WebSockets (``_admission.py``).
         self.admission = Admission(options)
+        #: The instruments ``GET /metrics`` reports (``_metrics.py``); ``None`` with metrics off.
+        self.metrics: Metrics | None = _metrics_for(app) if options.metrics else None
+        #: Where request and hub call spans go (``_tracing.py``); ``None`` with tracing off.
+        self.tracer: Tracer | None = tracer()
         #: Whether every listener is bound to a loopback address: browser requests
         #: must then name a loopback host too (``_upgrade.host_allowed``).
         self.loopback_only = bool(listeners) and all(_is_loopback(listener) for listener in listeners)
@@ -197,9 +207,15 @@ class Server:
     def tracking(self, ws: ServerConnection) -> Iterator[None]:
         """Count ``ws`` as open while the block runs, so shutdown can say goodbye to it."""
         self._websockets.add(ws)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.websocket_opened()
+            ws.tally = metrics.tally
         try:
             yield
         finally:
+            if metrics is not None:
+                metrics.websocket_closed(ws.close_code)
             self._websockets.discard(ws)
             done = self._goodbyes.pop(ws, None)
             if done is not None:
@@ -225,6 +241,8 @@ class Server:
         make_room_for(self.options.max_connections, self.options.max_idle_connections)
         try:
             async with trio.open_nursery() as services:
+                if self.metrics is not None:
+                    services.start_soon(self.metrics.run)
                 for service in self.app.services:
                     await services.start(service, self)
                 async with trio.open_nursery() as connections:
@@ -391,6 +409,14 @@ async def serve_listeners(
     """Like :func:`serve`, on listeners you opened yourself (a unix socket, a test's memory listener)."""
     server = Server(app, listeners, options or Options())
     await server._run(task_status)
+
+
+def _metrics_for(app: App) -> Metrics:
+    """The server's instruments; ``/metrics`` must be free for them."""
+    taken = metrics_path_taken(app)
+    if taken is not None:
+        raise ValueError(taken)
+    return make_metrics()
 
 
 def _socket_of(listener: trio.abc.Listener[trio.abc.Stream]) -> trio.socket.SocketType | None:

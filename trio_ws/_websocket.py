@@ -130,6 +130,7 @@ from ._fastframes import FastWSConnection
 from ._fastio import MESSAGES_PER_TURN, BatchedIO
 from ._linger import linger
 from ._options import Options, seconds
+from ._printable import printable
 
 if TYPE_CHECKING:
     from ._request import Request as HTTPRequest
@@ -332,11 +333,13 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                 continue  # put together the rest of the last read before reading more
             try:
                 came = await self._receive()
+                if self.tally is not None:
+                    self.tally.bytes_in += came
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 break
             except RemoteProtocolError as err:
-                logger.debug("%s: remote protocol error: %s", self, err)
+                logger.debug("%s: remote protocol error: %s", self, printable(str(err)))
                 if err.event_hint:
                     await self._send(err.event_hint)
                 break
@@ -378,7 +381,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         elif isinstance(event, Request):
             await self._handle_request_event(event)
         else:  # pragma: no cover - wsproto gives a server no other events
-            logger.warning("%s: unexpected event %r; please report a bug", self, event)
+            logger.warning("%s: unexpected event %s; please report a bug", self, printable(repr(event)))
 
     async def _handle_message_event(self, event: TextMessage | BytesMessage) -> None:
         # Binary data is always bytes here: _fastframes makes bytes of what it put together.
@@ -388,6 +391,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         # A whole message, within max_message_size: _fastframes has put it together and checked it.
         if not self._inbox_closed:
             self._messages_queued += 1
+            if self.tally is not None:
+                self.tally.messages_in += 1
             self._put(message)
 
     async def _wait_for_room(self) -> None:
@@ -434,7 +439,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         if self._wsproto.state is ConnectionState.REMOTE_CLOSING:
             self._close_reason = received
             with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
-                await self._send_close(CloseConnection(code=received.code, reason=received.reason))
+                await self._send_close(_answer_to(received.code, received.reason))
 
     # -- 4. finish replying before answering a Close ------------------------------------
 
@@ -462,6 +467,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             await self._send_in_fragments(message)
         else:
             await super().send_message(message)
+        if self.tally is not None:
+            self.tally.messages_out += 1
         self._note_handler_progress()
 
     def _note_handler_progress(self) -> None:
@@ -480,11 +487,12 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             await self._fail(event.code, _failure_reason(event, self._max_message_size))
         self._close_received = CloseReason(event.code, event.reason or None)
         if state is ConnectionState.REMOTE_CLOSING:
-            # The peer closes first: answer with the same code, once the handler has caught up.
+            # The peer closes first: answer with the same code (1000 for none), once the handler
+            # has caught up.
             self._begin_closing()
             await self._wait_for_handler(self._close_received)
             self._close_reason = self._close_received
-            await self._send_close(event.response())
+            await self._send_close(_answer_to(event.code, event.reason))
         await self._close_web_socket(event.code, event.reason or None)
         self._close_handshake.set()
         # RFC 6455 section 7.1.1: the server closes TCP first.
@@ -553,7 +561,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         Raises ``ConnectionClosed``, which is how an event handler ends the
         reader task.
         """
-        logger.debug("%s: failing the connection with %d (%s)", self, code, reason)
+        logger.debug("%s: failing the connection with %d (%s)", self, code, printable(reason))
         self._failed = True
         self._begin_closing()
         await self._wait_for_handler(CloseReason(code, reason))
@@ -598,6 +606,12 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             pass
         finally:
             await self._close_stream()
+
+    @property
+    def close_code(self) -> int:
+        """How the connection ended, as a code: the peer's Close, else ours, else 1006 (none)."""
+        reason = self._close_received or self._close_sent
+        return 1006 if reason is None else reason.code
 
     def describe_close(self) -> str:
         """How the connection ended, for the log: the close code, and whether both sides said so."""
@@ -683,6 +697,15 @@ def _fragment_length(message: str | bytes) -> int:
     return FRAGMENT_SIZE
 
 
+def _answer_to(code: int, reason: str | None) -> CloseConnection:
+    """The Close that answers the peer's: its own code, or 1000 for a Close that carried none
+    (1005 may not be sent). RFC 6455 allows an empty answer too; ASP.NET answers 1000, and
+    clients such as the official SignalR tests expect it."""
+    if code == 1005:
+        return CloseConnection(code=1000)
+    return CloseConnection(code=code, reason=reason)
+
+
 def _failure_reason(event: CloseConnection, max_message_size: int) -> str:
     """The reason to send with a Close for a protocol error that wsproto found."""
     if event.code == 1009 and event.reason == "error in extension":
@@ -692,7 +715,8 @@ def _failure_reason(event: CloseConnection, max_message_size: int) -> str:
 
 
 def _code_and_reason(reason: CloseReason) -> str:
-    return f"{reason.code} ({reason.reason})" if reason.reason else str(reason.code)
+    """``4000 (reason)`` for the log; a peer's reason may hold anything, so it is made printable."""
+    return f"{reason.code} ({printable(reason.reason)})" if reason.reason else str(reason.code)
 
 
 def server_connection(

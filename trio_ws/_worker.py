@@ -39,6 +39,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Literal
 
 import trio
 
@@ -46,9 +47,12 @@ from ._app import App
 from ._deployment import Deployment, DeploymentError, deployed
 from ._echo import echo_app
 from ._load import AppImportError, AppNotFound, load_app
+from ._logging import add_log_fields, configure_logging
+from ._metrics import MULTIPROCESS_ENV
 from ._options import Options
 from ._server import Server, serve_listeners
 from ._sockets import Address, SharingMode, listen_on
+from ._tracing import configure_from_environment
 
 __all__ = ["EX_CONFIG", "WorkerSpec", "encode_spec", "first_leaf", "main"]
 
@@ -77,6 +81,8 @@ class WorkerSpec:
     backplane: str | None = None
     sys_path: list[str] = field(default_factory=list)
     log_level: int = logging.WARNING
+    metrics_dir: str | None = None  # where every worker's figures are kept (with Options.metrics)
+    log_format: Literal["text", "json"] = "text"
 
 
 def encode_spec(spec: WorkerSpec) -> bytes:
@@ -87,16 +93,24 @@ def encode_spec(spec: WorkerSpec) -> bytes:
 def main() -> None:
     """The worker process: read the spec, serve until told to stop, exit 0 (or 78 if it cannot run)."""
     spec = _read_spec()
-    logging.basicConfig(
-        level=spec.log_level,
-        format=f"%(asctime)s %(levelname)s [worker {spec.number}] %(name)s: %(message)s",
-    )
+    if spec.log_format == "json":
+        configure_logging(spec.log_level, format="json")
+        add_log_fields(partial(dict, worker=spec.number))
+    else:
+        logging.basicConfig(
+            level=spec.log_level,
+            format=f"%(asctime)s %(levelname)s [worker {spec.number}] %(name)s: %(message)s",
+        )
     sys.path[:0] = [entry for entry in spec.sys_path if entry not in sys.path]
+    if spec.metrics_dir is not None:
+        # Before prometheus_client is imported (by the app, or by the server): it reads it then.
+        os.environ[MULTIPROCESS_ENV] = spec.metrics_dir
     tell = _Teller(spec.ready_fd)
     try:
+        configure_from_environment()  # the supervisor's OTEL_* variables are every worker's
         app = echo_app(subprotocols=spec.subprotocols) if spec.app is None else load_app(spec.app)
         listeners = _listeners(spec)
-    except (AppNotFound, AppImportError, OSError, ssl.SSLError) as exc:
+    except (AppNotFound, AppImportError, OSError, ssl.SSLError, RuntimeError) as exc:
         tell.error(str(exc))
         sys.exit(EX_CONFIG)
     try:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,8 @@ from dataclasses import dataclass, replace
 import trio
 
 from ._deployment import backplane_url
+from ._logging import uses_json
+from ._metrics import forget_worker, shared_metrics_dir
 from ._options import Options
 from ._server import url_host
 from ._sockets import SharingMode, addresses, reserve, sharing_mode
@@ -206,6 +209,7 @@ class _Supervisor:
                 self._cannot_run(slot, line.removeprefix("error "))
                 return None
             returncode = await process.wait()
+            forget_worker(spec.metrics_dir, process.pid)
             if not slot.ready and not self._all_ready.is_set():
                 self._cannot_run(slot, f"it {_how(returncode)} before it was ready")
                 return None
@@ -351,6 +355,7 @@ async def serve_workers(
     options = options or Options()
     mode = sharing_mode(reuse_port)
     sockets = reserve(host, port, mode)
+    metrics_dir = shared_metrics_dir() if options.metrics else None
     try:
         bound = addresses(sockets)
         specs = [
@@ -369,6 +374,8 @@ async def serve_workers(
                 backplane=backplane,
                 sys_path=[entry for entry in sys.path if entry],
                 log_level=logging.getLogger().getEffectiveLevel(),
+                metrics_dir=metrics_dir,
+                log_format="json" if uses_json() else "text",
             )
             for number in range(1, workers + 1)
         ]
@@ -393,6 +400,8 @@ async def serve_workers(
     finally:
         for sock in sockets:
             sock.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 async def _read_line(fd: int) -> str:

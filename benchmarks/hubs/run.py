@@ -150,13 +150,14 @@ class Config:
     workers: int
     backplane: bool
     protocol: str = "json"
+    metrics: bool = False  # trio_ws with --metrics (GET /metrics served, everything counted)
 
     @classmethod
     def resolve(
         cls, spec: ServerSpec, transport: str, workers: int, backplane: str, protocol: str = "json"
     ) -> Config:
         values = spec.option_values()
-        unknown = set(values) - {"transport", "workers", "backplane", "protocol"}
+        unknown = set(values) - {"transport", "workers", "backplane", "protocol", "metrics"}
         if unknown:
             raise SystemExit(f"{spec.label}: unknown option(s) {', '.join(sorted(unknown))}")
         transport = values.get("transport", transport)
@@ -171,7 +172,18 @@ class Config:
         protocol = values.get("protocol", protocol)
         if protocol not in PROTOCOLS:
             raise SystemExit(f"{spec.label}: protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
-        return cls(spec, HUB_SERVERS[spec.name], transport, int(count), backplane == "redis", protocol)
+        metrics = values.get("metrics", "off")
+        if metrics not in ("on", "off") or (metrics == "on" and spec.name != "trio_ws"):
+            raise SystemExit(f"{spec.label}: metrics {metrics!r}; trio_ws takes metrics=on or metrics=off")
+        return cls(
+            spec,
+            HUB_SERVERS[spec.name],
+            transport,
+            int(count),
+            backplane == "redis",
+            protocol,
+            metrics == "on",
+        )
 
     def why_not(self) -> str | None:
         """Why this server cannot run this configuration, or ``None`` if it can."""
@@ -446,7 +458,9 @@ def _started(config: Config, cpu: str | None, redis_url: str | None) -> Iterator
     with ExitStack() as stack:
         if config.info.name == "trio_ws" and backplane:
             port = _free_port()
-            command = _trio_ws_cli(port, config.workers, backplane)
+            command = _trio_ws_cli(port, config.workers, backplane) + (
+                ["--metrics"] if config.metrics else []
+            )
             supervisor = stack.enter_context(server_process(command, cpu, ROOT, label, read_stdout=False))
             _wait_until_serving(port, config)
             yield Started([supervisor], port)
@@ -458,6 +472,8 @@ def _started(config: Config, cpu: str | None, redis_url: str | None) -> Iterator
             command = [python, "-m", "benchmarks.hubs.servers", config.info.name]
         if backplane:
             command += ["--backplane", backplane, "--reuse-port"]
+        if config.metrics:
+            command.append("--metrics")
         first = stack.enter_context(server_process([*command, "--port", "0"], cpu, ROOT, label))
         port = read_port(first)
         workers = [first]

@@ -41,6 +41,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -147,8 +148,7 @@ async def _python_socketio(port: int, reuse_port: bool, backplane: str | None) -
     await asyncio.Event().wait()
 
 
-async def _trio_ws(port: int, reuse_port: bool, backplane: str | None) -> None:
-    from functools import partial
+async def _trio_ws(port: int, reuse_port: bool, backplane: str | None, metrics: bool = False) -> None:
 
     import trio
 
@@ -164,7 +164,7 @@ async def _trio_ws(port: int, reuse_port: bool, backplane: str | None) -> None:
     # No connection limits: the broadcast scenario opens more than the default 1,000, and over Long
     # Polling each client also keeps an idle connection for its POSTs between them, more than the
     # default 1,000 idle ones (closing them makes the official client's fetch fail).
-    options = trio_ws.Options(max_connections=None, max_idle_connections=None)
+    options = trio_ws.Options(max_connections=None, max_idle_connections=None, metrics=metrics)
     async with trio.open_nursery() as nursery:
         server: trio_ws.Server = await nursery.start(partial(trio_ws.serve, app, HOST, port, options=options))
         _announce(server.port, HUB_SERVERS["trio_ws"].path)
@@ -203,7 +203,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--reuse-port", action="store_true", help="share the port with other workers")
     parser.add_argument("--backplane", metavar="URL", help="a Redis URL: this server is one of several")
+    parser.add_argument("--metrics", action="store_true", help="trio_ws only: serve GET /metrics")
     args = parser.parse_args()
+    if args.metrics and args.name != "trio_ws":
+        parser.error("--metrics applies to trio_ws only")
     logging.basicConfig(level=logging.WARNING)
     from ..load import raise_file_limit
 
@@ -213,7 +216,10 @@ def main() -> None:
         if loop == "trio":
             import trio
 
-            trio.run(serve, args.port, args.reuse_port, args.backplane)
+            if args.metrics:
+                trio.run(partial(_trio_ws, metrics=True), args.port, args.reuse_port, args.backplane)
+            else:
+                trio.run(serve, args.port, args.reuse_port, args.backplane)
         else:
             asyncio.run(serve(args.port, args.reuse_port, args.backplane))
 

@@ -1,12 +1,15 @@
 """A chat with rooms and presence: a SignalR hub and a page that uses the official browser client.
 
-What it teaches: a ``Hub`` whose methods the page calls by name (``Join``, ``Send``) and which
-calls the page back (``Message``, ``Presence``); groups as rooms; presence kept in the hub and
-sent to the room whenever someone comes or goes, ``on_disconnected`` included; and
-``map_hub``, which serves the hub beside the page on one port. Every hub connection is a
-nursery in the hub's service, so a page that leaves takes its calls with it. On Ctrl-C every
-page is told to reconnect (Close with ``allowReconnect``) before the server stops, and the
-page's ``withAutomaticReconnect`` brings it back, showing "reconnecting" meanwhile.
+What it teaches: a typed ``Hub`` whose methods the page calls (``Join``, ``Send``) and which
+calls the page back through its client protocol, ``ChatClient`` (``Message``, ``Presence``), so
+mypy checks both; a page that calls the hub through a contract generated from those type hints
+(``chat/contract.ts``, compiled to ``chat/contract.js`` by ``build_contract.py``); groups as
+rooms; presence kept in the hub and sent to the room whenever someone comes or goes,
+``on_disconnected`` included; and ``map_hub``, which serves the hub beside the page on one
+port. Every hub connection is a nursery in the hub's service, so a page that leaves takes its
+calls with it. On Ctrl-C every page is told to reconnect (Close with ``allowReconnect``) before
+the server stops, and the page's ``withAutomaticReconnect`` brings it back, showing
+"reconnecting" meanwhile.
 
 The page uses ``@microsoft/signalr`` from npm: run ``npm ci`` in ``examples/signalr`` once
 (the README's install command does), then ``python examples/signalr/chat.py`` and open
@@ -21,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
@@ -42,7 +46,17 @@ class Room:
         return sorted(self.members.values(), key=str.casefold)
 
 
-class ChatHub(Hub):
+class ChatClient(Protocol):
+    """What the hub calls on the page."""
+
+    async def message(self, name: str, text: str) -> None:
+        """``name`` said ``text`` in the page's room."""
+
+    async def presence(self, room: str, names: list[str]) -> None:
+        """Who is in ``room`` now, sorted; sent whenever someone comes or goes."""
+
+
+class ChatHub(Hub[ChatClient]):
     """Rooms are groups; the hub keeps who is where, so it can tell a room who is in it."""
 
     def __init__(self) -> None:
@@ -66,7 +80,7 @@ class ChatHub(Hub):
         if room is None:
             raise HubError("join a room first")
         name = self.rooms[room].members[self.context.connection_id]
-        await self.clients.group(room).send("Message", name, text[:500])
+        await self.clients.group(room).message(name, text[:500])
 
     async def on_disconnected(self, reason: DisconnectReason) -> None:
         await self._leave(self.context.connection_id)
@@ -84,7 +98,7 @@ class ChatHub(Hub):
 
     async def _tell_presence(self, room: str) -> None:
         names = self.rooms[room].names() if room in self.rooms else []
-        await self.clients.group(room).send("Presence", room, names)
+        await self.clients.group(room).presence(room, names)
 
 
 def build_app(*, auth: trio_ws.AuthHook | None = None) -> trio_ws.App:

@@ -16,8 +16,23 @@ Node suite relies on; this module provides exactly that:
   JSON Web Token from ``GET /generateJwtToken``, signed and checked with
   the standard library (``hmac``), its subject ``testuser``; the key is
   ``TRIO_WS_TESTHUB_JWT_KEY`` (hex), or a random one shared by the workers.
-* ``GET /clientresult?id=CONNECTION_ID``: asks that ``/testhub`` client's
-  ``Result`` handler, answers its value or the client's error text.
+  ``GET /generateJwtToken?role=admin`` adds the role ``admin`` to the
+  token's identity (without ``role``, the identity has none), which
+  ``AdminOnly()`` requires (``@authorize(roles=["admin"])``): it answers
+  ``"admin"``, or ASP.NET's ``Failed to invoke 'AdminOnly' because user is
+  unauthorized``.
+* ``Limited()`` on ``/testhub`` answers ``"ok"``, at most 5 calls a second
+  per connection (``@rate_limit(5, per=1.0)``); past that, an error saying so.
+* ``/echo``: a connection handler (``map_connection``), no hub: it writes
+  back every byte it reads, over WebSockets, Server-Sent Events and Long
+  Polling, after negotiate or as a plain WebSocket without one.
+* ``/echoredirect/...``: a redirect (307, the method kept) to the same
+  path under ``/echo``, query and all: a negotiate that follows it.
+* ``/bad-negotiate/...``: 400 with the body ``Some response from server``,
+  which the client's error must carry.
+* ``GET /clientresult/CONNECTION_ID`` (or ``/clientresult?id=``): asks that
+  ``/testhub`` client's ``Result`` handler, answers its value or the
+  client's error text.
 * ``POST /redirect/...``: a negotiate redirect to ``/testHub``, counted.
 * Every negotiate sets the cookies ``testCookie``, ``testCookie2`` and an
   expired ``expiredCookie``.
@@ -41,6 +56,7 @@ import hmac
 import itertools
 import json
 import os
+import re
 import secrets
 import signal
 import sys
@@ -54,13 +70,17 @@ import trio
 import trio_ws
 from trio_ws.signalr import (
     ClientResultError,
+    Connection,
     HttpTransportType,
     Hub,
     HubError,
     HubOptions,
     HubServer,
     HubStream,
+    authorize,
+    map_connection,
     map_hub,
+    rate_limit,
 )
 
 __all__ = [
@@ -71,6 +91,7 @@ __all__ = [
     "app",
     "build_app",
     "client_result_text",
+    "echo",
     "generate_token",
     "main",
     "verify_token",
@@ -187,6 +208,12 @@ class TestHub(Hub):
     async def worker_id(self) -> int:
         return os.getpid()
 
+    # For the rate limit tests.
+
+    @rate_limit(5, per=1.0)
+    async def limited(self) -> str:
+        return "ok"
+
 
 class AuthorizedHub(Hub):
     """The hub behind a token: the transport's authentication names the user."""
@@ -196,6 +223,16 @@ class AuthorizedHub(Hub):
 
     async def get_user_name_identifier(self) -> str | None:
         return self.context.user_id
+
+    @authorize(roles=["admin"])
+    async def admin_only(self) -> str:
+        return "admin"
+
+
+async def echo(connection: Connection) -> None:
+    """The ``/echo`` connection handler: every byte it reads goes back, as it came."""
+    async for data in connection:
+        await connection.send(data)
 
 
 async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
@@ -215,6 +252,7 @@ async def client_result_text(hub_server: HubServer, connection_id: str) -> str:
 _JWT_KEY = bytes.fromhex(os.environ.setdefault("TRIO_WS_TESTHUB_JWT_KEY", secrets.token_hex(32)))
 _JWT_LIFETIME = 3600.0
 TEST_USER = "testuser"
+_ROLE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _b64url(data: bytes) -> str:
@@ -229,15 +267,20 @@ def _signature(signing_input: str) -> str:
     return _b64url(hmac.new(_JWT_KEY, signing_input.encode("ascii"), hashlib.sha256).digest())
 
 
-def generate_token(user: str = TEST_USER, *, lifetime: float = _JWT_LIFETIME) -> str:
-    """A JWT for ``user``, signed with this process's key, valid for ``lifetime`` seconds."""
+def generate_token(user: str = TEST_USER, *, role: str | None = None, lifetime: float = _JWT_LIFETIME) -> str:
+    """A JWT for ``user`` (with ``role``, if given), signed with this process's key, valid for
+    ``lifetime`` seconds."""
     header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    claims = _b64url(json.dumps({"sub": user, "exp": int(time.time() + lifetime)}).encode())
+    values: dict[str, object] = {"sub": user, "exp": int(time.time() + lifetime)}
+    if role is not None:
+        values["role"] = role
+    claims = _b64url(json.dumps(values).encode())
     return f"{header}.{claims}.{_signature(f'{header}.{claims}')}"
 
 
-def verify_token(token: str) -> str | None:
-    """The token's user if this process signed it and it has not expired, else ``None``."""
+def verify_token(token: str) -> trio_ws.Identity | None:
+    """The token's identity (its user, and its role if any) if this process signed it and it
+    has not expired, else ``None``."""
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -248,20 +291,23 @@ def verify_token(token: str) -> str | None:
         values = json.loads(_unb64url(claims))
     except ValueError:
         return None
-    user, expires = values.get("sub"), values.get("exp")
+    if not isinstance(values, dict):
+        return None
+    user, expires, role = values.get("sub"), values.get("exp"), values.get("role")
     if not isinstance(user, str) or not isinstance(expires, int) or expires < time.time():
         return None
-    return user
+    return trio_ws.Identity(user, roles=[role] if isinstance(role, str) else [])
 
 
 async def _verify(token: str) -> trio_ws.Identity | None:
-    user = verify_token(token)
-    return None if user is None else trio_ws.Identity(user)
+    await trio.lowlevel.checkpoint()
+    return verify_token(token)
 
 
 # -- the app ------------------------------------------------------------------------------------
 
 _EXPIRED = "Thu, 01 Jan 1970 00:00:00 GMT"
+_ANY_METHOD = ["GET", "POST", "DELETE"]
 
 
 async def _set_test_cookies(request: trio_ws.Request, response: trio_ws.Response) -> trio_ws.Response:
@@ -303,18 +349,42 @@ def build_app(options: HubOptions = OPTIONS) -> trio_ws.App:
         auth=trio_ws.bearer_auth(_verify),
         on_negotiate=_set_test_cookies,
     )
+    map_connection(app, "/echo", echo, options=options, auth=None, on_negotiate=_set_test_cookies)
     redirects = itertools.count(1)
 
     @app.route("/generateJwtToken")
     async def generate_jwt_token(request: trio_ws.Request) -> trio_ws.Response:
-        return trio_ws.Response(200, generate_token().encode())
+        role = request.query_param("role")
+        if role is not None and not _ROLE.fullmatch(role):
+            return trio_ws.Response.text(400, "Bad Request: a role is 1 to 64 letters, digits, '-' or '_'")
+        return trio_ws.Response(200, generate_token(role=role).encode())
 
+    @app.route("/clientresult/{id}")
     @app.route("/clientresult")
     async def client_result(request: trio_ws.Request) -> trio_ws.Response:
-        connection_id = request.query_param("id")
+        connection_id = request.path_params.get("id") or request.query_param("id")
         if connection_id is None:
-            return trio_ws.Response.text(400, "Bad Request: give the connection as ?id=CONNECTION_ID")
+            return trio_ws.Response.text(
+                400, "Bad Request: give the connection as /clientresult/CONNECTION_ID"
+            )
         return trio_ws.Response(200, (await client_result_text(testhub, connection_id)).encode())
+
+    @app.route("/echoredirect/{rest}", methods=_ANY_METHOD)
+    @app.route("/echoredirect", methods=_ANY_METHOD)
+    async def echo_redirect(request: trio_ws.Request) -> trio_ws.Response:
+        # 307 keeps the method: the client's POST to .../negotiate stays a POST. An absolute URL,
+        # because Node's EventSource cannot follow a relative one.
+        host = request.header("host")
+        origin = "" if host is None else f"{request.scheme}://{host}"
+        target = f"{origin}/echo{request.raw_path[len('/echoredirect') :]}"
+        if request.query:
+            target += f"?{request.query}"
+        return trio_ws.Response.empty(307, headers=[("location", target)])
+
+    @app.route("/bad-negotiate/{rest}", methods=_ANY_METHOD)
+    @app.route("/bad-negotiate", methods=_ANY_METHOD)
+    async def bad_negotiate(request: trio_ws.Request) -> trio_ws.Response:
+        return trio_ws.Response(400, b"Some response from server", "text/plain")
 
     @app.route("/redirect/{rest}", methods=["GET", "POST"])
     async def redirect(request: trio_ws.Request) -> trio_ws.Response:
@@ -334,7 +404,7 @@ async def main(host: str, port: int, options: HubOptions) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(partial(trio_ws.serve, served, host, port))
-            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub"
+            hubs = "/testhub, /testhub-nowebsockets, /authorizedhub, /echo"
             print(f"conformance hub at {server.url.rstrip('/')} ({hubs})", flush=True)
             async for _ in signals:
                 await server.aclose()

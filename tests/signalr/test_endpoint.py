@@ -115,9 +115,10 @@ async def test_version_zero_uses_the_connection_id_as_the_token(served: Served) 
 async def test_negotiate_errors_are_answered_as_aspnet_does(served: Served) -> None:
     """A version that is not a number gets 200 with ``{"error": ...}``; GET is 405; any case of the
     path reaches the hub."""
-    bad = await served.http.post("/chat/negotiate", params={"negotiateVersion": "x"})
-    assert bad.status_code == 200
-    assert bad.json() == {"error": "The client requested a non-integer protocol version."}
+    for version in ("x", "99999999999999999999", "1_0", "\uff11"):  # the last: FULLWIDTH DIGIT ONE
+        bad = await served.http.post("/chat/negotiate", params={"negotiateVersion": version})
+        assert bad.status_code == 200
+        assert bad.json() == {"error": "The client requested a non-integer protocol version."}
     assert (await served.http.get("/chat/negotiate")).status_code == 405
     assert (await served.negotiate("/CHAT")).json()["negotiateVersion"] == 1
 

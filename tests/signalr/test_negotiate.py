@@ -13,7 +13,51 @@ def test_missing_version_is_zero_and_above_one_is_one() -> None:
     assert negotiate_version([]) == 0
     assert negotiate_version(["1"]) == 1
     assert negotiate_version(["7"]) == 1
-    assert negotiate_version(["0", "1"]) == 0  # the first value counts
+    assert negotiate_version(["2147483647"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "version"),
+    [(" 1 ", 1), ("\t\r\n1\x0b\x0c", 1), ("+1", 1), ("-0", 0), ("0001", 1), ("1\x00\x00", 1), ("1 \x00", 1)],
+)
+def test_versions_dotnet_reads_as_integers_are_integers(given: str, version: int) -> None:
+    """What .NET's int.TryParse takes: ASCII whitespace around, a sign, leading zeros, trailing NULs."""
+    assert negotiate_version([given]) == version
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "99999999999999999999",  # beyond 32 bits
+        "2147483648",
+        "-2147483649",
+        "9" * 5000,  # beyond Python's int() digit limit too
+        "1_0",  # Python's digit separator
+        "\uff11",  # FULLWIDTH DIGIT ONE
+        "\u0661",  # ARABIC-INDIC DIGIT ONE
+        "\u00a01",  # NO-BREAK SPACE is not .NET's whitespace
+        "1\u2003",  # nor EM SPACE
+        "\x001",  # NULs only trail
+        "1\x00 ",
+        "0x1",
+        "1.0",
+        "1e0",
+        "+-1",
+        "+",
+        " ",
+    ],
+)
+def test_what_dotnet_refuses_is_not_an_integer(given: str) -> None:
+    """Python's int() takes much that .NET's int.TryParse refuses; the server answers as ASP.NET does."""
+    with pytest.raises(NegotiateError) as refused:
+        negotiate_version([given])
+    assert str(refused.value) == "The client requested a non-integer protocol version."
+
+
+def test_a_repeated_version_is_not_an_integer() -> None:
+    """ASP.NET joins repeated query values with a comma ("0,1"), which int.TryParse refuses."""
+    with pytest.raises(NegotiateError):
+        negotiate_version(["0", "1"])
 
 
 @pytest.mark.parametrize(
@@ -21,7 +65,7 @@ def test_missing_version_is_zero_and_above_one_is_one() -> None:
     [
         ("one", "The client requested a non-integer protocol version."),
         ("", "The client requested a non-integer protocol version."),
-        ("-1", "The client requested version '-1', but the server does not support it."),
+        ("-1", "The client requested version '-1', but the server does not support this version."),
     ],
 )
 def test_bad_versions_are_refused_with_a_text(given: str, text: str) -> None:

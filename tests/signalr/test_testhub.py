@@ -7,10 +7,21 @@ import datetime
 import os
 from typing import Any
 
+import httpx
 import pytest
 import trio
+import trio.testing
 
-from examples.signalr.testhub import OPTIONS, AuthorizedHub, TestHub, client_result_text
+import trio_ws
+from examples.signalr.testhub import (
+    OPTIONS,
+    AuthorizedHub,
+    TestHub,
+    build_app,
+    client_result_text,
+    verify_token,
+)
+from trio_ws.signalr import InvocationError, open_hub_client
 from trio_ws.signalr._protocol.messages import (
     CancelInvocation,
     Completion,
@@ -19,6 +30,7 @@ from trio_ws.signalr._protocol.messages import (
     StreamItem,
 )
 
+from ..helpers import IO_DEADLINE
 from .helpers import HubTestClient, assert_no_tracebacks, connect, serve_hub
 
 HELLO = "\u4f60\u597d\uff0c\u4e16\u754c\uff01"
@@ -205,3 +217,41 @@ async def test_authorized_hub_sees_the_user() -> None:
     ):
         assert await client.call("Echo", HELLO) == HELLO
         assert await client.call("GetUserNameIdentifier") == "testuser"
+
+
+async def test_admin_only_wants_a_token_with_the_admin_role(nursery: trio.Nursery) -> None:
+    """``/generateJwtToken?role=admin`` gives the token's identity the role ``admin``, which
+    ``AdminOnly`` requires; without it the call gets ASP.NET's text and the connection goes on."""
+    server = await trio_ws.testing.start_server(nursery, build_app(OPTIONS))
+    with trio.fail_after(IO_DEADLINE):
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            admin = (await http.get("generateJwtToken", params={"role": "admin"})).text
+            plain = (await http.get("generateJwtToken")).text
+            refused = await http.get("generateJwtToken", params={"role": "x" * 65})
+            assert refused.status_code == 400
+        assert verify_token(admin) == trio_ws.Identity("testuser", roles={"admin"})
+        assert verify_token(plain) == trio_ws.Identity("testuser")
+        async with open_hub_client(server.url + "authorizedhub", access_token=admin) as hub:
+            assert await hub.invoke("AdminOnly") == "admin"
+        async with open_hub_client(server.url + "authorizedhub", access_token=plain) as hub:
+            with pytest.raises(InvocationError) as error:
+                await hub.invoke("AdminOnly")
+            assert str(error.value) == "Failed to invoke 'AdminOnly' because user is unauthorized"
+            assert await hub.invoke("Echo", HELLO) == HELLO
+
+
+async def test_limited_allows_five_calls_a_second_per_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``Limited`` answers "ok" five times, then an error saying it is a rate limit; a second later
+    (trio's clock) it answers again; another connection has its own five."""
+    async with serve_hub(TestHub(), OPTIONS) as server, connect(server) as client, connect(server) as other:
+        assert [await client.call("Limited") for _ in range(5)] == ["ok"] * 5
+        over = await client.invoke("Limited")
+        assert over.error == (
+            "Failed to invoke 'Limited' because of a rate limit: at most 5 call(s) per 1 s per connection; "
+            "try again in 0.20 s"
+        )
+        assert await other.call("Limited") == "ok"
+        await trio.sleep(1)
+        assert [await client.call("Limited") for _ in range(5)] == ["ok"] * 5

@@ -17,6 +17,7 @@ none, ``Any``, object  anything, as it arrived
 an ``Enum`` subclass   one of its values
 a dataclass            a map of its fields (names match ignoring case and
                        underscores, so ``{"UserName": ...}`` fills ``user_name``)
+a ``TypedDict``        a map, the values of its keys converted
 ``list[T]``, ...       an array, each item converted to ``T``
 ``dict[str, T]``       a map with string keys
 ``X | None``, unions   the first alternative that accepts the value
@@ -190,7 +191,7 @@ def converter_for(annotation: Any) -> Converter:
         if dataclasses.is_dataclass(annotation):
             return _dataclass(annotation)
         if typing.is_typeddict(annotation):
-            return _SIMPLE[dict]
+            return _typeddict(annotation)
     raise TypeError(
         f"trio_ws cannot convert arguments to {annotation!r}; use str, int, float, bool, bytes, datetime, "
         "UUID, an Enum, a dataclass, list, dict or a union of these, or Any to take the value as it comes"
@@ -297,6 +298,26 @@ def _dataclass(kind: type[Any]) -> Converter:
             elif required:
                 raise BindingError(f"missing property {name!r}")
         return kind(**kwargs)
+
+    return convert
+
+
+def _typeddict(kind: type[Any]) -> Converter:
+    # Built on first use, as for dataclasses. The keys present are converted; the class's
+    # required keys are not enforced (they cannot be read reliably from string annotations).
+    fields: dict[str, Converter] | None = None
+
+    def convert(value: Any) -> Any:
+        nonlocal fields
+        if fields is None:
+            hints = typing.get_type_hints(kind)
+            fields = {name: converter_for(hint) for name, hint in hints.items()}
+        if not isinstance(value, dict):
+            raise _mismatch("an object", value)
+        return {
+            key: _at(fields[key], element, f"property {key!r}") if key in fields else element
+            for key, element in value.items()
+        }
 
     return convert
 

@@ -79,11 +79,12 @@ from collections.abc import (
     Sequence,
 )
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import trio
 import trio_websocket
 
+from .._printable import printable
 from ._client_connect import ClientConnection, ClientSettings, allowed_transports, open_connection, resume
 from ._client_negotiate import HubClientError
 from ._client_transports import (
@@ -104,6 +105,10 @@ from ._protocol.messages import (
     is_trackable,
 )
 from ._replay import DEFAULT_BUFFER_SIZE, Replay
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+    from ._typed import C
 
 __all__ = ["ClientState", "HubClient", "HubClientError", "InvocationError", "open_hub_client"]
 
@@ -128,6 +133,7 @@ Handler = Callable[..., Any]
 result of a client-result call."""
 
 _H = TypeVar("_H", bound=Handler)
+_HubType = TypeVar("_HubType", bound="Hub[Any]")
 
 
 class InvocationError(Exception):
@@ -282,6 +288,34 @@ class HubClient:
         """Stop answering ``method``."""
         self._handlers.pop(method.lower(), None)
 
+    def handle(self, hub_type: type[Hub[C]], handlers: C) -> Callable[[], None]:
+        """Answer every method of ``hub_type``'s client protocol with ``handlers``' methods.
+
+        ``hub_type`` is a ``Hub[Protocol]`` subclass; mypy checks that
+        ``handlers`` implements the protocol. The hub's arguments are
+        converted by the protocol's annotations. Returns a function that
+        removes the handlers again.
+
+        Raises:
+            TypeError: the hub has no client protocol, or ``handlers`` lacks one of its methods.
+            ValueError: one of the methods already has a handler.
+        """
+        from ._client_typed import register_handlers
+
+        return register_handlers(self, hub_type, handlers)
+
+    def server(self, hub_type: type[_HubType]) -> _HubType:
+        """The hub's methods by their Python names, typed as the hub class ``hub_type``.
+
+        ``await hub.server(Chat).send_message("hi")`` calls ``SendMessage``
+        and converts the result by the method's annotation; a streaming
+        method gives an async iterator of its items.
+        """
+        from ._client_typed import server_proxy
+
+        proxy: _HubType = server_proxy(self, hub_type)
+        return proxy
+
     # -- calls ---------------------------------------------------------------------------------
 
     def _connected(self) -> ClientConnection:
@@ -409,7 +443,7 @@ class HubClient:
             if self._stopping or not outcome.allow_reconnect or not self._delays:
                 self._finish(outcome.error)
                 return
-            logger.info("hub client: connection lost (%s); reconnecting", outcome.error)
+            logger.info("hub client: connection lost (%s); reconnecting", printable(str(outcome.error)))
             self._set_state(ClientState.RECONNECTING)
             for delay in self._delays:
                 await trio.sleep(delay)
@@ -549,8 +583,9 @@ class HubClient:
         channel = self._streams.pop(message.invocation_id, None)
         if channel is not None:
             error = None if message.error is None else InvocationError(message.error)
-            # A full channel: the stream's reader stopped reading, and will find it closed.
-            with suppress(trio.WouldBlock):
+            # A full channel: the stream's reader stopped reading, and will find it closed; a
+            # broken one: the reader left (the stream ended on the hub before its cancel arrived).
+            with suppress(trio.WouldBlock, trio.BrokenResourceError):
                 channel.send_nowait(_StreamEnd(error))
             channel.close()
             return
@@ -571,7 +606,7 @@ class HubClient:
     async def _call_handler(self, connection: ClientConnection, message: Invocation) -> None:
         handler = self._handlers.get(message.target.lower())
         if handler is None:
-            logger.warning("hub client: no handler for the server's call to %r", message.target)
+            logger.warning("hub client: no handler for the server's call to %s", printable(message.target))
             if message.invocation_id is not None:
                 await self._answer(connection, Completion.with_error(message.invocation_id, _NO_RESULT))
             return
@@ -580,7 +615,7 @@ class HubClient:
             if inspect.isawaitable(result):
                 result = await result
         except Exception as exc:
-            logger.error("hub client: the handler for %r failed", message.target, exc_info=exc)
+            logger.error("hub client: the handler for %s failed", printable(message.target), exc_info=exc)
             if message.invocation_id is not None:
                 await self._answer(
                     connection, Completion.with_error(message.invocation_id, f"{type(exc).__name__}: {exc}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import trio
 
+from .._printable import printable
 from ._client_negotiate import USER_AGENT, HubClientError, NegotiateAnswer, negotiate
 from ._client_transports import (
     ClientTransport,
@@ -185,7 +186,9 @@ async def open_connection(settings: ClientSettings, nursery: trio.Nursery) -> Cl
         try:
             transport = await _start(settings, kind, nursery, url, answer.token, headers)
         except HubClientError as exc:
-            logger.info("hub client: %s could not start (%s); trying the next transport", name, exc)
+            logger.info(
+                "hub client: %s could not start (%s); trying the next transport", name, printable(str(exc))
+            )
             failures.append(HubClientError(f"{name}: {exc}", status=exc.status))
             continue
         connection = ClientConnection(
@@ -289,7 +292,7 @@ async def resume(
     longer has it (404: it was away longer than the disconnect timeout)
     or cannot be reached; ``None`` once resumed.
     """
-    logger.info("hub client: %s; reconnecting to the same connection", lost)
+    logger.info("hub client: %s; reconnecting to the same connection", printable(str(lost)))
     with trio.CancelScope(shield=True):
         await connection.transport.aclose()
     async with connection.send_lock:
@@ -304,7 +307,7 @@ async def resume(
                     connection.headers,
                 )
         except (HubClientError, trio.TooSlowError) as exc:
-            logger.info("hub client: the connection could not be resumed: %s", exc)
+            logger.info("hub client: the connection could not be resumed: %s", printable(str(exc)))
             status = exc.status if isinstance(exc, HubClientError) else None
             if status == 404:
                 return HubClientError(

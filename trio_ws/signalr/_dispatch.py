@@ -22,7 +22,11 @@ Rules of this module:
 * Messages for ids nobody knows (a StreamItem, a Completion, a
   CancelInvocation) are ignored, as ASP.NET ignores them.
 * A hub method's ``HubError`` is its answer, not a failure; any other
-  exception is a bug in the hub and is logged with its traceback.
+  exception is a bug in the hub and is logged with its traceback. A
+  filter's ``CallRefused`` is answered with exactly its text.
+* A method with filters or requirements runs through its pipeline
+  (``_filters.py``), built when the hub server started; one without is
+  called directly, so filters cost nothing where there are none.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._contain import contain
+from .._printable import printable
 from ._binding import BindingError
 from ._errors import ClientResultError, DisconnectReason, HubError, error_text
+from ._filters import CallRefused, HubInvocationContext, NextInvoke
 from ._hub import CallInfo, current_call
 from ._protocol.messages import (
     Ack,
@@ -80,6 +87,9 @@ class _PendingResult:
         self.failure = "the connection closed"
 
 
+_STREAM_ERROR = "An error occurred on the server while streaming results."
+
+
 class Dispatcher:
     """Runs one connection's calls and streams, and awaits its client results."""
 
@@ -88,6 +98,7 @@ class Dispatcher:
         server = connection.server
         self._hub = server.hub
         self._methods = server.methods
+        self._pipelines = server.pipelines
         self._options = server.options
         self._slots = trio.Semaphore(self._options.max_parallel_invocations)
         self._streams: dict[str, trio.CancelScope] = {}  # running server-to-client streams
@@ -117,7 +128,9 @@ class Dispatcher:
                     scope.cancel()
                 else:
                     logger.debug(
-                        "%s: CancelInvocation for unknown id %r", self._connection, message.invocation_id
+                        "%s: CancelInvocation for unknown id %s",
+                        self._connection,
+                        printable(message.invocation_id),
                     )
             case Ping():
                 self._connection.arm_client_timeout()
@@ -139,9 +152,10 @@ class Dispatcher:
     async def _start(self, message: Invocation | StreamInvocation) -> None:
         target, invocation_id = message.target, message.invocation_id
         streaming = isinstance(message, StreamInvocation)
-        method = self._methods.get(target.lower())
+        key = target.lower()
+        method = self._methods.get(key)
         if method is None:
-            logger.debug("%s: unknown hub method %r", self._connection, target)
+            logger.debug("%s: unknown hub method %s", self._connection, printable(target))
             await self._answer_error(
                 invocation_id,
                 _NO_METHOD.format(target),
@@ -150,7 +164,9 @@ class Dispatcher:
         try:
             bound = method.bind(message.arguments)
         except BindingError as exc:
-            logger.debug("%s: bad arguments for %r: %s", self._connection, target, exc)
+            logger.debug(
+                "%s: bad arguments for %s: %s", self._connection, printable(target), printable(str(exc))
+            )
             await self._answer_error(
                 invocation_id,
                 error_text(
@@ -185,8 +201,10 @@ class Dispatcher:
                 self._slots.acquire_nowait()
             except trio.WouldBlock:
                 await self._slots.acquire()  # the reader waits here while every slot is busy
-            call = CallInfo(self._connection, slot=self._slots)
-            self._connection.start_task(self._run_call, call, method, target, invocation_id, bound, ())
+            call = CallInfo(self._connection, slot=self._slots, method=method.name)
+            self._connection.start_task(
+                self._run_call, call, method, target, invocation_id, bound, (), self._pipelines.get(key)
+            )
             return
         refusal = self._refuse_stream(message)
         if refusal is not None:
@@ -199,16 +217,18 @@ class Dispatcher:
             self._uploads[stream_id] = send
             bound[position] = HubStream(stream_id, receive, parameter.convert)
         self._stream_calls += 1
-        call = CallInfo(self._connection)
+        call = CallInfo(self._connection, method=method.name)
+        pipeline = self._pipelines.get(key)
         if streaming:
             assert invocation_id is not None
             scope = self._streams[invocation_id] = trio.CancelScope()
+            stream_ids = message.stream_ids
             self._connection.start_task(
-                self._run_stream, call, method, target, invocation_id, bound, scope, message.stream_ids
+                self._run_stream, call, method, target, invocation_id, bound, scope, stream_ids, pipeline
             )
         else:
             self._connection.start_task(
-                self._run_call, call, method, target, invocation_id, bound, message.stream_ids
+                self._run_call, call, method, target, invocation_id, bound, message.stream_ids, pipeline
             )
 
     def _refuse_stream(self, message: Invocation | StreamInvocation) -> HubError | None:
@@ -232,11 +252,33 @@ class Dispatcher:
             if channel is not None:
                 channel.close()
 
-    def _failed(self, target: str, exc: Exception) -> None:
+    def _invocation(
+        self, method: HubMethod, target: str, invocation_id: str | None, bound: list[Any], streaming: bool
+    ) -> HubInvocationContext:
+        context = self._connection.context
+        return HubInvocationContext(
+            self._hub, context, method.function, method.name, bound, invocation_id, streaming, target
+        )
+
+    def _error(self, prefix: str, exc: BaseException) -> str:
+        """The caller's error text: a refusal's own, or ``prefix`` with what the caller may see."""
+        if isinstance(exc, CallRefused):
+            return exc.text
+        return error_text(prefix, exc, detailed=self._options.detailed_errors)
+
+    def _failed(self, target: str, exc: BaseException) -> BaseException:
+        """What ``exc`` from hub code answers the call with, logged; a stop (``_contain.py``) is raised."""
+        if isinstance(exc, CallRefused):
+            text = printable(exc.text)
+            logger.debug("%s: %s refused (%s): %s", self._connection, printable(target), exc.outcome, text)
+            return exc
         if isinstance(exc, HubError):
-            logger.debug("%s: %s answered with %s", self._connection, target, exc)
-        else:
-            logger.error("hub method %s failed on connection %s", target, self._connection, exc_info=exc)
+            logger.debug("%s: %s answered with %s", self._connection, printable(target), printable(str(exc)))
+            return exc
+        failure = contain(
+            exc, logger, "hub method %s failed on connection %s", printable(target), self._connection
+        )
+        return exc if failure is None else failure
 
     async def _run_call(
         self,
@@ -246,22 +288,22 @@ class Dispatcher:
         invocation_id: str | None,
         bound: list[Any],
         stream_ids: Sequence[str],
+        pipeline: NextInvoke | None,
     ) -> None:
         current_call.set(call)
         try:
             try:
-                result = await method.function(self._hub, *bound)
+                if pipeline is None:
+                    result = await method.function(self._hub, *bound)
+                else:
+                    result = await pipeline(self._invocation(method, target, invocation_id, bound, False))
                 if invocation_id is not None:
                     # ASP.NET answers a void method with "result": null too, and clients expect it.
                     # A result with no wire form fails here, while encoding, like a raised error.
                     await self._connection.send_message(Completion.with_result(invocation_id, result))
-            except Exception as exc:
-                self._failed(target, exc)
-                text = error_text(
-                    f"An unexpected error occurred invoking '{target}' on the server.",
-                    exc,
-                    detailed=self._options.detailed_errors,
-                )
+            except BaseException as exc:
+                failure = self._failed(target, exc)
+                text = self._error(unexpected_error(target), failure)
                 await self._answer_error(invocation_id, text)
         finally:
             call.release_slot()
@@ -276,21 +318,23 @@ class Dispatcher:
         bound: list[Any],
         scope: trio.CancelScope,
         stream_ids: Sequence[str],
+        pipeline: NextInvoke | None,
     ) -> None:
         current_call.set(call)
         error: str | None = None
-        detailed = self._options.detailed_errors
         with scope:  # CancelInvocation cancels this scope; the Completion below still goes out
             try:
                 try:
-                    items = await _open_stream(method, self._hub, bound)
-                except Exception as exc:
-                    self._failed(target, exc)
-                    error = error_text(
-                        f"An unexpected error occurred invoking '{target}' on the server.",
-                        exc,
-                        detailed=detailed,
-                    )
+                    if pipeline is None:
+                        items = await _open_stream(method, self._hub, bound)
+                    else:
+                        returned = await pipeline(
+                            self._invocation(method, target, invocation_id, bound, True)
+                        )
+                        items = _as_stream(method, returned)
+                except BaseException as exc:
+                    failure = self._failed(target, exc)
+                    error = self._error(unexpected_error(target), failure)
                 else:
                     try:
                         try:
@@ -301,16 +345,14 @@ class Dispatcher:
                             aclose = getattr(items, "aclose", None)
                             if aclose is not None:
                                 await aclose()
-                    except Exception as exc:
-                        self._failed(target, exc)
-                        error = error_text(
-                            "An error occurred on the server while streaming results.", exc, detailed=detailed
-                        )
+                    except BaseException as exc:
+                        failure = self._failed(target, exc)
+                        error = self._error(_STREAM_ERROR, failure)
             finally:
                 del self._streams[invocation_id]
                 self._finish_streams(stream_ids, counted=True)
         if scope.cancelled_caught:
-            logger.debug("%s: stream %s cancelled by the client", self._connection, invocation_id)
+            logger.debug("%s: stream %s cancelled by the client", self._connection, printable(invocation_id))
         await self._connection.send_message(Completion(invocation_id, error=error))
 
     # -- uploads ---------------------------------------------------------------------------
@@ -318,7 +360,9 @@ class Dispatcher:
     async def _upload_item(self, message: StreamItem) -> None:
         channel = self._uploads.get(message.invocation_id)
         if channel is None:
-            logger.debug("%s: StreamItem for unknown stream %r", self._connection, message.invocation_id)
+            logger.debug(
+                "%s: StreamItem for unknown stream %s", self._connection, printable(message.invocation_id)
+            )
             return
         try:
             await channel.send(message.item)  # waits while the buffer is full: reading pauses
@@ -337,7 +381,7 @@ class Dispatcher:
             pending.completion = message
             pending.arrived.set()
             return
-        logger.debug("%s: Completion for unknown id %r", self._connection, message.invocation_id)
+        logger.debug("%s: Completion for unknown id %s", self._connection, printable(message.invocation_id))
 
     # -- client results --------------------------------------------------------------------
 
@@ -369,6 +413,11 @@ class Dispatcher:
         self._pending.clear()
 
 
+def unexpected_error(target: str) -> str:
+    """ASP.NET's text for a call that failed, before what the caller may see of why."""
+    return f"An unexpected error occurred invoking '{target}' on the server."
+
+
 class _InvalidData(Exception):
     """A binding failure, named as ASP.NET names it in a detailed error."""
 
@@ -380,7 +429,11 @@ async def _open_stream(method: HubMethod, hub: Any, bound: list[Any]) -> AsyncIt
     if method.is_generator:
         generator: AsyncIterator[Any] = method.function(hub, *bound)
         return generator
-    returned = await method.function(hub, *bound)
+    return _as_stream(method, await method.function(hub, *bound))
+
+
+def _as_stream(method: HubMethod, returned: Any) -> AsyncIterator[Any]:
+    """What a streaming method (or its filters) returned, as the iterator to send items from."""
     if not hasattr(returned, "__aiter__"):
         raise TypeError(
             f"the streaming method '{method.name}' returned {type(returned).__name__}, not an async iterator"

@@ -1,5 +1,8 @@
 """``map_hub``: a hub on an ``App``, at a path, with negotiate, its transports and its service.
 
+``map_connection`` (``_connection_handler.py``) mounts a connection handler with the same
+routes, checks and service (``map_endpoint``): what follows holds for both.
+
 ::
 
     app = trio_ws.App()
@@ -56,24 +59,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._printable import printable
 from .._request import Identity, Request
 from .._response import Response
 from .._routing import AuthHook, InheritAuth
 from ._backplane import Backplane
-from ._connection import HubConnection
 from ._errors import BackplaneError
+from ._filters import AnyFilter, app_filters
 from ._http_transports import delete, event_stream, poll, post
 from ._hub import Hub
 from ._negotiate import HttpTransportType, NegotiateError, negotiate_answer, negotiate_version
 from ._options import HubOptions
 from ._relay import DELETE, POLL, POST, WEBSOCKET, relay, relay_check, relay_websocket
-from ._server import HubFull, HubServer
+from ._server import ConnectionServer, HubFull, HubServer
 from ._transport import ConnectionGone, TransportInUse, TransportMismatch
+from ._transport_connection import TransportConnection
 from ._websocket_transport import WebSocketTransport
 
 if TYPE_CHECKING:
@@ -98,7 +103,7 @@ _ALL = (
 def map_hub(
     app: App,
     path: str,
-    hub: Hub,
+    hub: Hub[Any],
     *,
     options: HubOptions | None = None,
     backplane: Backplane | None = None,
@@ -106,6 +111,7 @@ def map_hub(
     transports: Iterable[HttpTransportType] = _ALL,
     stateful_reconnect: bool = False,
     on_negotiate: NegotiateHook | None = None,
+    filters: Sequence[AnyFilter] = (),
 ) -> HubServer:
     """Serve ``hub`` on ``app`` at ``path``, as ASP.NET's ``MapHub`` does; return its ``HubServer``.
 
@@ -135,41 +141,80 @@ def map_hub(
         on_negotiate: ``async def hook(request, response) -> Response``,
             called with each successful negotiate answer; what it returns
             is sent (add cookies or headers with ``dataclasses.replace``).
+        filters: Hub filters around this hub's calls, connects and
+            disconnects, outermost first, after the app's (``add_hub_filter``).
 
     Raises:
         ValueError: no transport, or a path that does not start with ``/``.
         TypeError, ValueError: as ``HubServer`` raises them (a hub method
             that cannot be offered; a hub already served).
     """
+    offered = check_endpoint(path, transports)
+    hub_server = HubServer(hub, options=options, backplane=backplane, filters=filters)
+    hub_server.app_filters = app_filters(app)
+    # No WebSocket pings: the hub pings and times out its clients itself, and signalrcore's
+    # client never answers a WebSocket ping (the server would drop it as dead).
+    map_endpoint(
+        app,
+        path,
+        hub_server,
+        auth=auth,
+        transports=offered,
+        stateful_reconnect=stateful_reconnect,
+        on_negotiate=on_negotiate,
+        websocket_pings=False,
+    )
+    return hub_server
+
+
+def check_endpoint(path: str, transports: Iterable[HttpTransportType]) -> frozenset[HttpTransportType]:
+    """The transports an endpoint offers, checked with its path.
+
+    Raises:
+        ValueError: no transport, one that is not an ``HttpTransportType``, or a
+            path that does not start with ``/``.
+    """
     offered = frozenset(transports)
     if not offered:
-        raise ValueError("a hub needs at least one transport")
+        raise ValueError("an endpoint needs at least one transport")
     unknown = [transport for transport in offered if not isinstance(transport, HttpTransportType)]
     if unknown:
         raise ValueError(f"transports are HttpTransportType members, not {unknown!r}")
+    if not path.rstrip("/").startswith("/"):
+        raise ValueError(f"endpoint path {path!r} must start with '/'")
+    return offered
+
+
+def map_endpoint(
+    app: App,
+    path: str,
+    server: ConnectionServer[Any],
+    *,
+    auth: AuthHook | InheritAuth | None,
+    transports: frozenset[HttpTransportType],
+    stateful_reconnect: bool,
+    on_negotiate: NegotiateHook | None,
+    websocket_pings: bool,
+) -> None:
+    """Route negotiate and the transports at ``path`` to ``server``'s connections, and run it
+    as a service of the app (for ``map_hub`` and ``map_connection`` alike)."""
     path = path.rstrip("/")
-    if not path.startswith("/"):
-        raise ValueError(f"hub path {path!r} must start with '/'")
-    hub_server = HubServer(hub, options=options, backplane=backplane)
     hook = app.auth if auth is InheritAuth.APP else auth
-    endpoint = _HubEndpoint(hub_server, offered, stateful_reconnect, on_negotiate)
+    endpoint = _HubEndpoint(server, transports, stateful_reconnect, on_negotiate)
     guard = None if hook is None else _hub_auth(hook)
     app.add_route(f"{path}/negotiate", endpoint.negotiate, methods=["POST"], auth=guard, ignore_case=True)
-    # No WebSocket pings: the hub pings and times out its clients itself, and signalrcore's
-    # client never answers a WebSocket ping (the server would drop it as dead).
     app.add_websocket(
         path,
         endpoint.websocket,
         auth=guard,
         before_upgrade=endpoint.before_upgrade,
         ignore_case=True,
-        keep_alive=False,
+        keep_alive=websocket_pings,
     )
     app.add_route(path, endpoint.get, methods=["GET"], auth=guard, ignore_case=True)
     app.add_route(path, endpoint.post, methods=["POST"], auth=guard, ignore_case=True, stream_body=True)
     app.add_route(path, endpoint.delete, methods=["DELETE"], auth=guard, ignore_case=True)
     app.add_service(endpoint.service)
-    return hub_server
 
 
 def _hub_auth(hook: AuthHook) -> AuthHook:
@@ -185,11 +230,12 @@ def _hub_auth(hook: AuthHook) -> AuthHook:
 
 
 class _HubEndpoint:
-    """The handlers ``map_hub`` routes: negotiate, the transports and their checks, the service."""
+    """The handlers ``map_hub`` and ``map_connection`` route: negotiate, the transports and their
+    checks, the service."""
 
     def __init__(
         self,
-        hub_server: HubServer,
+        hub_server: ConnectionServer[Any],
         transports: frozenset[HttpTransportType],
         stateful_reconnect: bool,
         on_negotiate: NegotiateHook | None,
@@ -204,6 +250,7 @@ class _HubEndpoint:
     ) -> None:
         """Run the hub server as long as the app's server; close it when graceful shutdown begins."""
         async with trio.open_nursery() as nursery:
+            self.hub_server.instrument(server.metrics, server.tracer)
             await nursery.start(self.hub_server.run)
             task_status.started()
             await server.wait_closing()
@@ -216,7 +263,7 @@ class _HubEndpoint:
         try:
             version = negotiate_version(_query_values(request, "negotiateversion"))
         except NegotiateError as exc:
-            logger.info("negotiate refused: %s", exc)
+            logger.info("negotiate refused: %s", printable(exc.text))
             return Response.json(200, {"error": exc.text})
         if self.hub_server.closing:
             return Response.text(503, "Service Unavailable: the hub is shutting down")
@@ -350,7 +397,7 @@ class _HubEndpoint:
             return await relay(self.hub_server, found, DELETE, request)
         return delete(found)
 
-    async def _locate(self, request: Request, token: str | None) -> HubConnection | str | Response:
+    async def _locate(self, request: Request, token: str | None) -> TransportConnection | str | Response:
         """The connection a transport request names (opened here if its token was pending), the
         worker holding it, or ASP.NET's refusal (400, 404), or 403 for a request from another
         user than the one who negotiated, or 503 (the hub is full, the backplane is away)."""
@@ -358,7 +405,9 @@ class _HubEndpoint:
             await trio.lowlevel.checkpoint()
             return Response.text(400, "Connection ID required")
         try:
-            connection = await self.hub_server.locate(token, request=request)
+            connection: TransportConnection | str | None = await self.hub_server.locate(
+                token, request=request
+            )
         except HubFull as exc:
             return _full(exc)
         except BackplaneError as exc:

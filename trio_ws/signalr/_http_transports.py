@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable
 
     from .._request import Request
-    from ._connection import Attachment, HubConnection
+    from ._transport_connection import Attachment, TransportConnection
 
 __all__ = [
     "LONG_POLLING",
@@ -157,7 +157,7 @@ class LongPollingTransport:
 # -- POST: the client's half of both --------------------------------------------------------
 
 
-async def post(connection: HubConnection, body: AsyncIterable[bytes]) -> Response:
+async def post(connection: TransportConnection, body: AsyncIterable[bytes]) -> Response:
     """``POST {hub}?id=``: hand the body (the request's, or one relayed from another worker) to
     the connection; 200 once it is all handed over."""
     if connection.transport_name == "WebSockets":
@@ -178,7 +178,7 @@ async def post(connection: HubConnection, body: AsyncIterable[bytes]) -> Respons
 # -- Server-Sent Events ----------------------------------------------------------------------
 
 
-def event_stream(connection: HubConnection, request: Request) -> Response:
+def event_stream(connection: TransportConnection, request: Request) -> Response:
     """``GET {hub}?id=`` with ``Accept: text/event-stream``: the connection's messages as events.
 
     Raises:
@@ -197,7 +197,7 @@ class _EventStream:
     """The event stream's body. An object rather than a generator: the front door closes it
     (``aclose``) even if it never started, and closing it is what tells the connection."""
 
-    def __init__(self, connection: HubConnection, attachment: Attachment) -> None:
+    def __init__(self, connection: TransportConnection, attachment: Attachment) -> None:
         self._connection = connection
         self._attachment = attachment
         self._started = False
@@ -226,7 +226,7 @@ class _EventStream:
 # -- Long Polling ----------------------------------------------------------------------------
 
 
-async def poll(connection: HubConnection, request: Request | None, hold: float) -> Response:
+async def poll(connection: TransportConnection, request: Request | None, hold: float) -> Response:
     """``GET {hub}?id=`` without ``Accept: text/event-stream``: one long poll (``request`` is
     ``None`` for one relayed from another worker).
 
@@ -262,7 +262,7 @@ async def poll(connection: HubConnection, request: Request | None, hold: float) 
     return Response.empty(204, headers=_NO_CACHE)  # a newer poll took over
 
 
-def _first_poll(connection: HubConnection, request: Request | None) -> Response:
+def _first_poll(connection: TransportConnection, request: Request | None) -> Response:
     """The first poll attaches the transport, and is answered at once: the client's ``start()``
     waits for it."""
     transport = LongPollingTransport(connection.post_inbox())
@@ -271,7 +271,7 @@ def _first_poll(connection: HubConnection, request: Request | None) -> Response:
     return Response(200, b"", "application/octet-stream", _NO_CACHE)
 
 
-def delete(connection: HubConnection) -> Response:
+def delete(connection: TransportConnection) -> Response:
     """``DELETE {hub}?id=``: the client stops a Long Polling connection; 202, and the token is forgotten."""
     if connection.transport_name != LONG_POLLING:
         return Response.text(400, "Cannot terminate this connection using the DELETE endpoint.")

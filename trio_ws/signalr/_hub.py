@@ -25,15 +25,16 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
 import trio
 
-from ._clients import GroupManager, HubClients, UserManager
+from ._clients import GroupManager, UserManager
 from ._errors import DisconnectReason
+from ._typed import C, ClientMethod, ClientsAccessor, client_methods, client_protocol_of
 
 if TYPE_CHECKING:
-    from .._request import Request
+    from .._request import Identity, Request
     from ._connection import HubConnection
     from ._server import HubServer
 
@@ -47,6 +48,7 @@ class CallInfo:
     connection: HubConnection
     in_on_connected: bool = False
     slot: trio.Semaphore | None = field(default=None)
+    method: str | None = None  # the hub method's wire name, for logs
 
     def release_slot(self) -> None:
         """Give back the parallel-invocation slot early (once): the call is waiting for a client."""
@@ -65,6 +67,7 @@ class HubCallerContext:
         self._connection = connection
         self.items: dict[Any, Any] = {}
         """Per-connection state for the hub's own use; gone when the connection ends."""
+        self._limits: dict[object, Any] = {}  # rate_limit's buckets for this connection
 
     @property
     def connection_id(self) -> str:
@@ -75,6 +78,12 @@ class HubCallerContext:
     def user_id(self) -> str | None:
         """Who the transport authenticated, or ``None``; ``clients.user(id)`` reaches them."""
         return self._connection.user_id
+
+    @property
+    def identity(self) -> Identity | None:
+        """Who the auth hook said the client is (``user_id``, ``roles``, ``claims``), or ``None``."""
+        request = self._connection.request
+        return None if request is None else request.identity
 
     @property
     def request(self) -> Request | None:
@@ -105,13 +114,28 @@ class HubCallerContext:
         return f"<HubCallerContext {self.connection_id}>"
 
 
-class Hub:
+class Hub(Generic[C]):
     """Subclass it; its public ``async def`` methods are what clients can call.
 
-    See ``docs/hubs.md`` for naming, arguments, streams, errors and client results.
+    ``Hub[ClientProtocol]`` (a ``typing.Protocol``) types ``self.clients`` by
+    what the clients offer. See ``docs/hubs.md`` for naming, arguments,
+    streams, errors and client results, and ``docs/typed-hubs.md``.
     """
 
     _server: HubServer | None = None
+    _client_protocol: ClassVar[type | None] = None
+    _client_methods: ClassVar[dict[str, ClientMethod]] = {}
+
+    clients = ClientsAccessor()
+    """Every client, some, or the caller (inside a call): ``HubClients``, or ``TypedHubClients``
+    for a hub with a client protocol."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        protocol = client_protocol_of(cls)
+        if protocol is not None and protocol is not cls._client_protocol:
+            cls._client_protocol = protocol
+            cls._client_methods = client_methods(protocol)
 
     async def on_connected(self) -> None:
         """A client has connected (its handshake is done); its calls wait until this returns."""
@@ -139,12 +163,6 @@ class Hub:
                 "Hub.context is only available inside a hub method, on_connected or on_disconnected"
             )
         return call.connection.context
-
-    @property
-    def clients(self) -> HubClients:
-        """Every client, some, or the caller (inside a call); see ``HubClients``."""
-        call = self._call()
-        return HubClients(self._bound_server(), call)
 
     @property
     def groups(self) -> GroupManager:

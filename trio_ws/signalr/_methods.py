@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from ._binding import BindingError, Converter, converter_for
 from ._streams import HubStream
 
-__all__ = ["HubMethod", "discover_methods", "hub_method", "pascal_case"]
+__all__ = ["HubMethod", "discover_methods", "hub_method", "pascal_case", "wire_name"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,6 +67,11 @@ def hub_method(name: str) -> Callable[[F], F]:
 def pascal_case(name: str) -> str:
     """``send_message`` -> ``SendMessage``: how .NET names what Python spells in snake_case."""
     return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def wire_name(attribute: str, function: Callable[..., Any]) -> str:
+    """The name a method goes by on the wire: ``@hub_method``'s, or its PascalCase name."""
+    return getattr(function, _NAME_ATTRIBUTE, None) or pascal_case(attribute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,5 +207,6 @@ def _describe(hub_type: type, attribute: str, function: Callable[..., Any]) -> H
                 parameters.append(_Argument(parameter.name, converter_for(annotation), parameter.default))
         except TypeError as exc:
             raise TypeError(f"{where}, argument {parameter.name!r}: {exc}") from None
-    name = getattr(function, _NAME_ATTRIBUTE, None) or pascal_case(attribute)
-    return HubMethod(name, function, is_generator, streams_result, tuple(parameters))
+    return HubMethod(
+        wire_name(attribute, function), function, is_generator, streams_result, tuple(parameters)
+    )

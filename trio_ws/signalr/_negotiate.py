@@ -10,6 +10,12 @@ Rules of this module:
   server's (1) is answered as 1; a version that is not an integer, or below
   0, is an error. Errors are answered as ASP.NET answers them: 200 with
   ``{"error": "..."}``, which makes the client stop.
+* "An integer" is what ASP.NET's ``int.TryParse`` takes, not what Python's
+  ``int()`` takes: ASCII digits with an optional sign, ASCII whitespace
+  around them (and NULs at the end), within 32 bits. No ``1_0``, no
+  fullwidth or other Unicode digits, no 20-digit numbers. A parameter sent
+  twice is read as ASP.NET reads it, both values joined by a comma, which
+  is not an integer.
 * Version 1 answers a public ``connectionId`` (what hub code and other
   clients see) and a secret ``connectionToken`` (the ``?id=`` of every
   transport request). Version 0 has no token: the client sends the
@@ -24,6 +30,7 @@ Rules of this module:
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -56,6 +63,13 @@ _ORDER = (
 )
 
 
+# .NET's NumberStyles.Integer: whitespace is U+0009..U+000D and space, and
+# NULs may trail (Number.Parsing's TrailingZeros).
+_DOTNET_INTEGER = re.compile(r"[\t-\r ]*([+-]?[0-9]+)[\t-\r ]*\x00*", re.ASCII)
+_INT32 = range(-(2**31), 2**31)
+_NOT_AN_INTEGER = "The client requested a non-integer protocol version."
+
+
 @dataclass(frozen=True)
 class NegotiateError(Exception):
     """A negotiate request the server refuses; ``text`` is what the client is told."""
@@ -72,16 +86,29 @@ def negotiate_version(values: Iterable[str]) -> int:
     Raises:
         NegotiateError: the version is not an integer, or is below 0.
     """
-    given = next(iter(values), None)
-    if given is None:
+    given = list(values)
+    if not given:
         return 0
-    try:
-        version = int(given.strip())
-    except ValueError:
-        raise NegotiateError("The client requested a non-integer protocol version.") from None
+    version = _int_try_parse(",".join(given))  # a repeated parameter, as ASP.NET reads it: "0,1"
+    if version is None:
+        raise NegotiateError(_NOT_AN_INTEGER)
     if version < 0:
-        raise NegotiateError(f"The client requested version '{version}', but the server does not support it.")
+        raise NegotiateError(
+            f"The client requested version '{version}', but the server does not support this version."
+        )
     return min(version, SERVER_VERSION)
+
+
+def _int_try_parse(text: str) -> int | None:
+    """``text`` as .NET's ``int.TryParse`` reads it, or None where it refuses."""
+    match = _DOTNET_INTEGER.fullmatch(text)
+    if match is None:
+        return None
+    digits = match.group(1)
+    if len(digits.lstrip("+-").lstrip("0")) > 10:  # too long for 32 bits; spares int() a huge string
+        return None
+    number = int(digits)
+    return number if number in _INT32 else None
 
 
 def negotiate_answer(

@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 from trio_websocket import ConnectionClosed
 
+from .._printable import printable
 from .._response import Response
 from ._errors import BackplaneError
 from ._http_transports import delete, poll, post
@@ -68,8 +69,11 @@ from ._transport import ConnectionGone, TransportInUse, TransportMismatch
 if TYPE_CHECKING:
     from .._request import Request
     from .._websocket import ServerConnection
-    from ._connection import HubConnection
-    from ._server import HubServer
+    from ._server import ConnectionServer
+    from ._transport_connection import TransportConnection as HubConnection
+
+    # A hub's or a connection handler's: relaying is the same for both.
+    HubServer = ConnectionServer[Any]
 
 __all__ = [
     "DELETE",
@@ -123,7 +127,9 @@ async def relay_check(hub_server: HubServer, worker: str, kind: str, request: Re
     try:
         answer = await hub_server.backplane.ask(worker, [kind, token, user, body], within)
     except BackplaneError as exc:
-        logger.info("hub connection %s: its worker %s did not answer (%s): 404", token, worker, exc)
+        logger.info(
+            "hub connection %s: its worker %s did not answer (%s): 404", printable(token), worker, exc
+        )
         answer = _GONE
     if answer is None:
         return None

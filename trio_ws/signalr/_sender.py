@@ -40,8 +40,8 @@ from ._outbox import Outbox
 from ._replay import Replay
 
 if TYPE_CHECKING:
-    from ._connection import Attachment, HubConnection
     from ._protocol.codec import HubProtocol
+    from ._transport_connection import Attachment, TransportConnection
 
 __all__ = ["CHUNK", "Sender", "describe_break"]
 
@@ -55,7 +55,7 @@ _READER_GRACE = 1.0
 class Sender:
     """The bytes on their way to one client."""
 
-    def __init__(self, connection: HubConnection) -> None:
+    def __init__(self, connection: TransportConnection) -> None:
         options = connection.server.options
         self._connection = connection
         self._timeout = options.slow_client_timeout

@@ -40,10 +40,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import trio
 
@@ -52,19 +52,36 @@ from .._health import Health
 from ._backplane import Backplane, InProcessBackplane
 from ._backplane.base import Pending
 from ._clients import GroupManager, HubClients, UserManager
-from ._connection import HubConnection, new_id
+from ._connection import HubConnection
 from ._errors import BackplaneError, DisconnectReason
+from ._filters import (
+    AnyFilter,
+    HubLifetimeContext,
+    NextConnected,
+    NextDisconnected,
+    NextInvoke,
+    check_filter,
+    connected_pipeline,
+    disconnected_pipeline,
+    method_pipelines,
+)
 from ._hub import Hub
 from ._methods import HubMethod, discover_methods
+from ._observe import CallObserver
 from ._options import HubOptions
 from ._protocol import PROTOCOLS, HubProtocol
 from ._relay import RelayedSockets, answer_relayed
+from ._requirements import requirement_steps
 from ._transport import Transport
+from ._transport_connection import TransportConnection, new_id
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from .._metrics import HubMetrics, Metrics
     from .._request import Request
 
-__all__ = ["HubFull", "HubServer", "HubServerStatistics"]
+__all__ = ["ConnectionServer", "HubFull", "HubServer", "HubServerStatistics"]
 
 logger = logging.getLogger("trio_ws.signalr")
 
@@ -90,48 +107,34 @@ class HubServerStatistics:
     backplane shared by workers: on the worker where it opened)."""
 
 
-class HubServer:
-    """Serves one ``Hub`` to its clients: the connections, their nursery, the backplane.
+C = TypeVar("C", bound=TransportConnection)
 
-    Example::
 
-        chat = HubServer(Chat(), options=HubOptions(detailed_errors=True))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(chat.run)
-            ...                                   # transports attach: chat.serve_transport(...)
-            await chat.clients.all.send("Notice", "going down")
-            await chat.aclose()
+class ConnectionServer(Generic[C]):
+    """The connections of one endpoint (a hub, a connection handler): their nursery, the backplane.
+
+    What is common to ``HubServer`` and a connection handler's server:
+    reserving ids for negotiate, opening connections where their first
+    transport lands, relaying across workers, closing them all gracefully.
+    A subclass says what a connection is (``_new_connection``).
 
     Args:
-        hub: The hub whose methods clients call; it belongs to this server.
+        name: What the deployment calls it (its backplane's key prefix, its health check).
         options: Limits and timeouts (``HubOptions()`` by default).
-        backplane: Where groups and users are kept and messages routed. By
-            default the deployment's (``--backplane``) once ``run()`` starts,
-            else ``InProcessBackplane()``.
-
-    Raises:
-        TypeError: the hub has a method that cannot be offered (the message says why).
-        ValueError: the hub instance already belongs to another ``HubServer``.
+        backplane: As ``HubServer``'s.
     """
 
+    kind = "connection handler"
+    """What the log and the health check call it."""
+
     def __init__(
-        self, hub: Hub, *, options: HubOptions | None = None, backplane: Backplane | None = None
+        self, name: str, *, options: HubOptions | None = None, backplane: Backplane | None = None
     ) -> None:
-        if not isinstance(hub, Hub):
-            raise TypeError(f"HubServer serves a Hub instance, got {hub!r}")
-        if hub._server is not None:
-            raise ValueError(f"this {type(hub).__name__} instance is already served by another HubServer")
-        self.hub = hub
+        self.name = name
         self.options = options or HubOptions()
         self.backplane: Backplane = backplane or InProcessBackplane()
         self._backplane_given = backplane is not None
-        self.methods: dict[str, HubMethod] = discover_methods(type(hub), Hub)
-        self.protocols: tuple[HubProtocol, ...] = tuple(PROTOCOLS[name] for name in self.options.protocols)
-        self.clients = HubClients(self)
-        """Every client of the hub, or some, from outside a hub call (no ``caller`` here)."""
-        self.groups = GroupManager(self)
-        self.users = UserManager(self)
-        self._connections: dict[str, HubConnection] = {}  # by token
+        self._connections: dict[str, C] = {}  # by token
         self.relayed_sockets = RelayedSockets()
         """WebSockets relayed between this worker and others (stateful reconnect across workers)."""
         self._nursery: trio.Nursery | None = None
@@ -140,7 +143,28 @@ class HubServer:
         self._stopped = trio.Event()
         self._empty = trio.Event()
         self._empty.set()
-        hub._server = self
+        #: Its instruments while it runs on a server with metrics on (``trio_ws/_metrics.py``).
+        self.metrics: HubMetrics | None = None
+        #: Where its call spans go, on a server with tracing on (``trio_ws/_tracing.py``).
+        self.tracer: Tracer | None = None
+        self._instruments: Metrics | None = None
+
+    def _new_connection(self, **arguments: Any) -> C:
+        """A new connection of this server's kind (``TransportConnection``'s arguments)."""
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """What a subclass readies as ``run()`` starts, before any connection opens."""
+
+    def _method_names(self) -> frozenset[str]:
+        """The method names its metrics may carry as labels (none without a hub)."""
+        return frozenset()
+
+    def instrument(self, metrics: Metrics | None, tracer: Tracer | None = None) -> None:
+        """Count its connections (and a hub's calls) in ``metrics``, and trace a hub's calls with
+        ``tracer`` (the server's), from its next ``run()``."""
+        self._instruments = metrics
+        self.tracer = tracer
 
     @property
     def closing(self) -> bool:
@@ -157,11 +181,11 @@ class HubServer:
         """The backplane's state, for the app's health path (``App.add_health_check``)."""
         return self.backplane.health()
 
-    async def run(self, *, task_status: trio.TaskStatus[HubServer] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the hub's connections until ``aclose()``.
+    async def run(self, *, task_status: trio.TaskStatus[Self] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the connections until ``aclose()``.
 
         Use ``await nursery.start(hub_server.run)``: ``started()`` hands back
-        the ``HubServer`` once the backplane is ready and connections can be
+        the server once the backplane is ready and connections can be
         opened. Returns once ``aclose()`` has closed every connection.
 
         Error handling: nothing a client does, and no exception from hub
@@ -179,18 +203,22 @@ class HubServer:
                 runs on several workers without one.
         """
         if self._running:
-            raise RuntimeError("this HubServer is already running; it runs in one place at a time")
+            raise RuntimeError(f"this {self.kind} server is already running; it runs in one place at a time")
+        self._prepare()
         self._running = True
         self._closing = False
         self._stopped = trio.Event()
         deployment = current_deployment()
-        name = deployment.claim_name(type(self.hub).__name__)
-        check = f"hub {name}"
+        name = deployment.claim_name(self.name)
+        check = f"{self.kind} {name}"
         try:
             if not self._backplane_given:
                 self.backplane = self._deployment_backplane(deployment, name)
                 if deployment.backplane is not None:
                     deployment.add_health_check(check, self.health)
+            if self._instruments is not None:
+                self.metrics = self._instruments.hub(name, self._method_names())
+                self.backplane.instrument(self.metrics, self._instruments)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.backplane.serve)
                 self.backplane.on_ask = partial(answer_relayed, self)
@@ -203,6 +231,10 @@ class HubServer:
         finally:
             self._nursery = None
             self._running = False
+            if self.metrics is not None and self._instruments is not None:
+                self.backplane.instrument(None, self._instruments)
+                self._instruments.forget_hub(self.metrics)
+                self.metrics = None
             deployment.remove_health_check(check)
             deployment.release_name(name)
 
@@ -214,10 +246,10 @@ class HubServer:
             try:
                 return RedisBackplane(deployment.backplane, prefix=f"trio_ws:{name}")
             except (ImportError, ValueError) as exc:
-                raise DeploymentError(f"the hub {name} cannot use its backplane: {exc}") from None
+                raise DeploymentError(f"the {self.kind} {name} cannot use its backplane: {exc}") from None
         if deployment.workers > 1:
             raise DeploymentError(
-                f"the hub {name} cannot run on {deployment.workers} workers without a backplane: "
+                f"the {self.kind} {name} cannot run on {deployment.workers} workers without a backplane: "
                 "its groups, users and client results would each reach the clients of one worker "
                 "only; add --backplane redis://HOST:PORT/DB, or run one worker"
             )
@@ -232,8 +264,8 @@ class HubServer:
         token_is_id: bool = False,
         stateful_reconnect: bool = False,
         pending: Pending | None = None,
-    ) -> HubConnection:
-        """Start a hub connection, waiting for a transport to attach (``HubConnection.attach``).
+    ) -> C:
+        """Start a connection, waiting for a transport to attach (``TransportConnection.attach``).
 
         Negotiate uses this; a transport that needs no negotiation uses
         ``serve_transport``. A connection that no transport attaches to
@@ -250,16 +282,14 @@ class HubServer:
         """
         nursery = self._check_open()
         if pending is None:
-            connection = HubConnection(
-                self,
+            connection = self._new_connection(
                 user_id=user_id,
                 request=request,
                 token_is_id=token_is_id,
                 stateful_reconnect=stateful_reconnect,
             )
         else:
-            connection = HubConnection(
-                self,
+            connection = self._new_connection(
                 user_id=pending.user_id,
                 request=request,
                 stateful_reconnect=pending.stateful_reconnect,
@@ -268,7 +298,7 @@ class HubServer:
             )
         self._connections[connection.token] = connection
         self._empty = trio.Event()
-        name = f"hub connection {connection.connection_id}"
+        name = f"{self.kind} connection {connection.connection_id}"
         nursery.start_soon(self._run_connection, connection, name=name)
         return connection
 
@@ -288,7 +318,7 @@ class HubServer:
             raise HubFull(limit)
         return self._nursery
 
-    async def _run_connection(self, connection: HubConnection) -> None:
+    async def _run_connection(self, connection: C) -> None:
         """A connection's life, then its token let go (other workers stop relaying to here)."""
         try:
             await connection.run()
@@ -327,8 +357,8 @@ class HubServer:
         await self.backplane.record_pending(pending, 15.0 if window is None else window)
         return pending
 
-    async def locate(self, token: str, *, request: Request | None = None) -> HubConnection | str | None:
-        """Where ``token``'s connection lives: here (the ``HubConnection``, opened now if its
+    async def locate(self, token: str, *, request: Request | None = None) -> C | str | None:
+        """Where ``token``'s connection lives: here (the connection, opened now if its
         token was pending), another worker (its name: relay the request there), or nowhere.
 
         Raises:
@@ -367,11 +397,11 @@ class HubServer:
             raise RuntimeError("the hub server is not running")
         self._nursery.start_soon(function, *args)
 
-    def find_connection(self, token: str) -> HubConnection | None:
+    def find_connection(self, token: str) -> C | None:
         """The open connection with this secret token (a transport's ``?id=``), if any."""
         return self._connections.get(token)
 
-    def forget(self, connection: HubConnection) -> None:
+    def forget(self, connection: TransportConnection) -> None:
         """Called by a connection once it has ended."""
         if self._connections.get(connection.token) is connection:
             del self._connections[connection.token]
@@ -410,10 +440,94 @@ class HubServer:
             self._closing = True
             count = len(self._connections)
             if count:
-                logger.info("hub %s closing: %d connection(s)", type(self.hub).__name__, count)
+                logger.info("%s %s closing: %d connection(s)", self.kind, self.name, count)
             for connection in list(self._connections.values()):
                 connection.close(DisconnectReason.SERVER_SHUTDOWN)
         with trio.move_on_after(self.options.close_timeout + 1):
             await self._empty.wait()
         self._stopped.set()
         await trio.lowlevel.checkpoint()
+
+
+class HubServer(ConnectionServer[HubConnection]):
+    """Serves one ``Hub`` to its clients: the connections, their nursery, the backplane.
+
+    Example::
+
+        chat = HubServer(Chat(), options=HubOptions(detailed_errors=True))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(chat.run)
+            ...                                   # transports attach: chat.serve_transport(...)
+            await chat.clients.all.send("Notice", "going down")
+            await chat.aclose()
+
+    Args:
+        hub: The hub whose methods clients call; it belongs to this server.
+        options: Limits and timeouts (``HubOptions()`` by default).
+        backplane: Where groups and users are kept and messages routed. By
+            default the deployment's (``--backplane``) once ``run()`` starts,
+            else ``InProcessBackplane()``.
+        filters: Hub filters, outermost first: ``HubFilter`` instances or
+            ``async def f(invocation, next)`` functions (see ``HubFilter``).
+
+    Raises:
+        TypeError: the hub has a method that cannot be offered, or a filter is
+            not one (the message says why).
+        ValueError: the hub instance already belongs to another ``HubServer``.
+    """
+
+    def __init__(
+        self,
+        hub: Hub[Any],
+        *,
+        options: HubOptions | None = None,
+        backplane: Backplane | None = None,
+        filters: Sequence[AnyFilter] = (),
+    ) -> None:
+        if not isinstance(hub, Hub):
+            raise TypeError(f"HubServer serves a Hub instance, got {hub!r}")
+        if hub._server is not None:
+            raise ValueError(f"this {type(hub).__name__} instance is already served by another HubServer")
+        super().__init__(type(hub).__name__, options=options, backplane=backplane)
+        self.hub = hub
+        self.methods: dict[str, HubMethod] = discover_methods(type(hub), Hub)
+        for hub_filter in filters:
+            check_filter(hub_filter)
+        self.filters: list[AnyFilter] = list(filters)
+        """This hub's filters, outermost first (after the app's)."""
+        self.app_filters: list[AnyFilter] = []
+        """The app's filters (``add_hub_filter``), which run before this hub's; ``map_hub`` sets it."""
+        # Built when run() starts, from the filters and the methods' requirements.
+        self.pipelines: dict[str, NextInvoke] = {}
+        self.connected: NextConnected | None = None
+        self.disconnected: NextDisconnected | None = None
+        self.protocols: tuple[HubProtocol, ...] = tuple(PROTOCOLS[name] for name in self.options.protocols)
+        self.clients = HubClients(self)
+        """Every client of the hub, or some, from outside a hub call (no ``caller`` here)."""
+        self.groups = GroupManager(self)
+        self.users = UserManager(self)
+        hub._server = self
+
+    kind = "hub"
+
+    def _new_connection(self, **arguments: Any) -> HubConnection:
+        return HubConnection(self, **arguments)
+
+    def _method_names(self) -> frozenset[str]:
+        return frozenset(method.name for method in self.methods.values())
+
+    def _prepare(self) -> None:
+        """Each method's pipeline and the connect and disconnect ones, from the filters as they are now."""
+        observer = [CallObserver(self)] if self._instruments is not None or self.tracer is not None else []
+        filters = [*observer, *self.app_filters, *self.filters]
+        hub = self.hub
+        self.pipelines = method_pipelines(self.methods, filters, partial(requirement_steps, type(hub)))
+
+        async def on_connected(context: HubLifetimeContext) -> None:
+            await hub.on_connected()
+
+        async def on_disconnected(context: HubLifetimeContext, reason: DisconnectReason) -> None:
+            await hub.on_disconnected(reason)
+
+        self.connected = connected_pipeline(filters, on_connected)
+        self.disconnected = disconnected_pipeline(filters, on_disconnected)

@@ -1,10 +1,12 @@
-// The hub chat's page: the official SignalR client (global `signalR`, from /static/signalr.js).
+// The hub chat's page: the official SignalR client (global `signalR`, from /static/signalr.js),
+// and the hub's contract (contract.js, compiled from contract.ts, which is generated from
+// ChatHub's type hints), so the page calls `hub.join(...)` rather than invoke("Join", ...).
 //
 // What it shows: the connection's state as the client reports it (connecting, connected,
 // reconnecting, disconnected); joining a room (Join), who is in it (Presence, sent by the hub
 // whenever someone comes or goes), and messages (Send, Message). After an automatic reconnect
 // the hub sees a new connection, so the page joins its room again.
-"use strict";
+import { getChatHubServer, registerChatHubClient } from "./contract.js";
 
 const $ = (id) => document.getElementById(id);
 let joined = null; // { name, room } once joined
@@ -33,17 +35,20 @@ const connection = new signalR.HubConnectionBuilder()
     .withAutomaticReconnect({ nextRetryDelayInMilliseconds: ({ previousRetryCount }) => Math.min(5000, previousRetryCount * 1000) })
     .build();
 
-connection.on("Message", (name, text) => note(`${name}: ${text}`));
-connection.on("Presence", (room, names) => {
-    if (joined && room === joined.room) {
-        $("people").textContent = names.length ? names.join(", ") : "nobody";
-    }
+const hub = getChatHubServer(connection);
+registerChatHubClient(connection, {
+    message: (name, text) => note(`${name}: ${text}`),
+    presence: (room, names) => {
+        if (joined && room === joined.room) {
+            $("people").textContent = names.length ? names.join(", ") : "nobody";
+        }
+    },
 });
 connection.onreconnecting(() => setState("reconnecting"));
 connection.onreconnected(async () => {
     setState("connected");
     if (joined) {
-        await connection.invoke("Join", joined.room, joined.name); // a new connection: join again
+        await hub.join(joined.room, joined.name); // a new connection: join again
         note("reconnected", "info");
     }
 });
@@ -57,7 +62,7 @@ $("join-form").addEventListener("submit", async (event) => {
     joined = { name, room }; // before the call: the hub tells the room who is there before it answers
     $("room-name").textContent = room;
     try {
-        await connection.invoke("Join", room, name);
+        await hub.join(room, name);
     } catch (error) {
         joined = before;
         $("room-name").textContent = before ? before.room : "no room";
@@ -77,7 +82,7 @@ $("say-form").addEventListener("submit", async (event) => {
     }
     $("text").value = "";
     try {
-        await connection.invoke("Send", text);
+        await hub.send(text);
     } catch (error) {
         note(`not sent: ${error.message}`, "info");
     }

@@ -42,6 +42,7 @@ from ..._health import Health
 from .._errors import BackplaneError
 
 if TYPE_CHECKING:
+    from ..._metrics import HubMetrics, Metrics
     from .._protocol.codec import HubProtocol
     from .._protocol.messages import Invocation
 
@@ -258,6 +259,12 @@ class Backplane(abc.ABC):
         """
         await trio.lowlevel.checkpoint()
         raise BackplaneError(f"worker {worker} cannot be reached: this backplane has no other workers")
+
+    def instrument(self, hub: HubMetrics | None, metrics: Metrics | None) -> None:  # noqa: B027
+        """Count what the backplane does in ``hub``'s instruments (``None``: stop counting).
+
+        The in-process backplane has nothing to count; a networked one its link and its relays.
+        """
 
     def health(self) -> Health:
         """Whether the backplane can do its work now, answered at once (for ``/healthz``).

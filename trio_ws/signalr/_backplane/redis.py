@@ -47,7 +47,7 @@ import importlib.util
 import logging
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
@@ -63,6 +63,8 @@ from .redis_link import LinkOptions, LinkState, Presence, RedisLink
 
 if TYPE_CHECKING:
     import coredis
+
+    from ..._metrics import BackplaneMetrics, HubMetrics, Metrics
 
 __all__ = ["RedisBackplane"]
 
@@ -147,6 +149,16 @@ class RedisBackplane(InProcessBackplane):
         self._tokens: set[str] = set()  # the tokens of the connections this worker holds
         self._asked: dict[str, trio.CancelScope] = {}  # another worker's asks, running here
         self._tasks: trio.Nursery | None = None
+        self._metrics: BackplaneMetrics | None = None  # with metrics on
+        self._probe: Callable[[], None] | None = None
+
+    def instrument(self, hub: HubMetrics | None, metrics: Metrics | None) -> None:
+        if self._probe is not None and metrics is not None:
+            metrics.remove_probe(self._probe)
+            self._probe = None
+        figures = self._link.metrics = self._metrics = None if hub is None else hub.backplane()
+        if figures is not None and metrics is not None:
+            self._probe = metrics.add_probe(lambda: figures.connected(self._link.up))
 
     @property
     def state(self) -> LinkState:
@@ -269,6 +281,8 @@ class RedisBackplane(InProcessBackplane):
         timeout = self._link.options.operation_timeout
         # Two answers: "taken" at once (a worker that is gone is known within operation_timeout,
         # not after a long poll's wait), then the answer itself.
+        if self._metrics is not None:
+            self._metrics.relayed(sent=True)
         with self._expecting(asked + _TAKEN) as taken, self._expecting(asked) as reply:
             await self._link.publish(self.keys.worker_channel(worker), data, buffer=False)
             try:
@@ -374,6 +388,8 @@ class RedisBackplane(InProcessBackplane):
                     await self._answer(message.origin, wire.Result(message.request, False, refusal))
                 else:
                     await self._answer(message.origin, wire.Ack(message.request + _TAKEN))
+                    if self._metrics is not None:
+                        self._metrics.relayed(sent=False)
                     self._remote_results += 1
                     scope = self._asked[message.request] = trio.CancelScope()
                     self._tasks.start_soon(self._answer_ask, message, scope, self.on_ask)

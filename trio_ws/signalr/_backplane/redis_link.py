@@ -68,6 +68,8 @@ if TYPE_CHECKING:
     import coredis
     import coredis.commands
 
+    from ..._metrics import BackplaneMetrics
+
 __all__ = ["LinkOptions", "LinkState", "RedisLink"]
 
 logger = logging.getLogger("trio_ws.signalr.backplane")
@@ -192,6 +194,7 @@ class RedisLink:
         self._dirty = False  # presence changed while the link was down: rebuild when up
         self._probe: tuple[str, trio.Event] | None = None
         self._down_at = time.time()
+        self.metrics: BackplaneMetrics | None = None  # with metrics on
 
     # -- what the backplane asks ---------------------------------------------------------
 
@@ -460,6 +463,7 @@ class RedisLink:
                 await self._outbox.wait_changed()
             batch = self._outbox.peek(_BATCH)
             publishes = _joined(batch)
+            began = time.perf_counter()
             with trio.fail_after(self.options.operation_timeout):
                 commands = self._commands
                 assert commands is not None
@@ -470,6 +474,8 @@ class RedisLink:
                         for channel, data in publishes:
                             pipe.publish(channel, data)
             self._outbox.confirm(len(batch))
+            if self.metrics is not None:
+                self.metrics.published(time.perf_counter() - began)
 
     async def _heartbeat_loop(self) -> None:
         while True:
