@@ -84,7 +84,7 @@ class Codec:
 
     def invocation(self, invocation_id: str, target: str, argument: str) -> bytes:
         if self.binary:
-            body = msgpack.packb([INVOCATION, {}, invocation_id, target, [argument], []])
+            body: bytes = msgpack.packb([INVOCATION, {}, invocation_id, target, [argument], []])
             return _varint(len(body)) + body
         return (
             f'{{"type":1,"invocationId":"{invocation_id}","target":"{target}","arguments":["{argument}"]}}\x1e'
