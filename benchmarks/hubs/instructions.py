@@ -317,7 +317,9 @@ def main() -> None:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), type=lambda t: t.split(","))
     parser.add_argument("--protocol", choices=("json", "messagepack"), default="json")
     parser.add_argument("--calls", type=int, default=3000, help="Echo calls counted per echo scenario")
-    parser.add_argument("--broadcasts", type=int, default=40, help="broadcasts counted in fanout")
+    parser.add_argument(
+        "--broadcasts", type=int, default=160, help="broadcasts counted in fanout (fewer vary with GC)"
+    )
     parser.add_argument("--fanout-clients", type=int, default=250, help="clients receiving each broadcast")
     parser.add_argument("--cprofile", metavar="FILE", help="profile one scenario with cProfile instead")
     args = parser.parse_args()
