@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness import ServerSpec
-from benchmarks.hubs.run import DEFAULT_SERVERS, HERE, METRICS, PEERS_PYTHON, SCENARIOS, Config
+from benchmarks.hubs.run import (
+    BUSY_SCENARIOS,
+    DEFAULT_SERVERS,
+    HERE,
+    METRICS,
+    PEERS_PYTHON,
+    SCENARIOS,
+    Config,
+)
 from benchmarks.hubs.servers import HUB_SERVERS, TRIO_WS_WAITING
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +81,7 @@ def _assert_measured(measured: dict[str, object], labels: list[str]) -> None:
             if metric.key.endswith("_per_cpu_s") and rounds[0][metric.scenario]["server_cpu"] == 0:
                 continue  # the server got no clock tick of CPU in the quick window: a busy machine
             assert math.isfinite(value) and value > 0, (label, metric)
-        for scenario in SCENARIOS:
+        for scenario in BUSY_SCENARIOS:
             assert 0 < rounds[0][scenario]["client_cpu"] < 2, (label, scenario)
 
 
@@ -83,7 +91,7 @@ def test_quick_run_measures_every_peer_in_every_scenario(tmp_path: Path) -> None
     """`python -m benchmarks.hubs --quick` measures each peer in each scenario and prints the ratio table."""
     result, measured = _quick_run(tmp_path)
     runnable = [name for name in DEFAULT_SERVERS if _config(name).why_not() is None]
-    assert {"aiosignalr", "python-socketio"} <= set(runnable)
+    assert {"aiosignalr", "python-socketio", "socket.io"} <= set(runnable)
     _assert_measured(measured, runnable)
     header = next(line for line in result.stdout.splitlines() if line.startswith("scenario  "))
     assert header.split()[2:] == [runnable[0], "(abs.)", *runnable[1:]]
@@ -107,13 +115,18 @@ def test_trio_ws_joins_the_quick_run(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 @pytest.mark.usefixtures("set_up")
-def test_trio_ws_over_server_sent_events_and_long_polling(tmp_path: Path) -> None:
+def test_trio_ws_over_server_sent_events_long_polling_and_messagepack(tmp_path: Path) -> None:
     """The quick run measures trio_ws over Server-Sent Events and Long Polling, beside aiosignalr's
-    Server-Sent Events, in every scenario."""
+    Server-Sent Events, and with MessagePack, in every scenario."""
     reason = _config("trio_ws").why_not()
     if reason is not None:
         pytest.skip(f"trio_ws is {reason}")
-    labels = ["aiosignalr:transport=sse", "trio_ws:transport=sse", "trio_ws:transport=longpolling"]
+    labels = [
+        "aiosignalr:transport=sse",
+        "trio_ws:transport=sse",
+        "trio_ws:transport=longpolling",
+        "trio_ws:protocol=messagepack",
+    ]
     _, measured = _quick_run(tmp_path, "--servers", ",".join(labels))
     _assert_measured(measured, labels)
 
@@ -147,6 +160,13 @@ def test_quick_run_scales_out_over_a_redis_backplane(tmp_path: Path) -> None:
             "socket.io's long polling needs sticky sessions across workers",
         ),
         ("aiosignalr", "longpolling", HUB_SERVERS["aiosignalr"].unusable["longpolling"]),
+        ("aiosignalr:protocol=messagepack", "websockets", "aiosignalr is measured with JSON only"),
+        ("socket.io:protocol=messagepack", "websockets", "socket.io is not SignalR"),
+        (
+            "socket.io:workers=2,backplane=redis",
+            "websockets",
+            "socket.io has no backplane: it runs as one process",
+        ),
     ],
 )
 def test_a_configuration_a_server_cannot_run_is_left_out_with_its_reason(
@@ -164,6 +184,7 @@ def test_a_configuration_a_server_cannot_run_is_left_out_with_its_reason(
         ("python-socketio:workers=0", "give a whole number"),
         ("python-socketio:backplane=kafka", "choose none or redis"),
         ("python-socketio:transport=grpc", "choose from websockets, sse, longpolling"),
+        ("trio_ws:protocol=xml", "choose from json, messagepack"),
     ],
 )
 def test_a_mistaken_server_option_is_refused(text: str, message: str) -> None:

@@ -1,7 +1,8 @@
 // The hub benchmarks' load generator: real hub clients in Node, on a core of their own.
 //
-//   node load.js --kind signalr|socketio --url URL --scenarios fanout,echo-one,echo-many
-//                [--transport websockets|sse|longpolling] [--server-pids 12,34] ...
+//   node load.js --kind signalr|socketio --url URL --scenarios echo-one,echo-many,echo-pipe,fanout,idle
+//                [--transport websockets|sse|longpolling] [--protocol json|messagepack]
+//                [--server-pids 12,34] ...
 //
 // `python -m benchmarks.hubs` runs it against a server that is already
 // listening; it prints one JSON object per scenario on stdout, one a line.
@@ -28,6 +29,7 @@ const { parseArgs } = require("node:util");
 const { performance } = require("node:perf_hooks");
 
 const signalR = require("@microsoft/signalr");
+const { MessagePackHubProtocol } = require("@microsoft/signalr-protocol-msgpack");
 const { io } = require("socket.io-client");
 // The `ws` that @microsoft/signalr itself uses in Node.
 const WebSocket = require(require.resolve("ws", { paths: [require.resolve("@microsoft/signalr")] }));
@@ -37,8 +39,11 @@ const { values: args } = parseArgs({
     kind: { type: "string" },
     url: { type: "string" },
     transport: { type: "string", default: "websockets" },
-    scenarios: { type: "string", default: "fanout,echo-one,echo-many" },
+    protocol: { type: "string", default: "json" },
+    scenarios: { type: "string", default: "echo-one,echo-many,echo-pipe,fanout,idle" },
     "echo-clients": { type: "string", default: "50" },
+    "pipe-depth": { type: "string", default: "16" },
+    "idle-clients": { type: "string", default: "5000" },
     "fanout-clients": { type: "string", default: "1000" },
     "fanout-window": { type: "string", default: "4" },
     payload: { type: "string", default: "32" },
@@ -135,10 +140,12 @@ const SOCKETIO_TRANSPORTS = { websockets: "websocket", longpolling: "polling" };
 async function openSignalR(onClosed) {
   const transport = SIGNALR_TRANSPORTS[args.transport];
   if (transport === undefined) throw new Error(`no SignalR transport ${args.transport}`);
-  const connection = new signalR.HubConnectionBuilder()
+  let builder = new signalR.HubConnectionBuilder()
     .withUrl(args.url, { transport, WebSocket: BenchWebSocket })
-    .configureLogging(signalR.LogLevel.None)
-    .build();
+    .configureLogging(signalR.LogLevel.None);
+  if (args.protocol === "messagepack") builder = builder.withHubProtocol(new MessagePackHubProtocol());
+  else if (args.protocol !== "json") throw new Error(`no SignalR protocol ${args.protocol}`);
+  const connection = builder.build();
   connection.onclose((error) => onClosed(error || "the server closed the connection"));
   await connection.start();
   return {
@@ -248,13 +255,13 @@ function echoText(client, n) {
   return head + FILLER.slice(0, Math.max(0, PAYLOAD - head.length));
 }
 
-/** Each client calls Echo with one call in flight, and checks every answer. */
-async function echoScenario(name, count) {
+/** Each client calls Echo with `inFlight` calls in flight (pipelined), and checks every answer. */
+async function echoScenario(name, count, inFlight) {
   const clients = await openClients(count);
   const window = measuredWindow();
-  const loops = clients.map(async (client, id) => {
+  const loops = clients.flatMap((client, id) => Array.from({ length: inFlight }, async (_, lane) => {
     for (let n = 0; !window.stopping; n++) {
-      const text = echoText(id, n);
+      const text = echoText(`${id}.${lane}`, n);
       const sent = performance.now();
       const reply = await client.invoke("Echo", text);
       if (reply !== text) throw new Error(`Echo(${JSON.stringify(text)}) answered ${JSON.stringify(reply)}`);
@@ -263,10 +270,31 @@ async function echoScenario(name, count) {
         window.latencies.push(performance.now() - sent);
       }
     }
-  });
+  }));
   await Promise.all([window.over, ...loops]);
   await closeClients(clients);
-  return { scenario: name, clients: count, ...figures(window, "calls_per_s") };
+  return { scenario: name, clients: count, in_flight: inFlight, ...figures(window, "calls_per_s") };
+}
+
+/**
+ * `count` idle hub connections (handshaken, nothing in flight): the server's RSS per connection,
+ * from its RSS with one client connected and with all of them.
+ */
+async function idleScenario(count) {
+  // One client first, so that lazy imports and first-use caches are not counted as per-connection memory.
+  const [first] = await openClients(1);
+  await serverIdle();
+  const rssBefore = SERVER_PIDS.length ? serverRssBytes() : NaN;
+  const connectStart = performance.now();
+  const clients = [first, ...(await openClients(count - 1))];
+  const connectSeconds = (performance.now() - connectStart) / 1000;
+  await serverIdle();
+  const rssPerConnection = SERVER_PIDS.length ? (serverRssBytes() - rssBefore) / (count - 1) : NaN;
+  // Every connection is still alive and answering: the figure is for working connections.
+  const [echoed] = await Promise.all([clients[count - 1].invoke("Echo", "still here"), first.invoke("Echo", "x")]);
+  if (echoed !== "still here") throw new Error(`Echo after connecting answered ${JSON.stringify(echoed)}`);
+  await closeClients(clients);
+  return { scenario: "idle", clients: count, rss_per_connection: rssPerConnection, connect_s: connectSeconds };
 }
 
 function broadcastText(seq, sentAt) {
@@ -374,8 +402,10 @@ async function fanoutScenario(count, inFlight) {
 async function main() {
   for (const name of args.scenarios.split(",")) {
     let result;
-    if (name === "echo-one") result = await echoScenario(name, 1);
-    else if (name === "echo-many") result = await echoScenario(name, Number(args["echo-clients"]));
+    if (name === "echo-one") result = await echoScenario(name, 1, 1);
+    else if (name === "echo-many") result = await echoScenario(name, Number(args["echo-clients"]), 1);
+    else if (name === "echo-pipe") result = await echoScenario(name, Number(args["echo-clients"]), Number(args["pipe-depth"]));
+    else if (name === "idle") result = await idleScenario(Number(args["idle-clients"]));
     else if (name === "fanout") result = await fanoutScenario(Number(args["fanout-clients"]), Number(args["fanout-window"]));
     else throw new Error(`unknown scenario ${name}`);
     process.stdout.write(`${JSON.stringify(result)}\n`);

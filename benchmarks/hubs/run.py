@@ -2,15 +2,25 @@
 
 The scenarios, each run by real hub clients in Node (``load.js``):
 
+* ``echo-one``: one client calls ``Echo``, one call at a time: calls per
+  second, p50 and p99 latency, and calls per server CPU-second.
+* ``echo-many``: ``--echo-clients`` clients (50) do the same at once.
+* ``echo-pipe``: the same clients, each keeping ``--pipe-depth`` calls (16)
+  in flight (pipelined).
 * ``fanout``: ``--fanout-clients`` clients (1,000) connected; one of them
   calls ``Broadcast`` with ``--fanout-window`` broadcasts (4) in flight, and
   every client receives every broadcast. Messages delivered per second, and
   the latency from the send to each receipt (the send time travels in the
   message). Also the server's memory per hub connection, from its RSS
   before and after the clients connected.
-* ``echo-one``: one client calls ``Echo``, one call at a time: calls per
-  second, p50 and p99 latency.
-* ``echo-many``: ``--echo-clients`` clients (50) do the same at once.
+* ``idle``: ``--idle-clients`` (5,000) hub connections opened (WebSocket,
+  handshaken) and left idle: the server's RSS per connection.
+
+Every figure that counts work is also given per server CPU-second, the
+figure that a loaded machine bends least; the table divides each server's
+figure by the baseline's (trio_ws by default) from the same round.
+``python -m benchmarks.hubs.instructions`` adds callgrind's instruction
+counts per call and per delivery, the steady yardstick.
 
 Method (shared with ``python -m benchmarks``, see ``benchmarks/harness.py``):
 each server runs on a fresh process (its workers, and Redis, too) pinned to
@@ -19,15 +29,16 @@ figure is divided by the baseline's from the same round, and the table
 shows the medians. The generator reports its own CPU share beside the
 server's, so a reader sees which was the bottleneck.
 
-Knobs for the rows to come: ``--transport`` (WebSockets, Server-Sent Events,
-Long Polling: issue 12), ``--workers`` and ``--backplane redis`` (issue 13),
-each also per server (``trio_ws:workers=2,backplane=redis``), so one run can
-hold several configurations. A server that cannot run a configuration is
+Knobs: ``--transport`` (WebSockets, Server-Sent Events, Long Polling),
+``--protocol`` (json, messagepack), ``--workers`` and ``--backplane redis``,
+each also per server (``trio_ws:protocol=messagepack``,
+``trio_ws:workers=2,backplane=redis``), so one run can hold several
+configurations. A server that cannot run a configuration is
 left out with its reason, and so is trio_ws while it waits for its HTTP side.
 
 ``--setup`` installs what the benchmark runs: the peers in a virtual
 environment of their own (``benchmarks/hubs/.venv``, from
-``requirements-peers.txt``) and the Node clients (``npm ci``).
+``requirements-peers.txt``) and the Node clients and socket.io (``npm ci``).
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import argparse
 import functools
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -62,6 +74,7 @@ from ..harness import (
     run_rounds,
     server_process,
 )
+from ..load import raise_file_limit
 from .servers import (
     HUB_SERVERS,
     TRANSPORTS,
@@ -74,8 +87,9 @@ from .servers import (
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PEERS_PYTHON = HERE / ".venv" / "bin" / "python"
-DEFAULT_SERVERS = ["aiosignalr", "python-socketio", "trio_ws"]
-SCENARIOS = ["fanout", "echo-one", "echo-many"]
+DEFAULT_SERVERS = ["trio_ws", "aiosignalr", "python-socketio", "socket.io"]
+SCENARIOS = ["echo-one", "echo-many", "echo-pipe", "fanout", "idle"]
+PROTOCOLS = ("json", "messagepack")
 SETUP_HINT = "run `.venv/bin/python -m benchmarks.hubs --setup` first"
 
 
@@ -87,34 +101,43 @@ class Plan:
     warmup: float
     duration: float
     echo_clients: int
+    pipe_depth: int
     fanout_clients: int
+    idle_clients: int
     fanout_window: int
     payload: int
     connect_batch: int
 
     def titles(self) -> dict[str, str]:
         return {
+            "echo-one": "Echo, 1 client x 1 in flight",
+            "echo-many": f"Echo, {self.echo_clients} clients x 1 in flight",
+            "echo-pipe": f"Echo, {self.echo_clients} clients x {self.pipe_depth} in flight (pipelined)",
             "fanout": f"Broadcast to {self.fanout_clients:,} clients, {self.fanout_window} in flight",
-            "echo-one": "Echo, 1 client",
-            "echo-many": f"Echo, {self.echo_clients} clients at once",
+            "idle": f"{self.idle_clients:,} idle hub connections",
         }
 
 
 METRICS = [
+    *(
+        metric
+        for scenario in ("echo-one", "echo-many", "echo-pipe")
+        for metric in (
+            Metric(scenario, "calls_per_cpu_s", "calls per server CPU-s", True, "/s"),
+            Metric(scenario, "calls_per_s", "calls/s", True, "/s"),
+            Metric(scenario, "p50_us", "p50 latency", False, "us"),
+            Metric(scenario, "p99_us", "p99 latency", False, "us"),
+        )
+    ),
+    Metric("fanout", "deliveries_per_cpu_s", "delivered per server CPU-s", True, "/s"),
     Metric("fanout", "deliveries_per_s", "messages delivered/s", True, "/s"),
     Metric("fanout", "p50_us", "p50 send-to-receipt", False, "us"),
     Metric("fanout", "p99_us", "p99 send-to-receipt", False, "us"),
-    Metric("fanout", "deliveries_per_cpu_s", "delivered per server CPU-s", True, "/s"),
     Metric("fanout", "rss_per_connection", "server RSS per connection", False, "KiB"),
-    Metric("echo-one", "calls_per_s", "calls/s", True, "/s"),
-    Metric("echo-one", "p50_us", "p50 latency", False, "us"),
-    Metric("echo-one", "p99_us", "p99 latency", False, "us"),
-    Metric("echo-one", "calls_per_cpu_s", "calls per server CPU-s", True, "/s"),
-    Metric("echo-many", "calls_per_s", "calls/s", True, "/s"),
-    Metric("echo-many", "p50_us", "p50 latency", False, "us"),
-    Metric("echo-many", "p99_us", "p99 latency", False, "us"),
-    Metric("echo-many", "calls_per_cpu_s", "calls per server CPU-s", True, "/s"),
+    Metric("idle", "rss_per_connection", "server RSS per idle connection", False, "KiB"),
 ]
+# The scenarios that keep the server busy, whose CPU shares the CPU table shows.
+BUSY_SCENARIOS = ["echo-one", "echo-many", "echo-pipe", "fanout"]
 
 
 @dataclass(frozen=True)
@@ -126,12 +149,15 @@ class Config:
     transport: str
     workers: int
     backplane: bool
+    protocol: str = "json"
     metrics: bool = False  # trio_ws with --metrics (GET /metrics served, everything counted)
 
     @classmethod
-    def resolve(cls, spec: ServerSpec, transport: str, workers: int, backplane: str) -> Config:
+    def resolve(
+        cls, spec: ServerSpec, transport: str, workers: int, backplane: str, protocol: str = "json"
+    ) -> Config:
         values = spec.option_values()
-        unknown = set(values) - {"transport", "workers", "backplane", "metrics"}
+        unknown = set(values) - {"transport", "workers", "backplane", "protocol", "metrics"}
         if unknown:
             raise SystemExit(f"{spec.label}: unknown option(s) {', '.join(sorted(unknown))}")
         transport = values.get("transport", transport)
@@ -143,10 +169,21 @@ class Config:
         count = values.get("workers", str(workers))
         if not count.isdigit() or int(count) < 1:
             raise SystemExit(f"{spec.label}: workers {count!r}; give a whole number, 1 or more")
+        protocol = values.get("protocol", protocol)
+        if protocol not in PROTOCOLS:
+            raise SystemExit(f"{spec.label}: protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
         metrics = values.get("metrics", "off")
         if metrics not in ("on", "off") or (metrics == "on" and spec.name != "trio_ws"):
             raise SystemExit(f"{spec.label}: metrics {metrics!r}; trio_ws takes metrics=on or metrics=off")
-        return cls(spec, HUB_SERVERS[spec.name], transport, int(count), backplane == "redis", metrics == "on")
+        return cls(
+            spec,
+            HUB_SERVERS[spec.name],
+            transport,
+            int(count),
+            backplane == "redis",
+            protocol,
+            metrics == "on",
+        )
 
     def why_not(self) -> str | None:
         """Why this server cannot run this configuration, or ``None`` if it can."""
@@ -155,6 +192,12 @@ class Config:
             return self.info.unusable[self.transport]
         if self.transport not in self.info.transports:
             return f"{name} has no {self.transport} transport"
+        if self.protocol not in self.info.protocols:
+            return (
+                f"{name} is measured with JSON only"
+                if self.info.kind == "signalr"
+                else f"{name} is not SignalR"
+            )
         if (self.workers > 1 or self.backplane) and not self.info.scale_out:
             return f"{name} has no backplane: it runs as one process"
         if self.workers > 1 and not self.backplane:
@@ -163,6 +206,8 @@ class Config:
             return "socket.io's long polling needs sticky sessions across workers"
         if self.info.interpreter == "peers" and not PEERS_PYTHON.exists():
             return f"its virtual environment is missing: {SETUP_HINT}"
+        if self.info.interpreter == "node" and not (HERE / "node_modules" / self.info.name).is_dir():
+            return f"{name} is not installed in benchmarks/hubs/node_modules: {SETUP_HINT}"
         if name == "trio_ws":
             if trio_ws_app() is None:
                 return TRIO_WS_WAITING
@@ -182,8 +227,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="rounds of every server (default 5; quick 1)")
     parser.add_argument("--duration", type=float, help="seconds measured per scenario (default 2; quick 0.2)")
     parser.add_argument("--warmup", type=float, help="seconds before measuring (default 0.5; quick 0.1)")
-    parser.add_argument("--echo-clients", type=int, help="clients of echo-many (default 50; quick 5)")
+    parser.add_argument(
+        "--echo-clients", type=int, help="clients of echo-many and echo-pipe (default 50; quick 5)"
+    )
+    parser.add_argument("--pipe-depth", type=int, default=16, help="calls in flight per echo-pipe client")
     parser.add_argument("--fanout-clients", type=int, help="clients of fanout (default 1000; quick 20)")
+    parser.add_argument("--idle-clients", type=int, help="connections of idle (default 5000; quick 20)")
     parser.add_argument("--fanout-window", type=int, default=4, help="broadcasts in flight (default 4)")
     parser.add_argument("--payload", type=int, default=32, help="characters per message (default 32)")
     parser.add_argument(
@@ -197,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", help="the server the ratios divide by (default: the first that runs)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--transport", choices=TRANSPORTS, default="websockets", help="for every server")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="json", help="for every SignalR server")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of each server")
     parser.add_argument("--backplane", choices=("none", "redis"), default="none", help="for every server")
     parser.add_argument(
@@ -222,7 +272,9 @@ def main(argv: list[str] | None = None) -> None:
         warmup=args.warmup or (0.1 if args.quick else 0.5),
         duration=args.duration or (0.2 if args.quick else 2.0),
         echo_clients=args.echo_clients or (5 if args.quick else 50),
+        pipe_depth=args.pipe_depth,
         fanout_clients=args.fanout_clients or (20 if args.quick else 1000),
+        idle_clients=args.idle_clients or (20 if args.quick else 5000),
         fanout_window=args.fanout_window,
         payload=args.payload,
         connect_batch=args.connect_batch,
@@ -232,11 +284,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(
             f"unknown scenario(s) {', '.join(sorted(unknown))}; choose from {', '.join(SCENARIOS)}"
         )
-    if plan.fanout_clients < 2:
-        raise SystemExit("--fanout-clients must be at least 2")
+    if plan.fanout_clients < 2 or plan.idle_clients < 2:
+        raise SystemExit("--fanout-clients and --idle-clients must be at least 2")
+    _allow_sockets(plan)
     rounds = args.rounds or (1 if args.quick else 5)
     configs = [
-        Config.resolve(spec, args.transport, args.workers, args.backplane)
+        Config.resolve(spec, args.transport, args.workers, args.backplane, args.protocol)
         for spec in parse_servers(args.servers, list(HUB_SERVERS))
     ]
     runnable = [c for c in configs if c.why_not() is None]
@@ -256,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     with ExitStack() as stack:
         redis_url = args.redis_url
         if redis_url is None and any(c.backplane for c in runnable):
-            redis_url = stack.enter_context(_redis_server(cpus[0] if cpus else None))
+            redis_url = stack.enter_context(redis_server(cpus[0] if cpus else None))
         by_label = {c.spec.label: c for c in runnable}
         results = run_rounds(
             [c.spec for c in runnable],
@@ -268,13 +321,26 @@ def main(argv: list[str] | None = None) -> None:
     metrics = [m for m in METRICS if m.scenario in plan.scenarios]
     titles = plan.titles()
     print(ratio_table(results, labels, baseline, metrics, titles, absolute_for_all=True))
-    print(cpu_table(results, labels, plan.scenarios, titles))
+    print(cpu_table(results, labels, [s for s in plan.scenarios if s in BUSY_SCENARIOS], titles))
     print(f"\nLoad average {_load_average()} at the end (other work on the machine shows here).")
     skipped = [c for c in configs if c not in runnable]
     if skipped:
         print("\nNot measured:\n" + _not_measured(skipped))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+def _allow_sockets(plan: Plan) -> None:
+    """Raise this process's soft limit on open files to the hard one (the servers and the generator
+    inherit it), and say what to change if even that is too few for the scenarios' connections."""
+    raise_file_limit()
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = max(plan.fanout_clients, plan.idle_clients if "idle" in plan.scenarios else 0) + 100
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise SystemExit(
+            f"{needed} open files are needed and the hard limit is {soft}: raise it (ulimit -Hn) "
+            "or pass fewer --idle-clients / --fanout-clients"
+        )
 
 
 def _cpus(text: str | None) -> tuple[str, str] | None:
@@ -348,10 +414,16 @@ def _measure(
             config.transport,
             "--scenarios",
             ",".join(plan.scenarios),
+            "--protocol",
+            config.protocol,
             "--echo-clients",
             str(plan.echo_clients),
+            "--pipe-depth",
+            str(plan.pipe_depth),
             "--fanout-clients",
             str(plan.fanout_clients),
+            "--idle-clients",
+            str(plan.idle_clients),
             "--fanout-window",
             str(plan.fanout_window),
             "--payload",
@@ -369,7 +441,12 @@ def _measure(
         ]
         if config.info.text_frames:
             command.append("--text-frames")
-        budget = STARTUP_DEADLINE + len(plan.scenarios) * (plan.warmup + plan.duration + 60)
+        # Opening thousands of connections over Long Polling takes a while on a busy machine.
+        budget = (
+            STARTUP_DEADLINE
+            + len(plan.scenarios) * (plan.warmup + plan.duration + 60)
+            + plan.idle_clients / 20
+        )
         return run_generator(command, cpus[1] if cpus else None, HERE, config.spec.label, budget)
 
 
@@ -388,8 +465,11 @@ def _started(config: Config, cpu: str | None, redis_url: str | None) -> Iterator
             _wait_until_serving(port, config)
             yield Started([supervisor], port)
             return
-        python = str(PEERS_PYTHON) if config.info.interpreter == "peers" else sys.executable
-        command = [python, "-m", "benchmarks.hubs.servers", config.info.name]
+        if config.info.interpreter == "node":
+            command = ["node", str(HERE / "socketio_server.js")]
+        else:
+            python = str(PEERS_PYTHON) if config.info.interpreter == "peers" else sys.executable
+            command = [python, "-m", "benchmarks.hubs.servers", config.info.name]
         if backplane:
             command += ["--backplane", backplane, "--reuse-port"]
         if config.metrics:
@@ -472,7 +552,7 @@ def _process_tree(roots: list[int]) -> list[int]:
 
 
 @contextmanager
-def _redis_server(cpu: str | None) -> Iterator[str]:
+def redis_server(cpu: str | None) -> Iterator[str]:
     """A private ``redis-server`` on a free port, for the run's backplanes; its URL."""
     if shutil.which("redis-server") is None:
         raise SystemExit("a backplane needs redis-server (apt-get install redis-server), or pass --redis-url")

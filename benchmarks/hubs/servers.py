@@ -13,6 +13,9 @@ on a Redis backplane, and what its clients need:
   the nearest Python peer; ``socket.io-client`` drives it. Workers share
   the port (``SO_REUSEPORT``) and its ``AsyncRedisManager`` is the
   backplane. It has no Server-Sent Events.
+* ``socket.io``: Node socket.io 4.8 (``socketio_server.js``), the reference
+  row: a fast server in another runtime, one process, with the same events
+  as python-socketio.
 * ``trio_ws``: the conformance hub, ``examples.signalr.testhub:app``
   (issue 11), whose ``TestHub`` has ``Echo`` and ``Broadcast`` as above; its
   workers and backplane are ``python -m trio_ws APP --workers N
@@ -57,8 +60,9 @@ class HubServerInfo:
     path: str
     transports: frozenset[str]
     scale_out: bool  # several workers on a Redis backplane
-    interpreter: Literal["project", "peers"]  # the project's venv, or the peers' own
+    interpreter: Literal["project", "peers", "node"]  # the project's venv, the peers' own, or Node
     text_frames: bool = False  # the client must read Binary frames as JSON text
+    protocols: frozenset[str] = frozenset({"json"})  # SignalR hub protocols measured
     # Transports it has that the official client cannot use against it, and why.
     unusable: Mapping[str, str] = field(default_factory=dict)
 
@@ -80,7 +84,18 @@ HUB_SERVERS = {
     "python-socketio": HubServerInfo(
         "python-socketio", "socketio", "/socket.io/", frozenset({"websockets", "longpolling"}), True, "peers"
     ),
-    "trio_ws": HubServerInfo("trio_ws", "signalr", "/testhub", frozenset(TRANSPORTS), True, "project"),
+    "socket.io": HubServerInfo(
+        "socket.io", "socketio", "/socket.io/", frozenset({"websockets", "longpolling"}), False, "node"
+    ),
+    "trio_ws": HubServerInfo(
+        "trio_ws",
+        "signalr",
+        "/testhub",
+        frozenset(TRANSPORTS),
+        True,
+        "project",
+        protocols=frozenset({"json", "messagepack"}),
+    ),
 }
 
 

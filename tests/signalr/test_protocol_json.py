@@ -101,6 +101,11 @@ def test_unknown_properties_are_ignored_and_unknown_types_skipped() -> None:
     assert decode_all(data) == [Ping()]
 
 
+def test_whitespace_around_a_message_is_json_too() -> None:
+    """JSON allows whitespace around a value; a client that sends some is understood."""
+    assert decode_all(b' {"type":6}\x1e{"type":6}\r\n\x1e\t{"type":6} \x1e') == [Ping(), Ping(), Ping()]
+
+
 def test_an_empty_invocation_id_means_none() -> None:
     """``"invocationId": ""`` is a non-blocking invocation, as in ASP.NET."""
     (message,) = decode_all(b'{"type":1,"invocationId":"","target":"T","arguments":[]}\x1e')
@@ -136,7 +141,12 @@ def test_an_empty_invocation_id_means_none() -> None:
         (b'{"type":1,"target":"T","arguments":[NaN]}', "NaN is not JSON"),
         (b'{"type":1,"target":"T","arguments":[Infinity]}', "Infinity is not JSON"),
         (b'{"type":6}\xff', "invalid JSON"),
+        (b'{"type":6}{"type":6}', "invalid JSON: Extra data"),
+        (b'{"type":6} x', "invalid JSON: Extra data"),
+        (b'{"type":6,', "invalid JSON"),
+        (b'{"type":1,"target":"T","arguments":[-Infinity]}', "-Infinity is not JSON"),
         (b"[" * 100_000, "invalid JSON"),
+        (b"{" * 100_000, "invalid JSON"),
     ],
 )
 def test_malformed_messages_raise_protocol_error_naming_the_problem(record: bytes, problem: str) -> None:

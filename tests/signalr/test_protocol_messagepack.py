@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import threading
 
 import msgpack
 import pytest
@@ -157,3 +158,37 @@ def test_binary_and_timestamps_travel_natively() -> None:
     assert message == Completion.with_result("1", [b"hello", when, when])
     assert b"\xc4\x05hello" in data  # bin 8, not a string
     assert b"\xd6\xff" in data  # fixext 4, type -1: the timestamp extension
+
+
+def test_a_message_after_one_that_could_not_be_encoded_is_whole() -> None:
+    """An argument with no MessagePack form is refused, naming its type, and the next message on the
+    same thread (encoded by the same packer) carries nothing of the refused one."""
+    with pytest.raises(TypeError, match="'object' values cannot be sent in a hub message"):
+        MESSAGEPACK.encode(Invocation("T", ("half-packed", object())))
+    sent = Invocation("T", ("whole",))
+    assert decode_all(MESSAGEPACK.encode(sent)) == [sent]
+
+
+def test_threads_encode_at_once_without_mixing_messages() -> None:
+    """Hub servers may run in several threads (one trio run each): each thread's messages come out
+    whole, even when a conversion hook lets another thread in halfway through one."""
+    when = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    failures: list[str] = []
+
+    def encode_many(name: str) -> None:
+        for number in range(2000):
+            sent = Invocation("T", (name, number, [when] * 3, bytearray(b"x" * number)))
+            try:
+                (got,) = decode_all(MESSAGEPACK.encode(sent))
+            except (ProtocolError, ValueError) as exc:
+                failures.append(f"{name} {number}: {exc}")
+                return
+            if got != Invocation("T", (name, number, [when] * 3, b"x" * number)):
+                failures.append(f"{name} {number}: {got!r}")
+
+    threads = [threading.Thread(target=encode_many, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures, failures[:3]

@@ -27,6 +27,7 @@ import trio_ws
 import trio_ws.testing
 from trio_ws._deployment import Deployment, deployed
 from trio_ws.signalr import DisconnectReason, HubServer, RedisBackplane
+from trio_ws.signalr._backplane import redis_link
 from trio_ws.signalr._backplane import redis_wire as wire
 from trio_ws.signalr._backplane.base import Audience
 from trio_ws.signalr._protocol.messages import Completion, Invocation
@@ -450,12 +451,28 @@ def test_messages_between_workers_round_trip() -> None:
         wire.Invoke("w1", "r2", "c1", "Answer", ["q"], 2.5),
         wire.Result("r2", False, "Error: no"),
         wire.Probe("n"),
+        wire.Batch([wire.encode(wire.Ack("r1")), wire.encode(wire.Probe("n"))]),
     ]
     for message in messages:
         assert wire.decode(wire.encode(message)) == message
     with pytest.raises(ValueError, match="not a backplane message"):
         wire.decode(b"hello")
+    with pytest.raises(ValueError, match="a batch holds encoded messages"):
+        wire.decode(b"\x92\x09\x91\x01")  # [9, [1]]: a batch of something else
     assert wire.decode(b"\x92\x63\xa1x") is None  # [99, "x"]: a kind from a later version
+
+
+def test_runs_of_sends_for_one_channel_are_published_as_one_batch_in_order() -> None:
+    """The publisher joins consecutive messages for one channel into one PUBLISH, in order, and
+    never past the byte bound; a lone message is published as it is."""
+    big = b"x" * (redis_link._BATCH_BYTES - 10)
+    outbox = [("all", b"1"), ("all", b"2"), ("w:a", b"3"), ("all", b"4"), ("all", big), ("all", b"5" * 20)]
+    joined = redis_link._joined(outbox)
+    assert [channel for channel, _ in joined] == ["all", "w:a", "all", "all"]
+    assert wire.decode(joined[0][1]) == wire.Batch([b"1", b"2"])
+    assert joined[1][1] == b"3"
+    assert wire.decode(joined[2][1]) == wire.Batch([b"4", big])
+    assert joined[3][1] == b"5" * 20
 
 
 async def _client_on(

@@ -6,7 +6,7 @@
     └─ loop: one session, then a backoff  0.1 s doubling to 5 s, with jitter, while Redis is away
        └─ session                         two coredis clients: commands, and the subscription
           ├─ reader                       the subscription: P:all and this worker's channel
-          ├─ publisher                    the outbox, in order, in batches
+          ├─ publisher                    the outbox, in order, in batches (one PUBLISH per channel run)
           └─ heartbeat                    every heartbeat_interval: renew, reap the dead, probe
 
 Rules of this module:
@@ -31,7 +31,10 @@ Rules of this module:
   with the reason and no traceback; the attempts in between at DEBUG.
 * Sends are published in the order they were made, and one sent during a
   failure is sent again after it (at least once: a client may rarely see
-  it twice, rather than never).
+  it twice, rather than never). What waits in the outbox goes in one round
+  trip, and consecutive messages for one channel in one ``wire.Batch``: one
+  PUBLISH for Redis to fan out and one message for each subscriber to read,
+  rather than one per send (the per-message cost is most of a send's).
 * coredis buffers what Redis pushes without a bound of its own; the reader
   hands each message on at once (deliveries to clients follow the hubs'
   slow-client policy), so it keeps up unless that policy is ``WAIT``.
@@ -74,6 +77,7 @@ logger = logging.getLogger("trio_ws.signalr.backplane")
 _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 5.0
 _BATCH = 256  # most sends published in one round trip
+_BATCH_BYTES = 64 * 1024  # most bytes joined into one wire.Batch; a longer message goes on its own
 _PEER_POLL = 0.05  # how often NUMSUB is asked while waiting for the others to resubscribe
 
 Presence = Iterable[tuple[str, str | None, Iterable[str]]]
@@ -431,32 +435,43 @@ class RedisLink:
 
     async def _read(self, pubsub: Any) -> None:
         async for message in pubsub:
-            try:
-                decoded = wire.decode(message["data"])
-            except ValueError as exc:
-                logger.debug("backplane %s: ignored a message: %s", self.keys.prefix, exc)
-                continue
-            if isinstance(decoded, wire.Probe):
-                if self._probe is not None and self._probe[0] == decoded.nonce:
-                    self._probe[1].set()
-            elif decoded is not None:
-                await self._on_message(decoded)
+            decoded = self._decode(message["data"])
+            if isinstance(decoded, wire.Batch):
+                for data in decoded.messages:
+                    await self._received(self._decode(data))
+            else:
+                await self._received(decoded)
         raise _LinkLost("the subscription ended")
+
+    def _decode(self, data: bytes) -> wire.Message | None:
+        try:
+            return wire.decode(data)
+        except ValueError as exc:
+            logger.debug("backplane %s: ignored a message: %s", self.keys.prefix, exc)
+            return None
+
+    async def _received(self, decoded: wire.Message | None) -> None:
+        if isinstance(decoded, wire.Probe):
+            if self._probe is not None and self._probe[0] == decoded.nonce:
+                self._probe[1].set()
+        elif decoded is not None and not isinstance(decoded, wire.Batch):  # batches do not nest
+            await self._on_message(decoded)
 
     async def _publish_loop(self) -> None:
         while True:
             while not len(self._outbox):
                 await self._outbox.wait_changed()
             batch = self._outbox.peek(_BATCH)
+            publishes = _joined(batch)
             began = time.perf_counter()
             with trio.fail_after(self.options.operation_timeout):
                 commands = self._commands
                 assert commands is not None
-                if len(batch) == 1:
-                    await commands.publish(*batch[0])
+                if len(publishes) == 1:
+                    await commands.publish(*publishes[0])
                 else:
                     async with commands.pipeline(transaction=False) as pipe:
-                        for channel, data in batch:
+                        for channel, data in publishes:
                             pipe.publish(channel, data)
             self._outbox.confirm(len(batch))
             if self.metrics is not None:
@@ -539,6 +554,21 @@ class RedisLink:
     async def _script(self, script: str, *argv: str) -> Sequence[Any]:
         result: Sequence[Any] = await self._scripts[script](args=list(argv))
         return result
+
+
+def _joined(batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """``batch``'s messages as PUBLISH commands, in order: each run of messages for one channel
+    becomes one ``wire.Batch`` (up to ``_BATCH_BYTES``), and a lone message goes as it is."""
+    runs: list[tuple[str, list[bytes]]] = []
+    size = 0
+    for channel, data in batch:
+        if runs and runs[-1][0] == channel and size + len(data) <= _BATCH_BYTES:
+            runs[-1][1].append(data)
+            size += len(data)
+        else:
+            runs.append((channel, [data]))
+            size = len(data)
+    return [(channel, run[0] if len(run) == 1 else wire.encode(wire.Batch(run))) for channel, run in runs]
 
 
 class _Stack:

@@ -34,9 +34,11 @@ Rules of this module:
 * A pending token is taken by one worker only (``CLAIM`` checks and takes
   it in one step); a held token goes with its worker (``reap``).
 * Messages between workers are MessagePack arrays whose first item says the
-  kind; argument values travel as the hub protocols' own hooks turn them
-  into MessagePack (``_protocol/values.py``), so a receiver encodes them for
-  its clients exactly as the sender would have.
+  kind. Consecutive messages for one channel may travel as one ``Batch``
+  (one PUBLISH, one message for every subscriber to read), in order.
+  Argument values travel as the hub protocols' own hooks turn them into
+  MessagePack (``_protocol/values.py``), so a receiver encodes them for its
+  clients exactly as the sender would have.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from typing import Any
 
 import msgpack
 
-from .._protocol.values import msgpack_default
+from .._protocol.values import packb
 from .base import Audience
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "RELEASE",
     "Ack",
     "Ask",
+    "Batch",
     "Cancel",
     "GroupChange",
     "Invoke",
@@ -303,6 +306,7 @@ class Kind(enum.IntEnum):
     PROBE = 6
     ASK = 7
     CANCEL = 8
+    BATCH = 9
 
 
 @dataclass(frozen=True)
@@ -379,7 +383,14 @@ class Cancel:
     request: str
 
 
-Message = Send | GroupChange | Ack | Invoke | Result | Probe | Ask | Cancel
+@dataclass(frozen=True)
+class Batch:
+    """Messages published together, in order: each as ``encode`` made it."""
+
+    messages: Sequence[bytes]
+
+
+Message = Send | GroupChange | Ack | Invoke | Result | Probe | Ask | Cancel | Batch
 
 
 def encode(message: Message) -> bytes:
@@ -415,8 +426,9 @@ def encode(message: Message) -> bytes:
             items = [Kind.ASK, origin, request, payload, timeout]
         case Cancel(request):
             items = [Kind.CANCEL, request]
-    data: bytes = msgpack.packb(items, use_bin_type=True, datetime=False, default=msgpack_default)
-    return data
+        case Batch(messages):
+            items = [Kind.BATCH, list(messages)]
+    return packb(items)
 
 
 def decode(data: bytes) -> Message | None:
@@ -452,6 +464,10 @@ def decode(data: bytes) -> Message | None:
                 return Ask(items[1], items[2], items[3], float(items[4]))
             case Kind.CANCEL:
                 return Cancel(items[1])
+            case Kind.BATCH:
+                if not isinstance(items[1], list) or not all(isinstance(m, bytes) for m in items[1]):
+                    raise ValueError("a batch holds encoded messages")
+                return Batch(items[1])
     except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException) as exc:
         raise ValueError(f"not a backplane message: {exc}") from None
     return None

@@ -37,19 +37,15 @@ from .messages import (
     StreamItem,
     TransferFormat,
 )
-from .values import msgpack_default
+from .values import packb
 
 __all__ = ["MESSAGEPACK", "MessagePackProtocol"]
 
 _ERROR, _VOID, _RESULT = 1, 2, 3
 
 
-def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True, datetime=False, default=msgpack_default)  # type: ignore[no-any-return]
-
-
 def _frame(value: Any) -> bytes:
-    body = _pack(value)
+    body = packb(value)
     return encode_varint(len(body)) + body
 
 
