@@ -83,6 +83,7 @@ class BatchedIO(WebSocketConnection):
         "_pieces",
         "_reader_task_waiting",
         "_taken",
+        "_watch_scope",
     )
 
     def _init_io(self, message_queue_size: int) -> None:
@@ -107,6 +108,9 @@ class BatchedIO(WebSocketConnection):
         # The handler was woken for a message it has not taken yet: the reader need not wait for that.
         self._handler_woken = False
         self._reader_task_waiting: trio.lowlevel.Task | None = None
+        # Set while the reader watches the socket during a write (``_websocket.py``): cancelling it
+        # wakes the reader, as rescheduling it does when it waits in _reader_wait.
+        self._watch_scope: trio.CancelScope | None = None
         # Messages taken since the handler's last schedule point.
         self._taken = 0
 
@@ -181,6 +185,8 @@ class BatchedIO(WebSocketConnection):
         if task is not None:
             self._reader_task_waiting = None
             trio.lowlevel.reschedule(task)
+        elif self._watch_scope is not None:
+            self._watch_scope.cancel()
 
     # -- the outbox ---------------------------------------------------------------------------
 
@@ -207,11 +213,12 @@ class BatchedIO(WebSocketConnection):
             outbox.append(frame)
             self._outbox_size += len(frame)
         # More received messages wait for replies: hold this one back, to go out with theirs. The
-        # reader (woken by the first reply held back) writes the outbox when it next runs, after
-        # this step of the handler's, unless the handler has done it by then.
+        # reader (waiting for room or watching the socket, and woken by the first reply held back)
+        # writes the outbox when it next runs, after this step of the handler's, unless the handler
+        # has done it by then.
         if (
             self._inbox
-            and (others_held or self._reader_task_waiting is not None)
+            and (others_held or self._reader_task_waiting is not None or self._watch_scope is not None)
             and self._outbox_size < _OUTBOX_LIMIT
         ):
             self._wake_reader()
@@ -262,6 +269,7 @@ class BatchedIO(WebSocketConnection):
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
+        self._writing()
         try:
             out = self._take_outbox(data)
             if not out:
@@ -281,6 +289,18 @@ class BatchedIO(WebSocketConnection):
                 raise ConnectionClosed(self._close_reason) from None
         finally:
             lock.release()
+            self._written()
+
+    def _writing(self) -> None:
+        """A write has the stream lock: a reader waiting for room must watch the socket meanwhile
+        (the write may be stuck on a peer that has stopped reading; see ``_websocket.py``)."""
+        if self._reader_task_waiting is not None:
+            self._wake_reader()
+
+    def _written(self) -> None:
+        """The stream lock is free again: a reader watching the socket goes back to its own work."""
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
 
     # -- trio-websocket's end of the channel ---------------------------------------------------
 

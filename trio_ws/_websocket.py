@@ -27,8 +27,16 @@ suite covers every item):
      ``MESSAGES_PER_TURN`` messages, so that the handler can answer them in
      one step). What a peer that sends and never reads can pin is then the
      message the handler holds, those queued, and at most one read of bytes;
+   * while it waits for room and another task's write holds the socket
+     (perhaps stuck on a peer that reads nothing), it still reads, at most
+     ``receive_buffer_size`` bytes, and acts on the control frames at their
+     head (``_watch``): a Close starts the closing phase of item 3, a Pong
+     reaches the keep-alive, and the end of the stream or a reset ends the
+     connection. A Ping is answered behind the write under way. Data frames
+     wait, as bytes, until there is room;
    * when it ends, for whatever reason, TCP is closed, so that no task
-     stays blocked on a socket nobody reads.
+     stays blocked on a socket nobody reads. So does a write that finds TCP
+     broken (``_abort_web_socket``): the reader may be waiting for room.
 
    Messages come whole from ``_fastframes`` (which bounds their size in
    bytes, UTF-8 bytes for text, and their number of frames), so
@@ -391,15 +399,72 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             self._put(message)
 
     async def _wait_for_room(self) -> None:
-        """Write the replies held back, then wait while the inbox is full (see ``_fastio.py``)."""
-        await self._flush()
-        while self._reader_running and self._inbox_full():
-            await self._reader_wait()
+        """Write the replies held back, then wait while the inbox is full (see ``_fastio.py``).
+
+        While another task's write holds the socket, the reader does not wait for it: that write
+        may be stuck on a peer that has stopped reading, so the reader watches the socket instead
+        (``_watch``) until the write is done, if it has replies to write or no room to read into.
+        """
+        while True:
+            if self._stream_lock.locked():
+                if not self._reader_running or not (self._outbox or self._inbox_full()):
+                    return
+                await self._watch()
+                continue
             await self._flush()
+            if not (self._reader_running and self._inbox_full()):
+                return
+            await self._reader_wait()
+
+    async def _watch(self) -> None:
+        """Read while a write holds the socket, and act on the control frames that come, until the
+        write is done or the inbox has room (item 2 of the module docstring, third rule).
+
+        A Close is then seen, and its closing phase begins, even while the handler is stuck
+        sending to a peer that reads nothing; so are a Pong, the end of the stream and a reset.
+        Data frames are not put together here: the bytes read stay in wsproto's buffer, at most
+        ``receive_buffer_size`` of them (reading stops there, as it would with room).
+        """
+        wsproto = self._wsproto
+        assert isinstance(wsproto, FastWSConnection)
+        while self._reader_running:
+            for event in wsproto.control_events():
+                try:
+                    await self._handle_event(event)
+                except ConnectionClosed:
+                    self._reader_running = False
+                    return
+            if not self._stream_lock.locked() or not self._reader_running:
+                return
+            buffer = wsproto.receive_buffer()
+            full = buffer is not None and len(buffer) >= (self._receive_buffer_size or 65536)
+            came = -1
+            with trio.CancelScope() as self._watch_scope:
+                try:
+                    if full:
+                        await trio.sleep_forever()  # until the write is done or there is room
+                    came = await self._receive()
+                except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
+                    came = 0
+                finally:
+                    self._watch_scope = None
+            if not came:  # the stream ended, or broke: the connection is over
+                if wsproto.state is not ConnectionState.CLOSED:
+                    await self._abort_web_socket()
+                self._reader_running = False
+            elif came < 0:
+                return  # woken: the write is done, or there is room
 
     async def _close_stream(self) -> None:
         self._wake_reader()  # a reader waiting for room would never see the socket close
         await super()._close_stream()
+
+    async def _abort_web_socket(self) -> None:
+        # TCP broke under a read or a write, or ended. trio-websocket only marks the connection
+        # closed (1006); TCP is closed too here, so that a reader waiting for room, and anything
+        # else waiting on the socket, ends with it instead of waiting for good.
+        await super()._abort_web_socket()
+        await self._close_stream()
 
     def _event(self, name: str) -> trio.Event:
         """The event in slot ``name``, made now if it was not needed before."""
@@ -512,8 +577,16 @@ class ServerConnection(BatchedIO, WebSocketConnection):
     # -- 5. no pong after our Close ------------------------------------------------------
 
     async def _handle_ping_event(self, event: Ping) -> None:
-        if self._wsproto.state is ConnectionState.OPEN:
-            await super()._handle_ping_event(event)
+        if self._wsproto.state is not ConnectionState.OPEN:
+            return
+        if self._stream_lock.locked():
+            # A write holds the socket, maybe stuck: the Pong waits behind it in the outbox, and
+            # the reader goes on reading (see _watch). Whoever writes next sends it first.
+            pong = self._wsproto.send(event.response())
+            self._outbox.append(pong)
+            self._outbox_size += len(pong)
+            return
+        await super()._handle_ping_event(event)
 
     # -- 6. close a connection whose peer has stopped answering ---------------------------
 
@@ -623,20 +696,24 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             raise ConnectionClosed(self._close_reason)
         step = _fragment_length(message)
         async with self._stream_lock:
-            if self._outbox:  # the replies held back go first
-                await self._send_fragment(self._take_outbox())
-            for start in range(0, len(message), step):
-                if self._close_reason is not None:
-                    # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
-                    raise ConnectionClosed(self._close_reason)
-                end = start + step
-                last = end >= len(message)
-                event: TextMessage | BytesMessage
-                if isinstance(message, str):
-                    event = TextMessage(data=message[start:end], message_finished=last)
-                else:
-                    event = BytesMessage(data=message[start:end], message_finished=last)
-                await self._send_fragment(self._wsproto.send(event))
+            self._writing()
+            try:
+                if self._outbox:  # the replies held back go first
+                    await self._send_fragment(self._take_outbox())
+                for start in range(0, len(message), step):
+                    if self._close_reason is not None:
+                        # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
+                        raise ConnectionClosed(self._close_reason)
+                    end = start + step
+                    last = end >= len(message)
+                    event: TextMessage | BytesMessage
+                    if isinstance(message, str):
+                        event = TextMessage(data=message[start:end], message_finished=last)
+                    else:
+                        event = BytesMessage(data=message[start:end], message_finished=last)
+                    await self._send_fragment(self._wsproto.send(event))
+            finally:
+                self._written()
 
     async def _send_fragment(self, data: bytes | list[bytes]) -> None:
         try:
