@@ -12,6 +12,7 @@ move, so "at once" means with no time passing at all.
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 
@@ -21,7 +22,7 @@ import trio.testing
 import trio_ws
 
 from .helpers import IO_DEADLINE, open_fd_count, task_count
-from .test_hostile_websocket import BINARY, CLOSE, Peer, frame, small_buffer_server
+from .test_hostile_websocket import BINARY, CLOSE, TEXT, Peer, frame, small_buffer_server
 
 TWO_MESSAGES = frame(BINARY, b"x" * 2**20) * 2
 
@@ -109,3 +110,46 @@ async def test_a_close_behind_two_unread_messages_starts_the_closing_phase(
         assert await peer.closed_by_server()
         late = await Peer.open(server.port)  # max_connections=1: the slot is free again
         await late.stream.aclose()
+
+
+async def test_hub_websockets_that_reset_with_replies_unread_are_freed(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    """The conformance hub's Echo, called 200 times with 30 KB by peers that read nothing and then
+    reset: every connection is freed within the second the hub gives a broken send to find out why,
+    its tasks and fds with it."""
+    from examples.signalr.testhub import OPTIONS, build_app
+
+    peer_count = 10  # one in a few leaked before the fix
+
+    options = trio_ws.Options(keep_alive_interval=None, close_timeout=None)
+    server = await small_buffer_server(nursery, build_app(OPTIONS), options)
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before, fds_before = task_count(), open_fd_count()
+    argument = "e" * 30_000
+    call = "".join(
+        json.dumps({"type": 1, "invocationId": str(n), "target": "Echo", "arguments": [argument]}) + "\x1e"
+        for n in range(200)
+    )
+    with trio.fail_after(IO_DEADLINE):
+        peers = []
+        async with trio.open_nursery() as sending:
+            for _ in range(peer_count):
+                peer = await Peer.open(server.port, receive_buffer=4096, path="/testhub")
+                await peer.stream.send_all(frame(TEXT, b'{"protocol":"json","version":1}\x1e'))
+                # One call a frame; the server stops reading once its replies are stuck.
+                calls = b"".join(frame(TEXT, c.encode() + b"\x1e") for c in call.split("\x1e") if c)
+                sending.start_soon(peer.stream.send_all, calls)
+                peers.append(peer)
+            await settled()
+            sending.cancel_scope.cancel()
+        assert server.statistics().open_websockets == peer_count
+        for peer in peers:
+            reset(peer)
+        await settled()
+        # A hub's send that fails gives its reader a second to say why the transport ended.
+        mock_clock.jump(1.1)
+        await settled()
+        assert server.statistics().open_websockets == 0
+        assert task_count() == tasks_before
+        assert open_fd_count() == fds_before
