@@ -8,8 +8,11 @@ suite covers every item):
 
 1. Hand-over. ``_http.py`` has already parsed the request head with h11, so
    the request is given to wsproto through its public
-   ``initiate_upgrade_connection`` (meant for exactly this), and the bytes
-   read past the head are fed after it. Then, as trio-websocket's own
+   ``initiate_upgrade_connection`` (meant for exactly this). The bytes read
+   past the head are frames a client sent without waiting for the 101:
+   wsproto's server handshake would keep them in h11's buffer and never give
+   them to the connection, so the reader feeds them to the connection once
+   it is open (``_accept`` wakes it), and reads nothing before that. Then, as trio-websocket's own
    ``wrap_server_stream`` does, the connection's reader task is run and
    ``_get_request`` waits for the parsed request.
 
@@ -226,6 +229,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         "_close_sent",
         "_close_timeout",
         "_deflate",
+        "_early_bytes",
         "_ending",
         "_failed",
         "_handler_caught_up",
@@ -255,6 +259,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         self._close_timeout = options.close_timeout
         self._options = options
         self._deflate: Deflate | None = None
+        # Bytes that came after the request head, in the same read: frames, for the open connection.
+        self._early_bytes = b""
         # Set when the peer's Close has arrived, or the peer broke the protocol:
         # the connection ends once the handler has answered what came before.
         self._ending: CloseReason | None = None
@@ -338,6 +344,15 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                 break  # writing the replies held back found TCP gone: the socket is closed, 1006
             if capped:
                 continue  # put together the rest of the last read before reading more
+            if self._early_bytes:
+                # Frames that came with the request head: the connection's first bytes, once it is open.
+                if wsproto.state is ConnectionState.CONNECTING:
+                    await self._reader_wait()  # woken by _accept
+                    continue
+                if wsproto.state is ConnectionState.OPEN:
+                    wsproto.receive_data(self._early_bytes)
+                self._early_bytes = b""
+                continue
             try:
                 came = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -740,6 +755,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         await self._send(
             AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers, extensions=extensions)
         )
+        if self._early_bytes:
+            self._wake_reader()  # the frames that came with the request are the first to handle
         # Only trio-websocket's client waits for this event; a server can let it go.
         del self._open_handshake
 
@@ -790,8 +807,9 @@ def server_connection(
     """
     connection = ServerConnection(stream, options)
     connection._wsproto.initiate_upgrade_connection(headers, target)
-    if trailing_data:
-        connection._wsproto.receive_data(trailing_data)
+    # Not given to wsproto now: its handshake would keep them in h11's buffer, and the connection
+    # it opens on accept would never see them (item 1). The reader gives them to the connection.
+    connection._early_bytes = trailing_data
     return connection
 
 
