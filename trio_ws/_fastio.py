@@ -269,7 +269,8 @@ class BatchedIO(WebSocketConnection):
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
-        self._writing()
+        if self._reader_task_waiting is not None:
+            self._wake_reader()  # it watches the socket while this write holds it (_writing)
         try:
             out = self._take_outbox(data)
             if not out:
@@ -289,7 +290,8 @@ class BatchedIO(WebSocketConnection):
                 raise ConnectionClosed(self._close_reason) from None
         finally:
             lock.release()
-            self._written()
+            if self._watch_scope is not None:
+                self._watch_scope.cancel()  # as _written()
 
     def _writing(self) -> None:
         """A write has the stream lock: a reader waiting for room must watch the socket meanwhile

@@ -421,15 +421,19 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         (``_watch``) until the write is done, if it has replies to write or no room to read into.
         """
         while True:
-            if self._stream_lock.locked():
-                if not self._reader_running or not (self._outbox or self._inbox_full()):
-                    return
-                await self._watch()
-                continue
-            await self._flush()
+            if self._outbox:
+                if self._stream_lock.locked():
+                    if not self._reader_running:
+                        return
+                    await self._watch()
+                    continue
+                await self._write(b"")
             if not (self._reader_running and self._inbox_full()):
                 return
-            await self._reader_wait()
+            if self._stream_lock.locked():
+                await self._watch()
+            else:
+                await self._reader_wait()
 
     async def _watch(self) -> None:
         """Read while a write holds the socket, and act on the control frames that come, until the
