@@ -153,3 +153,27 @@ async def test_hub_websockets_that_reset_with_replies_unread_are_freed(
         assert server.statistics().open_websockets == 0
         assert task_count() == tasks_before
         assert open_fd_count() == fds_before
+
+
+async def test_a_peer_that_stalls_with_replies_stuck_is_freed_by_keep_alive(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    """A peer that stays connected but reads nothing, with a reply stuck and a message queued, is
+    freed once keep-alive gives up on its pong: keep_alive_interval + keep_alive_timeout, no later
+    (the Close frame can't get past the stuck reply, so it is not waited for)."""
+    options = trio_ws.Options(keep_alive_interval=2, keep_alive_timeout=2, close_timeout=None)
+    server = await small_buffer_server(nursery, trio_ws.echo_app(), options)
+    await trio.testing.wait_all_tasks_blocked()
+    tasks_before = task_count()
+    with trio.fail_after(IO_DEADLINE):
+        peer = await stuck_peer(server)
+        mock_clock.jump(2)  # the ping: it waits behind the stuck reply
+        await settled()
+        mock_clock.jump(1.9)
+        await settled()
+        assert server.statistics().open_websockets == 1
+        mock_clock.jump(0.2)
+        await settled()
+        assert server.statistics().open_websockets == 0
+        assert task_count() == tasks_before
+        assert await peer.closed_by_server()

@@ -614,22 +614,25 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
         Unlike ``aclose()``, this does not wait for the peer's answer. The
         handler's next ``get_message()`` raises ``ConnectionClosed`` with
-        ``code`` and ``reason``.
+        ``code`` and ``reason``. While another task's write holds the socket
+        (stuck on a peer that reads nothing, as when keep-alive gives up),
+        the frame could only go after it, so it is not waited for.
         """
-        await self._send_close_frame(code, reason)
+        patience = 0.0 if self._stream_lock.locked() else _CLOSE_FRAME_BUDGET
+        await self._send_close_frame(code, reason, patience)
         self._event("_handler_caught_up").set()
         await self._close_stream()
 
-    async def _send_close_frame(self, code: int, reason: str) -> None:
+    async def _send_close_frame(self, code: int, reason: str, patience: float = _CLOSE_FRAME_BUDGET) -> None:
         """Make Close ``code`` our close reason and send it, if the connection is still open.
 
-        The frame goes only if the socket takes it within ``_CLOSE_FRAME_BUDGET``:
+        The frame goes only if the socket takes it within ``patience`` seconds:
         the caller closes TCP next either way.
         """
         if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
             self._close_reason = CloseReason(code, reason)
             self._begin_closing()
-            with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
+            with trio.move_on_after(patience), contextlib.suppress(ConnectionClosed):
                 await self._send_close(CloseConnection(code=code, reason=reason))
 
     async def _send_close(self, close: CloseConnection) -> None:
