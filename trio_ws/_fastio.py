@@ -270,7 +270,7 @@ class BatchedIO(WebSocketConnection):
         except trio.WouldBlock:
             await lock.acquire()
         if self._reader_task_waiting is not None:
-            self._wake_reader()  # it watches the socket while this write holds it (_writing)
+            self._wake_reader()  # to watch the socket while this write holds it, as _writing() says
         try:
             out = self._take_outbox(data)
             if not out:
@@ -291,7 +291,7 @@ class BatchedIO(WebSocketConnection):
         finally:
             lock.release()
             if self._watch_scope is not None:
-                self._watch_scope.cancel()  # as _written()
+                self._watch_scope.cancel()  # as _written() does
 
     def _writing(self) -> None:
         """A write has the stream lock: a reader waiting for room must watch the socket meanwhile

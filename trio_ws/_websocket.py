@@ -8,13 +8,13 @@ suite covers every item):
 
 1. Hand-over. ``_http.py`` has already parsed the request head with h11, so
    the request is given to wsproto through its public
-   ``initiate_upgrade_connection`` (meant for exactly this). The bytes read
-   past the head are frames a client sent without waiting for the 101:
+   ``initiate_upgrade_connection`` (meant for exactly this). Then, as
+   trio-websocket's own ``wrap_server_stream`` does, the connection's reader
+   task is run and ``_get_request`` waits for the parsed request. The bytes
+   read past the head are frames a client sent without waiting for the 101:
    wsproto's server handshake would keep them in h11's buffer and never give
    them to the connection, so the reader feeds them to the connection once
-   it is open (``_accept`` wakes it), and reads nothing before that. Then, as trio-websocket's own
-   ``wrap_server_stream`` does, the connection's reader task is run and
-   ``_get_request`` waits for the parsed request.
+   it is open (``_accept`` wakes it), and reads nothing before that.
 
 2. The reader task is our own (``run_reader``), with trio-websocket's event
    handlers, and three rules trio-websocket's ``_reader_task`` lacks:
