@@ -37,7 +37,10 @@ written), with these rules:
 * The inbox holds at most ``max(1, message_queue_size)`` messages before
   the reader stops reading from the socket (it does put together the whole
   frames already read, at most ``MESSAGES_PER_TURN`` of them), so what a
-  peer that never reads can pin stays bounded (see ``_websocket.py``).
+  peer that never reads can pin stays bounded (see ``_websocket.py``). If
+  a write holds the socket meanwhile, the reader is woken to watch the
+  socket for control frames, the end of the stream or a reset until the
+  write is done: a write can be stuck on a peer that stopped reading.
 
 What it replaces in trio-websocket 0.12 (check on an upgrade; the tests
 cover each): the message channel (``_send_channel``/``_recv_channel``, which
