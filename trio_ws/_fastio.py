@@ -85,6 +85,7 @@ class BatchedIO(WebSocketConnection):
         "_outbox_size",
         "_pieces",
         "_reader_task_waiting",
+        "_reader_yielding",
         "_taken",
         "_watch_scope",
     )
@@ -114,6 +115,8 @@ class BatchedIO(WebSocketConnection):
         # Set while the reader watches the socket during a write (``_websocket.py``): cancelling it
         # wakes the reader, as rescheduling it does when it waits in _reader_wait.
         self._watch_scope: trio.CancelScope | None = None
+        # The reader is letting a write finish before it watches the socket: it runs again soon.
+        self._reader_yielding = False
         # Messages taken since the handler's last schedule point.
         self._taken = 0
 
@@ -221,7 +224,12 @@ class BatchedIO(WebSocketConnection):
         # has done it by then.
         if (
             self._inbox
-            and (others_held or self._reader_task_waiting is not None or self._watch_scope is not None)
+            and (
+                others_held
+                or self._reader_task_waiting is not None
+                or self._watch_scope is not None
+                or self._reader_yielding
+            )
             and self._outbox_size < _OUTBOX_LIMIT
         ):
             self._wake_reader()

@@ -447,13 +447,13 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         wsproto = self._wsproto
         assert isinstance(wsproto, FastWSConnection)
         # Most writes end in a moment (one that needs no wait still takes a schedule point now and
-        # then, holding the socket): let it, and watch only a write that is still going. The scope
+        # then, holding the socket): let it, and watch only a write that is still going. The flag
         # tells a handler that holds back a reply meanwhile that the reader will write it.
-        with trio.CancelScope() as self._watch_scope:
-            try:
-                await trio.lowlevel.checkpoint()
-            finally:
-                self._watch_scope = None
+        self._reader_yielding = True
+        try:
+            await trio.lowlevel.checkpoint()
+        finally:
+            self._reader_yielding = False
         while self._reader_running:
             for event in wsproto.control_events():
                 try:
