@@ -398,6 +398,19 @@ class FastWSConnection(WSConnection):
             else:
                 return  # nothing more parsed (after a protocol error, wsproto parses nothing)
 
+    def control_frame_next(self) -> bool:
+        """Whether the next bytes to come may complete a control frame at the head of what was
+        received: nothing waits there, or a control frame that has not all come. ``False`` while
+        a data frame waits there: what follows it must wait too."""
+        connection = self.connection
+        if connection is None:
+            return True
+        frames = connection._proto._frame_decoder
+        if frames.header is not None:
+            return frames.header.opcode.iscontrol()
+        data = frames.buffer.buffer
+        return not frames.buffer.bytes_used and (not data or bool(data[0] & 0x08))
+
     def received(self) -> Generator[str | bytes | Event, None, None]:
         """What the bytes received so far make, in order: messages and events.
 

@@ -31,9 +31,9 @@ suite covers every item):
      one step). What a peer that sends and never reads can pin is then the
      message the handler holds, those queued, and at most one read of bytes;
    * while it waits for room and another task's write holds the socket
-     (perhaps stuck on a peer that reads nothing), it still reads, at most
-     ``receive_buffer_size`` bytes, and acts on the control frames at their
-     head (``_watch``): a Close starts the closing phase of item 3, a Pong
+     (perhaps stuck on a peer that reads nothing), it still reads, a little
+     at a time and only up to a data frame, and acts on the control frames
+     it finds (``_watch``): a Close starts the closing phase of item 3, a Pong
      reaches the keep-alive, and the end of the stream or a reset ends the
      connection. A Ping is answered behind the write under way. Data frames
      wait, as bytes, until there is room;
@@ -162,6 +162,9 @@ _CLOSE_FRAME_BUDGET = 1.0
 # Handling one event takes a microsecond or two; 64 of them between checkpoints
 # keep another connection's wait far below a millisecond, for about 1% more work.
 _EVENTS_PER_CHECKPOINT = 64
+# What a reader watching the socket during a write reads at a time: room for any control frame
+# (131 bytes at most), little for a peer that sends data meanwhile (see _watch).
+_WATCH_READ = 1024
 # Longer messages go out in fragments of at most this many bytes (item 9).
 FRAGMENT_SIZE = 64 * 1024
 # No message of this many characters or bytes, or fewer, needs fragments (see _fragment_length).
@@ -368,8 +371,9 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                     await self._abort_web_socket()  # TCP closed before the WebSocket: 1006
                 break
 
-    async def _receive(self) -> int:
-        """Read once and give wsproto what came; how many bytes came (0: the peer closed TCP).
+    async def _receive(self, max_bytes: int | None = None) -> int:
+        """Read once, ``receive_buffer_size`` bytes at most unless ``max_bytes`` says fewer, and give
+        wsproto what came; how many bytes came (0: the peer closed TCP).
 
         On plain TCP, an open connection's read is appended straight to
         wsproto's receive buffer (see ``_direct_socket.py``); otherwise it
@@ -378,10 +382,11 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         wsproto = self._wsproto
         assert isinstance(wsproto, FastWSConnection)
         io = self._io
+        size = max_bytes or self._receive_buffer_size
         buffer = wsproto.receive_buffer()
         if buffer is not None and type(io) is DirectSocket:
-            return await io.receive_into(buffer, self._receive_buffer_size)
-        data = await io.receive_some(self._receive_buffer_size)
+            return await io.receive_into(buffer, size)
+        data = await io.receive_some(size)
         if data and wsproto.state is not ConnectionState.CLOSED:
             # wsproto types this as bytes, and takes any bytes-like object.
             wsproto.receive_data(cast("bytes", data))
@@ -441,8 +446,9 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
         A Close is then seen, and its closing phase begins, even while the handler is stuck
         sending to a peer that reads nothing; so are a Pong, the end of the stream and a reset.
-        Data frames are not put together here: the bytes read stay in wsproto's buffer, at most
-        ``receive_buffer_size`` of them (reading stops there, as it would with room).
+        Data frames are not put together here: a data frame at the head of wsproto's buffer
+        stops the reading (what follows it waits with it), so a watching reader holds at most
+        ``_WATCH_READ`` bytes more than a waiting one.
         """
         wsproto = self._wsproto
         assert isinstance(wsproto, FastWSConnection)
@@ -463,14 +469,12 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                     return
             if not self._stream_lock.locked() or not self._reader_running:
                 return
-            buffer = wsproto.receive_buffer()
-            full = buffer is not None and len(buffer) >= (self._receive_buffer_size or 65536)
             came = -1
             with trio.CancelScope() as self._watch_scope:
                 try:
-                    if full:
-                        await trio.sleep_forever()  # until the write is done or there is room
-                    came = await self._receive()
+                    if not wsproto.control_frame_next():
+                        await trio.sleep_forever()  # data waits at the head: until room, or the write is done
+                    came = await self._receive(_WATCH_READ)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
                     came = 0
                 finally:
