@@ -26,6 +26,19 @@ ones issue 15 found:
   server takes, again and again, and never read. Bound: what each
   connection pins stays near twice ``max_message_size``.
 
+And two that issue 19 found (items 1 and 2), where the reader has stopped
+reading: five clients with a tiny receive buffer send two 1 MiB messages
+and read nothing, so the echo of the first is stuck in ``send`` and the
+second waits in the handler's queue. Then:
+
+* ``reset-while-stuck`` (item 1): each resets TCP (``SO_LINGER`` 0).
+  Bound: every connection, its fd and its slot freed within a second
+  (keep-alive 2 + 2 s, which is not what frees them), and a new upgrade
+  admitted under ``max_connections=5``.
+* ``close-while-paused`` (item 2): each sends a Close and keeps its socket
+  open. Bound: every connection freed within ``close_timeout`` plus a
+  second, with keep-alive off.
+
 Memory is read two ways: the server process's RSS from ``/proc``, and the
 Python heap as ``tracemalloc`` sees it (the server runs with it on for the
 memory scenarios and answers ``GET /memory``). Everything runs on 127.0.0.1.
@@ -91,6 +104,7 @@ async def _serve(options: dict[str, Any]) -> None:
             "traced_peak": peak,
             "rss": _rss_of(os.getpid()),
             "open_websockets": server.statistics().open_websockets,
+            "fds": len(os.listdir("/proc/self/fd")),
         }
         return trio_ws.Response(200, json.dumps(figures).encode(), "application/json")
 
@@ -652,12 +666,91 @@ async def _send_until_stalled(client: Client, message: bytes, refused: list[str]
         refused.append(f"the connection broke: {exc}")
 
 
+async def _stuck_clients(port: int, count: int) -> list[Client]:
+    """``count`` clients whose echo is stuck in send and whose second message waits unread."""
+    clients = [await Client.connect(port, receive_buffer=4096) for _ in range(count)]
+    two = frame(BINARY, os.urandom(LIMIT)) * 2
+    async with trio.open_nursery() as nursery:
+        for client in clients:
+            nursery.start_soon(send_stalls, client.stream, two, 1.0)
+    await trio.sleep(0.5)  # the server reads the rest of the second message, and stops reading
+    return clients
+
+
+async def _freed_within(port: int, bound: float) -> tuple[float | None, dict[str, int]]:
+    """Seconds until the server has no WebSocket open (``None`` if not within ``bound`` + 3 s),
+    and its figures then."""
+    start = time.monotonic()
+    while True:
+        figures = await memory(port)
+        if figures["open_websockets"] == 0:
+            return time.monotonic() - start, figures
+        if time.monotonic() - start > bound + 3:
+            return None, figures
+        await trio.sleep(0.02)
+
+
+async def reset_while_stuck(args: argparse.Namespace, out: Outcome) -> None:
+    options = {"keep_alive_interval": 2, "keep_alive_timeout": 2, "max_connections": 5}
+    server = start_server(options)
+    try:
+        before = await memory(server.port)
+        clients = await _stuck_clients(server.port, 5)
+        stuck = await memory(server.port)
+        for client in clients:
+            client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await client.aclose()
+        freed_after, after = await _freed_within(server.port, 1.0)
+        try:
+            late = await Client.connect(server.port)
+            sixth = "101 (admitted)"
+            await late.aclose()
+        except Refused as exc:
+            sixth = str(exc)
+        freed = "not freed" if freed_after is None else f"freed after {freed_after:.2f} s"
+        out.say(
+            f"  5 resets with two 1 MiB messages unread: {freed}; fds {before['fds']} -> "
+            f"{stuck['fds']} while stuck -> {after['fds']}; a sixth upgrade then gets {sixth}"
+        )
+        out.bound(freed_after is not None and freed_after <= 1.0, "every reset connection freed within 1 s")
+        out.bound(after["fds"] <= before["fds"], "their file descriptors are closed")
+        out.bound(sixth.startswith("101"), "a new upgrade is admitted once they are freed")
+    finally:
+        server.stop()
+
+
+async def close_while_paused(args: argparse.Namespace, out: Outcome) -> None:
+    close_timeout = args.close_timeout
+    options = {"keep_alive_interval": None, "close_timeout": close_timeout}
+    server = start_server(options)
+    try:
+        clients = await _stuck_clients(server.port, 5)
+        for client in clients:
+            await client.stream.send_all(close_frame(1000))
+        freed_after, _ = await _freed_within(server.port, close_timeout + 1)
+        for client in clients:
+            await client.aclose()
+        freed = "not freed" if freed_after is None else f"freed after {freed_after:.1f} s"
+        out.say(
+            f"  5 Closes behind two unread 1 MiB messages, keep-alive off, close_timeout "
+            f"{close_timeout} s: {freed}"
+        )
+        out.bound(
+            freed_after is not None and freed_after <= close_timeout + 1,
+            f"every such close freed within close_timeout + 1 s ({close_timeout + 1:.0f} s)",
+        )
+    finally:
+        server.stop()
+
+
 SCENARIOS: dict[str, Callable[[argparse.Namespace, Outcome], Coroutine[Any, Any, None]]] = {
     "stuck-close": stuck_close,
     "empty-fragments": empty_fragments,
     "tiny-fragments": tiny_fragments,
     "starvation": starvation,
     "non-reading": non_reading,
+    "reset-while-stuck": reset_while_stuck,
+    "close-while-paused": close_while_paused,
 }
 
 

@@ -51,13 +51,13 @@ class Peer:
         self.buffer = bytearray()
 
     @classmethod
-    async def open(cls, port: int, *, receive_buffer: int | None = None) -> Peer:
+    async def open(cls, port: int, *, receive_buffer: int | None = None, path: str = "/ws") -> Peer:
         sock = trio.socket.socket()
         if receive_buffer is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         await sock.connect(("127.0.0.1", port))
         peer = cls(trio.SocketStream(sock))
-        await peer.stream.send_all(upgrade_request())
+        await peer.stream.send_all(upgrade_request(path))
         while b"\r\n\r\n" not in peer.buffer:
             await peer._fill()
         head, _, rest = bytes(peer.buffer).partition(b"\r\n\r\n")

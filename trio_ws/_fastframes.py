@@ -273,6 +273,15 @@ def _server_frame_pieces(
     return header, payload
 
 
+def _starts_with_control_frame(data: bytearray) -> bool:
+    """Whether ``data`` starts with a whole control frame (opcode 8 and up), or with the header of
+    one that wsproto refuses at once (a control frame's payload is at most 125 bytes)."""
+    if len(data) < 2 or not data[0] & 0x08:
+        return False
+    length = data[1] & 0x7F
+    return length > 125 or len(data) >= 2 + (4 if data[1] & 0x80 else 0) + length
+
+
 # Stands in for each open connection's handshake; nothing reads or changes it
 # (see FastWSConnection.send), so one object serves them all.
 _FINISHED_HANDSHAKE = H11Handshake(ConnectionType.SERVER)
@@ -364,6 +373,43 @@ class FastWSConnection(WSConnection):
         if connection is None or self.handshake._events:
             return super().events()
         return connection.events()
+
+    def control_events(self) -> Generator[Event, None, None]:
+        """The events of the control frames (Close, Ping, Pong) at the head of the bytes received.
+
+        It stops before a data frame, or a frame that has not all come: those stay in the buffer
+        as bytes, for ``received()``. For a reader that has no room for another message, but
+        must still see a Close, or the Pong a keep-alive waits for.
+        """
+        connection = self.connection
+        if connection is None or self.handshake._events:
+            return
+        frames = connection._proto._frame_decoder
+        data = frames.buffer.buffer
+        while (
+            connection._state in _RECEIVING
+            and frames.header is None
+            and not frames.buffer.bytes_used
+            and _starts_with_control_frame(data)
+        ):
+            for event in connection.events():  # wsproto parses one frame for each event it gives
+                yield event
+                break
+            else:
+                return  # nothing more parsed (after a protocol error, wsproto parses nothing)
+
+    def control_frame_next(self) -> bool:
+        """Whether the next bytes to come may complete a control frame at the head of what was
+        received: nothing waits there, or a control frame that has not all come. ``False`` while
+        a data frame waits there: what follows it must wait too."""
+        connection = self.connection
+        if connection is None:
+            return True
+        frames = connection._proto._frame_decoder
+        if frames.header is not None:
+            return frames.header.opcode.iscontrol()
+        data = frames.buffer.buffer
+        return not frames.buffer.bytes_used and (not data or bool(data[0] & 0x08))
 
     def received(self) -> Generator[str | bytes | Event, None, None]:
         """What the bytes received so far make, in order: messages and events.

@@ -37,7 +37,10 @@ written), with these rules:
 * The inbox holds at most ``max(1, message_queue_size)`` messages before
   the reader stops reading from the socket (it does put together the whole
   frames already read, at most ``MESSAGES_PER_TURN`` of them), so what a
-  peer that never reads can pin stays bounded (see ``_websocket.py``).
+  peer that never reads can pin stays bounded (see ``_websocket.py``). If
+  a write holds the socket meanwhile, the reader is woken to watch the
+  socket for control frames, the end of the stream or a reset until the
+  write is done: a write can be stuck on a peer that stopped reading.
 
 What it replaces in trio-websocket 0.12 (check on an upgrade; the tests
 cover each): the message channel (``_send_channel``/``_recv_channel``, which
@@ -86,7 +89,9 @@ class BatchedIO(WebSocketConnection):
         "_outbox_size",
         "_pieces",
         "_reader_task_waiting",
+        "_reader_yielding",
         "_taken",
+        "_watch_scope",
         "tally",
     )
 
@@ -112,6 +117,11 @@ class BatchedIO(WebSocketConnection):
         # The handler was woken for a message it has not taken yet: the reader need not wait for that.
         self._handler_woken = False
         self._reader_task_waiting: trio.lowlevel.Task | None = None
+        # Set while the reader watches the socket during a write (``_websocket.py``): cancelling it
+        # wakes the reader, as rescheduling it does when it waits in _reader_wait.
+        self._watch_scope: trio.CancelScope | None = None
+        # The reader is letting a write finish before it watches the socket: it runs again soon.
+        self._reader_yielding = False
         # Messages taken since the handler's last schedule point.
         self._taken = 0
         #: Where messages and bytes are counted for ``/metrics``; ``None`` with metrics off.
@@ -188,6 +198,8 @@ class BatchedIO(WebSocketConnection):
         if task is not None:
             self._reader_task_waiting = None
             trio.lowlevel.reschedule(task)
+        elif self._watch_scope is not None:
+            self._watch_scope.cancel()
 
     # -- the outbox ---------------------------------------------------------------------------
 
@@ -214,11 +226,17 @@ class BatchedIO(WebSocketConnection):
             outbox.append(frame)
             self._outbox_size += len(frame)
         # More received messages wait for replies: hold this one back, to go out with theirs. The
-        # reader (woken by the first reply held back) writes the outbox when it next runs, after
-        # this step of the handler's, unless the handler has done it by then.
+        # reader (waiting for room or watching the socket, and woken by the first reply held back)
+        # writes the outbox when it next runs, after this step of the handler's, unless the handler
+        # has done it by then.
         if (
             self._inbox
-            and (others_held or self._reader_task_waiting is not None)
+            and (
+                others_held
+                or self._reader_task_waiting is not None
+                or self._watch_scope is not None
+                or self._reader_yielding
+            )
             and self._outbox_size < _OUTBOX_LIMIT
         ):
             self._wake_reader()
@@ -269,6 +287,8 @@ class BatchedIO(WebSocketConnection):
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
+        if self._reader_task_waiting is not None:
+            self._wake_reader()  # to watch the socket while this write holds it, as _writing() says
         try:
             out = self._take_outbox(data)
             if not out:
@@ -290,6 +310,19 @@ class BatchedIO(WebSocketConnection):
                 raise ConnectionClosed(self._close_reason) from None
         finally:
             lock.release()
+            if self._watch_scope is not None:
+                self._watch_scope.cancel()  # as _written() does
+
+    def _writing(self) -> None:
+        """A write has the stream lock: a reader waiting for room must watch the socket meanwhile
+        (the write may be stuck on a peer that has stopped reading; see ``_websocket.py``)."""
+        if self._reader_task_waiting is not None:
+            self._wake_reader()
+
+    def _written(self) -> None:
+        """The stream lock is free again: a reader watching the socket goes back to its own work."""
+        if self._watch_scope is not None:
+            self._watch_scope.cancel()
 
     # -- trio-websocket's end of the channel ---------------------------------------------------
 

@@ -8,10 +8,13 @@ suite covers every item):
 
 1. Hand-over. ``_http.py`` has already parsed the request head with h11, so
    the request is given to wsproto through its public
-   ``initiate_upgrade_connection`` (meant for exactly this), and the bytes
-   read past the head are fed after it. Then, as trio-websocket's own
-   ``wrap_server_stream`` does, the connection's reader task is run and
-   ``_get_request`` waits for the parsed request.
+   ``initiate_upgrade_connection`` (meant for exactly this). Then, as
+   trio-websocket's own ``wrap_server_stream`` does, the connection's reader
+   task is run and ``_get_request`` waits for the parsed request. The bytes
+   read past the head are frames a client sent without waiting for the 101:
+   wsproto's server handshake would keep them in h11's buffer and never give
+   them to the connection, so the reader feeds them to the connection once
+   it is open (``_accept`` wakes it), and reads nothing before that.
 
 2. The reader task is our own (``run_reader``), with trio-websocket's event
    handlers, and three rules trio-websocket's ``_reader_task`` lacks:
@@ -27,8 +30,16 @@ suite covers every item):
      ``MESSAGES_PER_TURN`` messages, so that the handler can answer them in
      one step). What a peer that sends and never reads can pin is then the
      message the handler holds, those queued, and at most one read of bytes;
+   * while it waits for room and another task's write holds the socket
+     (perhaps stuck on a peer that reads nothing), it still reads, a little
+     at a time and only up to a data frame, and acts on the control frames
+     it finds (``_watch``): a Close starts the closing phase of item 3, a Pong
+     reaches the keep-alive, and the end of the stream or a reset ends the
+     connection. A Ping is answered behind the write under way. Data frames
+     wait, as bytes, until there is room;
    * when it ends, for whatever reason, TCP is closed, so that no task
-     stays blocked on a socket nobody reads.
+     stays blocked on a socket nobody reads. So does a write that finds TCP
+     broken (``_abort_web_socket``): the reader may be waiting for room.
 
    Messages come whole from ``_fastframes`` (which bounds their size in
    bytes, UTF-8 bytes for text, and their number of frames), so
@@ -152,6 +163,9 @@ _CLOSE_FRAME_BUDGET = 1.0
 # Handling one event takes a microsecond or two; 64 of them between checkpoints
 # keep another connection's wait far below a millisecond, for about 1% more work.
 _EVENTS_PER_CHECKPOINT = 64
+# What a reader watching the socket during a write reads at a time: room for any control frame
+# (131 bytes at most), little for a peer that sends data meanwhile (see _watch).
+_WATCH_READ = 1024
 # Longer messages go out in fragments of at most this many bytes (item 9).
 FRAGMENT_SIZE = 64 * 1024
 # No message of this many characters or bytes, or fewer, needs fragments (see _fragment_length).
@@ -219,6 +233,7 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         "_close_sent",
         "_close_timeout",
         "_deflate",
+        "_early_bytes",
         "_ending",
         "_failed",
         "_handler_caught_up",
@@ -248,6 +263,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         self._close_timeout = options.close_timeout
         self._options = options
         self._deflate: Deflate | None = None
+        # Bytes that came after the request head, in the same read: frames, for the open connection.
+        self._early_bytes = b""
         # Set when the peer's Close has arrived, or the peer broke the protocol:
         # the connection ends once the handler has answered what came before.
         self._ending: CloseReason | None = None
@@ -331,6 +348,15 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                 break  # writing the replies held back found TCP gone: the socket is closed, 1006
             if capped:
                 continue  # put together the rest of the last read before reading more
+            if self._early_bytes:
+                # Frames that came with the request head: the connection's first bytes, once it is open.
+                if wsproto.state is ConnectionState.CONNECTING:
+                    await self._reader_wait()  # woken by _accept
+                    continue
+                if wsproto.state is ConnectionState.OPEN:
+                    wsproto.receive_data(self._early_bytes)
+                self._early_bytes = b""
+                continue
             try:
                 came = await self._receive()
                 if self.tally is not None:
@@ -348,8 +374,9 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                     await self._abort_web_socket()  # TCP closed before the WebSocket: 1006
                 break
 
-    async def _receive(self) -> int:
-        """Read once and give wsproto what came; how many bytes came (0: the peer closed TCP).
+    async def _receive(self, max_bytes: int | None = None) -> int:
+        """Read once, ``receive_buffer_size`` bytes at most unless ``max_bytes`` says fewer, and give
+        wsproto what came; how many bytes came (0: the peer closed TCP).
 
         On plain TCP, an open connection's read is appended straight to
         wsproto's receive buffer (see ``_direct_socket.py``); otherwise it
@@ -358,10 +385,11 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         wsproto = self._wsproto
         assert isinstance(wsproto, FastWSConnection)
         io = self._io
+        size = max_bytes or self._receive_buffer_size
         buffer = wsproto.receive_buffer()
         if buffer is not None and type(io) is DirectSocket:
-            return await io.receive_into(buffer, self._receive_buffer_size)
-        data = await io.receive_some(self._receive_buffer_size)
+            return await io.receive_into(buffer, size)
+        data = await io.receive_some(size)
         if data and wsproto.state is not ConnectionState.CLOSED:
             # wsproto types this as bytes, and takes any bytes-like object.
             wsproto.receive_data(cast("bytes", data))
@@ -396,15 +424,83 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             self._put(message)
 
     async def _wait_for_room(self) -> None:
-        """Write the replies held back, then wait while the inbox is full (see ``_fastio.py``)."""
-        await self._flush()
-        while self._reader_running and self._inbox_full():
-            await self._reader_wait()
-            await self._flush()
+        """Write the replies held back, then wait while the inbox is full (see ``_fastio.py``).
+
+        While another task's write holds the socket, the reader does not wait for it: that write
+        may be stuck on a peer that has stopped reading, so the reader watches the socket instead
+        (``_watch``) until the write is done, if it has replies to write or no room to read into.
+        """
+        while True:
+            if self._outbox:
+                if self._stream_lock.locked():
+                    if not self._reader_running:
+                        return
+                    await self._watch()
+                    continue
+                await self._write(b"")
+            if not (self._reader_running and self._inbox_full()):
+                return
+            if self._stream_lock.locked():
+                await self._watch()
+            else:
+                await self._reader_wait()
+
+    async def _watch(self) -> None:
+        """Read while a write holds the socket, and act on the control frames that come, until the
+        write is done or the inbox has room (item 2 of the module docstring, third rule).
+
+        A Close is then seen, and its closing phase begins, even while the handler is stuck
+        sending to a peer that reads nothing; so are a Pong, the end of the stream and a reset.
+        Data frames are not put together here: a data frame at the head of wsproto's buffer
+        stops the reading (what follows it waits with it), so a watching reader holds at most
+        ``_WATCH_READ`` bytes more than a waiting one.
+        """
+        wsproto = self._wsproto
+        assert isinstance(wsproto, FastWSConnection)
+        # Most writes end in a moment (one that needs no wait still takes a schedule point now and
+        # then, holding the socket): let it, and watch only a write that is still going. The flag
+        # tells a handler that holds back a reply meanwhile that the reader will write it.
+        self._reader_yielding = True
+        try:
+            await trio.lowlevel.checkpoint()
+        finally:
+            self._reader_yielding = False
+        while self._reader_running:
+            for event in wsproto.control_events():
+                try:
+                    await self._handle_event(event)
+                except ConnectionClosed:
+                    self._reader_running = False
+                    return
+            if not self._stream_lock.locked() or not self._reader_running:
+                return
+            came = -1
+            with trio.CancelScope() as self._watch_scope:
+                try:
+                    if not wsproto.control_frame_next():
+                        await trio.sleep_forever()  # data waits at the head: until room, or the write is done
+                    came = await self._receive(_WATCH_READ)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, RemoteProtocolError):
+                    came = 0
+                finally:
+                    self._watch_scope = None
+            if not came:  # the stream ended, or broke: the connection is over
+                if wsproto.state is not ConnectionState.CLOSED:
+                    await self._abort_web_socket()
+                self._reader_running = False
+            elif came < 0:
+                return  # woken: the write is done, or there is room
 
     async def _close_stream(self) -> None:
         self._wake_reader()  # a reader waiting for room would never see the socket close
         await super()._close_stream()
+
+    async def _abort_web_socket(self) -> None:
+        # TCP broke under a read or a write, or ended. trio-websocket only marks the connection
+        # closed (1006); TCP is closed too here, so that a reader waiting for room, and anything
+        # else waiting on the socket, ends with it instead of waiting for good.
+        await super()._abort_web_socket()
+        await self._close_stream()
 
     def _event(self, name: str) -> trio.Event:
         """The event in slot ``name``, made now if it was not needed before."""
@@ -520,8 +616,16 @@ class ServerConnection(BatchedIO, WebSocketConnection):
     # -- 5. no pong after our Close ------------------------------------------------------
 
     async def _handle_ping_event(self, event: Ping) -> None:
-        if self._wsproto.state is ConnectionState.OPEN:
-            await super()._handle_ping_event(event)
+        if self._wsproto.state is not ConnectionState.OPEN:
+            return
+        if self._stream_lock.locked():
+            # A write holds the socket, maybe stuck: the Pong waits behind it in the outbox, and
+            # the reader goes on reading (see _watch). Whoever writes next sends it first.
+            pong = self._wsproto.send(event.response())
+            self._outbox.append(pong)
+            self._outbox_size += len(pong)
+            return
+        await super()._handle_ping_event(event)
 
     # -- 6. close a connection whose peer has stopped answering ---------------------------
 
@@ -530,22 +634,25 @@ class ServerConnection(BatchedIO, WebSocketConnection):
 
         Unlike ``aclose()``, this does not wait for the peer's answer. The
         handler's next ``get_message()`` raises ``ConnectionClosed`` with
-        ``code`` and ``reason``.
+        ``code`` and ``reason``. While another task's write holds the socket
+        (stuck on a peer that reads nothing, as when keep-alive gives up),
+        the frame could only go after it, so it is not waited for.
         """
-        await self._send_close_frame(code, reason)
+        patience = 0.0 if self._stream_lock.locked() else _CLOSE_FRAME_BUDGET
+        await self._send_close_frame(code, reason, patience)
         self._event("_handler_caught_up").set()
         await self._close_stream()
 
-    async def _send_close_frame(self, code: int, reason: str) -> None:
+    async def _send_close_frame(self, code: int, reason: str, patience: float = _CLOSE_FRAME_BUDGET) -> None:
         """Make Close ``code`` our close reason and send it, if the connection is still open.
 
-        The frame goes only if the socket takes it within ``_CLOSE_FRAME_BUDGET``:
+        The frame goes only if the socket takes it within ``patience`` seconds:
         the caller closes TCP next either way.
         """
         if self._close_reason is None and self._wsproto.state is ConnectionState.OPEN:
             self._close_reason = CloseReason(code, reason)
             self._begin_closing()
-            with trio.move_on_after(_CLOSE_FRAME_BUDGET), contextlib.suppress(ConnectionClosed):
+            with trio.move_on_after(patience), contextlib.suppress(ConnectionClosed):
                 await self._send_close(CloseConnection(code=code, reason=reason))
 
     async def _send_close(self, close: CloseConnection) -> None:
@@ -637,20 +744,24 @@ class ServerConnection(BatchedIO, WebSocketConnection):
             raise ConnectionClosed(self._close_reason)
         step = _fragment_length(message)
         async with self._stream_lock:
-            if self._outbox:  # the replies held back go first
-                await self._send_fragment(self._take_outbox())
-            for start in range(0, len(message), step):
-                if self._close_reason is not None:
-                    # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
-                    raise ConnectionClosed(self._close_reason)
-                end = start + step
-                last = end >= len(message)
-                event: TextMessage | BytesMessage
-                if isinstance(message, str):
-                    event = TextMessage(data=message[start:end], message_finished=last)
-                else:
-                    event = BytesMessage(data=message[start:end], message_finished=last)
-                await self._send_fragment(self._wsproto.send(event))
+            self._writing()
+            try:
+                if self._outbox:  # the replies held back go first
+                    await self._send_fragment(self._take_outbox())
+                for start in range(0, len(message), step):
+                    if self._close_reason is not None:
+                        # A Close was made ready meanwhile (by close_now): wsproto takes no more data.
+                        raise ConnectionClosed(self._close_reason)
+                    end = start + step
+                    last = end >= len(message)
+                    event: TextMessage | BytesMessage
+                    if isinstance(message, str):
+                        event = TextMessage(data=message[start:end], message_finished=last)
+                    else:
+                        event = BytesMessage(data=message[start:end], message_finished=last)
+                    await self._send_fragment(self._wsproto.send(event))
+            finally:
+                self._written()
 
     async def _send_fragment(self, data: bytes | list[bytes]) -> None:
         try:
@@ -677,6 +788,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         await self._send(
             AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers, extensions=extensions)
         )
+        if self._early_bytes:
+            self._wake_reader()  # the frames that came with the request are the first to handle
         # Only trio-websocket's client waits for this event; a server can let it go.
         del self._open_handshake
 
@@ -737,8 +850,9 @@ def server_connection(
     """
     connection = ServerConnection(stream, options)
     connection._wsproto.initiate_upgrade_connection(headers, target)
-    if trailing_data:
-        connection._wsproto.receive_data(trailing_data)
+    # Not given to wsproto now: its handshake would keep them in h11's buffer, and the connection
+    # it opens on accept would never see them (item 1). The reader gives them to the connection.
+    connection._early_bytes = trailing_data
     return connection
 
 
