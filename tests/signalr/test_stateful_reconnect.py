@@ -331,6 +331,9 @@ class Ledger(Hub):
         self.total += number
         return self.total
 
+    async def echo(self, text: str) -> str:
+        return text
+
     async def burst(self, count: int, size: int) -> None:
         try:
             for i in range(count):
@@ -534,4 +537,76 @@ async def test_a_client_away_past_the_disconnect_timeout_is_ended_and_its_token_
         refused = await late.handshake(f"/hub?id={token}")
         assert isinstance(refused, RejectConnection) and refused.status_code == 404
     assert any("no new transport within disconnect_timeout" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
+
+async def _echo_with_calls_in_flight(
+    client: StatefulClient, results: list[str], *, calls: int, in_flight: int, size: int
+) -> None:
+    """Invoke Echo until ``results`` holds ``calls`` answers, ``in_flight`` calls outstanding, acking
+    once a second what arrived (as the official client does)."""
+    first = len(results)
+
+    async def ack_every_second() -> None:
+        acked = 0
+        while True:
+            await trio.sleep(1)
+            if len(results) > acked:
+                acked = len(results)
+                await client.send(Ack(acked))
+
+    def call(i: int) -> Invocation:
+        return Invocation("Echo", (f"{i}:" + "x" * size,), str(i))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ack_every_second)
+        sent = first
+        while sent < min(first + in_flight, calls):
+            await client.send(call(sent))
+            sent += 1
+        while len(results) < calls:
+            message = await client.receive()
+            if isinstance(message, Ack):
+                continue  # the server acknowledging the calls
+            assert isinstance(message, Completion), message
+            assert message.invocation_id == str(len(results)), message
+            results.append(message.result)
+            if sent < calls:
+                await client.send(call(sent))
+                sent += 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_acks_are_read_while_replies_wait_for_room_in_the_replay_buffer(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve 1 KB Echo calls in flight, one call slot, the client acking once a second: the replies
+    fill the 100,000-byte replay buffer, and the reader goes on reading the Acks that make room
+    from behind the calls waiting for the slot. Every call completes once, in order, without
+    TOO_SLOW, before and after a reconnect in the middle."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    size, half = 1024, 250
+    results: list[str] = []
+    async with serve_ledger() as (memory, hub, token):
+        client = await open_stateful(memory.listener, token)
+        await client.handshake()
+        with trio.fail_after(60):
+            await _echo_with_calls_in_flight(client, results, calls=half, in_flight=12, size=size)
+        await client.drop()  # some replies unacknowledged
+        await trio.testing.wait_all_tasks_blocked()
+        second = await open_stateful(memory.listener, token)
+        sequence = await second.receive()
+        assert isinstance(sequence, Sequence_) and 1 <= sequence.sequence_id <= half + 1
+        for _ in range(half + 1 - sequence.sequence_id):  # replayed: the client has them already
+            replayed = await second.receive()
+            assert isinstance(replayed, Completion), replayed
+        await second.send(Sequence_(half + 1))
+        with trio.fail_after(60):
+            await _echo_with_calls_in_flight(second, results, calls=2 * half, in_flight=12, size=size)
+        assert not hub.ended
+        await second.close()
+        await trio.testing.wait_all_tasks_blocked()
+    assert results == [f"{i}:" + "x" * size for i in range(2 * half)]
+    assert list(hub.ended.values()) == [DisconnectReason.CLIENT_CLOSED]
     assert_no_tracebacks(caplog)

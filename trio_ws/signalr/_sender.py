@@ -134,6 +134,8 @@ class Sender:
             self._waits.add(scope)
             try:
                 if trackable and replay is not None and not replay.has_room():
+                    # Only an Ack makes room: the reader must read on to find it.
+                    self._connection.dispatcher.replies_wait_for_ack()
                     await replay.wait_for_room()
                 else:
                     await self.outbox.wait_writable()
