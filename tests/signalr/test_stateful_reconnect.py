@@ -285,6 +285,38 @@ async def test_official_client_keeps_every_message_across_many_cuts(
     assert_no_tracebacks(caplog)
 
 
+async def test_official_client_with_twelve_calls_in_flight_is_never_stuck_behind_its_acks(
+    node_client: Path, nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve 1 KB Echo calls in flight outrun the client's once-a-second Acks, so the replay buffer
+    fills again and again; the Acks are read behind the calls waiting for the slot, and all 600
+    calls complete on one connection, through two cuts, without TOO_SLOW."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count = 600
+    async with serve_testhub(nursery, HubOptions(detailed_errors=True)) as (server, hub, _):
+        proxy = CuttingProxy(server.port, [("down", 150_000), ("up", 200_000)])
+        await nursery.start(proxy.run)
+        url = f"http://127.0.0.1:{proxy.port}"
+        async with run_node(
+            node_client,
+            tmp_path / "node.log",
+            SERVER_URL=url,
+            MODE="calls",
+            COUNT=count,
+            WINDOW=12,
+            SIZE=1024,
+        ) as node:
+            connection_id = (await node.line())["connectionId"]
+            done = await node.line()
+    assert done["first"] == done["last"] == connection_id
+    assert done["calls"] == count and done["wrong"] == []
+    assert done["reconnecting"] == 0
+    assert proxy.cuts == 2
+    assert hub.ended == {connection_id: DisconnectReason.CLIENT_CLOSED}
+    assert not any("too slow" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
 async def test_official_client_away_too_long_comes_back_as_a_new_connection(
     node_client: Path, nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -538,7 +570,6 @@ async def test_a_client_away_past_the_disconnect_timeout_is_ended_and_its_token_
         assert isinstance(refused, RejectConnection) and refused.status_code == 404
     assert any("no new transport within disconnect_timeout" in r.getMessage() for r in caplog.records)
     assert_no_tracebacks(caplog)
-
 
 
 async def _echo_with_calls_in_flight(
