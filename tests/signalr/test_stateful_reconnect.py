@@ -358,6 +358,7 @@ class Ledger(Hub):
         self.burst_cancelled = False
         self.ended: dict[str, DisconnectReason] = {}
         self.ended_event = trio.Event()
+        self.server: trio_ws.signalr.HubServer | None = None
 
     async def add(self, number: int) -> int:
         self.total += number
@@ -365,6 +366,9 @@ class Ledger(Hub):
 
     async def echo(self, text: str) -> str:
         return text
+
+    async def join(self, group: str) -> None:
+        await self.groups.add(self.context.connection_id, group)
 
     async def burst(self, count: int, size: int) -> None:
         try:
@@ -433,7 +437,7 @@ async def serve_ledger(**options: Any) -> AsyncIterator[tuple[trio_ws.testing.Me
     """A ``Ledger`` at /hub with stateful reconnect, served in memory; yields it and a negotiated token."""
     app = trio_ws.App()
     hub = Ledger()
-    map_hub(
+    hub.server = map_hub(
         app,
         "/hub",
         hub,
@@ -640,4 +644,112 @@ async def test_acks_are_read_while_replies_wait_for_room_in_the_replay_buffer(
         await trio.testing.wait_all_tasks_blocked()
     assert results == [f"{i}:" + "x" * size for i in range(2 * half)]
     assert list(hub.ended.values()) == [DisconnectReason.CLIENT_CLOSED]
+    assert_no_tracebacks(caplog)
+
+
+async def _join(client: StatefulClient, group: str) -> None:
+    await client.send(Invocation("Join", (group,), "j"))
+    assert await client.receive() == Completion.with_result("j", None)
+    await client.send(Ack(1))
+
+
+async def _items(client: StatefulClient, count: int, *, ack: bool) -> list[int]:
+    """The next ``count`` "Item" messages' numbers (acking each, if ``ack``); Acks skipped."""
+    items: list[int] = []
+    received = 1  # the Join's Completion
+    while len(items) < count:
+        message = await client.receive()
+        if isinstance(message, Ack):
+            continue
+        assert isinstance(message, Invocation) and message.target == "Item", message
+        items.append(message.arguments[0])
+        received += 1
+        if ack:
+            await client.send(Ack(received))
+    return items
+
+
+async def test_a_client_away_during_a_burst_to_its_group_gets_all_of_it_once_and_in_order(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group member's socket drops; 1,000 x 1 KB go to the group (ten times the replay buffer);
+    it comes back 3 s later and gets every message once, in order, on the same connection, while
+    the member that stayed got them all at once and the sender never waited."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count = 1000
+    async with serve_ledger() as (memory, hub, token):
+        assert hub.server is not None
+        away = await open_stateful(memory.listener, token)
+        await away.handshake()
+        await _join(away, "g")
+        stayed_token = (
+            await HttpHubClient(memory.listener.connect, "/hub").negotiate(
+                "negotiateVersion=1&useStatefulReconnect=true"
+            )
+        )["connectionToken"]
+        stayed = await open_stateful(memory.listener, stayed_token)
+        await stayed.handshake()
+        await _join(stayed, "g")
+        await trio.testing.wait_all_tasks_blocked()
+        await away.drop()
+        await trio.testing.wait_all_tasks_blocked()
+
+        start = trio.current_time()
+        group = hub.server.clients.group("g")
+        async with trio.open_nursery() as nursery:
+            received: list[int] = []
+
+            async def receive_all() -> None:
+                received.extend(await _items(stayed, count, ack=True))
+
+            nursery.start_soon(receive_all)
+            for i in range(count):
+                await group.send("Item", i, "x" * 1024)
+            assert trio.current_time() == start  # the sender never waited for the one away
+        assert received == list(range(count))
+
+        await trio.sleep(3)
+        back = await open_stateful(memory.listener, token)
+        assert await back.receive() == Sequence_(2)  # the Join's Completion was acknowledged
+        await back.send(Sequence_(2))
+        assert await _items(back, count, ack=True) == list(range(count))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not hub.ended
+        await back.close()
+        await stayed.close()
+    assert not any("too slow" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
+async def test_past_the_away_bound_a_client_is_closed_and_the_log_names_the_bound(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sends to many past ``away_buffer_size`` for a client that is away close it as too slow (nothing
+    numbered may be dropped); the log says which bound was hit; its way back gets 404."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    async with serve_ledger(stateful_reconnect_buffer_size=10_000, away_buffer_size=50_000) as (
+        memory,
+        hub,
+        token,
+    ):
+        assert hub.server is not None
+        client = await open_stateful(memory.listener, token)
+        await client.handshake()
+        await _join(client, "g")
+        await trio.testing.wait_all_tasks_blocked()
+        await client.drop()
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(100):
+            await hub.server.clients.group("g").send("Item", i, "x" * 1024)
+        await hub.ended_event.wait()
+        assert list(hub.ended.values()) == [DisconnectReason.TOO_SLOW]
+        late = RawClient(await memory.listener.connect())
+        refused = await late.handshake(f"/hub?id={token}")
+        assert isinstance(refused, RejectConnection) and refused.status_code == 404
+    assert any(
+        "too slow" in r.getMessage()
+        and "while it is away" in r.getMessage()
+        and "away_buffer_size (50000)" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
     assert_no_tracebacks(caplog)

@@ -590,7 +590,14 @@ class HubConnection:
             return True
         if policy is SlowClientPolicy.WAIT:
             return False
-        self._too_slow("its send buffer is full")
+        replay = sender.replay
+        if replay is None:
+            self._too_slow("its send buffer is full")
+        else:
+            self._too_slow(
+                f"{replay.unacked_bytes} bytes wait for its Ack{' while it is away' if sender.away else ''}, "
+                f"the most away_buffer_size ({sender.away_limit}) lets sends to many keep"
+            )
         return True
 
     async def deliver(self, message: SerializedMessage) -> None:
