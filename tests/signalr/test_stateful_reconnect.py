@@ -36,7 +36,8 @@ from examples.signalr.testhub import TestHub
 from tests.helpers import RawClient, open_raw_websocket
 from tests.signalr.helpers import assert_no_tracebacks
 from tests.signalr.http_helpers import HttpHubClient
-from trio_ws.signalr import DisconnectReason, Hub, HubOptions, map_hub
+from tests.signalr.redis_helpers import RedisServer, redis, redis_server
+from trio_ws.signalr import DisconnectReason, Hub, HubOptions, RedisBackplane, map_hub
 from trio_ws.signalr._protocol import PROTOCOLS
 from trio_ws.signalr._protocol.handshake import encode_request
 from trio_ws.signalr._protocol.messages import (
@@ -47,6 +48,8 @@ from trio_ws.signalr._protocol.messages import (
     Ping,
     Sequence_,
 )
+
+__all__ = ["redis", "redis_server"]  # fixtures, imported for pytest
 
 NODE_SUITE = Path(__file__).resolve().parent.parent / "signalr_node"
 CLIENT = NODE_SUITE / "stateful" / "through-proxy.js"
@@ -84,8 +87,10 @@ class CuttingProxy:
     open WebSocket; while ``hold`` is set, new WebSockets wait before reaching the hub.
     """
 
-    def __init__(self, target_port: int, plan: list[tuple[str, int]]) -> None:
-        self.target_port = target_port
+    def __init__(self, target_port: int | list[int], plan: list[tuple[str, int]]) -> None:
+        # Several ports: WebSockets go to each in turn (other requests to the first), as a
+        # balancer without stickiness sends a reconnecting client to one worker, then the other.
+        self.target_ports = [target_port] if isinstance(target_port, int) else list(target_port)
         self.plan = list(plan)
         self.cuts = 0
         self.websockets = 0
@@ -115,7 +120,9 @@ class CuttingProxy:
                 if self.hold is not None:
                     self.held.set()
                     await self.hold.wait()
-            upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+            ports = self.target_ports
+            port = ports[(self.websockets - 1) % len(ports)] if websocket else ports[0]
+            upstream = await trio.open_tcp_stream("127.0.0.1", port)
             cut = self.plan.pop(0) if websocket and self.plan else None
             scope = trio.CancelScope()
             if websocket:
@@ -314,6 +321,74 @@ async def test_official_client_with_twelve_calls_in_flight_is_never_stuck_behind
     assert proxy.cuts == 2
     assert hub.ended == {connection_id: DisconnectReason.CLIENT_CLOSED}
     assert not any("too slow" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
+async def test_official_client_cut_again_and_again_landing_on_each_worker_in_turn(
+    node_client: Path, redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two workers on one redis-server; every new WebSocket of the official client lands on the other
+    worker (a balancer without stickiness) and the proxy cuts each one mid-frame, so the connection's
+    holder sees its socket come back directly, relayed, directly... Calls one way, sends and pushes
+    (from the other worker) the other way arrive exactly once and in order on one connection, and
+    neither worker keeps anything of it afterwards."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count, pushes = 300, 300
+    plan = [("down" if i % 2 else "up", 1000 + 211 * i) for i in range(12)]
+    prefix = f"test:{os.urandom(4).hex()}"
+    fast: dict[str, Any] = {"heartbeat_interval": 0.1, "presence_ttl": 0.6, "operation_timeout": 0.5}
+    with trio.fail_after(NODE_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            hubs: list[RecordingHub] = []
+            hub_servers: list[trio_ws.signalr.HubServer] = []
+            servers: list[trio_ws.Server] = []
+            for _ in range(2):
+                app = trio_ws.App()
+                hub = RecordingHub()
+                backplane = RedisBackplane(redis.url, prefix=prefix, **fast)
+                hub_servers.append(
+                    map_hub(
+                        app,
+                        "/testhub",
+                        hub,
+                        options=HubOptions(detailed_errors=True),
+                        auth=None,
+                        backplane=backplane,
+                        stateful_reconnect=True,
+                    )
+                )
+                hubs.append(hub)
+                servers.append(await trio_ws.testing.start_server(nursery, app))
+                await backplane.wait_connected()
+            proxy = CuttingProxy([s.port for s in servers], plan)
+            await nursery.start(proxy.run)
+            url = f"http://127.0.0.1:{proxy.port}"
+            async with run_node(
+                node_client, tmp_path / "node.log", SERVER_URL=url, COUNT=count, PUSHES=pushes
+            ) as node:
+                connected = await node.line()
+                connection_id = connected["connectionId"]
+                for k in range(pushes):  # from the worker that does not hold it: over Redis
+                    await hub_servers[1].clients.client(connection_id).send("Push", k)
+                done = await node.line()
+            await hubs[0].ended_event.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            leftovers = [
+                (len(h.relayed_sockets.remote), len(h.relayed_sockets.fronts), h.statistics().connections)
+                for h in hub_servers
+            ]
+            for server in servers:
+                await server.aclose()
+            nursery.cancel_scope.cancel()
+    expected = [str(i) for i in range(count)]
+    assert done["first"] == done["last"] == connection_id
+    assert done["echoes"] == expected
+    assert done["messages"] == expected
+    assert done["pushed"] == list(range(pushes))
+    assert done["reconnecting"] == 0
+    assert proxy.cuts == len(plan), f"only {proxy.cuts} cuts happened; the flow was too short"
+    assert hubs[0].ended == {connection_id: DisconnectReason.CLIENT_CLOSED} and not hubs[1].ended
+    assert leftovers == [(0, 0, 0), (0, 0, 0)]
     assert_no_tracebacks(caplog)
 
 
