@@ -324,6 +324,44 @@ async def test_official_client_with_twelve_calls_in_flight_is_never_stuck_behind
     assert_no_tracebacks(caplog)
 
 
+@asynccontextmanager
+async def serve_two_workers(
+    nursery: trio.Nursery, redis: RedisServer
+) -> AsyncIterator[tuple[list[trio_ws.Server], list[RecordingHub], list[trio_ws.signalr.HubServer]]]:
+    """``/testhub`` on two servers sharing a redis-server: the workers of one deployment."""
+    prefix = f"test:{os.urandom(4).hex()}"
+    fast: dict[str, Any] = {"heartbeat_interval": 0.1, "presence_ttl": 0.6, "operation_timeout": 0.5}
+    hubs: list[RecordingHub] = []
+    hub_servers: list[trio_ws.signalr.HubServer] = []
+    servers: list[trio_ws.Server] = []
+    for _ in range(2):
+        app = trio_ws.App()
+        hub = RecordingHub()
+        backplane = RedisBackplane(redis.url, prefix=prefix, **fast)
+        options = HubOptions(detailed_errors=True)
+        hub_servers.append(
+            map_hub(
+                app, "/testhub", hub, options=options, auth=None, backplane=backplane, stateful_reconnect=True
+            )
+        )
+        hubs.append(hub)
+        servers.append(await trio_ws.testing.start_server(nursery, app))
+        await backplane.wait_connected()
+    try:
+        yield servers, hubs, hub_servers
+    finally:
+        for server in servers:
+            await server.aclose()
+
+
+def leftovers(hub_servers: list[trio_ws.signalr.HubServer]) -> list[tuple[int, int, int]]:
+    """What each worker still keeps: relayed sockets held, relayed sockets landed, connections."""
+    return [
+        (len(h.relayed_sockets.remote), len(h.relayed_sockets.fronts), h.statistics().connections)
+        for h in hub_servers
+    ]
+
+
 async def test_official_client_cut_again_and_again_landing_on_each_worker_in_turn(
     node_client: Path, redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -335,50 +373,23 @@ async def test_official_client_cut_again_and_again_landing_on_each_worker_in_tur
     caplog.set_level(logging.INFO, logger="trio_ws")
     count, pushes = 300, 300
     plan = [("down" if i % 2 else "up", 1000 + 211 * i) for i in range(12)]
-    prefix = f"test:{os.urandom(4).hex()}"
-    fast: dict[str, Any] = {"heartbeat_interval": 0.1, "presence_ttl": 0.6, "operation_timeout": 0.5}
     with trio.fail_after(NODE_DEADLINE):
         async with trio.open_nursery() as nursery:
-            hubs: list[RecordingHub] = []
-            hub_servers: list[trio_ws.signalr.HubServer] = []
-            servers: list[trio_ws.Server] = []
-            for _ in range(2):
-                app = trio_ws.App()
-                hub = RecordingHub()
-                backplane = RedisBackplane(redis.url, prefix=prefix, **fast)
-                hub_servers.append(
-                    map_hub(
-                        app,
-                        "/testhub",
-                        hub,
-                        options=HubOptions(detailed_errors=True),
-                        auth=None,
-                        backplane=backplane,
-                        stateful_reconnect=True,
-                    )
-                )
-                hubs.append(hub)
-                servers.append(await trio_ws.testing.start_server(nursery, app))
-                await backplane.wait_connected()
-            proxy = CuttingProxy([s.port for s in servers], plan)
-            await nursery.start(proxy.run)
-            url = f"http://127.0.0.1:{proxy.port}"
-            async with run_node(
-                node_client, tmp_path / "node.log", SERVER_URL=url, COUNT=count, PUSHES=pushes
-            ) as node:
-                connected = await node.line()
-                connection_id = connected["connectionId"]
-                for k in range(pushes):  # from the worker that does not hold it: over Redis
-                    await hub_servers[1].clients.client(connection_id).send("Push", k)
-                done = await node.line()
-            await hubs[0].ended_event.wait()
-            await trio.testing.wait_all_tasks_blocked()
-            leftovers = [
-                (len(h.relayed_sockets.remote), len(h.relayed_sockets.fronts), h.statistics().connections)
-                for h in hub_servers
-            ]
-            for server in servers:
-                await server.aclose()
+            async with serve_two_workers(nursery, redis) as (servers, hubs, hub_servers):
+                proxy = CuttingProxy([s.port for s in servers], plan)
+                await nursery.start(proxy.run)
+                url = f"http://127.0.0.1:{proxy.port}"
+                async with run_node(
+                    node_client, tmp_path / "node.log", SERVER_URL=url, COUNT=count, PUSHES=pushes
+                ) as node:
+                    connected = await node.line()
+                    connection_id = connected["connectionId"]
+                    for k in range(pushes):  # from the worker that does not hold it: over Redis
+                        await hub_servers[1].clients.client(connection_id).send("Push", k)
+                    done = await node.line()
+                await hubs[0].ended_event.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                left = leftovers(hub_servers)
             nursery.cancel_scope.cancel()
     expected = [str(i) for i in range(count)]
     assert done["first"] == done["last"] == connection_id
@@ -388,7 +399,48 @@ async def test_official_client_cut_again_and_again_landing_on_each_worker_in_tur
     assert done["reconnecting"] == 0
     assert proxy.cuts == len(plan), f"only {proxy.cuts} cuts happened; the flow was too short"
     assert hubs[0].ended == {connection_id: DisconnectReason.CLIENT_CLOSED} and not hubs[1].ended
-    assert leftovers == [(0, 0, 0), (0, 0, 0)]
+    assert left == [(0, 0, 0), (0, 0, 0)]
+    assert_no_tracebacks(caplog)
+
+
+async def test_official_client_with_calls_in_flight_keeps_acking_through_a_relay(
+    node_client: Path, redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve 1 KB Echo calls in flight, the socket cut four times and landing on each worker in
+    turn: while relayed, the client's Acks cross the backplane behind its calls and must still
+    reach the holder; every call completes on one connection, no TOO_SLOW, nothing left behind."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count = 800
+    # Short legs on A (direct), long ones on B (relayed): most calls cross the backplane.
+    plan = [("up", 3000), ("down", 300_000), ("up", 3000), ("down", 300_000)]
+    with trio.fail_after(NODE_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            async with serve_two_workers(nursery, redis) as (servers, hubs, hub_servers):
+                proxy = CuttingProxy([s.port for s in servers], plan)
+                await nursery.start(proxy.run)
+                url = f"http://127.0.0.1:{proxy.port}"
+                async with run_node(
+                    node_client,
+                    tmp_path / "node.log",
+                    SERVER_URL=url,
+                    MODE="calls",
+                    COUNT=count,
+                    WINDOW=12,
+                    SIZE=1024,
+                ) as node:
+                    connection_id = (await node.line())["connectionId"]
+                    done = await node.line()
+                await hubs[0].ended_event.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                left = leftovers(hub_servers)
+            nursery.cancel_scope.cancel()
+    assert done["first"] == done["last"] == connection_id
+    assert done["calls"] == count and done["wrong"] == []
+    assert done["reconnecting"] == 0
+    assert proxy.cuts == len(plan)
+    assert hubs[0].ended == {connection_id: DisconnectReason.CLIENT_CLOSED} and not hubs[1].ended
+    assert left == [(0, 0, 0), (0, 0, 0)]
+    assert not any("too slow" in r.getMessage() for r in caplog.records)
     assert_no_tracebacks(caplog)
 
 
