@@ -73,13 +73,13 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, deadline: float) -> None:
+async def wait_for_port(port: int, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            await (await trio.open_tcp_stream("127.0.0.1", port)).aclose()
             return
         except OSError:
-            time.sleep(0.1)
+            await trio.sleep(0.1)
     raise SystemExit(f"nothing listens on port {port}")
 
 
@@ -157,14 +157,24 @@ async def soak(args: argparse.Namespace) -> int:
         raise SystemExit("run `npm ci` in tests/signalr_node first")
     workdir = Path(tempfile.mkdtemp(prefix="stateful-soak-"))
     redis_port, port = free_port(), free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    redis = await trio.lowlevel.open_process(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
         stdout=subprocess.DEVNULL,
         cwd=workdir,
     )
     log = workdir / "server.log"
     with log.open("wb") as server_log:
-        server = subprocess.Popen(
+        server = await trio.lowlevel.open_process(
             [
                 sys.executable,
                 "-m",
@@ -186,7 +196,7 @@ async def soak(args: argparse.Namespace) -> int:
             cwd=ROOT,
         )
     try:
-        wait_for_port(port, time.monotonic() + 30)
+        await wait_for_port(port, time.monotonic() + 30)
         workers: list[int] = []
         while len(workers) < 2:  # both workers up
             await trio.sleep(0.5)
@@ -213,11 +223,12 @@ async def soak(args: argparse.Namespace) -> int:
         figures = json.loads(done.stdout.decode().strip().splitlines()[-1])
     finally:
         server.terminate()
-        server.wait(30)
+        with trio.move_on_after(30):
+            await server.wait()
         redis.terminate()
-        redis.wait(10)
+        await redis.wait()
     text = log.read_text(errors="replace")
-    counts = Counter()
+    counts: Counter[str] = Counter()
     for pattern, name in (
         (r"takes over from the one attached", "take-overs"),
         (r"the client is back after", "back"),
@@ -227,9 +238,7 @@ async def soak(args: argparse.Namespace) -> int:
         (r"relayed WebSocket refused", "relay refused"),
     ):
         counts[name] = len(re.findall(pattern, text))
-    growth = {
-        pid: (rss_end[pid] - rss_start[pid]) / 1024 / minutes for pid in workers if rss_end[pid]
-    }
+    growth = {pid: (rss_end[pid] - rss_start[pid]) / 1024 / minutes for pid in workers if rss_end[pid]}
     print(f"clients {args.clients}, {minutes:.1f} min, proxy cuts {proxy.cuts}")
     print("client figures:", json.dumps(figures, indent=1))
     print("worker log:", dict(counts))
@@ -251,7 +260,9 @@ async def soak(args: argparse.Namespace) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--duration", type=float, default=600, help="seconds the clients run")
     parser.add_argument("--interval-ms", type=int, default=200, help="between two Echo calls of a client")

@@ -372,7 +372,7 @@ async def test_official_client_cut_again_and_again_landing_on_each_worker_in_tur
     neither worker keeps anything of it afterwards."""
     caplog.set_level(logging.INFO, logger="trio_ws")
     count, pushes = 300, 300
-    plan = [("down" if i % 2 else "up", 1000 + 211 * i) for i in range(12)]
+    plan = [("down" if i % 2 else "up", 500 + 123 * i) for i in range(12)]
     with trio.fail_after(NODE_DEADLINE):
         async with trio.open_nursery() as nursery:
             async with serve_two_workers(nursery, redis) as (servers, hubs, hub_servers):

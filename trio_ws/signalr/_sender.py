@@ -135,8 +135,10 @@ class Sender:
         with trio.CancelScope() as scope:
             self._waits.add(scope)
             try:
-                if trackable and replay is not None and not replay.has_room(
-                    self.away_limit if droppable else None
+                if (
+                    trackable
+                    and replay is not None
+                    and not replay.has_room(self.away_limit if droppable else None)
                 ):
                     # Only an Ack makes room: the reader must read on to find it.
                     self._connection.dispatcher.replies_wait_for_ack()
