@@ -214,6 +214,14 @@ async def soak(args: argparse.Namespace) -> int:
                 "DURATION_S": str(args.duration),
                 "INTERVAL_MS": str(args.interval_ms),
             }
+            samples: list[tuple[float, dict[int, int]]] = []
+
+            async def sample_rss() -> None:
+                while True:
+                    await trio.sleep(60)
+                    samples.append(((time.monotonic() - started) / 60, {pid: rss_of(pid) for pid in workers}))
+
+            nursery.start_soon(sample_rss)
             done = await trio.run_process(
                 ["node", str(DRIVER)], env=env, capture_stdout=True, stderr=None, check=False
             )
@@ -242,11 +250,22 @@ async def soak(args: argparse.Namespace) -> int:
     print(f"clients {args.clients}, {minutes:.1f} min, proxy cuts {proxy.cuts}")
     print("client figures:", json.dumps(figures, indent=1))
     print("worker log:", dict(counts))
+    # Steady state: from the second minute's sample (every client connected, buffers grown) on.
+    steady = samples[1] if len(samples) > 2 else None
     for pid in workers:
-        print(
+        line = (
             f"worker {pid}: RSS {rss_start[pid] / 2**20:.1f} -> {rss_end[pid] / 2**20:.1f} MiB"
-            f" ({growth.get(pid, 0):+.0f} KiB/min)"
+            f" ({growth.get(pid, 0):+.0f} KiB/min from the start"
         )
+        if steady is not None and rss_end[pid]:
+            at, sizes = steady
+            rate = (rss_end[pid] - sizes[pid]) / 1024 / (minutes - at)
+            line += f", {rate:+.0f} KiB/min from minute {at:.0f}"
+        print(line + ")")
+    print(
+        "RSS each minute (MiB):",
+        [[round(size / 2**20, 1) for size in sizes.values()] for _, sizes in samples],
+    )
     print(f"server log: {log}")
     bad = (
         figures["failed"]

@@ -201,7 +201,19 @@ class Dispatcher:
         return True
 
     def _start_now(self, message: HubMessage) -> bool:
-        """Start a plain call in the reader's turn if nothing needs waiting for; whether it did."""
+        """Start a plain call, or hand an upload its item, in the reader's turn if nothing needs
+        waiting for; whether it did."""
+        if isinstance(message, StreamItem):
+            channel = self._uploads.get(message.invocation_id)
+            if channel is None:
+                return False  # the backlog logs it
+            try:
+                channel.send_nowait(message.item)
+            except trio.WouldBlock:
+                return False
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._uploads.pop(message.invocation_id, None)
+            return True
         if not isinstance(message, Invocation) or message.stream_ids:
             return False
         method = self._methods.get(message.target.lower())
