@@ -21,10 +21,11 @@ Rules of this module:
 
 * Reading is the connection's own task: it calls ``receive()`` on whatever
   transport is attached now, cuts the bytes into messages, and hands each
-  to the dispatcher before reading the next. When the dispatcher waits
-  (every call slot busy), reading waits, and the transport stops receiving:
-  back-pressure reaches the client through TCP (or its POSTs). Writing is
-  the ``Sender``'s (``_sender.py``).
+  to the dispatcher before reading the next. The dispatcher never waits for
+  a hub method (what steers the connection, Acks above all, is applied at
+  once); when calls pile up in its backlog, reading waits, and the
+  transport stops receiving: back-pressure reaches the client through TCP
+  (or its POSTs). Writing is the ``Sender``'s (``_sender.py``).
 * A connection ends once, for one reason (``close(reason)``, first caller
   wins). Ending cancels the nursery: calls, streams, the keep-alive. Then,
   shielded from cancellation and bounded by ``close_timeout``: the Close

@@ -62,8 +62,10 @@ class HubOptions:
             (ASP.NET: 32 KiB). A larger one, or a larger handshake, closes
             the connection with an error; nothing that size is buffered.
         max_parallel_invocations: Calls one connection may run at once
-            (ASP.NET: 1). Further calls wait, and so does reading from that
-            connection, which slows a client that floods. Streams don't count.
+            (ASP.NET: 1). Further calls wait; once 16 wait, so does reading
+            from that connection, which slows a client that floods (Acks,
+            Pings, Close and cancels already read are applied at once).
+            Streams don't count.
         max_streams: Streams one connection may run at once, in either
             direction. Past it, a stream call gets an error completion.
         stream_buffer_capacity: Items of an upload stream that may wait for
