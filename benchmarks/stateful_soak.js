@@ -4,7 +4,8 @@
  * proxy, each calling Echo every INTERVAL_MS and receiving the message the hub pushes (over the
  * backplane) for each call.
  *
- * Environment: SERVER_URL (the proxy), CLIENTS, DURATION_S, INTERVAL_MS.
+ * Environment: SERVER_URL (the proxy), CLIENTS, DURATION_S, INTERVAL_MS, SIZE (bytes of text in each
+ * Echo, and in the message pushed for it).
  * stdout: one JSON line at the end, with every client's figures summed up:
  * calls made, failed, latencies' percentiles, pushes expected, received, lost, duplicated or out
  * of order, and how often the clients fell back to a new connection (automatic reconnect).
@@ -21,6 +22,7 @@ const url = `${process.env.SERVER_URL.replace(/\/+$/, "")}/soak`;
 const clients = Number(process.env.CLIENTS || "20");
 const durationMs = Number(process.env.DURATION_S || "600") * 1000;
 const intervalMs = Number(process.env.INTERVAL_MS || "200");
+const padding = "x".repeat(Number(process.env.SIZE || "0"));
 
 const totals = {
     calls: 0,
@@ -78,10 +80,10 @@ async function client(index) {
         totals.calls++;
         inFlight.push(
             connection
-                .invoke("Echo", n, `${index}:${n}`)
+                .invoke("Echo", n, `${index}:${n}:${padding}`)
                 .then((echo) => {
                     latencies.push(Date.now() - started);
-                    if (echo !== `${index}:${n}`) {
+                    if (echo !== `${index}:${n}:${padding}`) {
                         throw new Error(`wrong echo ${echo}`);
                     }
                     answered.add(n);

@@ -18,6 +18,7 @@ per minute. Nothing may be lost, duplicated or failed.
 
     python -m benchmarks.stateful_soak                    # 20 clients, 10 minutes
     python -m benchmarks.stateful_soak --clients 5 --duration 60 --cut-min 3 --cut-max 6
+    python -m benchmarks.stateful_soak --size 4096 --interval-ms 50   # replies outrun the Acks
 
 Needs ``redis-server`` on PATH and ``npm ci`` in ``tests/signalr_node``.
 Traffic stays on 127.0.0.1.
@@ -49,13 +50,14 @@ DRIVER = Path(__file__).with_suffix(".js")
 
 
 class Soak(Hub):
-    """Echo, and a message pushed to the caller's own group for each call (over the backplane)."""
+    """Echo, and a message pushed to the caller's own group for each call (over the backplane),
+    carrying the same text."""
 
     async def on_connected(self) -> None:
         await self.groups.add(self.context.connection_id, f"me:{self.context.connection_id}")
 
     async def echo(self, number: int, text: str) -> str:
-        await self.clients.group(f"me:{self.context.connection_id}").send("Pushed", number)
+        await self.clients.group(f"me:{self.context.connection_id}").send("Pushed", number, text)
         return text
 
 
@@ -213,6 +215,7 @@ async def soak(args: argparse.Namespace) -> int:
                 "CLIENTS": str(args.clients),
                 "DURATION_S": str(args.duration),
                 "INTERVAL_MS": str(args.interval_ms),
+                "SIZE": str(args.size),
             }
             samples: list[tuple[float, dict[int, int]]] = []
 
@@ -285,6 +288,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--duration", type=float, default=600, help="seconds the clients run")
     parser.add_argument("--interval-ms", type=int, default=200, help="between two Echo calls of a client")
+    parser.add_argument("--size", type=int, default=0, help="bytes of text in each Echo (and its push)")
     parser.add_argument("--cut-min", type=float, default=30, help="shortest life of a proxied connection")
     parser.add_argument("--cut-max", type=float, default=60, help="longest life of a proxied connection")
     sys.exit(trio.run(soak, parser.parse_args()))
