@@ -225,9 +225,10 @@ async def soak(args: argparse.Namespace) -> int:
                     samples.append(((time.monotonic() - started) / 60, {pid: rss_of(pid) for pid in workers}))
 
             nursery.start_soon(sample_rss)
-            done = await trio.run_process(
-                ["node", str(DRIVER)], env=env, capture_stdout=True, stderr=None, check=False
-            )
+            with (workdir / "clients.log").open("wb") as clients_log:
+                done = await trio.run_process(
+                    ["node", str(DRIVER)], env=env, capture_stdout=True, stderr=clients_log, check=False
+                )
             minutes = (time.monotonic() - started) / 60
             rss_end = {pid: rss_of(pid) for pid in workers}
             nursery.cancel_scope.cancel()
@@ -269,7 +270,7 @@ async def soak(args: argparse.Namespace) -> int:
         "RSS each minute (MiB):",
         [[round(size / 2**20, 1) for size in sizes.values()] for _, sizes in samples],
     )
-    print(f"server log: {log}")
+    print(f"server log: {log}; the clients' warnings: {workdir / 'clients.log'}")
     bad = (
         figures["failed"]
         or figures["pushesLost"]
