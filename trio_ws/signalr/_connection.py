@@ -52,7 +52,7 @@ import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 import trio
 
@@ -87,6 +87,7 @@ __all__ = [
     "new_id",
 ]
 
+_Args = TypeVarTuple("_Args")
 logger = logging.getLogger("trio_ws.signalr")
 
 _CLOSED_WITH_ERROR = "Connection closed with an error."
@@ -185,7 +186,7 @@ class HubConnection(TransportConnection):
                 self._reason = DisconnectReason.SERVER_SHUTDOWN
             await self._finish()
 
-    def start_task(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def start_task(self, function: Callable[[*_Args], Awaitable[object]], *args: *_Args) -> None:
         """Start a task in the connection's nursery (calls and streams)."""
         assert self._tasks is not None
         self._tasks.start_soon(function, *args)

@@ -229,7 +229,8 @@ class Dispatcher:
             return True
         if not isinstance(message, Invocation) or message.stream_ids:
             return False
-        method = self._methods.get(message.target.lower())
+        key = message.target.lower()
+        method = self._methods.get(key)
         if method is None or method.streams_result or method.stream_positions:
             return False
         try:
@@ -240,9 +241,16 @@ class Dispatcher:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return False
-        call = CallInfo(self._connection, slot=self._slots)
+        call = CallInfo(self._connection, slot=self._slots, method=method.name)
         self._connection.start_task(
-            self._run_call, call, method, message.target, message.invocation_id, bound, ()
+            self._run_call,
+            call,
+            method,
+            message.target,
+            message.invocation_id,
+            bound,
+            (),
+            self._pipelines.get(key),
         )
         return True
 
