@@ -18,10 +18,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
+from wsproto.events import AcceptConnection, CloseConnection
 
 import trio_ws
 import trio_ws.testing
-from trio_ws.signalr import Hub, HubOptions, RedisBackplane, map_hub
+from tests.helpers import RawClient
+from tests.signalr.test_stateful_reconnect import StatefulClient
+from trio_ws.signalr import Hub, HubOptions, HubServer, RedisBackplane, map_hub
 from trio_ws.signalr._protocol.messages import (
     Completion,
     HubMessage,
@@ -71,6 +74,7 @@ class Worker:
     name: str
     server: trio_ws.Server
     scope: trio.CancelScope
+    hub: HubServer
 
     @property
     def port(self) -> int:
@@ -95,7 +99,9 @@ async def workers(
             backplane = RedisBackplane((urls or {}).get(index, url), prefix=prefix, **FAST)
             # Polls held longer than operation_timeout: the holder's "taken" keeps the front waiting.
             options = HubOptions(long_polling_timeout=1)
-            map_hub(app, "/hub", Rooms(name), backplane=backplane, options=options, stateful_reconnect=True)
+            hub = map_hub(
+                app, "/hub", Rooms(name), backplane=backplane, options=options, stateful_reconnect=True
+            )
             scope = trio.CancelScope()
 
             async def serve(
@@ -110,7 +116,7 @@ async def workers(
 
             server = await nursery.start(serve)
             backplanes.append(backplane)
-            started.append(Worker(name, server, scope))
+            started.append(Worker(name, server, scope, hub))
         for backplane in backplanes:
             await backplane.wait_connected()
         yield started
@@ -400,4 +406,82 @@ async def test_stateful_reconnect_to_another_worker_replays_exactly_what_was_mis
                 async with open_hub_websocket(url, handshake=False) as third:  # lands on A again
                     await third.send(Sequence_(3))  # the client sent two: Join, Worker
                     assert await said_until(third, books, 1) == ["during 3"]
+            nursery.cancel_scope.cancel()
+
+
+def relay_leftovers(*workers: Worker) -> list[tuple[int, int]]:
+    """Relayed sockets each worker still keeps: (held here, landed here)."""
+    return [(len(w.hub.relayed_sockets.remote), len(w.hub.relayed_sockets.fronts)) for w in workers]
+
+
+async def closed_by_server(client: StatefulClient) -> int | None:
+    """The close code the server ends ``client``'s socket with (messages before it skipped)."""
+    while (event := await client.raw.next_event()) is not None:
+        if isinstance(event, CloseConnection):
+            return event.code
+    return None
+
+
+async def open_stateful_tcp(port: int, token: str) -> StatefulClient:
+    raw = RawClient(await trio.open_tcp_stream("127.0.0.1", port))
+    accepted = await raw.handshake(f"/hub?id={token}")
+    assert isinstance(accepted, AcceptConnection), accepted
+    return StatefulClient(raw)
+
+
+async def said_raw(client: StatefulClient, books: Books, count: int) -> list[str]:
+    """The texts of the next ``count`` new group messages."""
+    texts: list[str] = []
+    while len(texts) < count:
+        message = await client.receive()
+        assert message is not None, "the socket closed"
+        if books.take(message) and isinstance(message, Invocation):
+            texts.append(message.arguments[1])
+    return texts
+
+
+async def test_a_socket_still_attached_is_taken_over_from_either_worker_and_nothing_is_left(
+    redis: RedisServer,
+) -> None:
+    """A stateful client gives up on a socket that still looks open (half-open: no Close, no cut)
+    and opens another, which lands on the other worker: a direct socket taken over by a relayed
+    one, and a relayed one by a direct one, again and again. Each time the server closes the old
+    socket, the new one gets exactly what the client had not seen, calls and group messages flow
+    on, and once the client leaves, neither worker keeps anything of the relay."""
+    with trio.fail_after(DEADLINE):
+        async with workers(redis.url) as (a, b), trio.open_nursery() as nursery:
+            balancer = Balancer([a.port, b.port])
+            await nursery.start(balancer.serve)
+            client = HttpHubClient(Steer(a).connect, "/hub")
+            await client.negotiate("negotiateVersion=1&useStatefulReconnect=true")
+            books = Books()
+            async with open_hub_websocket(f"ws://127.0.0.1:{b.port}/hub") as sender:
+                old = await open_stateful_tcp(balancer.port, client.token)  # lands on A
+                await old.handshake()
+                await old.send(Invocation("Join", ["room"], "1"))
+                while not isinstance(message := await old.receive(), Completion):
+                    pass
+                books.take(message)
+                sent = 1  # the client's messages so far
+                for round_ in range(6):  # B (relayed) takes over from A, A from B, ...
+                    new = await open_stateful_tcp(balancer.port, client.token)
+                    await new.send(Sequence_(sent + 1))
+                    assert await closed_by_server(old) == 1008
+                    await trio.aclose_forcefully(old.raw.stream)
+                    texts = [f"round {round_}: {i}" for i in range(3)]
+                    for text in texts:
+                        await sender.call("ToGroup", "room", text)
+                    assert await said_raw(new, books, 3) == texts
+                    sent += 1
+                    await new.send(Invocation("Worker", [], str(sent)))
+                    while not isinstance(message := await new.receive(), Completion):
+                        assert message is not None, "the socket closed"
+                        books.take(message)
+                    books.take(message)
+                    assert message.result == "A"  # the connection never moved
+                    old = new
+                await old.close()
+            await a.hub.relayed_sockets.wait_empty()
+            await b.hub.relayed_sockets.wait_empty()
+            assert relay_leftovers(a, b) == [(0, 0), (0, 0)]
             nursery.cancel_scope.cancel()

@@ -36,7 +36,8 @@ from examples.signalr.testhub import TestHub
 from tests.helpers import RawClient, open_raw_websocket
 from tests.signalr.helpers import assert_no_tracebacks
 from tests.signalr.http_helpers import HttpHubClient
-from trio_ws.signalr import DisconnectReason, Hub, HubOptions, map_hub
+from tests.signalr.redis_helpers import RedisServer, redis, redis_server
+from trio_ws.signalr import DisconnectReason, Hub, HubOptions, RedisBackplane, map_hub
 from trio_ws.signalr._protocol import PROTOCOLS
 from trio_ws.signalr._protocol.handshake import encode_request
 from trio_ws.signalr._protocol.messages import (
@@ -47,6 +48,8 @@ from trio_ws.signalr._protocol.messages import (
     Ping,
     Sequence_,
 )
+
+__all__ = ["redis", "redis_server"]  # fixtures, imported for pytest
 
 NODE_SUITE = Path(__file__).resolve().parent.parent / "signalr_node"
 CLIENT = NODE_SUITE / "stateful" / "through-proxy.js"
@@ -84,8 +87,10 @@ class CuttingProxy:
     open WebSocket; while ``hold`` is set, new WebSockets wait before reaching the hub.
     """
 
-    def __init__(self, target_port: int, plan: list[tuple[str, int]]) -> None:
-        self.target_port = target_port
+    def __init__(self, target_port: int | list[int], plan: list[tuple[str, int]]) -> None:
+        # Several ports: WebSockets go to each in turn (other requests to the first), as a
+        # balancer without stickiness sends a reconnecting client to one worker, then the other.
+        self.target_ports = [target_port] if isinstance(target_port, int) else list(target_port)
         self.plan = list(plan)
         self.cuts = 0
         self.websockets = 0
@@ -115,7 +120,9 @@ class CuttingProxy:
                 if self.hold is not None:
                     self.held.set()
                     await self.hold.wait()
-            upstream = await trio.open_tcp_stream("127.0.0.1", self.target_port)
+            ports = self.target_ports
+            port = ports[(self.websockets - 1) % len(ports)] if websocket else ports[0]
+            upstream = await trio.open_tcp_stream("127.0.0.1", port)
             cut = self.plan.pop(0) if websocket and self.plan else None
             scope = trio.CancelScope()
             if websocket:
@@ -285,6 +292,158 @@ async def test_official_client_keeps_every_message_across_many_cuts(
     assert_no_tracebacks(caplog)
 
 
+async def test_official_client_with_twelve_calls_in_flight_is_never_stuck_behind_its_acks(
+    node_client: Path, nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve 1 KB Echo calls in flight outrun the client's once-a-second Acks, so the replay buffer
+    fills again and again; the Acks are read behind the calls waiting for the slot, and all 600
+    calls complete on one connection, through two cuts, without TOO_SLOW."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count = 600
+    async with serve_testhub(nursery, HubOptions(detailed_errors=True)) as (server, hub, _):
+        proxy = CuttingProxy(server.port, [("down", 150_000), ("up", 200_000)])
+        await nursery.start(proxy.run)
+        url = f"http://127.0.0.1:{proxy.port}"
+        async with run_node(
+            node_client,
+            tmp_path / "node.log",
+            SERVER_URL=url,
+            MODE="calls",
+            COUNT=count,
+            WINDOW=12,
+            SIZE=1024,
+        ) as node:
+            connection_id = (await node.line())["connectionId"]
+            done = await node.line()
+    assert done["first"] == done["last"] == connection_id
+    assert done["calls"] == count and done["wrong"] == []
+    assert done["reconnecting"] == 0
+    assert proxy.cuts == 2
+    assert hub.ended == {connection_id: DisconnectReason.CLIENT_CLOSED}
+    assert not any("too slow" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
+@asynccontextmanager
+async def serve_two_workers(
+    nursery: trio.Nursery, redis: RedisServer
+) -> AsyncIterator[tuple[list[trio_ws.Server], list[RecordingHub], list[trio_ws.signalr.HubServer]]]:
+    """``/testhub`` on two servers sharing a redis-server: the workers of one deployment."""
+    prefix = f"test:{os.urandom(4).hex()}"
+    fast: dict[str, Any] = {"heartbeat_interval": 0.1, "presence_ttl": 0.6, "operation_timeout": 0.5}
+    hubs: list[RecordingHub] = []
+    hub_servers: list[trio_ws.signalr.HubServer] = []
+    servers: list[trio_ws.Server] = []
+    for _ in range(2):
+        app = trio_ws.App()
+        hub = RecordingHub()
+        backplane = RedisBackplane(redis.url, prefix=prefix, **fast)
+        options = HubOptions(detailed_errors=True)
+        hub_servers.append(
+            map_hub(
+                app, "/testhub", hub, options=options, auth=None, backplane=backplane, stateful_reconnect=True
+            )
+        )
+        hubs.append(hub)
+        servers.append(await trio_ws.testing.start_server(nursery, app))
+        await backplane.wait_connected()
+    try:
+        yield servers, hubs, hub_servers
+    finally:
+        for server in servers:
+            await server.aclose()
+
+
+def leftovers(hub_servers: list[trio_ws.signalr.HubServer]) -> list[tuple[int, int, int]]:
+    """What each worker still keeps: relayed sockets held, relayed sockets landed, connections."""
+    return [
+        (len(h.relayed_sockets.remote), len(h.relayed_sockets.fronts), h.statistics().connections)
+        for h in hub_servers
+    ]
+
+
+async def test_official_client_cut_again_and_again_landing_on_each_worker_in_turn(
+    node_client: Path, redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two workers on one redis-server; every new WebSocket of the official client lands on the other
+    worker (a balancer without stickiness) and the proxy cuts each one mid-frame, so the connection's
+    holder sees its socket come back directly, relayed, directly... Calls one way, sends and pushes
+    (from the other worker) the other way arrive exactly once and in order on one connection, and
+    neither worker keeps anything of it afterwards."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count, pushes = 300, 300
+    plan = [("down" if i % 2 else "up", 500 + 123 * i) for i in range(12)]
+    with trio.fail_after(NODE_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            async with serve_two_workers(nursery, redis) as (servers, hubs, hub_servers):
+                proxy = CuttingProxy([s.port for s in servers], plan)
+                await nursery.start(proxy.run)
+                url = f"http://127.0.0.1:{proxy.port}"
+                async with run_node(
+                    node_client, tmp_path / "node.log", SERVER_URL=url, COUNT=count, PUSHES=pushes
+                ) as node:
+                    connected = await node.line()
+                    connection_id = connected["connectionId"]
+                    for k in range(pushes):  # from the worker that does not hold it: over Redis
+                        await hub_servers[1].clients.client(connection_id).send("Push", k)
+                    done = await node.line()
+                await hubs[0].ended_event.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                left = leftovers(hub_servers)
+            nursery.cancel_scope.cancel()
+    expected = [str(i) for i in range(count)]
+    assert done["first"] == done["last"] == connection_id
+    assert done["echoes"] == expected
+    assert done["messages"] == expected
+    assert done["pushed"] == list(range(pushes))
+    assert done["reconnecting"] == 0
+    assert proxy.cuts == len(plan), f"only {proxy.cuts} cuts happened; the flow was too short"
+    assert hubs[0].ended == {connection_id: DisconnectReason.CLIENT_CLOSED} and not hubs[1].ended
+    assert left == [(0, 0, 0), (0, 0, 0)]
+    assert_no_tracebacks(caplog)
+
+
+async def test_official_client_with_calls_in_flight_keeps_acking_through_a_relay(
+    node_client: Path, redis: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve 1 KB Echo calls in flight, the socket cut four times and landing on each worker in
+    turn: while relayed, the client's Acks cross the backplane behind its calls and must still
+    reach the holder; every call completes on one connection, no TOO_SLOW, nothing left behind."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count = 800
+    # Short legs on A (direct), long ones on B (relayed): most calls cross the backplane.
+    plan = [("up", 3000), ("down", 300_000), ("up", 3000), ("down", 300_000)]
+    with trio.fail_after(NODE_DEADLINE):
+        async with trio.open_nursery() as nursery:
+            async with serve_two_workers(nursery, redis) as (servers, hubs, hub_servers):
+                proxy = CuttingProxy([s.port for s in servers], plan)
+                await nursery.start(proxy.run)
+                url = f"http://127.0.0.1:{proxy.port}"
+                async with run_node(
+                    node_client,
+                    tmp_path / "node.log",
+                    SERVER_URL=url,
+                    MODE="calls",
+                    COUNT=count,
+                    WINDOW=12,
+                    SIZE=1024,
+                ) as node:
+                    connection_id = (await node.line())["connectionId"]
+                    done = await node.line()
+                await hubs[0].ended_event.wait()
+                await trio.testing.wait_all_tasks_blocked()
+                left = leftovers(hub_servers)
+            nursery.cancel_scope.cancel()
+    assert done["first"] == done["last"] == connection_id
+    assert done["calls"] == count and done["wrong"] == []
+    assert done["reconnecting"] == 0
+    assert proxy.cuts == len(plan)
+    assert hubs[0].ended == {connection_id: DisconnectReason.CLIENT_CLOSED} and not hubs[1].ended
+    assert left == [(0, 0, 0), (0, 0, 0)]
+    assert not any("too slow" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
 async def test_official_client_away_too_long_comes_back_as_a_new_connection(
     node_client: Path, nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -326,10 +485,17 @@ class Ledger(Hub):
         self.burst_cancelled = False
         self.ended: dict[str, DisconnectReason] = {}
         self.ended_event = trio.Event()
+        self.server: trio_ws.signalr.HubServer | None = None
 
     async def add(self, number: int) -> int:
         self.total += number
         return self.total
+
+    async def echo(self, text: str) -> str:
+        return text
+
+    async def join(self, group: str) -> None:
+        await self.groups.add(self.context.connection_id, group)
 
     async def burst(self, count: int, size: int) -> None:
         try:
@@ -398,7 +564,7 @@ async def serve_ledger(**options: Any) -> AsyncIterator[tuple[trio_ws.testing.Me
     """A ``Ledger`` at /hub with stateful reconnect, served in memory; yields it and a negotiated token."""
     app = trio_ws.App()
     hub = Ledger()
-    map_hub(
+    hub.server = map_hub(
         app,
         "/hub",
         hub,
@@ -534,4 +700,183 @@ async def test_a_client_away_past_the_disconnect_timeout_is_ended_and_its_token_
         refused = await late.handshake(f"/hub?id={token}")
         assert isinstance(refused, RejectConnection) and refused.status_code == 404
     assert any("no new transport within disconnect_timeout" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
+async def _echo_with_calls_in_flight(
+    client: StatefulClient, results: list[str], *, calls: int, in_flight: int, size: int
+) -> None:
+    """Invoke Echo until ``results`` holds ``calls`` answers, ``in_flight`` calls outstanding, acking
+    once a second what arrived (as the official client does)."""
+    first = len(results)
+
+    async def ack_every_second() -> None:
+        acked = 0
+        while True:
+            await trio.sleep(1)
+            if len(results) > acked:
+                acked = len(results)
+                await client.send(Ack(acked))
+
+    def call(i: int) -> Invocation:
+        return Invocation("Echo", (f"{i}:" + "x" * size,), str(i))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ack_every_second)
+        sent = first
+        while sent < min(first + in_flight, calls):
+            await client.send(call(sent))
+            sent += 1
+        while len(results) < calls:
+            message = await client.receive()
+            if isinstance(message, Ack):
+                continue  # the server acknowledging the calls
+            assert isinstance(message, Completion), message
+            assert message.invocation_id == str(len(results)), message
+            results.append(message.result)
+            if sent < calls:
+                await client.send(call(sent))
+                sent += 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_acks_are_read_while_replies_wait_for_room_in_the_replay_buffer(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twelve 1 KB Echo calls in flight, one call slot, the client acking once a second: the replies
+    fill the 100,000-byte replay buffer, and the reader goes on reading the Acks that make room
+    from behind the calls waiting for the slot. Every call completes once, in order, without
+    TOO_SLOW, before and after a reconnect in the middle."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    size, half = 1024, 250
+    results: list[str] = []
+    async with serve_ledger() as (memory, hub, token):
+        client = await open_stateful(memory.listener, token)
+        await client.handshake()
+        with trio.fail_after(60):
+            await _echo_with_calls_in_flight(client, results, calls=half, in_flight=12, size=size)
+        await client.drop()  # some replies unacknowledged
+        await trio.testing.wait_all_tasks_blocked()
+        second = await open_stateful(memory.listener, token)
+        sequence = await second.receive()
+        assert isinstance(sequence, Sequence_) and 1 <= sequence.sequence_id <= half + 1
+        for _ in range(half + 1 - sequence.sequence_id):  # replayed: the client has them already
+            replayed = await second.receive()
+            assert isinstance(replayed, Completion), replayed
+        await second.send(Sequence_(half + 1))
+        with trio.fail_after(60):
+            await _echo_with_calls_in_flight(second, results, calls=2 * half, in_flight=12, size=size)
+        assert not hub.ended
+        await second.close()
+        await trio.testing.wait_all_tasks_blocked()
+    assert results == [f"{i}:" + "x" * size for i in range(2 * half)]
+    assert list(hub.ended.values()) == [DisconnectReason.CLIENT_CLOSED]
+    assert_no_tracebacks(caplog)
+
+
+async def _join(client: StatefulClient, group: str) -> None:
+    await client.send(Invocation("Join", (group,), "j"))
+    assert await client.receive() == Completion.with_result("j", None)
+    await client.send(Ack(1))
+
+
+async def _items(client: StatefulClient, count: int, *, ack: bool) -> list[int]:
+    """The next ``count`` "Item" messages' numbers (acking each, if ``ack``); Acks skipped."""
+    items: list[int] = []
+    received = 1  # the Join's Completion
+    while len(items) < count:
+        message = await client.receive()
+        if isinstance(message, Ack):
+            continue
+        assert isinstance(message, Invocation) and message.target == "Item", message
+        items.append(message.arguments[0])
+        received += 1
+        if ack:
+            await client.send(Ack(received))
+    return items
+
+
+async def test_a_client_away_during_a_burst_to_its_group_gets_all_of_it_once_and_in_order(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A group member's socket drops; 1,000 x 1 KB go to the group (ten times the replay buffer);
+    it comes back 3 s later and gets every message once, in order, on the same connection, while
+    the member that stayed got them all at once and the sender never waited."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    count = 1000
+    async with serve_ledger() as (memory, hub, token):
+        assert hub.server is not None
+        away = await open_stateful(memory.listener, token)
+        await away.handshake()
+        await _join(away, "g")
+        stayed_token = (
+            await HttpHubClient(memory.listener.connect, "/hub").negotiate(
+                "negotiateVersion=1&useStatefulReconnect=true"
+            )
+        )["connectionToken"]
+        stayed = await open_stateful(memory.listener, stayed_token)
+        await stayed.handshake()
+        await _join(stayed, "g")
+        await trio.testing.wait_all_tasks_blocked()
+        await away.drop()
+        await trio.testing.wait_all_tasks_blocked()
+
+        start = trio.current_time()
+        group = hub.server.clients.group("g")
+        async with trio.open_nursery() as nursery:
+            received: list[int] = []
+
+            async def receive_all() -> None:
+                received.extend(await _items(stayed, count, ack=True))
+
+            nursery.start_soon(receive_all)
+            for i in range(count):
+                await group.send("Item", i, "x" * 1024)
+            assert trio.current_time() == start  # the sender never waited for the one away
+        assert received == list(range(count))
+
+        await trio.sleep(3)
+        back = await open_stateful(memory.listener, token)
+        assert await back.receive() == Sequence_(2)  # the Join's Completion was acknowledged
+        await back.send(Sequence_(2))
+        assert await _items(back, count, ack=True) == list(range(count))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not hub.ended
+        await back.close()
+        await stayed.close()
+    assert not any("too slow" in r.getMessage() for r in caplog.records)
+    assert_no_tracebacks(caplog)
+
+
+async def test_past_the_away_bound_a_client_is_closed_and_the_log_names_the_bound(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sends to many past ``away_buffer_size`` for a client that is away close it as too slow (nothing
+    numbered may be dropped); the log says which bound was hit; its way back gets 404."""
+    caplog.set_level(logging.INFO, logger="trio_ws")
+    async with serve_ledger(stateful_reconnect_buffer_size=10_000, away_buffer_size=50_000) as (
+        memory,
+        hub,
+        token,
+    ):
+        assert hub.server is not None
+        client = await open_stateful(memory.listener, token)
+        await client.handshake()
+        await _join(client, "g")
+        await trio.testing.wait_all_tasks_blocked()
+        await client.drop()
+        await trio.testing.wait_all_tasks_blocked()
+        for i in range(100):
+            await hub.server.clients.group("g").send("Item", i, "x" * 1024)
+        await hub.ended_event.wait()
+        assert list(hub.ended.values()) == [DisconnectReason.TOO_SLOW]
+        late = RawClient(await memory.listener.connect())
+        refused = await late.handshake(f"/hub?id={token}")
+        assert isinstance(refused, RejectConnection) and refused.status_code == 404
+    assert any(
+        "too slow" in r.getMessage()
+        and "while it is away" in r.getMessage()
+        and "away_buffer_size (50000)" in r.getMessage()
+        for r in caplog.records
+    ), [r.getMessage() for r in caplog.records]
     assert_no_tracebacks(caplog)

@@ -17,12 +17,13 @@ the time away, ending once) is ``TransportConnection``'s
 
 Rules of this module:
 
-* Reading is the connection's own task: it calls ``_receive()`` (the
-  transport attached now), cuts the bytes into messages, and hands each
-  to the dispatcher before reading the next. When the dispatcher waits
-  (every call slot busy), reading waits, and the transport stops receiving:
-  back-pressure reaches the client through TCP (or its POSTs). Writing is
-  the ``Sender``'s (``_sender.py``).
+* Reading is the connection's own task: it calls ``_receive()`` (the transport
+  attached now), cuts the bytes into messages, and hands each
+  to the dispatcher before reading the next. The dispatcher never waits for
+  a hub method (what steers the connection, Acks above all, is applied at
+  once); when calls pile up in its backlog, reading waits, and the
+  transport stops receiving: back-pressure reaches the client through TCP
+  (or its POSTs). Writing is the ``Sender``'s (``_sender.py``).
 * Ending cancels the nursery: calls, streams, the keep-alive. Then,
   shielded from cancellation and bounded by ``close_timeout``: the Close
   message is queued (when a transport can still carry it; a client too
@@ -51,7 +52,7 @@ import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVarTuple
 
 import trio
 
@@ -86,6 +87,7 @@ __all__ = [
     "new_id",
 ]
 
+_Args = TypeVarTuple("_Args")
 logger = logging.getLogger("trio_ws.signalr")
 
 _CLOSED_WITH_ERROR = "Connection closed with an error."
@@ -184,7 +186,7 @@ class HubConnection(TransportConnection):
                 self._reason = DisconnectReason.SERVER_SHUTDOWN
             await self._finish()
 
-    def start_task(self, function: Callable[..., Awaitable[Any]], *args: Any) -> None:
+    def start_task(self, function: Callable[[*_Args], Awaitable[object]], *args: *_Args) -> None:
         """Start a task in the connection's nursery (calls and streams)."""
         assert self._tasks is not None
         self._tasks.start_soon(function, *args)
@@ -453,7 +455,14 @@ class HubConnection(TransportConnection):
             return True
         if policy is SlowClientPolicy.WAIT:
             return False
-        self._too_slow("its send buffer is full")
+        replay = sender.replay
+        if replay is None:
+            self._too_slow("its send buffer is full")
+        else:
+            self._too_slow(
+                f"{replay.unacked_bytes} bytes wait for its Ack{' while it is away' if sender.away else ''}, "
+                f"the most away_buffer_size ({sender.away_limit}) lets sends to many keep"
+            )
         return True
 
     async def deliver(self, message: SerializedMessage) -> None:
@@ -461,6 +470,9 @@ class HubConnection(TransportConnection):
             await trio.lowlevel.checkpoint()
             return
         await self.send_bytes(message.encode(self.protocol), droppable=True)
+
+    def replies_wait_for_ack(self) -> None:
+        self.dispatcher.replies_wait_for_ack()
 
     async def invoke(self, target: str, arguments: Sequence[Any]) -> Any:
         return await self.dispatcher.invoke(target, arguments)

@@ -6,11 +6,21 @@ connection's nursery, so they end with the connection.
 
 Rules of this module:
 
+* The reader never waits for a hub method. What steers the connection is
+  applied the moment it is read, whatever calls are waiting: Acks, Pings,
+  Close, Sequence, CancelInvocation and the Completions of client results
+  (``_control``). A hub method's reply may be waiting for exactly those (a
+  full replay buffer waits for an Ack), so reading them may never depend on
+  a reply going out.
 * A call takes one of ``max_parallel_invocations`` slots for as long as it
-  runs (ASP.NET's default is 1: one call at a time). When none is free,
-  ``dispatch`` waits, so the connection stops reading, and a client that
-  floods calls is slowed down instead of piling up tasks. A call waiting for
-  a client result gives its slot back, so the client's reply can be read.
+  runs (ASP.NET's default is 1: one call at a time). A call that can start
+  at once starts in the reader's turn; the rest of the work (calls waiting
+  for a slot, upload items, error answers) waits in order in a backlog that
+  one task works through. The reader stops reading, and a client that
+  floods calls is slowed down through TCP, once ``_BACKLOG`` messages wait,
+  unless a reply waits for room in the replay buffer: then it reads on (the
+  Ack that makes room is somewhere behind the calls) up to ``_BACKLOG_MAX``.
+  A call waiting for a client result gives its slot back.
 * Streams (server-to-client, and calls that receive uploads) take no slot;
   at most ``max_streams`` run at once, and a client asking for more gets an
   error completion.
@@ -33,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +86,11 @@ _NOT_STREAMING_STREAMED = (
     "The client attempted to invoke the non-streaming '{}' method with a streaming invocation."
 )
 
+# Messages waiting in the backlog before the reader stops reading (a client pipelining calls)...
+_BACKLOG = 16
+# ... and at most, while replies wait for an Ack (each is at most ``max_message_size``).
+_BACKLOG_MAX = 128
+
 
 class _PendingResult:
     """A client result being awaited: the Completion, or why none will come."""
@@ -106,32 +122,83 @@ class Dispatcher:
         self._uploads: dict[str, trio.MemorySendChannel[Any]] = {}  # client-to-server streams
         self._pending: dict[str, _PendingResult] = {}  # client results, by our invocation id
         self._last_id = 0
+        self._backlog: deque[HubMessage] = deque()  # work waiting its turn, oldest first
+        self._working = False  # a task works through the backlog
+        self._backlog_shrank = trio.Event()
+        self._cancelled_early: set[str] = set()  # streams cancelled while in the backlog
 
     async def dispatch(self, message: HubMessage) -> None:
-        """Act on one message from the client, in the order they came.
+        """Act on one message from the client, in the order they came (the reader calls it).
 
-        It waits only when it must (every call slot busy, an upload's buffer
-        full, the client's send buffer full for an error completion), so a
-        message costs no trip through the scheduler: the connection's reader
-        takes its own schedule points (``_connection.py``).
+        It never waits for a hub method: control messages are applied at
+        once, a call that can start starts, and other work joins the
+        backlog. It waits only while the backlog is full (see the module's
+        rules), and takes no trip through the scheduler otherwise: the
+        connection's reader takes its own schedule points (``_connection.py``).
         """
+        if self._control(message):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        backlog = self._backlog
+        if not backlog and self._start_now(message):
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return
+        backlog.append(message)
+        if not self._working:
+            self._working = True
+            self._connection.start_task(self._work)
+        while self._backlog_full():
+            self._backlog_shrank = trio.Event()
+            await self._backlog_shrank.wait()
+        await trio.lowlevel.checkpoint_if_cancelled()
+
+    def _backlog_full(self) -> bool:
+        length = len(self._backlog)
+        if length < _BACKLOG:
+            return False
+        if length >= _BACKLOG_MAX:
+            return True
+        replay = self._connection.sender.replay
+        return replay is None or replay.has_room()
+
+    def replies_wait_for_ack(self) -> None:
+        """A reply waits for room in the replay buffer: a reader paused by the backlog reads on."""
+        self._backlog_shrank.set()
+
+    async def _work(self) -> None:
+        """Work through the backlog, in order; a task that ends once it is empty."""
+        backlog = self._backlog
+        try:
+            while backlog:
+                message = backlog[0]
+                await self._act(message)
+                backlog.popleft()
+                self._backlog_shrank.set()
+        finally:
+            self._working = False
+
+    def _control(self, message: HubMessage) -> bool:
+        """Apply ``message`` now if it steers the connection; whether it did."""
         match message:
-            case Invocation() | StreamInvocation():
-                await self._start(message)
-            case StreamItem():
-                await self._upload_item(message)
-            case Completion():
-                await self._completion(message)
             case CancelInvocation():
                 scope = self._streams.get(message.invocation_id)
                 if scope is not None:
                     scope.cancel()
+                elif any(
+                    isinstance(waiting, StreamInvocation) and waiting.invocation_id == message.invocation_id
+                    for waiting in self._backlog
+                ):
+                    self._cancelled_early.add(message.invocation_id)  # cancelled once it starts
                 else:
                     logger.debug(
                         "%s: CancelInvocation for unknown id %s",
                         self._connection,
                         printable(message.invocation_id),
                     )
+            case Completion() if message.invocation_id in self._pending:
+                pending = self._pending.pop(message.invocation_id)
+                pending.completion = message
+                pending.arrived.set()
             case Ping():
                 self._connection.arm_client_timeout()
             case Close():
@@ -142,6 +209,60 @@ class Dispatcher:
                     replay.ack(message.sequence_id)
             case Sequence_():
                 pass  # the reader acts on it (Replay.accept); without stateful reconnect, nothing to do
+            case _:
+                return False
+        return True
+
+    def _start_now(self, message: HubMessage) -> bool:
+        """Start a plain call, or hand an upload its item, in the reader's turn if nothing needs
+        waiting for; whether it did."""
+        if isinstance(message, StreamItem):
+            channel = self._uploads.get(message.invocation_id)
+            if channel is None:
+                return False  # the backlog logs it
+            try:
+                channel.send_nowait(message.item)
+            except trio.WouldBlock:
+                return False
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._uploads.pop(message.invocation_id, None)
+            return True
+        if not isinstance(message, Invocation) or message.stream_ids:
+            return False
+        key = message.target.lower()
+        method = self._methods.get(key)
+        if method is None or method.streams_result or method.stream_positions:
+            return False
+        try:
+            bound = method.bind(message.arguments)
+        except BindingError:
+            return False  # the backlog answers it
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        call = CallInfo(self._connection, slot=self._slots, method=method.name)
+        self._connection.start_task(
+            self._run_call,
+            call,
+            method,
+            message.target,
+            message.invocation_id,
+            bound,
+            (),
+            self._pipelines.get(key),
+        )
+        return True
+
+    async def _act(self, message: HubMessage) -> None:
+        """Do the work ``message`` asks for, waiting as long as it takes (the backlog's task)."""
+        match message:
+            case Invocation() | StreamInvocation():
+                await self._start(message)
+            case StreamItem():
+                await self._upload_item(message)
+            case Completion():
+                await self._completion(message)
 
     # -- calls and streams from the client ---------------------------------------------------
 
@@ -200,7 +321,7 @@ class Dispatcher:
             try:
                 self._slots.acquire_nowait()
             except trio.WouldBlock:
-                await self._slots.acquire()  # the reader waits here while every slot is busy
+                await self._slots.acquire()  # the backlog waits here while every slot is busy
             call = CallInfo(self._connection, slot=self._slots, method=method.name)
             self._connection.start_task(
                 self._run_call, call, method, target, invocation_id, bound, (), self._pipelines.get(key)
@@ -223,6 +344,9 @@ class Dispatcher:
             assert invocation_id is not None
             scope = self._streams[invocation_id] = trio.CancelScope()
             stream_ids = message.stream_ids
+            if invocation_id in self._cancelled_early:
+                self._cancelled_early.discard(invocation_id)
+                scope.cancel()
             self._connection.start_task(
                 self._run_stream, call, method, target, invocation_id, bound, scope, stream_ids, pipeline
             )

@@ -62,8 +62,10 @@ class HubOptions:
             (ASP.NET: 32 KiB). A larger one, or a larger handshake, closes
             the connection with an error; nothing that size is buffered.
         max_parallel_invocations: Calls one connection may run at once
-            (ASP.NET: 1). Further calls wait, and so does reading from that
-            connection, which slows a client that floods. Streams don't count.
+            (ASP.NET: 1). Further calls wait; once 16 wait, so does reading
+            from that connection, which slows a client that floods (Acks,
+            Pings, Close and cancels already read are applied at once).
+            Streams don't count.
         max_streams: Streams one connection may run at once, in either
             direction. Past it, a stream call gets an error completion.
         stream_buffer_capacity: Items of an upload stream that may wait for
@@ -73,7 +75,16 @@ class HubOptions:
             before senders wait or ``slow_client`` applies.
         stateful_reconnect_buffer_size: Under stateful reconnect, bytes of
             messages that may wait for the client's acknowledgement (ASP.NET:
-            100,000); past it, senders wait (or ``slow_client`` applies).
+            100,000); past it, a send to one connection waits.
+        away_buffer_size: Under stateful reconnect, bytes that sends to many
+            (``all``, ``others``, groups, users) may keep for one client until
+            it acknowledges them: while it is away (a dropped WebSocket,
+            until ``disconnect_timeout``) or catching up after it came back.
+            Such sends never wait for it, and nothing numbered may be
+            dropped, so past this bound the client is closed as too slow.
+            At least ``stateful_reconnect_buffer_size``; the default, 2 MiB,
+            lets a client miss a 1 MB burst for a few seconds and lose
+            nothing.
         max_connections: Hub connections this hub keeps open at once, from
             negotiate on (a negotiate never followed up counts until
             ``disconnect_timeout``); past it, negotiate and new WebSockets
@@ -107,6 +118,7 @@ class HubOptions:
     # Slow clients
     send_buffer_size: int = 256 * 1024
     stateful_reconnect_buffer_size: int = 100_000
+    away_buffer_size: int = 2 * 1024 * 1024
     slow_client: SlowClientPolicy = SlowClientPolicy.CLOSE
     slow_client_timeout: float = 10.0
     client_result_timeout: float | None = 30.0
@@ -135,8 +147,14 @@ class HubOptions:
             "stream_buffer_capacity",
             "send_buffer_size",
             "stateful_reconnect_buffer_size",
+            "away_buffer_size",
         ):
             _check_count(name, getattr(self, name))
+        if self.away_buffer_size < self.stateful_reconnect_buffer_size:
+            raise ValueError(
+                f"away_buffer_size ({self.away_buffer_size}) must be at least "
+                f"stateful_reconnect_buffer_size ({self.stateful_reconnect_buffer_size})"
+            )
         if self.max_connections is not None:
             _check_count("max_connections", self.max_connections)
         if not isinstance(self.slow_client, SlowClientPolicy):

@@ -42,10 +42,18 @@ Rules of this module:
   landed). The connection does not move: the holder attaches a
   ``RemoteTransport`` in place of the socket that dropped, and replays
   from the client's Sequence exactly as for a socket of its own, so nothing
-  is lost or duplicated whichever worker the socket reached. Each message
-  either way is one ask, answered once the other side has taken it (the
-  holder's inbound queue, the front's socket): one in flight per
-  direction, so order is kept and back-pressure reaches the sender.
+  is lost or duplicated whichever worker the socket reached. Each way, one
+  ask is in flight at a time, answered once the other side has taken it
+  (the holder's inbound queue, the front's socket), so order is kept and
+  back-pressure reaches the sender; what queued meanwhile goes in the next
+  ask (the holder's pump joins its queue, the front joins the client's
+  messages), so a slow backplane makes messages wait, never pile up.
+* A relayed socket ends on both sides together. The front tells the holder
+  when the client's socket ends, and when the holder stops answering (as
+  far as it can), so the holder never keeps a socket attached that is
+  gone; the holder tells the front when a newer socket takes over or the
+  connection ends (and answers ``False`` to the old socket's messages
+  after that), and the front closes it.
 """
 
 from __future__ import annotations
@@ -215,39 +223,94 @@ async def relay_websocket(hub_server: HubServer, worker: str, ws: ServerConnecti
             await ws.aclose(1008, "connection gone" if refusal[0] == 404 else "connection in use")
             return
         async with trio.open_nursery() as nursery:
-
-            async def inbound() -> None:
-                while True:
-                    try:
-                        message = await ws.get_message()
-                    except ConnectionClosed as exc:
-                        code = None if exc.reason is None else exc.reason.code
-                        with contextlib.suppress(BackplaneError):
-                            ending = [_END, stream, None, code in _BROKEN]
-                            await backplane.ask(worker, ending, options.close_timeout)
-                        break
-                    data = message.encode("utf-8") if isinstance(message, str) else message
-                    try:
-                        await backplane.ask(worker, [_DATA, stream, None, data], options.slow_client_timeout)
-                    except BackplaneError as exc:
-                        logger.info("%s: the worker holding its connection is gone: %s", ws, exc)
-                        await ws.aclose(1011, "the server holding this connection is gone")
-                        break
-                front.ended.set()
-
-            nursery.start_soon(inbound)
-            await front.ended.wait()
+            nursery.start_soon(_read_client, front)
+            await _forward(hub_server, worker, stream, front)
             nursery.cancel_scope.cancel()
     finally:
         del sockets.fronts[stream]
+        sockets.forgot()
+
+
+# Bytes from the client that may wait on the front while a relayed message is on its way to the
+# holder; past it, the front stops reading the socket (back-pressure through TCP).
+_FRONT_BUFFER = 256 * 1024
 
 
 class _Front:
-    """A WebSocket on the front, whose connection another worker holds."""
+    """A WebSocket on the front, whose connection another worker holds.
+
+    Its reader (``_read_client``) queues what the client sends; its
+    forwarder (``_forward``) sends everything queued to the holder as one
+    message, then the socket's end. A message is whole hub messages, so
+    joined messages are the same bytes for the hub protocol's reader.
+    """
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
         self.ended = trio.Event()
+        self.queued: list[bytes] = []
+        self.queued_bytes = 0
+        self.broken: bool | None = None  # set when the client's socket has ended: whether it broke
+        self.changed = trio.Event()  # something queued, or the end
+        self.room = trio.Event()
+
+
+async def _read_client(front: _Front) -> None:
+    ws = front.ws
+    while True:
+        while front.queued_bytes >= _FRONT_BUFFER:
+            front.room = trio.Event()
+            await front.room.wait()
+        try:
+            message = await ws.get_message()
+        except ConnectionClosed as exc:
+            code = None if exc.reason is None else exc.reason.code
+            front.broken = code in _BROKEN
+            front.changed.set()
+            return
+        data = message.encode("utf-8") if isinstance(message, str) else message
+        front.queued.append(data)
+        front.queued_bytes += len(data)
+        front.changed.set()
+
+
+async def _forward(hub_server: HubServer, worker: str, stream: str, front: _Front) -> None:
+    """Send what the client sends to the holder, in order, until the socket or the relay ends.
+
+    Everything queued while one message is on its way goes in the next, so
+    a backplane's round trip costs each message a wait, never a place in a
+    queue that grows. When the holder no longer carries this socket (a
+    newer one took the connection over, or it ended), the socket is closed;
+    when the holder does not answer, it is told the socket broke, as far
+    as it can be told, so it does not keep waiting on it.
+    """
+    backplane, options, ws = hub_server.backplane, hub_server.options, front.ws
+    while True:
+        if not front.queued and front.broken is None:
+            front.changed = trio.Event()
+            await front.changed.wait()
+            continue
+        if not front.queued:
+            with contextlib.suppress(BackplaneError):
+                await backplane.ask(worker, [_END, stream, None, front.broken], options.close_timeout)
+            break
+        data = b"".join(front.queued)
+        front.queued.clear()
+        front.queued_bytes = 0
+        front.room.set()
+        try:
+            taken = await backplane.ask(worker, [_DATA, stream, None, data], options.slow_client_timeout)
+        except BackplaneError as exc:
+            logger.info("%s: the worker holding its connection is gone: %s", ws, exc)
+            with contextlib.suppress(BackplaneError):
+                await backplane.ask(worker, [_END, stream, None, True], options.close_timeout)
+            await ws.aclose(1011, "the server holding this connection is gone")
+            break
+        if not taken:
+            logger.info("%s: its connection has ended, or another socket carries it now", ws)
+            await ws.aclose(1008, "connection gone or moved")
+            break
+    front.ended.set()
 
 
 class RemoteTransport:
@@ -305,6 +368,19 @@ class RelayedSockets:
     def __init__(self) -> None:
         self.remote: dict[str, RemoteTransport] = {}
         self.fronts: dict[str, _Front] = {}
+        self._emptied = trio.Event()
+
+    def forgot(self) -> None:
+        """A relayed socket's last trace here is gone."""
+        if not (self.remote or self.fronts):
+            self._emptied.set()
+            self._emptied = trio.Event()
+
+    async def wait_empty(self) -> None:
+        """Wait until this worker keeps no relayed socket, either side."""
+        while self.remote or self.fronts:
+            await self._emptied.wait()
+        await trio.lowlevel.checkpoint()
 
     def carry(self, hub_server: HubServer, connection: HubConnection, front: str, stream: str) -> None:
         """Attach a ``RemoteTransport`` for the front's socket ``stream`` to ``connection``."""
@@ -319,6 +395,7 @@ class RelayedSockets:
             await transport.abort()
         finally:
             self.remote.pop(stream, None)
+            self.forgot()
 
     async def answer(self, kind: str, stream: str, flag: Any, body: Any) -> Any:
         """A relayed socket's message, for this worker's side of it."""

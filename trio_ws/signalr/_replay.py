@@ -14,8 +14,10 @@ and each side sends again what the other has not acknowledged. One
   out, and kept until the client's Ack covers it. At most ``limit`` bytes
   wait for an Ack (one message of any size fits in an empty buffer); a
   sender finding no room waits (``wait_for_room``): that is the
-  backpressure. ``replay()`` gives what a new transport must carry: the
-  Sequence id, then every message still unacknowledged.
+  backpressure. Sends to many, which may not wait, check against a larger
+  bound of their own (``has_room(limit)``, ``HubOptions.away_buffer_size``).
+  ``replay()`` gives what a new transport must carry: the Sequence id, then
+  every message still unacknowledged.
 * The Sequence id is the id of the oldest unacknowledged message, or the
   number sent plus one when none waits. That is what ASP.NET and the
   TypeScript client send (``../shared/signalr.md``), whatever the newest
@@ -73,10 +75,14 @@ class Replay:
     def unacked_count(self) -> int:
         return len(self._unacked)
 
-    def has_room(self) -> bool:
-        """Whether a message may be recorded now (always, once closed: nothing waits for a dead
-        connection)."""
-        return self._closed or not self._unacked or self._unacked_bytes < self.limit
+    def has_room(self, limit: int | None = None) -> bool:
+        """Whether a message may be recorded now, with at most ``limit`` bytes (default: the
+        buffer's own) waiting for an Ack; always, once closed: nothing waits for a dead connection."""
+        return (
+            self._closed
+            or not self._unacked
+            or self._unacked_bytes < (self.limit if limit is None else limit)
+        )
 
     async def wait_for_room(self) -> None:
         """Wait until an Ack makes room (or the connection ends, see ``close``)."""

@@ -17,13 +17,17 @@ for whatever transport carries the connection now. Rules of this module:
   waits: it queues, or applies the slow-client policy, so one slow member
   never holds up the others.
 * Under stateful reconnect every trackable message is also recorded in the
-  ``Replay`` buffer until the client acknowledges it. A full replay buffer
-  makes senders wait (the backpressure), and a send to many apply the
-  policy (nothing can be dropped from a numbered sequence, so
-  ``DROP_OLDEST`` closes the client as ``CLOSE`` does). While the client is
-  away, trackable messages go only to the replay buffer, and a new
-  transport starts with the Sequence message and everything unacknowledged
-  (``resume``); Pings and Acks are not kept.
+  ``Replay`` buffer until the client acknowledges it, and the replay buffer
+  is what bounds them (the outbox holds the same bytes objects, not
+  copies). A send to one waits while ``stateful_reconnect_buffer_size``
+  bytes wait for an Ack (the backpressure). A send to many never waits: it
+  is recorded while fewer than ``away_buffer_size`` bytes wait, so a client
+  that is away for a moment, or catching up after it came back, loses
+  nothing of a burst; past that bound the policy applies (nothing can be
+  dropped from a numbered sequence, so ``DROP_OLDEST`` closes the client as
+  ``CLOSE`` does). While the client is away, trackable messages go only to
+  the replay buffer, and a new transport starts with the Sequence message
+  and everything unacknowledged (``resume``); Pings and Acks are not kept.
 * A sender waiting for room waits at most ``slow_client_timeout`` while a
   transport is attached; while a stateful client is away it waits for it
   to come back, which ``disconnect_timeout`` bounds.
@@ -59,6 +63,7 @@ class Sender:
         options = connection.server.options
         self._connection = connection
         self._timeout = options.slow_client_timeout
+        self.away_limit = options.away_buffer_size
         self.outbox = Outbox(options.send_buffer_size)
         self.replay: Replay | None = None
         self.protocol: HubProtocol | None = None
@@ -83,17 +88,14 @@ class Sender:
             if not trackable:
                 if self.attachment is None:
                     return True  # a Ping or an Ack for a client that is away: never sent again
-            elif not replay.has_room():
+            elif not replay.has_room(self.away_limit if droppable else None):
                 return False
-            elif self.attachment is None:
-                replay.record(data)  # the next transport replays it
-                self.last_sent = trio.current_time()
-                return True
             else:
-                # A recorded message is numbered: it may never be dropped from the queue.
-                if not self.outbox.put_nowait(data):
-                    return False
                 replay.record(data)
+                if self.attachment is not None:
+                    # Numbered, so never dropped from the queue; the replay buffer bounds it.
+                    self.outbox.force_put(data)
+                # (Away, the next transport replays it.)
                 self.last_sent = trio.current_time()
                 return True
         if not self.outbox.put_nowait(data, droppable=droppable):
@@ -116,13 +118,13 @@ class Sender:
         while True:
             deadline = math.inf if self.away else trio.current_time() + self._timeout
             with trio.move_on_at(deadline):
-                await self._wait_for_room(trackable)
+                await self._wait_for_room(trackable, droppable)
             if self.try_put(data, droppable=droppable, trackable=trackable):
                 return True
             if trio.current_time() >= deadline:
                 return False
 
-    async def _wait_for_room(self, trackable: bool) -> None:
+    async def _wait_for_room(self, trackable: bool, droppable: bool) -> None:
         """Wait for room in the replay buffer or the outbox, or for a transport to come or go
         (which changes the deadline: ``moved`` cancels this wait).
 
@@ -133,7 +135,13 @@ class Sender:
         with trio.CancelScope() as scope:
             self._waits.add(scope)
             try:
-                if trackable and replay is not None and not replay.has_room():
+                if (
+                    trackable
+                    and replay is not None
+                    and not replay.has_room(self.away_limit if droppable else None)
+                ):
+                    # Only an Ack makes room: the reader must read on to find it.
+                    self._connection.replies_wait_for_ack()
                     await replay.wait_for_room()
                 else:
                     await self.outbox.wait_writable()

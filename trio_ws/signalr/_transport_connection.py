@@ -302,6 +302,10 @@ class TransportConnection:
         if not await self.sender.send(data, droppable=droppable, trackable=trackable):
             self._too_slow(f"nothing could go out to it for {self._options.slow_client_timeout:g} s")
 
+    def replies_wait_for_ack(self) -> None:
+        """A send waits for room that only the client's Ack makes: whoever reads the client's
+        messages must read on to find it (a hub connection's dispatcher does)."""
+
     def _too_slow(self, why: str) -> None:
         if not self.closing:
             logger.info("%s: closing: the client is too slow: %s", self, why)

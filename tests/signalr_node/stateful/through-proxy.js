@@ -8,9 +8,10 @@
  *   {"event": "done", ...}, or {"event": "failed", "error": ...}. The client's own log goes to
  *   stderr.
  *
- * Environment: SERVER_URL (the proxy's base URL), MODE ("flow" or "away"), COUNT (calls, and
- * "Message" sends the server answers them with), PUSHES (server-to-client sends the test makes,
- * "flow" only).
+ * Environment: SERVER_URL (the proxy's base URL), MODE ("flow", "calls" or "away"), COUNT
+ * (calls, and "Message" sends the server answers them with), PUSHES (server-to-client sends the
+ * test makes, "flow" only), WINDOW (calls in flight, "calls" only), SIZE (bytes of each Echo's
+ * text, "calls" only).
  *
  * Modes:
  * - flow: COUNT Echo calls and COUNT InvokeWithString sends, a few at a time, while the test
@@ -18,10 +19,15 @@
  *   every echo, every "Message" and every "Push" in arrival order, how often the client lost its
  *   transport (onreconnecting: never, under stateful reconnect), and the connection id before
  *   and after.
+ * - calls: COUNT Echo calls of SIZE bytes each, WINDOW of them in flight, nothing else: the
+ *   replies outrun the client's once-a-second Acks and fill the server's replay buffer again
+ *   and again. It reports whether every echo came back right, and the connection ids.
  * - away: stateful and automatic reconnect both on; the proxy cuts the socket and holds the
  *   client's attempt to come back until the server's disconnect timeout has passed. The client
  *   must fall back to an automatic reconnect: a new negotiate, a new connection id.
  */
+
+import { randomBytes } from "node:crypto";
 
 import { HttpTransportType, HubConnectionBuilder, LogLevel } from "@microsoft/signalr";
 
@@ -119,6 +125,35 @@ async function flow(connection) {
     say({ event: "done", first, last, echoes, messages, pushed, reconnecting });
 }
 
+async function calls(connection) {
+    const window = Number(process.env.WINDOW || "12");
+    const size = Number(process.env.SIZE || "1024");
+    let reconnecting = 0;
+    connection.onreconnecting(() => reconnecting++);
+    await connection.start();
+    const first = await connection.invoke("GetCallerConnectionId");
+    say({ event: "connected", connectionId: first });
+    const started = Date.now();
+    const wrong = [];
+    let next = 0;
+    async function worker() {
+        while (next < count) {
+            const i = next++;
+            // Random text: permessage-deflate must not shrink it below the proxy's cuts.
+            const text = `${i}:${randomBytes(size).toString("base64").slice(0, size)}`;
+            const echo = await connection.invoke("Echo", text);
+            if (echo !== text) {
+                wrong.push(i);
+            }
+        }
+    }
+    await Promise.all(Array.from({ length: window }, worker));
+    const seconds = (Date.now() - started) / 1000;
+    const last = await connection.invoke("GetCallerConnectionId");
+    await connection.stop();
+    say({ event: "done", first, last, calls: count, wrong, seconds, reconnecting });
+}
+
 async function away(connection) {
     let reconnected = null;
     const back = new Promise((resolve) => {
@@ -147,7 +182,8 @@ async function away(connection) {
 
 const connection = build();
 try {
-    await (mode === "away" ? away(connection) : flow(connection));
+    const modes = { flow, calls, away };
+    await modes[mode](connection);
     process.exit(0);
 } catch (error) {
     say({ event: "failed", error: String(error && error.stack ? error.stack : error) });
