@@ -59,6 +59,7 @@ const { values: args } = parseArgs({
 const PAYLOAD = Number(args.payload);
 const WARMUP = Number(args.warmup) * 1000;
 const DURATION = Number(args.duration) * 1000;
+const LONGEST_WINDOW = Math.max(DURATION, 10000);
 const CONNECT_BATCH = Number(args["connect-batch"]);
 const SERVER_PIDS = args["server-pids"].split(",").filter(Boolean).map(Number);
 const CLK_TCK = Number(args["clk-tck"]);
@@ -210,23 +211,31 @@ async function closeClients(clients) {
 
 // -- measuring --------------------------------------------------------------------
 
-/** The measured window: starts after the warm-up, ends `DURATION` later; counts what lands inside. */
+/** The measured window: starts after the warm-up, ends `DURATION` later; counts what lands inside.
+ * A window that has seen nothing land by then (a short --quick window on a busy machine, a slow
+ * transport) lasts until the first thing does, at most `LONGEST_WINDOW` ms: a rate of 0 would say
+ * the server did nothing, which is not what happened. */
 function measuredWindow() {
   const window = { measuring: false, stopping: false, count: 0, latencies: [] };
   window.over = new Promise((resolve) => {
+    const close = () => {
+      window.measuring = false;
+      window.stopping = true;
+      window.seconds = (performance.now() - window.start) / 1000;
+      window.clientCpu = (ownCpuSeconds() - window.cpuStart) / window.seconds;
+      window.serverCpu = (serverCpuSeconds() - window.serverCpuStart) / window.seconds;
+      resolve();
+    };
+    const closeOnceSomethingLanded = () => {
+      if (window.count > 0 || performance.now() - window.start >= LONGEST_WINDOW) close();
+      else setTimeout(closeOnceSomethingLanded, 10);
+    };
     setTimeout(() => {
       window.start = performance.now();
       window.cpuStart = ownCpuSeconds();
       window.serverCpuStart = SERVER_PIDS.length ? serverCpuSeconds() : NaN;
       window.measuring = true;
-      setTimeout(() => {
-        window.measuring = false;
-        window.stopping = true;
-        window.seconds = (performance.now() - window.start) / 1000;
-        window.clientCpu = (ownCpuSeconds() - window.cpuStart) / window.seconds;
-        window.serverCpu = (serverCpuSeconds() - window.serverCpuStart) / window.seconds;
-        resolve();
-      }, DURATION);
+      setTimeout(closeOnceSomethingLanded, DURATION);
     }, WARMUP);
   });
   return window;
