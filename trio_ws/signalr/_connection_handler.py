@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._contain import contain
 from .._routing import AuthHook, InheritAuth
 from ._backplane import Backplane
 from ._endpoint import NegotiateHook, check_endpoint, map_endpoint
@@ -305,9 +306,10 @@ class HandlerConnection(TransportConnection):
         )
         try:
             await self.handler(Connection(self))
-        except Exception as exc:
-            logger.error("%s: the connection handler raised", self, exc_info=exc)
-            self.close(DisconnectReason.ABORTED, f"the connection handler raised {exc!r}")
+        except BaseException as exc:
+            # Whatever the app raises ends this connection alone, short of a stop (_contain.py).
+            failure = contain(exc, logger, "%s: the connection handler raised", self)
+            self.close(DisconnectReason.ABORTED, f"the connection handler raised {failure!r}")
         else:
             self.close(DisconnectReason.ABORTED, "the connection handler returned")
 
