@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .._contain import contain
+from .._printable import printable
 from .._routing import AuthHook, InheritAuth
 from ._backplane import Backplane
 from ._endpoint import NegotiateHook, check_endpoint, map_endpoint
@@ -302,7 +303,7 @@ class HandlerConnection(TransportConnection):
             self,
             self.server.name,
             self.transport_name,
-            f", as user {self.user_id!r}" if self.user_id is not None else "",
+            f", as user '{printable(self.user_id)}'" if self.user_id is not None else "",
         )
         try:
             await self.handler(Connection(self))
@@ -375,7 +376,7 @@ class HandlerConnection(TransportConnection):
                     await self._end_heard.wait()
         await self._end_transport()
         if self._attached.is_set():
-            detail = f" ({self._detail})" if self._detail else ""
+            detail = f" ({printable(self._detail)})" if self._detail else ""
             reason = self._reason.value if self._reason else "ended"
             logger.info("%s: closed: %s%s", self, reason, detail)
 
