@@ -13,7 +13,7 @@ import trio
 
 import trio_ws
 
-from .helpers import IO_DEADLINE, upgrade_request
+from .helpers import IO_DEADLINE, start_server, upgrade_request
 from .test_hostile_websocket import CLOSE, TEXT, Peer, frame
 
 
@@ -51,3 +51,18 @@ async def test_a_close_sent_with_the_upgrade_request_is_answered(echo_server: tr
         assert await peer.close_frame() == (1000, "")
         assert await peer.closed_by_server()
         await peer.stream.aclose()
+
+
+async def test_frames_sent_with_the_upgrade_request_are_counted_for_metrics(nursery: trio.Nursery) -> None:
+    """``/metrics`` counts the bytes of frames that came with the request, as those read later."""
+    server = await start_server(nursery, trio_ws.echo_app(), metrics=True)
+    assert server.metrics is not None
+    early = frame(TEXT, b"first")
+    with trio.fail_after(IO_DEADLINE):
+        peer = await open_with(server.port, early)
+        assert await peer.next_frame() == (TEXT, b"first")
+        later = frame(TEXT, b"second")
+        await peer.stream.send_all(later)
+        assert await peer.next_frame() == (TEXT, b"second")
+        await peer.stream.aclose()
+    assert server.metrics.tally.bytes_in == len(early) + len(later)

@@ -177,3 +177,24 @@ async def test_a_peer_that_stalls_with_replies_stuck_is_freed_by_keep_alive(
         assert server.statistics().open_websockets == 0
         assert task_count() == tasks_before
         assert await peer.closed_by_server()
+
+
+async def test_bytes_read_while_a_write_is_stuck_are_counted_for_metrics(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
+) -> None:
+    """To see the Close behind the two unread messages the server reads every byte before it,
+    some of them while it watches the stuck write: ``/metrics`` counts them all."""
+    options = trio_ws.Options(keep_alive_interval=None, close_timeout=5, metrics=True)
+    server = await small_buffer_server(nursery, trio_ws.echo_app(), options)
+    assert server.metrics is not None
+    await trio.testing.wait_all_tasks_blocked()
+    close = frame(CLOSE, struct.pack("!H", 1000))
+    with trio.fail_after(IO_DEADLINE):
+        peer = await stuck_peer(server)
+        await peer.stream.send_all(close)
+        await settled()
+        mock_clock.jump(5.1)
+        await settled()
+        assert server.statistics().open_websockets == 0
+        await peer.stream.aclose()
+    assert server.metrics.tally.bytes_in == len(TWO_MESSAGES) + len(close)

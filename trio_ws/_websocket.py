@@ -355,12 +355,12 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                     continue
                 if wsproto.state is ConnectionState.OPEN:
                     wsproto.receive_data(self._early_bytes)
+                    if self.tally is not None:
+                        self.tally.bytes_in += len(self._early_bytes)
                 self._early_bytes = b""
                 continue
             try:
                 came = await self._receive()
-                if self.tally is not None:
-                    self.tally.bytes_in += came
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._abort_web_socket()
                 break
@@ -375,8 +375,8 @@ class ServerConnection(BatchedIO, WebSocketConnection):
                 break
 
     async def _receive(self, max_bytes: int | None = None) -> int:
-        """Read once, ``receive_buffer_size`` bytes at most unless ``max_bytes`` says fewer, and give
-        wsproto what came; how many bytes came (0: the peer closed TCP).
+        """Read once, ``receive_buffer_size`` bytes at most unless ``max_bytes`` says fewer, give
+        wsproto what came and count it for ``/metrics``; how many bytes came (0: the peer closed TCP).
 
         On plain TCP, an open connection's read is appended straight to
         wsproto's receive buffer (see ``_direct_socket.py``); otherwise it
@@ -388,12 +388,16 @@ class ServerConnection(BatchedIO, WebSocketConnection):
         size = max_bytes or self._receive_buffer_size
         buffer = wsproto.receive_buffer()
         if buffer is not None and type(io) is DirectSocket:
-            return await io.receive_into(buffer, size)
-        data = await io.receive_some(size)
-        if data and wsproto.state is not ConnectionState.CLOSED:
-            # wsproto types this as bytes, and takes any bytes-like object.
-            wsproto.receive_data(cast("bytes", data))
-        return len(data)
+            came = await io.receive_into(buffer, size)
+        else:
+            data = await io.receive_some(size)
+            if data and wsproto.state is not ConnectionState.CLOSED:
+                # wsproto types this as bytes, and takes any bytes-like object.
+                wsproto.receive_data(cast("bytes", data))
+            came = len(data)
+        if self.tally is not None:
+            self.tally.bytes_in += came
+        return came
 
     async def _handle_event(self, event: Event) -> None:
         # Most events are messages; fragments before a message's last are empty (see _fastframes).

@@ -247,6 +247,35 @@ async def test_a_failing_handler_is_logged_and_its_connection_closed(
     assert "the connection handler raised" in errors[0].getMessage()
 
 
+class AppEscape(BaseException):
+    """What an app may raise that is not an ``Exception`` (and is not a stop)."""
+
+
+async def test_a_handler_raising_a_base_exception_fails_only_its_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``except Exception`` is not enough: the server logs it and serves the next client."""
+
+    async def handler(connection: Connection) -> None:
+        if await connection.receive() == b"escape":
+            raise AppEscape("not an Exception")
+        await connection.send("still here")
+
+    with trio.fail_after(IO_DEADLINE):
+        async with served(handler) as (_, url):
+            ws_url = url.replace("http", "ws", 1)
+            async with open_websocket_url(ws_url) as ws:
+                await ws.send_message("escape")
+                with pytest.raises(ConnectionClosed):
+                    await ws.get_message()
+            async with open_websocket_url(ws_url) as ws:
+                await ws.send_message("hello")
+                assert await ws.get_message() == "still here"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is not None
+    assert "the connection handler raised" in errors[0].getMessage()
+
+
 async def test_shutdown_cancels_the_handler_and_closes_with_1001() -> None:
     cancelled = trio.Event()
 

@@ -54,6 +54,8 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from .._contain import contain
+from .._printable import printable
 from .._routing import AuthHook, InheritAuth
 from ._backplane import Backplane
 from ._endpoint import NegotiateHook, check_endpoint, map_endpoint
@@ -301,13 +303,14 @@ class HandlerConnection(TransportConnection):
             self,
             self.server.name,
             self.transport_name,
-            f", as user {self.user_id!r}" if self.user_id is not None else "",
+            f", as user '{printable(self.user_id)}'" if self.user_id is not None else "",
         )
         try:
             await self.handler(Connection(self))
-        except Exception as exc:
-            logger.error("%s: the connection handler raised", self, exc_info=exc)
-            self.close(DisconnectReason.ABORTED, f"the connection handler raised {exc!r}")
+        except BaseException as exc:
+            # Whatever the app raises ends this connection alone, short of a stop (_contain.py).
+            failure = contain(exc, logger, "%s: the connection handler raised", self)
+            self.close(DisconnectReason.ABORTED, f"the connection handler raised {failure!r}")
         else:
             self.close(DisconnectReason.ABORTED, "the connection handler returned")
 
@@ -373,7 +376,7 @@ class HandlerConnection(TransportConnection):
                     await self._end_heard.wait()
         await self._end_transport()
         if self._attached.is_set():
-            detail = f" ({self._detail})" if self._detail else ""
+            detail = f" ({printable(self._detail)})" if self._detail else ""
             reason = self._reason.value if self._reason else "ended"
             logger.info("%s: closed: %s%s", self, reason, detail)
 

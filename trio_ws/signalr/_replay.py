@@ -20,8 +20,7 @@ and each side sends again what the other has not acknowledged. One
   every message still unacknowledged.
 * The Sequence id is the id of the oldest unacknowledged message, or the
   number sent plus one when none waits. That is what ASP.NET and the
-  TypeScript client send (``../shared/signalr.md``), whatever the newest
-  spec text says.
+  TypeScript client send, whatever the newest spec text says.
 * Receiving: after a reconnect, everything before the client's Sequence is
   ignored; a Sequence ahead of what was received is a protocol error;
   trackable messages whose number was already received are duplicates and
