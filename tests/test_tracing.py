@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -26,13 +28,28 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import trio_ws
 import trio_ws._server
-from trio_ws.signalr import Hub, HubError, InvocationError, map_hub, open_hub_client
+from trio_ws._tracing import kept_trace
+from trio_ws.signalr import (
+    Backplane,
+    Hub,
+    HubError,
+    InvocationError,
+    RedisBackplane,
+    map_hub,
+    open_hub_client,
+)
 
 from .helpers import http_exchange, parse_response, start_server
+from .signalr.helpers import open_hub_websocket
+from .signalr.redis_helpers import RedisServer, redis, redis_server
+
+__all__ = ["redis", "redis_server"]  # fixtures, imported for pytest
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{CALLER_SPAN}-01"
+OTHER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+OTHER_SPAN = "00f067aa0ba902b7"
 
 
 class Shop(Hub):
@@ -58,9 +75,9 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider.shutdown()
 
 
-def shop_app() -> trio_ws.App:
+def shop_app(backplane: Backplane | None = None) -> trio_ws.App:
     app = trio_ws.App()
-    map_hub(app, "/shop", Shop(), auth=None)
+    map_hub(app, "/shop", Shop(), auth=None, backplane=backplane)
 
     @app.route("/orders/{id}")
     async def order(request: trio_ws.Request) -> trio_ws.Response:
@@ -76,12 +93,12 @@ def by_name(exporter: InMemorySpanExporter) -> dict[str, list[ReadableSpan]]:
     return found
 
 
-def joined_to_caller(span: ReadableSpan) -> bool:
+def joined_to_caller(span: ReadableSpan, trace_id: str = TRACE_ID, parent_id: str = CALLER_SPAN) -> bool:
     assert span.context is not None
     return (
         span.parent is not None
-        and format(span.context.trace_id, "032x") == TRACE_ID
-        and format(span.parent.span_id, "016x") == CALLER_SPAN
+        and format(span.context.trace_id, "032x") == trace_id
+        and format(span.parent.span_id, "016x") == parent_id
     )
 
 
@@ -199,3 +216,117 @@ def _json_objects(text: str) -> list[dict[str, Any]]:
             found.append(value)
         index = text.find("{", end)
     return found
+
+
+async def negotiate(port: int, headers: dict[str, str]) -> str:
+    """``POST /shop/negotiate`` with ``headers``: the connection's token."""
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"http://127.0.0.1:{port}/shop/negotiate?negotiateVersion=1", headers=headers
+        )
+    assert answer.status_code == 200
+    token: str = answer.json()["connectionToken"]
+    return token
+
+
+async def buy_over_websocket(port: int, token: str, headers: dict[str, str] | None = None) -> None:
+    """The connection's WebSocket (with ``headers`` on its upgrade, as a browser cannot), and one call."""
+    async with open_hub_websocket(f"ws://127.0.0.1:{port}/shop?id={token}", headers=headers) as hub:
+        assert await hub.call("Buy", "tea") == "bought tea"
+
+
+async def test_calls_join_the_negotiates_trace_when_the_upgrade_names_none(
+    nursery: trio.Nursery, spans: InMemorySpanExporter
+) -> None:
+    """A browser sends ``traceparent`` on negotiate only: the calls are children of that caller."""
+    server = await start_server(nursery, shop_app())
+    token = await negotiate(server.port, {"traceparent": TRACEPARENT, "tracestate": "shop=1, cart=tea"})
+    await buy_over_websocket(server.port, token)
+    found = by_name(spans)
+    (call,) = found["Shop/Buy"]
+    assert joined_to_caller(call)
+    assert call.context is not None
+    assert dict(call.context.trace_state) == {"shop": "1", "cart": "tea"}
+    (upgrade,) = found["GET /shop"]
+    assert upgrade.parent is None  # the upgrade itself named no caller
+
+
+async def test_an_upgrades_own_traceparent_wins_over_the_negotiates(
+    nursery: trio.Nursery, spans: InMemorySpanExporter
+) -> None:
+    server = await start_server(nursery, shop_app())
+    token = await negotiate(server.port, {"traceparent": TRACEPARENT})
+    await buy_over_websocket(server.port, token, {"traceparent": f"00-{OTHER_TRACE_ID}-{OTHER_SPAN}-01"})
+    (call,) = by_name(spans)["Shop/Buy"]
+    assert joined_to_caller(call, OTHER_TRACE_ID, OTHER_SPAN)
+
+
+MALFORMED = [
+    f"00-{TRACE_ID.upper()}-{CALLER_SPAN}-01",  # upper-case hex
+    f"00-{'0' * 32}-{CALLER_SPAN}-01",  # an all-zero trace id
+    f"00-{TRACE_ID}-{'0' * 16}-01",  # an all-zero parent id
+    f"ff-{TRACE_ID}-{CALLER_SPAN}-01",  # the version that is never valid
+    f"00-{TRACE_ID}-{CALLER_SPAN}-01-extra",  # version 00 has no more fields
+    f"00-{TRACE_ID}-{CALLER_SPAN}",  # no flags
+    f"01-{TRACE_ID}-{CALLER_SPAN}-01-{'x' * 300}",  # a later version, but far too long
+    "not a traceparent",
+]
+
+
+@pytest.mark.parametrize("traceparent", MALFORMED)
+async def test_a_malformed_traceparent_on_negotiate_is_ignored(
+    nursery: trio.Nursery, spans: InMemorySpanExporter, traceparent: str
+) -> None:
+    server = await start_server(nursery, shop_app())
+    token = await negotiate(server.port, {"traceparent": traceparent, "tracestate": "shop=1"})
+    await buy_over_websocket(server.port, token)
+    (call,) = by_name(spans)["Shop/Buy"]
+    assert call.parent is None  # a trace of its own
+
+
+def test_only_a_valid_bounded_trace_context_is_kept() -> None:
+    def kept(*headers: tuple[str, str]) -> tuple[str, str] | None:
+        return kept_trace(tuple((name.encode(), value.encode("latin-1")) for name, value in headers))
+
+    assert kept(("traceparent", TRACEPARENT)) == (TRACEPARENT, "")
+    assert kept(("traceparent", TRACEPARENT), ("tracestate", "a=1,b=2"), ("tracestate", " c@d=3 ")) == (
+        TRACEPARENT,
+        "a=1,b=2,c@d=3",
+    )
+    # A later version keeps the fields this version knows.
+    assert kept(("traceparent", f"01-{TRACE_ID}-{CALLER_SPAN}-01-more")) == (
+        f"01-{TRACE_ID}-{CALLER_SPAN}-01",
+        "",
+    )
+    for traceparent in MALFORMED:
+        assert kept(("traceparent", traceparent), ("tracestate", "a=1")) is None
+    assert kept(("traceparent", TRACEPARENT), ("traceparent", TRACEPARENT)) is None  # which one?
+    assert kept(("tracestate", "a=1")) is None
+    # A tracestate that is malformed, repeats a key, has too many members or is too long: dropped.
+    for tracestate in (
+        "A=1",
+        "a=1,a=2",
+        "a=b=c d\x7f",
+        "a=\u00e9",
+        ",".join(f"k{number}=v" for number in range(33)),
+        f"a={'v' * 255},b={'v' * 255},c=1",
+    ):
+        assert kept(("traceparent", TRACEPARENT), ("tracestate", tracestate)) == (TRACEPARENT, "")
+
+
+async def test_the_negotiates_trace_reaches_the_worker_that_opens_the_connection(
+    nursery: trio.Nursery, spans: InMemorySpanExporter, redis: RedisServer
+) -> None:
+    """Negotiate on one server, the WebSocket on another sharing a Redis backplane: the calls there
+    join the negotiate's trace."""
+    prefix = f"test:{secrets.token_hex(4)}"
+    backplanes = [RedisBackplane(redis.url, prefix=prefix) for _ in range(2)]
+    first, second = [await start_server(nursery, shop_app(backplane)) for backplane in backplanes]
+    for backplane in backplanes:
+        await backplane.wait_connected()
+    token = await negotiate(first.port, {"traceparent": TRACEPARENT, "tracestate": "shop=1"})
+    await buy_over_websocket(second.port, token)
+    (call,) = by_name(spans)["Shop/Buy"]
+    assert joined_to_caller(call)
+    assert call.context is not None
+    assert dict(call.context.trace_state) == {"shop": "1"}

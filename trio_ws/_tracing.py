@@ -15,8 +15,13 @@ Rules of this module:
 * The caller's trace comes from the W3C ``traceparent`` (and ``tracestate``)
   headers, through the propagators OpenTelemetry is configured with: an HTTP
   request's span is a child of its caller's span, and a hub call's span is a
-  child of the span that sent the request that opened its transport (the
-  negotiate's headers go with it in the official clients).
+  child of the span that sent the request that opened its transport, or,
+  when that request carries no ``traceparent`` (a browser cannot add one to a
+  WebSocket or an EventSource), of the one that sent its negotiate.
+* A negotiate's trace context is kept with its connection (in the backplane,
+  for any worker to read): ``kept_trace`` takes only a valid W3C
+  ``traceparent`` and ``tracestate``, bounded in length, so a hostile header
+  costs nothing and stores nothing.
 * Attributes follow OpenTelemetry's semantic conventions: HTTP server spans
   (``http.request.method``, ``http.route``, ``http.response.status_code``...)
   and RPC spans (``rpc.system = signalr``, ``rpc.service``, ``rpc.method``),
@@ -28,6 +33,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
 import sys
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
@@ -43,7 +49,9 @@ __all__ = [
     "configure_from_environment",
     "end_http_span",
     "http_span",
+    "kept_trace",
     "parent_context",
+    "trace_headers",
     "tracer",
     "use_span",
 ]
@@ -52,6 +60,17 @@ logger = logging.getLogger("trio_ws.tracing")
 
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
 _LONGEST_AGENT = 256
+
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex; a later version may add fields.
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x21-\x7e]*)?")
+_LONGEST_TRACEPARENT = 256
+# tracestate: at most 32 key=value members; a receiver should keep at least 512 characters of them.
+_TRACESTATE_MEMBER = re.compile(
+    r"(?:[a-z][_0-9a-z*/-]{0,255}|[a-z0-9][_0-9a-z*/-]{0,240}@[a-z][_0-9a-z*/-]{0,13})"
+    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+)
+_LONGEST_TRACESTATE = 512
+_MOST_TRACESTATE_MEMBERS = 32
 
 # The variables that ask for traces to be exported; without one of them, nothing is set up.
 _ASKING = ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -78,6 +97,62 @@ def parent_context(headers: tuple[tuple[bytes, bytes], ...]) -> Context:
         if name in (b"traceparent", b"tracestate", b"baggage"):
             carrier[name.decode("latin-1")] = value.decode("latin-1")
     return propagate.extract(carrier)
+
+
+def kept_trace(headers: tuple[tuple[bytes, bytes], ...]) -> tuple[str, str] | None:
+    """A request's W3C ``traceparent`` and ``tracestate`` (``""`` for none), checked as the W3C
+    says, to be kept beyond the request; ``None`` when it has no valid ``traceparent``.
+
+    What is kept is bounded: a ``traceparent`` of a later version keeps the
+    fields this version defines, and a ``tracestate`` that is malformed, has
+    more than 32 members or is longer than 512 characters is dropped.
+    """
+    traceparent: str | None = None
+    states: list[str] = []
+    for name, value in headers:
+        if name == b"traceparent":
+            if traceparent is not None:
+                return None  # several: which one names the caller is anyone's guess
+            traceparent = _valid_traceparent(value)
+            if traceparent is None:
+                return None
+        elif name == b"tracestate":
+            states.append(value.decode("latin-1"))
+    if traceparent is None:
+        return None
+    return traceparent, _valid_tracestate(",".join(states))
+
+
+def _valid_traceparent(value: bytes) -> str | None:
+    if len(value) > _LONGEST_TRACEPARENT:
+        return None
+    found = _TRACEPARENT.fullmatch(value.decode("latin-1"))
+    if found is None:
+        return None
+    version, trace_id, parent_id, _, more = found.groups()
+    if version == "ff" or (version == "00" and more) or not int(trace_id, 16) or not int(parent_id, 16):
+        return None
+    return found.group(0)[:55]  # version, ids and flags: the fields this version knows
+
+
+def _valid_tracestate(value: str) -> str:
+    if len(value) > _LONGEST_TRACESTATE:
+        return ""
+    members = [member.strip(" \t") for member in value.split(",")]
+    members = [member for member in members if member]
+    keys = {member.partition("=")[0] for member in members}
+    if len(members) > _MOST_TRACESTATE_MEMBERS or len(keys) != len(members):
+        return ""
+    if not all(_TRACESTATE_MEMBER.fullmatch(member) for member in members):
+        return ""
+    return ",".join(members)
+
+
+def trace_headers(kept: tuple[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    """``kept_trace``'s answer as request headers again, for ``parent_context``."""
+    traceparent, tracestate = kept
+    headers = ((b"traceparent", traceparent.encode("ascii", "replace")),)
+    return (*headers, (b"tracestate", tracestate.encode("ascii", "replace"))) if tracestate else headers
 
 
 def http_span(tracer: Tracer, request: h11.Request, scheme: str) -> Span:

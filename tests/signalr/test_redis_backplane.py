@@ -29,7 +29,7 @@ from trio_ws._deployment import Deployment, deployed
 from trio_ws.signalr import DisconnectReason, HubServer, RedisBackplane
 from trio_ws.signalr._backplane import redis_link
 from trio_ws.signalr._backplane import redis_wire as wire
-from trio_ws.signalr._backplane.base import Audience
+from trio_ws.signalr._backplane.base import Audience, Pending
 from trio_ws.signalr._protocol.messages import Completion, Invocation
 
 from ..helpers import parse_response, read_response
@@ -357,6 +357,31 @@ async def test_back_from_an_outage_a_worker_waits_for_the_others_before_sending(
                 await sender.send(Invocation("Tell", ("group", "room", "marker")))
                 assert await _posted_until_marker(listener) == list(range(10))
             nursery.cancel_scope.cancel()
+
+
+async def test_a_pending_connection_carries_its_negotiates_trace_to_the_worker_that_claims_it(
+    redis: RedisServer,
+) -> None:
+    """The trace context travels with the pending record; a record written without it (tracing off,
+    or by a worker from before it was kept) is still claimed, with none."""
+    traced = Pending(
+        "id-1", "token-1", "ann", True, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "a=1"
+    )
+    with trio.fail_after(DEADLINE):
+        async with cluster([redis.url] * 2) as (first, second):
+            await first.backplane.record_pending(traced, 5.0)
+            assert await second.backplane.claim("token-1") == traced
+            untraced = Pending("id-2", "token-2", None, False)
+            await first.backplane.record_pending(untraced, 5.0)
+            assert await second.backplane.claim("token-2") == untraced
+            key = _backplane(first).keys.token("token-3")
+
+            async def as_before(client: Any) -> None:  # the fields the record had before traces
+                await client.hset(key, {"s": "p", "i": "id-3", "u": "", "r": "0"})
+                await client.pexpire(key, 5000)
+
+            await _backplane(first)._link.command(as_before)
+            assert await second.backplane.claim("token-3") == Pending("id-3", "token-3", None, False)
 
 
 async def test_a_worker_delivers_its_own_sends_once(redis: RedisServer) -> None:

@@ -68,6 +68,7 @@ from .._printable import printable
 from .._request import Identity, Request
 from .._response import Response
 from .._routing import AuthHook, InheritAuth
+from .._tracing import kept_trace
 from ._backplane import Backplane
 from ._errors import BackplaneError
 from ._filters import AnyFilter, app_filters
@@ -273,7 +274,11 @@ class _HubEndpoint:
         try:
             # Only reserved: the connection opens where its first transport request lands.
             pending = await self.hub_server.reserve(
-                user_id=_user_id(request), token_is_id=version == 0, stateful_reconnect=stateful
+                user_id=_user_id(request),
+                token_is_id=version == 0,
+                stateful_reconnect=stateful,
+                # The calls' spans join this trace if the transport's request names none.
+                trace=None if self.hub_server.tracer is None else kept_trace(request.headers),
             )
         except HubFull as exc:
             return _full(exc)

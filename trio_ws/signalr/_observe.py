@@ -14,7 +14,9 @@ Rules of this module:
 * A streaming call lasts until its last item (or its end): the stream the
   rest of the pipeline returns is wrapped, and counted when it finishes.
 * The span's parent is the caller's trace, from the ``traceparent`` of the
-  request that opened the transport (``trio_ws/_tracing.py``).
+  request that opened the transport, or, if that one has no valid
+  ``traceparent`` (a browser's WebSocket or EventSource), from the
+  negotiate's, kept with the connection (``trio_ws/_tracing.py``).
 """
 
 from __future__ import annotations
@@ -124,10 +126,14 @@ def _call_span(tracer: Tracer, invocation: HubInvocationContext) -> Span:
     """A server span for one call, child of the caller's trace, as ASP.NET Core names its own."""
     from opentelemetry.trace import SpanKind
 
-    from .._tracing import parent_context
+    from .._tracing import kept_trace, parent_context, trace_headers
 
     request = invocation.caller.request
-    context = None if request is None else parent_context(request.headers)
+    headers = () if request is None else request.headers
+    negotiated = invocation.caller._connection.negotiate_trace
+    if negotiated is not None and kept_trace(headers) is None:
+        headers = trace_headers(negotiated)  # the transport's request names no caller: the negotiate's
+    context = parent_context(headers) if headers else None
     service = invocation.hub_name
     return tracer.start_span(
         f"{service}/{invocation.method_name}",

@@ -296,6 +296,8 @@ class ConnectionServer(Generic[C]):
                 connection_id=pending.connection_id,
                 token=pending.token,
             )
+            if pending.traceparent:
+                connection.negotiate_trace = (pending.traceparent, pending.tracestate)
         self._connections[connection.token] = connection
         self._empty = trio.Event()
         name = f"{self.kind} connection {connection.connection_id}"
@@ -336,13 +338,20 @@ class ConnectionServer(Generic[C]):
                 await self.backplane.release(connection.token)
 
     async def reserve(
-        self, *, user_id: str | None = None, token_is_id: bool = False, stateful_reconnect: bool = False
+        self,
+        *,
+        user_id: str | None = None,
+        token_is_id: bool = False,
+        stateful_reconnect: bool = False,
+        trace: tuple[str, str] | None = None,
     ) -> Pending:
         """Mint a connection's id and token for negotiate, to be opened by its first transport.
 
         The reservation lasts ``disconnect_timeout`` (15 s when that is
         ``None``), in the backplane, so that the first transport may land on
-        any worker (``locate``).
+        any worker (``locate``). ``trace`` is the negotiate's checked
+        ``traceparent`` and ``tracestate`` (``trio_ws._tracing.kept_trace``),
+        kept for the connection's call spans.
 
         Raises:
             RuntimeError: the hub server is not running, or is closing.
@@ -352,7 +361,8 @@ class ConnectionServer(Generic[C]):
         self._check_open()
         connection_id = new_id()
         token = connection_id if token_is_id else new_id()
-        pending = Pending(connection_id, token, user_id, stateful_reconnect)
+        traceparent, tracestate = ("", "") if trace is None else trace
+        pending = Pending(connection_id, token, user_id, stateful_reconnect, traceparent, tracestate)
         window = self.options.disconnect_timeout
         await self.backplane.record_pending(pending, 15.0 if window is None else window)
         return pending

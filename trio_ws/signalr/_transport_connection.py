@@ -126,6 +126,8 @@ class TransportConnection:
         self.token = token or (self.connection_id if token_is_id else new_id())
         self.user_id = user_id
         self.request = request
+        #: The negotiate's W3C trace context, kept when tracing is on (``kept_trace``).
+        self.negotiate_trace: tuple[str, str] | None = None
         self.transport_name: str | None = None
         #: Negotiated with ``useStatefulReconnect`` (hubs only).
         self.stateful_reconnect = stateful_reconnect

@@ -63,12 +63,19 @@ AskHandler = Callable[[str, Any], Awaitable[Any]]
 
 @dataclass(frozen=True)
 class Pending:
-    """A connection negotiate has minted but no transport has opened yet."""
+    """A connection negotiate has minted but no transport has opened yet.
+
+    ``traceparent`` and ``tracestate`` are the negotiate's W3C trace context
+    (``""``: none, or tracing is off), the parent of its calls' spans when the
+    request that opens the transport names none (a browser's WebSocket).
+    """
 
     connection_id: str
     token: str
     user_id: str | None
     stateful_reconnect: bool
+    traceparent: str = ""
+    tracestate: str = ""
 
 
 class PendingTable:

@@ -251,15 +251,19 @@ class RedisBackplane(InProcessBackplane):
         stateful = "1" if pending.stateful_reconnect else "0"
         ttl_ms = str(max(1, math.ceil(ttl * 1000)))
         args = (self.keys.prefix, pending.token, pending.connection_id, pending.user_id or "", stateful)
-        await self._link.call(wire.PENDING, *args, ttl_ms)
+        trace = (pending.traceparent, pending.tracestate) if pending.traceparent else ()
+        await self._link.call(wire.PENDING, *args, ttl_ms, *trace)
 
     async def claim(self, token: str) -> Pending | None:
         found = await self._link.call(wire.CLAIM, self.keys.prefix, self.worker, token)
         if not found:
             return None
         self._tokens.add(token)
-        connection_id, user, stateful = (_text(value) for value in found)
-        return Pending(connection_id, token, user or None, stateful == "1")
+        # A record written with tracing off, or before traces were kept, has no trace fields: nil.
+        connection_id, user, stateful, traceparent, tracestate = (
+            "" if value is None else _text(value) for value in found
+        )
+        return Pending(connection_id, token, user or None, stateful == "1", traceparent, tracestate)
 
     async def holder(self, token: str) -> str | None:
         async def read(redis: coredis.Redis[bytes]) -> bytes | None:

@@ -236,21 +236,24 @@ return reap(ARGV[1], ARGV[2])
 )
 
 PENDING = """
--- ARGV: prefix, token, connection id, user ('' for none), stateful reconnect ('1' or '0'), ttl in ms
+-- ARGV: prefix, token, connection id, user ('' for none), stateful reconnect ('1' or '0'), ttl in ms,
+-- then the negotiate's traceparent and tracestate, if it had them (tracing on)
 local key = ARGV[1] .. ':t:' .. ARGV[2]
 redis.call('HSET', key, 's', 'p', 'i', ARGV[3], 'u', ARGV[4], 'r', ARGV[5])
+if ARGV[7] then redis.call('HSET', key, 'tp', ARGV[7], 'ts', ARGV[8]) end
 redis.call('PEXPIRE', key, ARGV[6])
 return 1
 """
 
 CLAIM = """
--- ARGV: prefix, worker, token. A pending token becomes the worker's: {id, user, stateful}, or nil.
+-- ARGV: prefix, worker, token. A pending token becomes the worker's:
+-- {id, user, stateful, traceparent, tracestate} (the last two nil when not recorded), or nil.
 local key = ARGV[1] .. ':t:' .. ARGV[3]
 if redis.call('HGET', key, 's') ~= 'p' then return false end
 redis.call('HSET', key, 's', 'h', 'w', ARGV[2])
 redis.call('PERSIST', key)
 redis.call('SADD', ARGV[1] .. ':w:' .. ARGV[2] .. ':t', ARGV[3])
-return redis.call('HMGET', key, 'i', 'u', 'r')
+return redis.call('HMGET', key, 'i', 'u', 'r', 'tp', 'ts')
 """
 
 RELEASE = """
