@@ -169,7 +169,7 @@ class Dispatcher:
             if not self._invoker_started:
                 self._invoker_started = True
                 self._connection.start_task(self._work, self._generation)
-            elif self._running is not None and not self._takes_slot(message):
+            elif self._running is not None and self._bind_plain(message) is None:
                 self._hand_over()  # it need not wait for the call the invoker is running
             else:
                 self._more_work.unpark()
@@ -200,7 +200,10 @@ class Dispatcher:
         while True:
             while not backlog:
                 await self._more_work.park()
-            run = await self._act(backlog[0])
+            message = backlog[0]
+            run = self._run_here(message) if self._one_at_a_time else None
+            if run is None:
+                run = await self._act(message)
             backlog.popleft()
             self._backlog_shrank.set()
             if run is not None:
@@ -217,20 +220,6 @@ class Dispatcher:
             self._running = None
         self._generation += 1
         self._connection.start_task(self._work, self._generation)
-
-    def _takes_slot(self, message: HubMessage) -> bool:
-        """Whether ``message`` is a call that waits for a slot (one that binds: the rest are answered
-        with an error at once)."""
-        if not isinstance(message, Invocation) or message.stream_ids:
-            return False
-        method = self._methods.get(message.target.lower())
-        if method is None or method.streams_result or method.stream_positions:
-            return False
-        try:
-            method.bind(message.arguments)
-        except BindingError:
-            return False
-        return True
 
     def _control(self, message: HubMessage) -> bool:
         """Apply ``message`` now if it steers the connection; whether it did."""
@@ -282,20 +271,17 @@ class Dispatcher:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._uploads.pop(message.invocation_id, None)
             return True
-        if self._one_at_a_time or not isinstance(message, Invocation) or message.stream_ids:
-            return False  # with one slot, the invoker runs plain calls
-        key = message.target.lower()
-        method = self._methods.get(key)
-        if method is None or method.streams_result or method.stream_positions:
-            return False
-        try:
-            bound = method.bind(message.arguments)
-        except BindingError:
-            return False  # the backlog answers it
+        if self._one_at_a_time:
+            return False  # the invoker runs plain calls
+        plain = self._bind_plain(message)
+        if plain is None:
+            return False  # the backlog starts it, or answers it
+        method, bound = plain
         try:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return False
+        assert isinstance(message, Invocation)
         call = CallInfo(self._connection, slot=self._slots, method=method.name)
         self._connection.start_task(
             self._run_call,
@@ -305,9 +291,41 @@ class Dispatcher:
             message.invocation_id,
             bound,
             (),
-            self._pipelines.get(key),
+            self._pipelines.get(message.target.lower()),
         )
         return True
+
+    def _bind_plain(self, message: HubMessage) -> tuple[HubMethod, list[Any]] | None:
+        """The method and arguments of a plain call (one that takes a slot); ``None`` for anything
+        else, a call that cannot be made included."""
+        if not isinstance(message, Invocation) or message.stream_ids:
+            return None
+        method = self._methods.get(message.target.lower())
+        if method is None or method.streams_result or method.stream_positions:
+            return None
+        try:
+            return method, method.bind(message.arguments)
+        except BindingError:
+            return None
+
+    def _run_here(self, message: HubMessage) -> Coroutine[Any, Any, None] | None:
+        """A plain call with its slot free, ready for the invoker to run itself; ``None`` if
+        ``message`` needs the long way (``_act``)."""
+        plain = self._bind_plain(message)
+        if plain is None:
+            return None
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return None
+        assert isinstance(message, Invocation)
+        method, bound = plain
+        target = message.target
+        call = self._running = CallInfo(
+            self._connection, slot=self._slots, method=method.name, on_early_release=self._hand_over_now
+        )
+        pipeline = self._pipelines.get(target.lower())
+        return self._run_call(call, method, target, message.invocation_id, bound, (), pipeline)
 
     async def _act(self, message: HubMessage) -> Coroutine[Any, Any, None] | None:
         """Do the work ``message`` asks for, waiting as long as it takes (the invoker's); a plain
