@@ -4,13 +4,13 @@ One ``Dispatcher`` per hub connection. The connection's reader hands it each
 message in order (``dispatch``); the work those messages ask for runs in
 tasks in the connection's nursery, so it ends with the connection::
 
-    hub connection nursery
-    ├─ reader (HubConnection.run)   applies control messages; queues the rest in the backlog
-    ├─ invoker task                 works through the backlog in order; runs plain calls itself
-    │                               when they run one at a time (the default)
-    ├─ one task per stream          and per call with uploads; per plain call when
-    │                               max_parallel_invocations > 1
-    └─ a former invoker             still running a call that handed the backlog on (below)
+    HubConnection.run                the reader: applies control messages, queues the rest
+    └─ hub connection nursery
+       ├─ invoker task               works through the backlog in order; runs plain calls
+       │                             itself when they run one at a time (the default)
+       ├─ one task per stream        and per call with uploads; per plain call when
+       │                             max_parallel_invocations > 1
+       └─ former invokers            each still running the call that handed the backlog on
 
 Rules of this module:
 
@@ -29,7 +29,8 @@ Rules of this module:
   replay buffer: then it reads on (the Ack that makes room is somewhere
   behind the calls) up to ``_BACKLOG_MAX``.
 * With one slot, the invoker runs each plain call itself, in its own task:
-  a call costs no task, and the replies of pipelined calls leave together.
+  a call costs no task, and the replies of pipelined calls can leave in one
+  write.
   Whenever something behind the running call need not wait for it, the
   invoker hands the backlog to a new invoker task and ends once its call
   does: when the call gives its slot back to await a client result, or
@@ -152,8 +153,8 @@ class Dispatcher:
         """Act on one message from the client, in the order they came (the reader calls it).
 
         It never waits for a hub method: control messages are applied at
-        once, a call that can start starts, and other work joins the
-        backlog. It waits only while the backlog is full (see the module's
+        once, an upload item (or, with more than one slot, a call) that can
+        go on at once goes on, and other work joins the invoker's backlog. It waits only while the backlog is full (see the module's
         rules), and takes no trip through the scheduler otherwise: the
         connection's reader takes its own schedule points (``_connection.py``).
         """
