@@ -154,9 +154,10 @@ class Dispatcher:
 
         It never waits for a hub method: control messages are applied at
         once, an upload item (or, with more than one slot, a call) that can
-        go on at once goes on, and other work joins the invoker's backlog. It waits only while the backlog is full (see the module's
-        rules), and takes no trip through the scheduler otherwise: the
-        connection's reader takes its own schedule points (``_connection.py``).
+        go on at once goes on, and other work joins the invoker's backlog.
+        It waits only while the backlog is full (see the module's rules),
+        and takes no trip through the scheduler otherwise: the connection's
+        reader takes its own schedule points (``_connection.py``).
         """
         if self._control(message):
             await trio.lowlevel.checkpoint_if_cancelled()
