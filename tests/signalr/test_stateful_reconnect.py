@@ -266,7 +266,7 @@ async def test_official_client_keeps_every_message_across_many_cuts(
     caplog.set_level(logging.INFO, logger="trio_ws")
     count, pushes = 300, 300
     # Alternate which way the cut comes, each after a different number of bytes.
-    plan = [("down" if i % 2 else "up", 1500 + 337 * i) for i in range(10)]
+    plan = [("down" if i % 2 else "up", 800 + 173 * i) for i in range(10)]
     async with serve_testhub(nursery, HubOptions(detailed_errors=True)) as (server, hub, hub_server):
         proxy = CuttingProxy(server.port, plan)
         await nursery.start(proxy.run)

@@ -6,7 +6,9 @@
     └─ hub connection nursery               cancelled when the connection ends
        ├─ watchdog task                     the timers: Ping, client timeout, time without a transport
        ├─ ack task                          stateful reconnect only: an Ack a second after new messages
-       └─ one task per call or stream       at most max_parallel_invocations calls
+       ├─ invoker task                      the calls, in order; it runs each itself when they run one
+       │                                    at a time (the default; see _dispatch.py)
+       └─ one task per stream               and per call when max_parallel_invocations > 1
 
     HubConnection.attach(transport)         in the transport's own task (a WebSocket handler)
     └─ the pump                             writes what is queued (Sender.pump), while attached

@@ -1,8 +1,16 @@
 """Running what a client asks for: calls, streams both ways, cancellation and client results.
 
 One ``Dispatcher`` per hub connection. The connection's reader hands it each
-message in order (``dispatch``); calls and streams run as tasks in the
-connection's nursery, so they end with the connection.
+message in order (``dispatch``); the work those messages ask for runs in
+tasks in the connection's nursery, so it ends with the connection::
+
+    HubConnection.run                the reader: applies control messages, queues the rest
+    └─ hub connection nursery
+       ├─ invoker task               works through the backlog in order; runs plain calls
+       │                             itself when they run one at a time (the default)
+       ├─ one task per stream        and per call with uploads; per plain call when
+       │                             max_parallel_invocations > 1
+       └─ former invokers            each still running the call that handed the backlog on
 
 Rules of this module:
 
@@ -13,14 +21,23 @@ Rules of this module:
   full replay buffer waits for an Ack), so reading them may never depend on
   a reply going out.
 * A call takes one of ``max_parallel_invocations`` slots for as long as it
-  runs (ASP.NET's default is 1: one call at a time). A call that can start
-  at once starts in the reader's turn; the rest of the work (calls waiting
-  for a slot, upload items, error answers) waits in order in a backlog that
-  one task works through. The reader stops reading, and a client that
-  floods calls is slowed down through TCP, once ``_BACKLOG`` messages wait,
-  unless a reply waits for room in the replay buffer: then it reads on (the
-  Ack that makes room is somewhere behind the calls) up to ``_BACKLOG_MAX``.
-  A call waiting for a client result gives its slot back.
+  runs (ASP.NET's default is 1: one call at a time). Work that is not
+  applied at once (calls, upload items, error answers) waits in order in a
+  backlog that one long-lived task, the invoker, works through. The reader
+  stops reading, and a client that floods calls is slowed down through TCP,
+  once ``_BACKLOG`` messages wait, unless a reply waits for room in the
+  replay buffer: then it reads on (the Ack that makes room is somewhere
+  behind the calls) up to ``_BACKLOG_MAX``.
+* With one slot, the invoker runs each plain call itself, in its own task:
+  a call costs no task, and the replies of pipelined calls can leave in one
+  write.
+  Whenever something behind the running call need not wait for it, the
+  invoker hands the backlog to a new invoker task and ends once its call
+  does: when the call gives its slot back to await a client result, or
+  when a message that takes no slot (a stream, an upload item, an error
+  answer) arrives with nothing ahead of it. So nothing waits longer than
+  it did with a task per call. With more slots, each plain call gets a task
+  of its own, started in the reader's turn when a slot is free.
 * Streams (server-to-client, and calls that receive uploads) take no slot;
   at most ``max_streams`` run at once, and a client asking for more gets an
   error completion.
@@ -44,7 +61,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -123,7 +140,12 @@ class Dispatcher:
         self._pending: dict[str, _PendingResult] = {}  # client results, by our invocation id
         self._last_id = 0
         self._backlog: deque[HubMessage] = deque()  # work waiting its turn, oldest first
-        self._working = False  # a task works through the backlog
+        self._one_at_a_time = self._options.max_parallel_invocations == 1  # plain calls run inline
+        self._invoker_started = False  # the invoker task is started once work first comes
+        self._more_work = trio.lowlevel.ParkingLot()  # where the invoker waits for an empty backlog
+        self._generation = 0  # which invoker has the backlog (a new one after each hand-over)
+        self._running: CallInfo | None = None  # the call the invoker runs itself, now
+        self._hand_over_now = self._hand_over  # one bound method, not one per call
         self._backlog_shrank = trio.Event()
         self._cancelled_early: set[str] = set()  # streams cancelled while in the backlog
 
@@ -131,22 +153,30 @@ class Dispatcher:
         """Act on one message from the client, in the order they came (the reader calls it).
 
         It never waits for a hub method: control messages are applied at
-        once, a call that can start starts, and other work joins the
-        backlog. It waits only while the backlog is full (see the module's
-        rules), and takes no trip through the scheduler otherwise: the
-        connection's reader takes its own schedule points (``_connection.py``).
+        once, an upload item (or, with more than one slot, a call) that can
+        go on at once goes on, and other work joins the invoker's backlog.
+        It waits only while the backlog is full (see the module's rules),
+        and takes no trip through the scheduler otherwise: the connection's
+        reader takes its own schedule points (``_connection.py``).
         """
         if self._control(message):
             await trio.lowlevel.checkpoint_if_cancelled()
             return
         backlog = self._backlog
-        if not backlog and self._start_now(message):
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return
-        backlog.append(message)
-        if not self._working:
-            self._working = True
-            self._connection.start_task(self._work)
+        if not backlog:
+            if self._start_now(message):
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return
+            backlog.append(message)
+            if not self._invoker_started:
+                self._invoker_started = True
+                self._connection.start_task(self._work, self._generation)
+            elif self._running is not None and self._bind_plain(message) is None:
+                self._hand_over()  # it need not wait for the call the invoker is running
+            else:
+                self._more_work.unpark()
+        else:
+            backlog.append(message)
         while self._backlog_full():
             self._backlog_shrank = trio.Event()
             await self._backlog_shrank.wait()
@@ -165,17 +195,33 @@ class Dispatcher:
         """A reply waits for room in the replay buffer: a reader paused by the backlog reads on."""
         self._backlog_shrank.set()
 
-    async def _work(self) -> None:
-        """Work through the backlog, in order; a task that ends once it is empty."""
+    async def _work(self, generation: int) -> None:
+        """The invoker: work through the backlog, in order, and wait for more; with one slot, run
+        each plain call here. Ends once its call has handed the backlog to a new invoker."""
         backlog = self._backlog
-        try:
-            while backlog:
-                message = backlog[0]
-                await self._act(message)
-                backlog.popleft()
-                self._backlog_shrank.set()
-        finally:
-            self._working = False
+        while True:
+            while not backlog:
+                await self._more_work.park()
+            message = backlog[0]
+            run = self._run_here(message) if self._one_at_a_time else None
+            if run is None:
+                run = await self._act(message)
+            backlog.popleft()
+            self._backlog_shrank.set()
+            if run is not None:
+                await run
+                if self._generation != generation:
+                    return  # the backlog is the next invoker's
+                self._running = None
+
+    def _hand_over(self) -> None:
+        """Let the backlog go on in a new invoker while this one's call runs to its end."""
+        running = self._running
+        if running is not None:
+            running.on_early_release = None  # handed over once is enough
+            self._running = None
+        self._generation += 1
+        self._connection.start_task(self._work, self._generation)
 
     def _control(self, message: HubMessage) -> bool:
         """Apply ``message`` now if it steers the connection; whether it did."""
@@ -227,20 +273,17 @@ class Dispatcher:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 self._uploads.pop(message.invocation_id, None)
             return True
-        if not isinstance(message, Invocation) or message.stream_ids:
-            return False
-        key = message.target.lower()
-        method = self._methods.get(key)
-        if method is None or method.streams_result or method.stream_positions:
-            return False
-        try:
-            bound = method.bind(message.arguments)
-        except BindingError:
-            return False  # the backlog answers it
+        if self._one_at_a_time:
+            return False  # the invoker runs plain calls
+        plain = self._bind_plain(message)
+        if plain is None:
+            return False  # the backlog starts it, or answers it
+        method, bound = plain
         try:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return False
+        assert isinstance(message, Invocation)
         call = CallInfo(self._connection, slot=self._slots, method=method.name)
         self._connection.start_task(
             self._run_call,
@@ -250,19 +293,53 @@ class Dispatcher:
             message.invocation_id,
             bound,
             (),
-            self._pipelines.get(key),
+            self._pipelines.get(message.target.lower()),
         )
         return True
 
-    async def _act(self, message: HubMessage) -> None:
-        """Do the work ``message`` asks for, waiting as long as it takes (the backlog's task)."""
+    def _bind_plain(self, message: HubMessage) -> tuple[HubMethod, list[Any]] | None:
+        """The method and arguments of a plain call (one that takes a slot); ``None`` for anything
+        else, a call that cannot be made included."""
+        if not isinstance(message, Invocation) or message.stream_ids:
+            return None
+        method = self._methods.get(message.target.lower())
+        if method is None or method.streams_result or method.stream_positions:
+            return None
+        try:
+            return method, method.bind(message.arguments)
+        except BindingError:
+            return None
+
+    def _run_here(self, message: HubMessage) -> Coroutine[Any, Any, None] | None:
+        """A plain call with its slot free, ready for the invoker to run itself; ``None`` if
+        ``message`` needs the long way (``_act``)."""
+        plain = self._bind_plain(message)
+        if plain is None:
+            return None
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return None
+        assert isinstance(message, Invocation)
+        method, bound = plain
+        target = message.target
+        call = self._running = CallInfo(
+            self._connection, slot=self._slots, method=method.name, on_early_release=self._hand_over_now
+        )
+        pipeline = self._pipelines.get(target.lower())
+        return self._run_call(call, method, target, message.invocation_id, bound, (), pipeline)
+
+    async def _act(self, message: HubMessage) -> Coroutine[Any, Any, None] | None:
+        """Do the work ``message`` asks for, waiting as long as it takes (the invoker's); a plain
+        call for the invoker to run itself once ``message`` has left the backlog."""
         match message:
             case Invocation() | StreamInvocation():
-                await self._start(message)
+                return await self._start(message)
             case StreamItem():
                 await self._upload_item(message)
             case Completion():
                 await self._completion(message)
+        return None
 
     # -- calls and streams from the client ---------------------------------------------------
 
@@ -270,7 +347,7 @@ class Dispatcher:
         if invocation_id is not None:
             await self._connection.send_message(Completion.with_error(invocation_id, text))
 
-    async def _start(self, message: Invocation | StreamInvocation) -> None:
+    async def _start(self, message: Invocation | StreamInvocation) -> Coroutine[Any, Any, None] | None:
         target, invocation_id = message.target, message.invocation_id
         streaming = isinstance(message, StreamInvocation)
         key = target.lower()
@@ -281,7 +358,7 @@ class Dispatcher:
                 invocation_id,
                 _NO_METHOD.format(target),
             )
-            return
+            return None
         try:
             bound = method.bind(message.arguments)
         except BindingError as exc:
@@ -296,19 +373,19 @@ class Dispatcher:
                     detailed=self._options.detailed_errors,
                 ),
             )
-            return
+            return None
         if method.streams_result and not streaming:
             await self._answer_error(
                 invocation_id,
                 _STREAMING_INVOKED.format(target),
             )
-            return
+            return None
         if streaming and not method.streams_result:
             await self._answer_error(
                 invocation_id,
                 _NOT_STREAMING_STREAMED.format(target),
             )
-            return
+            return None
         unexpected = f"An unexpected error occurred invoking '{target}' on the server."
         positions = method.stream_positions
         if len(message.stream_ids) != len(positions):
@@ -316,21 +393,31 @@ class Dispatcher:
                 f"Client sent {len(message.stream_ids)} stream(s), Hub method expects {len(positions)}."
             )
             await self._answer_error(invocation_id, error_text(unexpected, problem, detailed=True))
-            return
+            return None
         if not (streaming or positions):
             try:
                 self._slots.acquire_nowait()
             except trio.WouldBlock:
                 await self._slots.acquire()  # the backlog waits here while every slot is busy
+            pipeline = self._pipelines.get(key)
+            if self._one_at_a_time:
+                call = CallInfo(
+                    self._connection,
+                    slot=self._slots,
+                    method=method.name,
+                    on_early_release=self._hand_over_now,
+                )
+                self._running = call
+                return self._run_call(call, method, target, invocation_id, bound, (), pipeline)
             call = CallInfo(self._connection, slot=self._slots, method=method.name)
             self._connection.start_task(
-                self._run_call, call, method, target, invocation_id, bound, (), self._pipelines.get(key)
+                self._run_call, call, method, target, invocation_id, bound, (), pipeline
             )
-            return
+            return None
         refusal = self._refuse_stream(message)
         if refusal is not None:
             await self._answer_error(invocation_id, error_text(unexpected, refusal, detailed=True))
-            return
+            return None
         for position, stream_id, parameter in zip(
             positions, message.stream_ids, method.stream_parameters, strict=True
         ):
@@ -354,6 +441,7 @@ class Dispatcher:
             self._connection.start_task(
                 self._run_call, call, method, target, invocation_id, bound, message.stream_ids, pipeline
             )
+        return None
 
     def _refuse_stream(self, message: Invocation | StreamInvocation) -> HubError | None:
         if self._stream_calls >= self._options.max_streams:
@@ -414,7 +502,7 @@ class Dispatcher:
         stream_ids: Sequence[str],
         pipeline: NextInvoke | None,
     ) -> None:
-        current_call.set(call)
+        token = current_call.set(call)  # reset at the end: the invoker's next call is another
         try:
             try:
                 if pipeline is None:
@@ -430,7 +518,8 @@ class Dispatcher:
                 text = self._error(unexpected_error(target), failure)
                 await self._answer_error(invocation_id, text)
         finally:
-            call.release_slot()
+            current_call.reset(token)
+            call.end()
             self._finish_streams(stream_ids, counted=bool(stream_ids))
 
     async def _run_stream(

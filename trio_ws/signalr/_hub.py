@@ -12,8 +12,8 @@ Rules of this module:
   may hold shared state (a database pool, a dict of rooms) and take
   whatever its ``__init__`` needs. Per-connection state lives in
   ``self.context.items``.
-* Which connection is calling is carried by a context variable set in each
-  call's own trio task, so ``self.context`` and ``self.clients`` always
+* Which connection is calling is carried by a context variable set for
+  each call in the task that runs it (and reset when it ends), so ``self.context`` and ``self.clients`` always
   mean the caller of the code that reads them, however many calls run at
   once (and in tasks those calls start).
 * ``on_connected`` runs before the connection's first message is read, so
@@ -24,6 +24,7 @@ Rules of this module:
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
@@ -49,12 +50,22 @@ class CallInfo:
     in_on_connected: bool = False
     slot: trio.Semaphore | None = field(default=None)
     method: str | None = None  # the hub method's wire name, for logs
+    # Set for a call run in the connection's invoker task: the dispatcher's, to let the calls
+    # behind this one go on in another task while it waits (``_dispatch.py``).
+    on_early_release: Callable[[], None] | None = None
 
     def release_slot(self) -> None:
         """Give back the parallel-invocation slot early (once): the call is waiting for a client."""
         if self.slot is not None:
             slot, self.slot = self.slot, None
             slot.release()
+            if self.on_early_release is not None:
+                self.on_early_release()
+
+    def end(self) -> None:
+        """The call is over: its slot goes back, if it still holds it."""
+        self.on_early_release = None
+        self.release_slot()
 
 
 current_call: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("trio_ws.signalr.call")
