@@ -7,7 +7,7 @@ Prometheus, is in tests/test_metrics_prometheus.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trio
@@ -48,6 +48,16 @@ async def scrape(port: int) -> tuple[dict[str, str], Samples]:
         for sample in family.samples:
             samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return headers, samples
+
+
+async def scrape_when(port: int, ready: Callable[[Samples], bool]) -> Samples:
+    """Scrape until ``ready`` holds: the server has caught up with what the client did (a close, a
+    connection's end), which a client cannot otherwise see happen."""
+    with trio.fail_after(10):
+        while True:
+            _, samples = await scrape(port)
+            if ready(samples):
+                return samples
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -140,8 +150,9 @@ async def test_raw_websockets_messages_bytes_and_closes(nursery: trio.Nursery) -
         assert value(samples, "trio_ws_websocket_active_connections") == 1
     async with open_websocket_url(server.ws_url("/ws")) as ws:
         await ws.aclose(4001, "bye")
-    await trio.testing.wait_all_tasks_blocked(0.05)  # the server has seen both closes through
-    _, samples = await scrape(server.port)
+    samples = await scrape_when(
+        server.port, lambda samples: value(samples, "trio_ws_websocket_active_connections") == 0
+    )
     assert value(samples, "trio_ws_websocket_connections_total") == 2
     assert value(samples, "trio_ws_websocket_active_connections") == 0
     assert value(samples, "trio_ws_websocket_received_messages_total") == 3
@@ -175,8 +186,9 @@ async def test_hub_connections_by_transport_and_status(nursery: trio.Nursery) ->
         assert value(samples, active, signalr_transport="web_sockets") == 1
     for transport in (HttpTransportType.SERVER_SENT_EVENTS, HttpTransportType.LONG_POLLING):
         await _hub_calls(url, transport)
-    await trio.testing.wait_all_tasks_blocked(0.05)  # the server has seen every connection end
-    _, samples = await scrape(server.port)
+    samples = await scrape_when(
+        server.port, lambda samples: value(samples, "signalr_server_active_connections") == 0
+    )
     assert value(samples, "signalr_server_active_connections") == 0
     duration = "signalr_server_connection_duration_seconds_count"
     for label in ("web_sockets", "server_sent_events", "long_polling"):
@@ -246,8 +258,11 @@ async def test_hub_invocations_by_method_and_outcome(nursery: trio.Nursery) -> N
         async with hub.stream("Forever") as items:
             async for _ in items:
                 break  # leaving the block cancels the stream
-        await trio.testing.wait_all_tasks_blocked(0.05)
-        _, samples = await scrape(server.port)
+        # The stream left early ends on the server once its CancelInvocation arrives.
+        cancelled = {"method": "Forever", "outcome": "cancelled"}
+        samples = await scrape_when(
+            server.port, lambda samples: value(samples, "trio_ws_hub_invocations_total", **cancelled) == 1
+        )
     total = "trio_ws_hub_invocations_total"
     assert value(samples, total, hub="Counter", method="Add", outcome="ok") == 3
     assert value(samples, total, method="Fail", outcome="error") == 1
