@@ -64,7 +64,6 @@ from .._printable import printable
 from ._dispatch import Dispatcher
 from ._errors import DisconnectReason, HubError, error_text
 from ._filters import HubLifetimeContext
-from ._http_transports import LongPollingTransport
 from ._hub import CallInfo, HubCallerContext, current_call
 from ._options import SlowClientPolicy
 from ._protocol.errors import HandshakeError, ProtocolError
@@ -396,17 +395,7 @@ class HubConnection(TransportConnection):
                     contain(exc, logger, "%s: on_disconnected failed", self)
                 finally:
                     current_call.reset(token)
-            attachment = self._attachment
-            if attachment is not None and not attachment.abandoned and self._attached.is_set():
-                transport = attachment.transport
-                # Shutting down, a Long Polling client between polls can't come back for its
-                # goodbye (new requests get 503): wait only for a poll that is held.
-                if not (
-                    isinstance(transport, LongPollingTransport)
-                    and transport.held is None
-                    and self.server.closing
-                ):
-                    await self._flushed.wait()
+            await self._wait_flushed()
         await self._end_transport()
         if self._connected:
             detail = f" ({printable(self._detail)})" if self._detail else ""

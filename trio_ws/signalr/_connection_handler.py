@@ -361,19 +361,17 @@ class HandlerConnection(TransportConnection):
                 outbox.discard()
             else:
                 outbox.close()
+            await self._wait_flushed()
             attachment = self._attachment
-            if attachment is not None and not attachment.abandoned:
-                transport = attachment.transport
-                # Shutting down, a Long Polling client between polls can't come back for what is
-                # left (new requests get 503): wait only for a poll that is held.
-                polling = isinstance(transport, LongPollingTransport)
-                held = isinstance(transport, LongPollingTransport) and transport.held is not None
-                if not (polling and not held and self.server.closing):
-                    await self._flushed.wait()
-                if polling and not self.server.closing:
-                    # As ASP.NET: the connection stays until a poll hears its end (204), so the
-                    # client closes cleanly instead of finding it gone (404).
-                    await self._end_heard.wait()
+            if (
+                attachment is not None
+                and not attachment.abandoned
+                and isinstance(attachment.transport, LongPollingTransport)
+                and not self.server.closing
+            ):
+                # As ASP.NET: the connection stays until a poll hears its end (204), so the
+                # client closes cleanly instead of finding it gone (404).
+                await self._end_heard.wait()
         await self._end_transport()
         if self._attached.is_set():
             detail = f" ({printable(self._detail)})" if self._detail else ""

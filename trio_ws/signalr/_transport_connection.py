@@ -48,7 +48,7 @@ import trio
 
 from .._printable import printable
 from ._errors import DisconnectReason
-from ._http_transports import PostInbox
+from ._http_transports import LongPollingTransport, PostInbox
 from ._protocol.messages import TransferFormat
 from ._sender import Sender, describe_break
 from ._transport import ConnectionGone, TransportInUse, TransportMismatch
@@ -244,6 +244,18 @@ class TransportConnection:
             self._attachment.drop()
             self._attachment = self.sender.attachment = None
         return None
+
+    async def _wait_flushed(self) -> None:
+        """Wait until the transport has taken what is queued (the goodbye), unless nobody can come
+        for it: a transport abandoned, or, shutting down, a Long Polling client between polls (new
+        requests get 503). Bounded by the caller (``close_timeout``)."""
+        attachment = self._attachment
+        if attachment is None or attachment.abandoned:
+            return
+        transport = attachment.transport
+        between_polls = isinstance(transport, LongPollingTransport) and transport.held is None
+        if not (between_polls and self.server.closing):
+            await self._flushed.wait()
 
     async def _end_transport(self) -> None:
         """The connection is over: POSTs still waiting are refused, the transport stops, the
