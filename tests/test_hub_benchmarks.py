@@ -80,6 +80,11 @@ def _assert_measured(measured: dict[str, object], labels: list[str]) -> None:
             value = rounds[0][metric.scenario][metric.key]
             if metric.key.endswith("_per_cpu_s") and rounds[0][metric.scenario]["server_cpu"] == 0:
                 continue  # the server got no clock tick of CPU in the quick window: a busy machine
+            if metric.key.startswith("rss_"):
+                # A few quick connections may fit in memory the allocator already holds: 0 (or
+                # less) is a real reading there, so only its being measured is checked.
+                assert math.isfinite(value), (label, metric)
+                continue
             assert math.isfinite(value) and value > 0, (label, metric)
         for scenario in BUSY_SCENARIOS:
             assert 0 < rounds[0][scenario]["client_cpu"] < 2, (label, scenario)
