@@ -22,6 +22,7 @@ broadcasts 32 characters, one at a time, every client receives each).
     python -m benchmarks.hubs.instructions
     python -m benchmarks.hubs.instructions --scenarios pipe50 --protocol messagepack
     python -m benchmarks.hubs.instructions --scenarios fanout --cprofile fanout.prof   # where the time goes
+    python -m benchmarks.hubs.instructions --scenarios echo1,echo50 --metrics          # what --metrics costs
 
 With ``--cprofile FILE`` the server runs under cProfile instead (no
 instruction counts), and its profile of the whole run is written to FILE.
@@ -252,12 +253,24 @@ def run_fanout(clients: list[HubClient], broadcasts: int, in_flight: int) -> Non
 
 
 def measure(
-    scenario: Scenario, codec: Codec, calls: int, broadcasts: int, fanout_clients: int, cprofile: str | None
+    scenario: Scenario,
+    codec: Codec,
+    calls: int,
+    broadcasts: int,
+    fanout_clients: int,
+    cprofile: str | None,
+    metrics: bool = False,
 ) -> float:
     """The server's instructions per call (echo) or per delivery (fanout); with ``cprofile``, the
-    server runs under cProfile instead, and the figure is 0."""
+    server runs under cProfile instead, and the figure is 0. ``metrics`` serves it with ``--metrics``."""
     with tempfile.TemporaryDirectory() as out_dir:
-        server = [sys.executable, "-m", "benchmarks.hubs.servers", "trio_ws"]
+        server = [
+            sys.executable,
+            "-m",
+            "benchmarks.hubs.servers",
+            "trio_ws",
+            *(["--metrics"] if metrics else []),
+        ]
         if cprofile:
             command = [sys.executable, "-m", "cProfile", "-o", cprofile, *server[1:]]
         else:
@@ -322,6 +335,7 @@ def main() -> None:
     )
     parser.add_argument("--fanout-clients", type=int, default=250, help="clients receiving each broadcast")
     parser.add_argument("--cprofile", metavar="FILE", help="profile one scenario with cProfile instead")
+    parser.add_argument("--metrics", action="store_true", help="serve the hub with --metrics (/metrics)")
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)
     if unknown:
@@ -340,13 +354,17 @@ def main() -> None:
             args.broadcasts,
             args.fanout_clients,
             args.cprofile,
+            args.metrics,
         )
         print(f"profile of {args.scenarios[0]} written to {args.cprofile}")
         return
-    print(f"trio_ws hub, {args.protocol}: instructions per call (echo) or per delivery (fanout)")
+    served = ", with --metrics" if args.metrics else ""
+    print(f"trio_ws hub, {args.protocol}{served}: instructions per call (echo) or per delivery (fanout)")
     for name in args.scenarios:
         scenario = SCENARIOS[name]
-        figure = measure(scenario, codec, args.calls, args.broadcasts, args.fanout_clients, None)
+        figure = measure(
+            scenario, codec, args.calls, args.broadcasts, args.fanout_clients, None, args.metrics
+        )
         title = scenario.title
         if scenario.fanout:
             title = title.replace("Broadcast", f"Broadcast to {args.fanout_clients} clients")
