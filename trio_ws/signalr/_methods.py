@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from ._binding import BindingError, Converter, converter_for
 from ._streams import HubStream
 
-__all__ = ["HubMethod", "discover_methods", "hub_method", "pascal_case", "wire_name"]
+__all__ = ["HubMethod", "discover_methods", "hub_method", "pascal_case", "type_hints", "wire_name"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -139,6 +139,18 @@ class HubMethod:
         return [i for i, p in enumerate(self.parameters) if isinstance(p, _Stream)]
 
 
+def type_hints(function: Callable[..., Any], where: str) -> dict[str, Any]:
+    """``function``'s type hints, resolved (``Annotated`` kept).
+
+    Raises:
+        TypeError: they cannot be resolved (a name that does not exist, say); ``where`` says whose.
+    """
+    try:
+        return typing.get_type_hints(function, include_extras=True)
+    except Exception as exc:
+        raise TypeError(f"cannot read the annotations of {where}: {exc}") from exc
+
+
 def discover_methods(hub_type: type, base: type) -> dict[str, HubMethod]:
     """The hub methods of ``hub_type`` (a subclass of ``base``), by lower-cased wire name.
 
@@ -179,10 +191,7 @@ def _describe(hub_type: type, attribute: str, function: Callable[..., Any]) -> H
             f"{where} must be 'async def': hub methods run as trio tasks (start its name with '_' "
             "if it is a helper, not a hub method)"
         )
-    try:
-        hints = typing.get_type_hints(function, include_extras=True)
-    except Exception as exc:
-        raise TypeError(f"cannot read the annotations of {where}: {exc}") from exc
+    hints = type_hints(function, where)
     returns = hints.get("return")
     streams_result = (
         is_generator or typing.get_origin(returns) in _STREAM_RESULTS or returns in _STREAM_RESULTS

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Generic, overload
 from ._binding import BindingError, Converter, converter_for
 from ._clients import ClientProxy, HubClients, SingleClientProxy
 from ._errors import ClientResultError
-from ._methods import wire_name
+from ._methods import type_hints, wire_name
 
 if TYPE_CHECKING:
     # A type variable's default (PEP 696) is only read by the type checker, and Python 3.11's
@@ -110,10 +110,7 @@ def client_methods(protocol: type) -> dict[str, ClientMethod]:
                     f"{where} must be an 'async def' method: a client protocol lists what the hub can "
                     "call on its clients, and every call is awaited"
                 )
-            try:
-                hints = typing.get_type_hints(value, include_extras=True)
-            except Exception as exc:
-                raise TypeError(f"cannot read the annotations of {where}: {exc}") from exc
+            hints = type_hints(value, where)
             returns = hints.get("return", None)
             name = wire_name(attribute, value)
             key = name.lower()
