@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 import trio_ws
-from trio_ws._app import HTTPRoute, WebSocketRoute
+from trio_ws._app.app import HTTPRoute, WebSocketRoute
+from trio_ws._http.target import Target, parse_target
+from trio_ws._http.upgrade import handshake_refusal, host_allowed, is_websocket_upgrade, origin_allowed
 from trio_ws._printable import printable
-from trio_ws._target import Target, parse_target
-from trio_ws._upgrade import handshake_refusal, host_allowed, is_websocket_upgrade, origin_allowed
 
 
 async def _noop(ws: trio_ws.WebSocketConnection) -> None:

@@ -15,7 +15,7 @@ import trustme
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
-from trio_ws._cli import _options, _parser
+from trio_ws._server.cli import _options, _parser
 
 from .helpers import upgrade_request
 from .processes import running_cli

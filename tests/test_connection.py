@@ -14,7 +14,7 @@ from wsproto.events import BytesMessage, CloseConnection, TextMessage
 from wsproto.frame_protocol import CloseReason
 
 import trio_ws
-from trio_ws._websocket import FRAGMENT_SIZE
+from trio_ws._websocket.connection import FRAGMENT_SIZE
 
 from .helpers import (
     IO_DEADLINE,

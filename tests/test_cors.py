@@ -7,7 +7,7 @@ import pytest
 import trio
 
 import trio_ws
-from trio_ws._cors import CrossOrigin, cross_origin, preflight_response
+from trio_ws._app.cors import CrossOrigin, cross_origin, preflight_response
 
 from .helpers import IO_DEADLINE, start_server
 

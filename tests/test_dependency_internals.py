@@ -38,7 +38,7 @@ from wsproto.frame_protocol import (
 )
 from wsproto.handshake import H11Handshake
 
-from trio_ws._fastframes import _accelerate, _FastFrameDecoder, _FastMessageDecoder
+from trio_ws._websocket.frames import _accelerate, _FastFrameDecoder, _FastMessageDecoder
 
 from .helpers import upgrade_request
 

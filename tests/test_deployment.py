@@ -6,7 +6,7 @@ import pytest
 import trio
 
 import trio_ws
-from trio_ws._deployment import Deployment, DeploymentError, deployed
+from trio_ws._server.deployment import Deployment, DeploymentError, deployed
 from trio_ws.signalr import Hub, HubServer, InProcessBackplane
 
 

@@ -22,7 +22,7 @@ import trustme
 from websockets.trio.client import connect
 
 import trio_ws
-from trio_ws._direct_socket import CALLS_PER_TURN, ByteStream, DirectSocket, direct_io
+from trio_ws._websocket.direct_socket import CALLS_PER_TURN, ByteStream, DirectSocket, direct_io
 
 from .helpers import IO_DEADLINE
 
@@ -499,7 +499,7 @@ async def test_a_long_echo_over_tcp_is_read_into_wsprotos_buffer_and_written_wit
         written.append(list(buffers))
         return real_writev(fd, buffers)
 
-    monkeypatch.setattr("trio_ws._direct_socket.os.writev", recording_writev)
+    monkeypatch.setattr("trio_ws._websocket.direct_socket.os.writev", recording_writev)
     # For each receive_some: whether the long message was on its way (and the client not closing).
     received_some: list[bool] = []
     long_message_sent = client_closing = False

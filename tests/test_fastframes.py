@@ -19,8 +19,8 @@ from wsproto.events import (
 )
 from wsproto.frame_protocol import FrameDecoder, MessageDecoder, XorMaskerSimple
 
-from trio_ws import _fastframes
-from trio_ws._fastframes import LONG_PAYLOAD, FastWSConnection, pure_unmask, server_frame, unmask
+from trio_ws._websocket import frames as _fastframes
+from trio_ws._websocket.frames import LONG_PAYLOAD, FastWSConnection, pure_unmask, server_frame, unmask
 
 from .helpers import client_frame
 

@@ -10,7 +10,7 @@ import trio.testing
 from wsproto.events import BytesMessage, CloseConnection, TextMessage
 
 import trio_ws
-from trio_ws._fastio import MESSAGES_PER_TURN
+from trio_ws._websocket.batching import MESSAGES_PER_TURN
 
 from .helpers import IO_DEADLINE, MemoryListener, RawClient, open_raw_websocket, start_memory_server
 

@@ -30,10 +30,10 @@ from websockets.trio.client import connect
 from wsproto.events import AcceptConnection, TextMessage
 
 import trio_ws
-from trio_ws._app import HTTPRoute, WebSocketRoute
-from trio_ws._decide import Routed, check_head_limits, decide, open_websocket
-from trio_ws._response import Response
-from trio_ws._target import parse_target
+from trio_ws._app.app import HTTPRoute, WebSocketRoute
+from trio_ws._app.response import Response
+from trio_ws._http.decide import Routed, check_head_limits, decide, open_websocket
+from trio_ws._http.target import parse_target
 
 from .helpers import (
     IO_DEADLINE,

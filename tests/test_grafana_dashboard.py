@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from trio_ws._metrics import Metrics
+from trio_ws._observe.metrics import Metrics
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "trio_ws.json"
 

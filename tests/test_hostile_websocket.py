@@ -23,7 +23,7 @@ import trio
 import trio.testing
 
 import trio_ws
-from trio_ws._fastframes import most_frames
+from trio_ws._websocket.frames import most_frames
 
 from .helpers import IO_DEADLINE, task_count, upgrade_request
 

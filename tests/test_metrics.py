@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_websocket import open_websocket_url
 
 import trio_ws
-from trio_ws._metrics import Metrics, close_code_label
+from trio_ws._observe.metrics import Metrics, close_code_label
 from trio_ws.signalr import (
     DisconnectReason,
     HttpTransportType,

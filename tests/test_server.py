@@ -18,7 +18,7 @@ from websockets.trio.client import connect
 from wsproto.events import CloseConnection
 
 import trio_ws
-from trio_ws._admission import make_room_for
+from trio_ws._server.admission import make_room_for
 
 from .helpers import (
     IO_DEADLINE,
@@ -256,7 +256,7 @@ def test_the_open_file_limit_is_raised_to_fit_both_connection_caps(caplog: pytes
 def test_a_hard_open_file_limit_too_low_is_a_warning() -> None:
     """If even the hard limit can't hold both connection caps, a warning says what to change."""
     script = (
-        "import logging, resource; from trio_ws._admission import make_room_for;"
+        "import logging, resource; from trio_ws._server.admission import make_room_for;"
         "logging.basicConfig(format='%(levelname)s %(message)s');"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (200, 300)); make_room_for(1000, 1000);"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE))"

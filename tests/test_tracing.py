@@ -27,8 +27,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import trio_ws
-import trio_ws._server
-from trio_ws._tracing import kept_trace
+import trio_ws._server.server
+from trio_ws._observe.tracing import kept_trace
 from trio_ws.signalr import (
     Backplane,
     Hub,
@@ -70,7 +70,7 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    monkeypatch.setattr(trio_ws._server, "tracer", lambda: provider.get_tracer("trio_ws"))
+    monkeypatch.setattr(trio_ws._server.server, "tracer", lambda: provider.get_tracer("trio_ws"))
     yield exporter
     provider.shutdown()
 

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.sync.client import ClientConnection, connect
 
 import trio_ws
-from trio_ws._cli import main
+from trio_ws._server.cli import main
 
 from .processes import running_workers
 from .signalr.redis_helpers import RedisServer, redis_server

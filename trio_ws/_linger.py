@@ -2,9 +2,9 @@
 
 Closing a socket with unread bytes in its receive buffer makes the kernel send
 a reset instead of a FIN, and a reset can destroy the last bytes we sent while
-they are still on their way: an HTTP answer (``_http.py``), or the Close frame
+they are still on their way: an HTTP answer (``_http/connection.py``), or the Close frame
 that fails a WebSocket while its peer is in the middle of a message
-(``_websocket.py``). Both end their connection through :func:`linger`.
+(``_websocket/connection.py``). Both end their connection through :func:`linger`.
 """
 
 from __future__ import annotations

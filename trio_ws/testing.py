@@ -34,10 +34,10 @@ import trio
 import trio.testing
 from trio_websocket import HandshakeError
 
-from ._app import App
+from ._app.app import App
 from ._options import Options
-from ._server import Server, serve, serve_listeners
-from ._websocket import WebSocketConnection, client_connection
+from ._server.server import Server, serve, serve_listeners
+from ._websocket.connection import WebSocketConnection, client_connection
 
 __all__ = [
     "MemoryListener",

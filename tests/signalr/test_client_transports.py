@@ -36,8 +36,8 @@ from trio_ws.signalr import (
     map_hub,
     open_hub_client,
 )
-from trio_ws.signalr._client_negotiate import negotiate
-from trio_ws.signalr._client_transports import (
+from trio_ws.signalr._client.negotiate import negotiate
+from trio_ws.signalr._client.transports import (
     LongPollingClientTransport,
     ServerSentEventsClientTransport,
     TransportEnded,

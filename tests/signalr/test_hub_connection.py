@@ -17,7 +17,7 @@ from trio_ws.signalr import (
     StreamTransport,
     TransferFormat,
 )
-from trio_ws.signalr._connection import ConnectionGone, TransportInUse
+from trio_ws.signalr._hub.connection import ConnectionGone, TransportInUse
 from trio_ws.signalr._protocol import JSON, MESSAGEPACK
 from trio_ws.signalr._protocol.handshake import encode_request
 from trio_ws.signalr._protocol.messages import Close, Completion, Invocation, Ping, StreamInvocation

@@ -26,7 +26,7 @@ from trio_ws.signalr import (
     map_hub,
     open_hub_client,
 )
-from trio_ws.signalr._filters import NextConnected, NextDisconnected, NextInvoke
+from trio_ws.signalr._hub.filters import NextConnected, NextDisconnected, NextInvoke
 from trio_ws.signalr._protocol.messages import Close
 
 from ..helpers import IO_DEADLINE

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 
 import trio_ws
+import trio_ws.signalr._hub.requirements
 from trio_ws.signalr import (
     CallRefused,
     Hub,
@@ -23,7 +24,7 @@ from trio_ws.signalr import (
     open_hub_client,
     rate_limit,
 )
-from trio_ws.signalr._filters import NextInvoke
+from trio_ws.signalr._hub.filters import NextInvoke
 
 from ..helpers import IO_DEADLINE
 from .helpers import assert_no_tracebacks, connect
@@ -269,7 +270,7 @@ async def test_many_users_keep_bounded_buckets(
     autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Buckets of users that have refilled are forgotten once there are many, so memory stays bounded."""
-    monkeypatch.setattr(trio_ws.signalr._requirements, "_MANY_USERS", 32)
+    monkeypatch.setattr(trio_ws.signalr._hub.requirements, "_MANY_USERS", 32)
     hub = Limited()
     server = HubServer(hub)
     async with trio.open_nursery() as nursery:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 import pytest
 
 from trio_ws.signalr import Hub, HubStream, hub_method
-from trio_ws.signalr._binding import BindingError, converter_for
-from trio_ws.signalr._methods import discover_methods, pascal_case
+from trio_ws.signalr._hub.binding import BindingError, converter_for
+from trio_ws.signalr._hub.methods import discover_methods, pascal_case
 
 
 @pytest.mark.parametrize(

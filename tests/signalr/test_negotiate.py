@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trio_ws.signalr import HttpTransportType
-from trio_ws.signalr._negotiate import NegotiateError, negotiate_answer, negotiate_version
+from trio_ws.signalr._transports.negotiate import NegotiateError, negotiate_answer, negotiate_version
 
 
 def test_missing_version_is_zero_and_above_one_is_one() -> None:

@@ -6,7 +6,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_ws.signalr._outbox import Outbox
+from trio_ws.signalr._transports.outbox import Outbox
 
 
 async def test_put_waits_for_room_and_get_joins_messages() -> None:

@@ -25,7 +25,7 @@ import trustme
 
 import trio_ws
 import trio_ws.testing
-from trio_ws._deployment import Deployment, deployed
+from trio_ws._server.deployment import Deployment, deployed
 from trio_ws.signalr import DisconnectReason, HubServer, RedisBackplane
 from trio_ws.signalr._backplane import redis_link
 from trio_ws.signalr._backplane import redis_wire as wire

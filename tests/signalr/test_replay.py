@@ -19,7 +19,7 @@ from trio_ws.signalr._protocol.messages import (
     StreamInvocation,
     StreamItem,
 )
-from trio_ws.signalr._replay import Replay
+from trio_ws.signalr._transports.replay import Replay
 
 
 def test_sent_messages_are_kept_until_acked_and_replayed_from_the_oldest() -> None:

@@ -5,43 +5,47 @@ The official SignalR clients (``@microsoft/signalr`` and its siblings,
 speak to ASP.NET Core. See ``docs/hubs.md``; for raw bytes over the same transports,
 without the hub protocol, ``map_connection`` (``docs/connections.md``).
 
-General layout (each module opens with its own rules):
+General layout (each package opens with what it owns, each module with its rules):
 
-    _hub.py          Hub, and HubCallerContext (what hub code knows about its caller)
-    _clients.py      HubClients, ClientProxy, GroupManager, UserManager: reaching clients
-    _server.py       HubServer: the nursery that hub connections live in
-    _endpoint.py     map_hub: a hub on an App (negotiate, its WebSocket, its service)
-    _connection_handler.py  map_connection, Connection: raw bytes over the same transports
-    _transport_connection.py  a connection over the transports, whatever speaks over it
-    _negotiate.py    POST {hub}/negotiate: versions, ids, transports (pure)
-    _websocket_transport.py  WebSocketTransport: a hub connection over a trio_ws WebSocket
-    _connection.py   one hub connection: handshake, reading, keep-alive, timeouts, ending
-    _dispatch.py     running calls and streams, client results
-    _filters.py      HubFilter, add_hub_filter: code around every call, connect and disconnect
-    _requirements.py authorize, allow_anonymous, rate_limit: what a method requires of its callers
-    _observe.py      the filter that counts and traces every call, with metrics or tracing on
-    _methods.py      which methods a hub offers, and their names on the wire
-    _binding.py      checking and converting arguments by annotation
-    _streams.py      HubStream: a stream the client uploads
-    _outbox.py       the bounded queue of bytes waiting to go to one client
-    _transport.py    the Transport interface, and StreamTransport over a trio Stream
-    _typed.py        typed hubs: Hub[ClientProtocol], TypedHubClients
-    _client.py       open_hub_client, HubClient: the trio client
-    _client_typed.py      the client's typed side: HubClient.server() and HubClient.handle()
-    _client_connect.py    one client connection: opening it (transport fallback, handshake), resuming it
-    _client_negotiate.py  the client's negotiate, and what its answer means
-    _client_transports.py the client's transports: WebSockets, Server-Sent Events, Long Polling
-    _client_http.py  the client's HTTP/1.1 over h11 (negotiate, POSTs, polls, event streams),
-                     and HubClientError
+    _hub/            what hub code sees, and running a client's calls
+        hub.py           Hub, and HubCallerContext (what hub code knows about its caller)
+        typed.py         typed hubs: Hub[ClientProtocol], TypedHubClients
+        clients.py       HubClients, ClientProxy, GroupManager, UserManager: reaching clients
+        methods.py       which methods a hub offers, and their names on the wire
+        binding.py       checking and converting arguments by annotation
+        streams.py       HubStream: a stream the client uploads
+        connection.py    one hub connection: handshake, reading, keep-alive, timeouts, ending
+        dispatch.py      running calls and streams, client results
+        filters.py       HubFilter, add_hub_filter: code around every call, connect and disconnect
+        requirements.py  authorize, allow_anonymous, rate_limit: what a method requires of its callers
+        observe.py       the filter that counts and traces every call, with metrics or tracing on
+    _transports/     how a connection's bytes reach the client and come back
+        negotiate.py     POST {hub}/negotiate: versions, ids, transports (pure)
+        transport.py     the Transport interface, and StreamTransport over a trio Stream
+        connection.py    a connection over the transports, whatever speaks over it
+        sender.py        everything that goes to one client: outbox, replay buffer, slow clients
+        outbox.py        the bounded queue of bytes waiting to go to one client
+        replay.py        stateful reconnect: sequence numbers, acks, the replay buffer
+        websocket.py     WebSocketTransport: a connection over a trio_ws WebSocket
+        http.py          Server-Sent Events, Long Polling, and their POSTs
+        relay.py         a transport request that lands on another worker
+    _endpoints/      hubs and connection handlers on an App
+        hub.py           map_hub: a hub on an App (negotiate, its transports, its service)
+        connection.py    map_connection, Connection: raw bytes over the same transports
+        server.py        HubServer, ConnectionServer: the nursery that connections live in
+    _client/         the trio client
+        client.py        open_hub_client, HubClient
+        typed.py         the client's typed side: HubClient.server() and HubClient.handle()
+        connect.py       one client connection: opening it (transport fallback, handshake), resuming it
+        negotiate.py     the client's negotiate, and what its answer means
+        transports.py    the client's transports: WebSockets, Server-Sent Events, Long Polling
+        http.py          the client's HTTP/1.1 over h11, and HubClientError
+    _protocol/       the hub protocol, sans-I/O: JSON, MessagePack, handshake
     _backplane/      the Backplane interface, the in-process backplane and the Redis one
+    _contract/       typescript_contract, asyncapi_contract: a hub's client contracts
+    contract.py      python -m trio_ws.signalr.contract: the command line
     _options.py      HubOptions and SlowClientPolicy
     _errors.py       HubError, ClientResultError, BackplaneError, DisconnectReason, error texts
-    _protocol/       the hub protocol, sans-I/O: JSON, MessagePack, handshake
-    contract.py      python -m trio_ws.signalr.contract: the command line
-    _contract.py     typescript_contract, asyncapi_contract: a hub's client contracts
-    _contract_model.py       what a hub offers and expects, read from its type hints
-    _contract_typescript.py  the contract as TypeScript for @microsoft/signalr
-    _contract_asyncapi.py    the contract as an AsyncAPI 3.0 document
 """
 
 from ._backplane import Audience as Audience
@@ -51,52 +55,52 @@ from ._backplane import LocalConnection as LocalConnection
 from ._backplane import Pending as Pending
 from ._backplane import RedisBackplane as RedisBackplane
 from ._backplane import SerializedMessage as SerializedMessage
-from ._client import ClientState as ClientState
-from ._client import HubClient as HubClient
-from ._client import HubClientError as HubClientError
-from ._client import InvocationError as InvocationError
-from ._client import open_hub_client as open_hub_client
-from ._clients import ClientProxy as ClientProxy
-from ._clients import GroupManager as GroupManager
-from ._clients import HubClients as HubClients
-from ._clients import SingleClientProxy as SingleClientProxy
-from ._clients import UserManager as UserManager
-from ._connection_handler import Connection as Connection
-from ._connection_handler import ConnectionHandler as ConnectionHandler
-from ._connection_handler import ConnectionHandlerServer as ConnectionHandlerServer
-from ._connection_handler import map_connection as map_connection
-from ._contract import ContractError as ContractError
-from ._contract import asyncapi_contract as asyncapi_contract
-from ._contract import typescript_contract as typescript_contract
-from ._endpoint import NegotiateHook as NegotiateHook
-from ._endpoint import map_hub as map_hub
+from ._client.client import ClientState as ClientState
+from ._client.client import HubClient as HubClient
+from ._client.client import HubClientError as HubClientError
+from ._client.client import InvocationError as InvocationError
+from ._client.client import open_hub_client as open_hub_client
+from ._contract.generate import ContractError as ContractError
+from ._contract.generate import asyncapi_contract as asyncapi_contract
+from ._contract.generate import typescript_contract as typescript_contract
+from ._endpoints.connection import Connection as Connection
+from ._endpoints.connection import ConnectionHandler as ConnectionHandler
+from ._endpoints.connection import ConnectionHandlerServer as ConnectionHandlerServer
+from ._endpoints.connection import map_connection as map_connection
+from ._endpoints.hub import NegotiateHook as NegotiateHook
+from ._endpoints.hub import map_hub as map_hub
+from ._endpoints.server import HubServer as HubServer
+from ._endpoints.server import HubServerStatistics as HubServerStatistics
 from ._errors import BackplaneError as BackplaneError
 from ._errors import ClientResultError as ClientResultError
 from ._errors import DisconnectReason as DisconnectReason
 from ._errors import HubError as HubError
-from ._filters import CallRefused as CallRefused
-from ._filters import HubFilter as HubFilter
-from ._filters import HubInvocationContext as HubInvocationContext
-from ._filters import HubLifetimeContext as HubLifetimeContext
-from ._filters import add_hub_filter as add_hub_filter
-from ._hub import Hub as Hub
-from ._hub import HubCallerContext as HubCallerContext
-from ._methods import hub_method as hub_method
-from ._negotiate import HttpTransportType as HttpTransportType
+from ._hub.clients import ClientProxy as ClientProxy
+from ._hub.clients import GroupManager as GroupManager
+from ._hub.clients import HubClients as HubClients
+from ._hub.clients import SingleClientProxy as SingleClientProxy
+from ._hub.clients import UserManager as UserManager
+from ._hub.filters import CallRefused as CallRefused
+from ._hub.filters import HubFilter as HubFilter
+from ._hub.filters import HubInvocationContext as HubInvocationContext
+from ._hub.filters import HubLifetimeContext as HubLifetimeContext
+from ._hub.filters import add_hub_filter as add_hub_filter
+from ._hub.hub import Hub as Hub
+from ._hub.hub import HubCallerContext as HubCallerContext
+from ._hub.methods import hub_method as hub_method
+from ._hub.requirements import Policy as Policy
+from ._hub.requirements import allow_anonymous as allow_anonymous
+from ._hub.requirements import authorize as authorize
+from ._hub.requirements import rate_limit as rate_limit
+from ._hub.streams import HubStream as HubStream
+from ._hub.typed import TypedHubClients as TypedHubClients
 from ._options import HubOptions as HubOptions
 from ._options import SlowClientPolicy as SlowClientPolicy
 from ._protocol.messages import TransferFormat as TransferFormat
-from ._requirements import Policy as Policy
-from ._requirements import allow_anonymous as allow_anonymous
-from ._requirements import authorize as authorize
-from ._requirements import rate_limit as rate_limit
-from ._server import HubServer as HubServer
-from ._server import HubServerStatistics as HubServerStatistics
-from ._streams import HubStream as HubStream
-from ._transport import StreamTransport as StreamTransport
-from ._transport import Transport as Transport
-from ._typed import TypedHubClients as TypedHubClients
-from ._websocket_transport import WebSocketTransport as WebSocketTransport
+from ._transports.negotiate import HttpTransportType as HttpTransportType
+from ._transports.transport import StreamTransport as StreamTransport
+from ._transports.transport import Transport as Transport
+from ._transports.websocket import WebSocketTransport as WebSocketTransport
 
 __all__ = [
     "Audience",

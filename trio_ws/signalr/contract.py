@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from ._contract import asyncapi_contract, load_hub, typescript_contract
+from ._contract.generate import asyncapi_contract, load_hub, typescript_contract
 
 __all__ = ["main"]
 

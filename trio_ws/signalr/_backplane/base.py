@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import trio
 
-from ..._health import Health
+from ..._app.health import Health
 from .._errors import BackplaneError
 
 if TYPE_CHECKING:
-    from ..._metrics import HubMetrics, Metrics
+    from ..._observe.metrics import HubMetrics, Metrics
     from .._protocol.codec import HubProtocol
     from .._protocol.messages import Invocation
 

@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
-from ..._deployment import backplane_url
-from ..._health import Health
+from ..._app.health import Health
+from ..._server.deployment import backplane_url
 from .._errors import BackplaneError, ClientResultError
 from .._protocol.messages import Invocation
 from . import redis_wire as wire
@@ -64,7 +64,7 @@ from .redis_link import LinkOptions, LinkState, Presence, RedisLink
 if TYPE_CHECKING:
     import coredis
 
-    from ..._metrics import BackplaneMetrics, HubMetrics, Metrics
+    from ..._observe.metrics import BackplaneMetrics, HubMetrics, Metrics
 
 __all__ = ["RedisBackplane"]
 

@@ -59,8 +59,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
-from ..._deployment import redacted
-from ..._health import Health
+from ..._app.health import Health
+from ..._server.deployment import redacted
 from .._errors import BackplaneError
 from . import redis_wire as wire
 
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     import coredis
     import coredis.commands
 
-    from ..._metrics import BackplaneMetrics
+    from ..._observe.metrics import BackplaneMetrics
 
 __all__ = ["LinkOptions", "LinkState", "RedisLink"]
 

@@ -1,0 +1,127 @@
+"""The life of one WebSocket, from the upgrade to the last byte, in one nursery.
+
+::
+
+    connection nursery                 (opened by run_websocket)
+    ├─ reader task       socket -> wsproto -> the handler's inbox (bounded; _websocket/connection.py)
+    ├─ keep-alive task   a ping every keep_alive_interval (if enabled, and the route keeps it)
+    └─ handler           the route's handler, run in this task itself
+
+The handler runs in the connection's own task, so the nursery cannot close
+before it returns. When it does return (or fails, or is cancelled), the
+connection is closed, the reader finishes the close handshake (within
+``close_timeout``, after which it drops TCP: see ``_websocket/connection.py``), and the
+nursery is cancelled: the keep-alive task and anything else left over end
+with it. Nothing started here outlives the connection.
+
+Error handling: a handler exception is logged once, with the route and the
+peer, and closes only this connection, with 1011, whatever its type short
+of a stop (``_contain.py``). ``ConnectionClosed`` escaping a handler is not
+an error: the peer left while the handler was talking to it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from trio_websocket import ConnectionClosed
+
+from .._contain import contain
+from .._observe.logs import set_log_fields
+from .keepalive import keep_alive
+
+if TYPE_CHECKING:
+    from .._app.app import WebSocketRoute
+    from .._server.server import Server
+    from .connection import ServerConnection
+
+__all__ = ["run_websocket"]
+
+logger = logging.getLogger("trio_ws.connection")
+
+
+async def run_websocket(
+    ws: ServerConnection, route: WebSocketRoute, server: Server, handshake_deadline: float
+) -> None:
+    """Finish the handshake on ``ws``, run the route's handler, and clean up."""
+    options = server.options
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ws.run_reader)
+        with trio.move_on_at(handshake_deadline) as handshake:
+            try:
+                request = await ws.handshake()
+                await request.accept(subprotocol=route.choose_subprotocol(request.proposed_subprotocols))
+            except ConnectionClosed:
+                logger.debug("%s: the peer left during the upgrade", ws)
+                nursery.cancel_scope.cancel()
+                return
+        if handshake.cancelled_caught:
+            logger.info("%s: dropped: the upgrade did not finish within handshake_timeout", ws)
+            nursery.cancel_scope.cancel()
+            return
+        # The handshake's request and scope would otherwise stay alive as long as the connection.
+        del request, handshake
+        extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
+        identity = ws.request.identity
+        user = None if identity is None else identity.user_id
+        set_log_fields(connection_id=str(ws), transport="websocket", path=route.path, user=user)
+        logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
+
+        if options.keep_alive_interval is not None and route.keep_alive:
+            nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
+        with server.tracking(ws):
+            try:
+                if server.closing:
+                    # Shutdown began during this handshake: say goodbye like to the others.
+                    await ws.aclose(1001, "server shutting down")
+                else:
+                    await _run_handler(ws, route)
+                # Let the reader see the close handshake through (it gives up after
+                # close_timeout), then stop everything else.
+                await ws.wait_reader_done()
+            except trio.Cancelled:
+                logger.info("%s: cancelled (by then: %s)", ws, ws.describe_close())
+                raise
+        nursery.cancel_scope.cancel()
+    logger.info("%s: %s", ws, ws.describe_close(), extra=_close_fields(ws))
+
+
+async def _run_handler(ws: ServerConnection, route: WebSocketRoute) -> None:
+    code, reason = 1000, None
+    try:
+        await route.handler(ws)
+    except BaseException as exc:
+        failure = contain(
+            exc,
+            logger,
+            "handler %s for %s failed on connection %s from %s",
+            getattr(route.handler, "__qualname__", route.handler),
+            route.path,
+            ws,
+            _remote(ws),
+            expected=(ConnectionClosed,),  # the peer left while the handler talked to it
+        )
+        if failure is not None:
+            code, reason = 1011, "internal error"
+    finally:
+        # Closes with `code` if the handler left the connection open; no-op otherwise.
+        # The reader bounds the close by close_timeout.
+        await ws.aclose(code, reason)
+
+
+def _close_fields(ws: ServerConnection) -> dict[str, object]:
+    """The close code and reason for a structured log line (the reason is the peer's, or ours)."""
+    closed = ws.closed
+    if closed is None:
+        return {}
+    return {"close_code": closed.code, "close_reason": closed.reason}
+
+
+def _remote(ws: ServerConnection) -> object:
+    """The peer's address for a log line; a peer that has reset the connection has none."""
+    try:
+        return ws.remote
+    except OSError:
+        return "a peer that has gone"

@@ -1,0 +1,7 @@
+"""The trio hub client: connect, call, stream both ways, answer the server, reconnect.
+
+What this package owns: ``HubClient`` (the user's side), the connection
+engine under it, its own small HTTP/1.1 for negotiate and the HTTP
+transports, the three transports, and typed calls through a hub's class.
+It shares only the hub protocol (``_protocol``) with the server.
+"""
