@@ -12,7 +12,7 @@ closes or becomes a WebSocket::
 For each request: read the head with h11 (``_http/wire.py``), ask ``decide``
 (``_http/decide.py``, pure) what to do, run the hooks (auth, then for a WebSocket
 ``before_upgrade``), read the body, call the handler, write its response,
-and go round again; or hand an upgrade to ``_connection.run_websocket``.
+and go round again; or hand an upgrade to ``_websocket.lifetime.run_websocket``.
 
 Rules of this module:
 
@@ -29,7 +29,7 @@ Rules of this module:
   ``handshake_timeout``, a later one by ``http_idle_timeout``; the head's
   size by ``max_request_head_size`` and its header count by
   ``max_request_headers`` (431); the time a connection may wait with no
-  complete head by ``max_idle_connections`` (``_admission.py``); a body by
+  complete head by ``max_idle_connections`` (``_server/admission.py``); a body by
   ``max_request_body`` (413) and ``request_body_timeout`` (408); the
   requests on one connection by ``max_requests_per_connection``; an upgrade
   by a free ``max_connections`` slot (503).

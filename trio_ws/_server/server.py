@@ -7,10 +7,10 @@
        ├─ one task per service                  started (and ready) before anyone is accepted
        └─ connections nursery                   closes last: waits for every connection
           ├─ accepting nursery                  cancelled first by Server.aclose()
-          │  └─ _admission.accept_loop          one per listener
-          └─ one task per accepted connection   _http.serve_stream: request after request
+          │  └─ admission.accept_loop           one per listener
+          └─ one task per accepted connection   _http.connection.serve_stream: request after request
              ├─ request nursery                 per HTTP request to a route: a departure watcher
-             └─ connection nursery              for a WebSocket: _connection.run_websocket
+             └─ connection nursery              for a WebSocket: _websocket.lifetime.run_websocket
                 ├─ reader task
                 ├─ keep-alive task
                 └─ handler
@@ -119,7 +119,7 @@ class Server:
         # an event per open WebSocket would cost every connection its memory).
         self._goodbyes: dict[ServerConnection, trio.Event] = {}
         self._streams: set[_Stream] = set()
-        #: Caps on waiting connections and on WebSockets (``_admission.py``).
+        #: Caps on waiting connections and on WebSockets (``admission.py``).
         self.admission = Admission(options)
         #: The instruments ``GET /metrics`` reports (``_metrics.py``); ``None`` with metrics off.
         self.metrics: Metrics | None = _metrics_for(app) if options.metrics else None
