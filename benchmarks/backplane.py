@@ -15,20 +15,28 @@ as a hub method or a background task does:
 * **latency**: ``--latency-sends`` sends one at a time, each waiting for its
   delivery: p50 and p99 from the send to the receipt on the other worker.
 
-The same runs with one worker and no Redis (``InProcessBackplane``) give
-the in-process figures beside them. Both workers share this process and its
-CPU, so the figures per worker are conservative: in a deployment each
-worker has its own. The process's CPU time per send is shown too.
+Each worker is a process of its own, as in a deployment: this process is
+the sending worker, and ``python -m benchmarks.backplane --listener``, which
+this process starts, is the listening one. Each process's CPU time per send
+is shown, and Redis's own (from ``INFO cpu``), so that the figure per worker
+does not depend on how the two share this machine's cores: **sends per
+worker CPU-second** is a million over the busier worker's microseconds per
+send. The same runs with one worker and no Redis (``InProcessBackplane``,
+the listener in this process) give the in-process figures beside them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 
 import trio
@@ -65,6 +73,7 @@ class Listener:
         self.received = 0
         self.arrived: dict[int, float] = {}
         self.next: dict[int, int] = {}  # each sender's next number due
+        self.last_arrival = 0.0
         self.changed = trio.Event()
 
     async def run(self) -> None:
@@ -80,7 +89,7 @@ class Listener:
                     if number != due:
                         raise SystemExit(f"sender {sender}'s send {number} arrived where {due} was due")
                     self.next[sender] = number + 1
-                    self.arrived[number] = time.perf_counter()
+                    self.last_arrival = self.arrived[number] = time.monotonic()  # one clock for every process
                     self.received += 1
             self.changed.set()
             self.changed = trio.Event()
@@ -91,68 +100,190 @@ class Listener:
 
 
 @asynccontextmanager
-async def workers(redis_url: str | None) -> AsyncIterator[tuple[HubServer, Listener]]:
-    """The sending hub server, and a listener on the other one (the same one without Redis)."""
-    prefix = f"bench:{secrets.token_hex(4)}"
-    listening = Room()
-    if redis_url is None:
-        servers = [HubServer(listening)]
-    else:
-        backplanes = [RedisBackplane(redis_url, prefix=prefix) for _ in range(2)]
-        servers = [HubServer(Room(), backplane=backplanes[0]), HubServer(listening, backplane=backplanes[1])]
+async def listening_worker(redis_url: str | None, prefix: str) -> AsyncIterator[tuple[HubServer, Listener]]:
+    """A hub server with a listener in ``room`` (over a memory stream), with its own backplane."""
+    hub = Room()
+    server = (
+        HubServer(hub)
+        if redis_url is None
+        else HubServer(hub, backplane=RedisBackplane(redis_url, prefix=prefix))
+    )
     async with trio.open_nursery() as nursery:
-        for server in servers:
-            await nursery.start(server.run)
-        for server in servers:
-            if isinstance(server.backplane, RedisBackplane):
-                await server.backplane.wait_connected()
+        await nursery.start(server.run)
+        if isinstance(server.backplane, RedisBackplane):
+            await server.backplane.wait_connected()
         client_end, server_end = trio.testing.memory_stream_pair()
-        nursery.start_soon(partial(servers[-1].serve_transport, StreamTransport(server_end, name="Memory")))
+        nursery.start_soon(partial(server.serve_transport, StreamTransport(server_end, name="Memory")))
         listener = Listener(client_end)
         nursery.start_soon(listener.run)
-        await listening.joined.wait()
-        yield servers[0], listener
+        await hub.joined.wait()
+        yield server, listener
         nursery.cancel_scope.cancel()
 
 
+class Waiter:
+    """Waiting for the listener, wherever it is: ``wait(count)`` gives (its CPU seconds, its last arrival)."""
+
+    def __init__(self, wait: Callable[[int], Awaitable[tuple[float, float]]]) -> None:
+        self.wait = wait
+
+
+async def run_listener(redis_url: str, prefix: str) -> None:
+    """``--listener``: the listening worker as a process; asked ``wait N`` on stdin, answers on stdout.
+
+    The answer, once N messages have arrived: ``got <CPU seconds of this process> <last arrival>``.
+    """
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    async with listening_worker(redis_url, prefix) as (_, listener):
+        print("ready", flush=True)
+        pending = b""
+        while True:
+            while b"\n" not in pending:
+                data = await stdin.receive_some()
+                if not data:
+                    return
+                pending += data
+            line, pending = pending.split(b"\n", 1)
+            await listener.wait_for(int(line.split()[1]))
+            print(f"got {time.process_time()} {listener.last_arrival}", flush=True)
+
+
+@asynccontextmanager
+async def listener_process(redis_url: str, prefix: str) -> AsyncIterator[Waiter]:
+    """The listening worker in a process of its own, and a ``Waiter`` that asks it."""
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.backplane",
+        "--listener",
+        "--redis-url",
+        redis_url,
+        "--prefix",
+        prefix,
+    ]
+    process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
+    lines = LineReader(process.stdout)
+    try:
+        if await lines.next() != "ready":
+            raise SystemExit("the listening worker did not start")
+
+        async def wait(count: int) -> tuple[float, float]:
+            assert process.stdin is not None
+            await process.stdin.send_all(f"wait {count}\n".encode())
+            answer = await lines.next()
+            if not answer.startswith("got "):
+                raise SystemExit(f"the listening worker failed ({answer or 'it ended'})")
+            cpu, arrival = answer.split()[1:]
+            return float(cpu), float(arrival)
+
+        yield Waiter(wait)
+    finally:
+        process.kill()
+        await process.wait()
+
+
+class LineReader:
+    """Lines of text from a trio stream."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.pending = b""
+
+    async def next(self) -> str:
+        while b"\n" not in self.pending:
+            data = await self.stream.receive_some()
+            if not data:
+                return ""
+            self.pending += data
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line.decode()
+
+
+def redis_cpu_seconds(redis_url: str) -> float:
+    """Redis's own CPU seconds so far (``INFO cpu``: ``used_cpu_sys`` plus ``used_cpu_user``)."""
+    host_port = redis_url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=5) as redis:
+        redis.sendall(b"INFO cpu\r\n")
+        data = b""
+        while b"used_cpu_user:" not in data or not data.endswith(b"\r\n"):
+            data += redis.recv(4096)
+    fields = dict(line.split(":", 1) for line in data.decode().splitlines() if ":" in line)
+    return float(fields["used_cpu_sys"]) + float(fields["used_cpu_user"])
+
+
 async def measure(redis_url: str | None, sends: int, senders: int, latency_sends: int) -> dict[str, float]:
-    async with workers(redis_url) as (server, listener):
-        group = server.clients.group(ROOM)
-        # Warm up: the first sends pay for imports and caches. Sender 0 sends the numbers the
-        # listener records arrival times for; the others go on from their own first number.
-        for number in range(100):
-            await group.send("Posted", 0, number)
-        await listener.wait_for(100)
-        first = dict.fromkeys(range(1, senders), 0)
-        first[0] = 100
-        each = sends // senders
+    prefix = f"bench:{secrets.token_hex(4)}"
+    async with AsyncExitStack() as stack:
+        if redis_url is None:  # one worker: the listener in this process, on the sending server
+            server, listener = await stack.enter_async_context(listening_worker(None, prefix))
 
-        async def sender(name: int) -> None:
-            for number in range(first[name], first[name] + each):
-                await group.send("Posted", name, number)
+            async def wait_here(count: int) -> tuple[float, float]:
+                await listener.wait_for(count)
+                return 0.0, listener.last_arrival
 
-        cpu = time.process_time()
-        start = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for name in range(senders):
-                nursery.start_soon(sender, name)
-        sent = time.perf_counter()
-        await listener.wait_for(100 + each * senders)
-        seconds = time.perf_counter() - start
-        cpu = time.process_time() - cpu
+            waiter = Waiter(wait_here)
+        else:
+            waiter = await stack.enter_async_context(listener_process(redis_url, prefix))
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            server = HubServer(Room(), backplane=RedisBackplane(redis_url, prefix=prefix))
+            await nursery.start(server.run)
+            assert isinstance(server.backplane, RedisBackplane)
+            await server.backplane.wait_connected()
+        return await _measure(server, waiter, redis_url, sends, senders, latency_sends)
 
-        latencies = []
-        for number in range(100 + each, 100 + each + latency_sends):
-            began = time.perf_counter()
-            await group.send("Posted", 0, number)
-            await listener.wait_for(listener.received + 1)
-            latencies.append(listener.arrived[number] - began)
-        latencies.sort()
+
+async def _measure(
+    server: HubServer, waiter: Waiter, redis_url: str | None, sends: int, senders: int, latency_sends: int
+) -> dict[str, float]:
+    group = server.clients.group(ROOM)
+    # Warm up: the first sends pay for imports and caches. Sender 0 sends the numbers the
+    # latency run goes on from; the others go on from their own first number.
+    for number in range(100):
+        await group.send("Posted", 0, number)
+    listener_cpu, _ = await waiter.wait(100)
+    first = dict.fromkeys(range(1, senders), 0)
+    first[0] = 100
+    each = sends // senders
+
+    async def sender(name: int) -> None:
+        for number in range(first[name], first[name] + each):
+            await group.send("Posted", name, number)
+
+    redis_cpu = redis_cpu_seconds(redis_url) if redis_url else 0.0
+    cpu = time.process_time()
+    start = time.monotonic()
+    async with trio.open_nursery() as nursery:
+        for name in range(senders):
+            nursery.start_soon(sender, name)
+    sent = time.monotonic()
+    cpu = time.process_time() - cpu
+    listener_cpu_after, last = await waiter.wait(100 + each * senders)
+    seconds = last - start
+    listener_cpu = listener_cpu_after - listener_cpu
+    redis_cpu = (redis_cpu_seconds(redis_url) - redis_cpu) if redis_url else 0.0
+
+    latencies = []
+    received = 100 + each * senders
+    for number in range(100 + each, 100 + each + latency_sends):
+        began = time.monotonic()
+        await group.send("Posted", 0, number)
+        received += 1
+        _, arrival = await waiter.wait(received)
+        latencies.append(arrival - began)
+    latencies.sort()
     sends = each * senders
+    sender_us = cpu / sends * 1e6
+    listener_us = listener_cpu / sends * 1e6
     return {
         "sends_per_s": sends / seconds,
         "sender_sends_per_s": sends / (sent - start),
-        "cpu_us_per_send": cpu / sends * 1e6,
+        "sender_cpu_us": sender_us,
+        "listener_cpu_us": listener_us,
+        "redis_cpu_us": redis_cpu / sends * 1e6,
+        "per_worker_cpu_s": 1e6 / max(sender_us, listener_us),
         "p50_us": statistics.median(latencies) * 1e6,
         "p99_us": latencies[int(0.99 * (len(latencies) - 1))] * 1e6,
     }
@@ -167,7 +298,14 @@ def main() -> None:
     parser.add_argument("--latency-sends", type=int, default=2_000, help="sends of the latency run")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each; the table shows medians")
     parser.add_argument("--redis-url", help="a Redis to use (default: start redis-server on a free port)")
+    parser.add_argument(
+        "--listener", action="store_true", help=argparse.SUPPRESS
+    )  # the listening worker's process
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.listener:
+        trio.run(run_listener, args.redis_url, args.prefix)
+        return
 
     def run(redis_url: str | None) -> dict[str, float]:
         rounds = [
@@ -190,7 +328,10 @@ def main() -> None:
     rows = [
         ("sends/s, first send to last receipt", "sends_per_s", "{:,.0f}"),
         ("sends/s the senders made", "sender_sends_per_s", "{:,.0f}"),
-        ("process CPU per send", "cpu_us_per_send", "{:,.1f} us"),
+        ("CPU per send: sending worker", "sender_cpu_us", "{:,.1f} us"),
+        ("CPU per send: listening worker", "listener_cpu_us", "{:,.1f} us"),
+        ("CPU per send: redis-server", "redis_cpu_us", "{:,.1f} us"),
+        ("sends per worker CPU-second", "per_worker_cpu_s", "{:,.0f}"),
         ("p50 send to receipt, one at a time", "p50_us", "{:,.0f} us"),
         ("p99 send to receipt, one at a time", "p99_us", "{:,.0f} us"),
     ]
