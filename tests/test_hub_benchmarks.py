@@ -196,3 +196,25 @@ def test_a_mistaken_server_option_is_refused(text: str, message: str) -> None:
     """A mistaken server option stops the run before anything starts, saying what to change."""
     with pytest.raises(SystemExit, match=message):
         _config(text)
+
+
+@pytest.mark.timeout(120)
+def test_backplane_benchmark_runs_two_worker_processes() -> None:
+    """``benchmarks.backplane`` sends through a private redis-server to a listening worker in its own process.
+
+    The listening worker checks every message arrives once and in order (it stops the run otherwise),
+    and each process reports its own CPU time per send.
+    """
+    _require("redis-server (apt-get install redis-server)", shutil.which("redis-server") is not None)
+    command = [sys.executable, "-m", "benchmarks.backplane", "--sends", "320", "--latency-sends", "20"]
+    result = subprocess.run(
+        [*command, "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=110, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line[:38].strip(): line[38:].split() for line in result.stdout.splitlines()[2:]}
+    sender_us = float(rows["CPU per send: sending worker"][0])
+    listener_us = float(rows["CPU per send: listening worker"][0])
+    assert sender_us > 0 and listener_us > 0  # each measured in its own process
+    per_worker = float(rows["sends per worker CPU-second"][0].replace(",", ""))
+    assert per_worker == pytest.approx(1e6 / max(sender_us, listener_us), rel=0.02)
+    assert float(rows["sends/s, first send to last receipt"][0].replace(",", "")) > 0
