@@ -380,7 +380,7 @@ class HubConnection(TransportConnection):
                 sender.outbox.close(None if goodbye is None else self.protocol.encode(goodbye))
             if sender.replay is not None:
                 sender.replay.close()
-            self.dispatcher.fail_pending()
+            self.dispatcher.results.fail_all()
             if self._registered:
                 await self.server.backplane.remove_connection(self)
             if self._connected and reason is not None:
@@ -466,7 +466,7 @@ class HubConnection(TransportConnection):
         self.dispatcher.replies_wait_for_ack()
 
     async def invoke(self, target: str, arguments: Sequence[Any]) -> Any:
-        return await self.dispatcher.invoke(target, arguments)
+        return await self.dispatcher.results.invoke(target, arguments)
 
 
 def _goodbye_for(reason: DisconnectReason | None, detail: str | None, detailed: bool) -> Close | None:
