@@ -75,6 +75,7 @@ from ._errors import BackplaneError as BackplaneError
 from ._errors import ClientResultError as ClientResultError
 from ._errors import DisconnectReason as DisconnectReason
 from ._errors import HubError as HubError
+from ._hub.call import HubCallerContext as HubCallerContext
 from ._hub.clients import ClientProxy as ClientProxy
 from ._hub.clients import GroupManager as GroupManager
 from ._hub.clients import HubClients as HubClients
@@ -86,7 +87,6 @@ from ._hub.filters import HubInvocationContext as HubInvocationContext
 from ._hub.filters import HubLifetimeContext as HubLifetimeContext
 from ._hub.filters import add_hub_filter as add_hub_filter
 from ._hub.hub import Hub as Hub
-from ._hub.hub import HubCallerContext as HubCallerContext
 from ._hub.methods import hub_method as hub_method
 from ._hub.requirements import Policy as Policy
 from ._hub.requirements import allow_anonymous as allow_anonymous

@@ -69,7 +69,17 @@ import trio
 
 from ..._contain import contain
 from ..._printable import printable
-from .._errors import DisconnectReason, HubError, error_text
+from .._errors import (
+    NO_METHOD,
+    NOT_STREAMING_STREAMED,
+    STREAM_ERROR,
+    STREAMING_INVOKED,
+    DisconnectReason,
+    HubError,
+    InvalidData,
+    error_text,
+    unexpected_error,
+)
 from .._protocol.messages import (
     Ack,
     CancelInvocation,
@@ -83,28 +93,20 @@ from .._protocol.messages import (
     StreamItem,
 )
 from .binding import BindingError
+from .call import CallInfo, current_call
+from .dispatched import DispatchedConnection
 from .filters import CallRefused, HubInvocationContext, NextInvoke
-from .hub import CallInfo, current_call
 from .methods import as_stream, open_stream
 from .results import ClientResults
 from .streams import HubStream, StreamEnd
 
 if TYPE_CHECKING:
-    from .connection import HubConnection
+    from .filters import NextInvoke
     from .methods import HubMethod
 
 __all__ = ["Dispatcher"]
 
 logger = logging.getLogger("trio_ws.signalr")
-
-# ASP.NET's texts, which clients and their tests compare.
-_NO_METHOD = "Failed to invoke '{}' due to an error on the server. HubException: Method does not exist."
-_STREAMING_INVOKED = (
-    "The client attempted to invoke the streaming '{}' method with a non-streaming invocation."
-)
-_NOT_STREAMING_STREAMED = (
-    "The client attempted to invoke the non-streaming '{}' method with a streaming invocation."
-)
 
 # Messages waiting in the backlog before the reader stops reading (a client pipelining calls)...
 _BACKLOG = 16
@@ -112,13 +114,10 @@ _BACKLOG = 16
 _BACKLOG_MAX = 128
 
 
-_STREAM_ERROR = "An error occurred on the server while streaming results."
-
-
 class Dispatcher:
     """Runs one connection's calls and streams, and awaits its client results."""
 
-    def __init__(self, connection: HubConnection) -> None:
+    def __init__(self, connection: DispatchedConnection) -> None:
         self._connection = connection
         server = connection.server
         self._hub = server.hub
@@ -345,7 +344,7 @@ class Dispatcher:
             logger.debug("%s: unknown hub method %s", self._connection, printable(target))
             await self._answer_error(
                 invocation_id,
-                _NO_METHOD.format(target),
+                NO_METHOD.format(target),
             )
             return None
         try:
@@ -358,7 +357,7 @@ class Dispatcher:
                 invocation_id,
                 error_text(
                     f"Failed to invoke '{target}' due to an error on the server.",
-                    _InvalidData(str(exc)),
+                    InvalidData(str(exc)),
                     detailed=self._options.detailed_errors,
                 ),
             )
@@ -366,13 +365,13 @@ class Dispatcher:
         if method.streams_result and not streaming:
             await self._answer_error(
                 invocation_id,
-                _STREAMING_INVOKED.format(target),
+                STREAMING_INVOKED.format(target),
             )
             return None
         if streaming and not method.streams_result:
             await self._answer_error(
                 invocation_id,
-                _NOT_STREAMING_STREAMED.format(target),
+                NOT_STREAMING_STREAMED.format(target),
             )
             return None
         unexpected = f"An unexpected error occurred invoking '{target}' on the server."
@@ -549,7 +548,7 @@ class Dispatcher:
                                 await aclose()
                     except BaseException as exc:
                         failure = self._failed(target, exc)
-                        error = self._error(_STREAM_ERROR, failure)
+                        error = self._error(STREAM_ERROR, failure)
             finally:
                 del self._streams[invocation_id]
                 self._finish_streams(stream_ids, counted=True)
@@ -581,14 +580,3 @@ class Dispatcher:
         if self.results.complete(message):
             return
         logger.debug("%s: Completion for unknown id %s", self._connection, printable(message.invocation_id))
-
-
-def unexpected_error(target: str) -> str:
-    """ASP.NET's text for a call that failed, before what the caller may see of why."""
-    return f"An unexpected error occurred invoking '{target}' on the server."
-
-
-class _InvalidData(Exception):
-    """A binding failure, named as ASP.NET names it in a detailed error."""
-
-    signalr_name = "InvalidDataException"
