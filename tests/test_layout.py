@@ -70,7 +70,8 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[tuple[
                 target = node.module
             else:
                 continue
-            submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in modules]
+            named = [f"{target}.{alias.name}" for alias in node.names]
+            submodules = [module for module in named if module in modules]
             found = submodules if len(submodules) == len(node.names) else [target, *submodules]
         elif isinstance(node, ast.Import):
             found = [alias.name for alias in node.names]
@@ -168,7 +169,11 @@ _ALLOWED_UP: dict[tuple[str, str], tuple[frozenset[str], bool]] = {
 }
 
 _SIGNALR_FORBIDDEN = {
-    "trio_ws.signalr._transports": {"trio_ws.signalr._hub", "trio_ws.signalr._endpoints", "trio_ws.signalr._client"},
+    "trio_ws.signalr._transports": {
+        "trio_ws.signalr._hub",
+        "trio_ws.signalr._endpoints",
+        "trio_ws.signalr._client",
+    },
     "trio_ws.signalr._hub": {"trio_ws.signalr._endpoints", "trio_ws.signalr._client"},
     "trio_ws.signalr._endpoints": {"trio_ws.signalr._client"},
 }

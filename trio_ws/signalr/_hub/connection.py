@@ -16,6 +16,8 @@
 The connection over its transports (attaching them, the client's bytes,
 the time away, ending once) is ``TransportConnection``'s
 (``_transports/connection.py``); this module is the hub protocol on top.
+It knows its server as ``HubConnectionHost``, the members it uses, which
+``_endpoints/server.py``'s ``HubServer`` has.
 
 Rules of this module:
 

@@ -1,7 +1,9 @@
-"""Running what a client asks for: calls, streams both ways, cancellation; client results'
-Completions are handed to ``_hub/results.py``.
+"""Running what a client asks for: calls, streams both ways, cancellation.
 
-One ``Dispatcher`` per hub connection. The connection's reader hands it each
+One ``Dispatcher`` per hub connection. Client results (the hub calling the
+client and awaiting its answer) are ``_hub/results.py``'s: the dispatcher
+hands their Completions over. It knows the connection and the server only
+as ``_hub/dispatched.py`` names them. The connection's reader hands it each
 message in order (``dispatch``); the work those messages ask for runs in
 tasks in the connection's nursery, so it ends with the connection::
 

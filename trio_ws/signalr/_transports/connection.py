@@ -5,7 +5,7 @@
     TransportConnection                 ids, the transport attached now, the client's bytes in,
     │                                   the Sender out, the time away; ends once, for one reason
     ├─ HubConnection (_hub/connection.py)   the hub protocol on top: handshake, calls, pings
-    └─ HandlerConnection                a connection handler's raw bytes (_connection_handler.py)
+    └─ HandlerConnection                a connection handler's raw bytes (_endpoints/connection.py)
 
 A connection lives in its server's nursery, beside but not inside whatever
 carries its bytes. A transport is *attached* to it for as long as it
@@ -14,6 +14,9 @@ until a new one takes over); a Server-Sent Events stream with the POSTs
 beside it; the long polls of Long Polling, one after the other. What speaks
 over the connection (a subclass) reads with ``_receive()`` and writes
 through ``sender``; it never learns which transport carries it.
+It knows its server only as ``TransportServer`` (options, figures,
+shutdown, forgetting a connection), and hands its sender only what the
+sender tells it (``SenderOwner``): nothing here imports ``_endpoints``.
 
 Rules of this module:
 
