@@ -1,7 +1,9 @@
 """trio_ws: a structured-concurrency WebSocket server for trio.
 
 General layout: four layers, each a package that opens with what it owns,
-and each module with its own rules. A layer imports only the ones below it.
+and each module with its own rules. A layer imports only the ones below it
+(_observe lowest, then _app, _websocket, _http, _server): where it needs an
+upper one, it names the members it uses as a protocol (tests/test_layout.py).
 
     _app/           what the server serves; pure, no I/O
         app.py          App: routes, hooks and services
@@ -27,6 +29,7 @@ and each module with its own rules. A layer imports only the ones below it.
         wire.py         h11 and the stream: heads, bodies and responses, read and written with bounds
         target.py       the request target taken apart: path segments, query, host
         upgrade.py      pure handshake checks: upgrade request? well formed? allowed origin and host?
+        host.py         what the front door needs of the server (Host), named as a protocol
     _server/        the server's lifetime, and workers
         server.py       serve() and Server: the nursery tree, graceful shutdown
         admission.py    keeping room: the accept loop, waiting connections, WebSocket slots

@@ -27,7 +27,7 @@ import trio_ws
 import trio_ws.testing
 from trio_ws._server.deployment import Deployment, deployed
 from trio_ws.signalr import DisconnectReason, HubServer, RedisBackplane
-from trio_ws.signalr._backplane import redis_link
+from trio_ws.signalr._backplane import redis_outbox
 from trio_ws.signalr._backplane import redis_wire as wire
 from trio_ws.signalr._backplane.base import Audience, Pending
 from trio_ws.signalr._protocol.messages import Completion, Invocation
@@ -490,9 +490,9 @@ def test_messages_between_workers_round_trip() -> None:
 def test_runs_of_sends_for_one_channel_are_published_as_one_batch_in_order() -> None:
     """The publisher joins consecutive messages for one channel into one PUBLISH, in order, and
     never past the byte bound; a lone message is published as it is."""
-    big = b"x" * (redis_link._BATCH_BYTES - 10)
+    big = b"x" * (redis_outbox._BATCH_BYTES - 10)
     outbox = [("all", b"1"), ("all", b"2"), ("w:a", b"3"), ("all", b"4"), ("all", big), ("all", b"5" * 20)]
-    joined = redis_link._joined(outbox)
+    joined = redis_outbox.joined(outbox)
     assert [channel for channel, _ in joined] == ["all", "w:a", "all", "all"]
     assert wire.decode(joined[0][1]) == wire.Batch([b"1", b"2"])
     assert joined[1][1] == b"3"

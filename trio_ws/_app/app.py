@@ -27,7 +27,7 @@ import logging
 import mimetypes
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -48,9 +48,6 @@ from .routing import (
     route_segments,
 )
 
-if TYPE_CHECKING:
-    from .._server.server import Server
-
 # The route types live in _app/routing.py; they are named here too, where the app is.
 __all__ = ["App", "HTTPRoute", "Service", "WebSocketRoute"]
 
@@ -69,10 +66,14 @@ class Service(Protocol):
     shutdown has begun with ``await server.wait_closing()``; it is cancelled
     after the last connection has ended. An exception from a service stops
     the whole server (the hard stop) and comes out of ``serve()``.
+
+    ``server`` is the running :class:`~trio_ws.Server`; it is typed ``Any``
+    here because the app sits below the server and does not import it, and a
+    narrower type would refuse services annotated ``server: trio_ws.Server``.
     """
 
     def __call__(
-        self, server: Server, *, task_status: trio.TaskStatus[None] = ...
+        self, server: Any, *, task_status: trio.TaskStatus[None] = ...
     ) -> Awaitable[object]: ...  # pragma: no cover (a signature)
 
 

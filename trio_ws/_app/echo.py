@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from importlib.resources import files
+from typing import TYPE_CHECKING
 
-from .._websocket.connection import WebSocketConnection
 from .app import App
+
+if TYPE_CHECKING:
+    from .._websocket.connection import WebSocketConnection
 
 __all__ = ["echo", "echo_app"]
 

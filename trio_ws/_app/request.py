@@ -20,17 +20,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs
 
 import trio
 
 from .._errors import TrioWsError
 
-if TYPE_CHECKING:
-    from .._server.server import Server
+__all__ = ["Identity", "Request", "RequestBody", "RequestBodyError", "ShutdownSignal", "parse_cookies"]
 
-__all__ = ["Identity", "Request", "RequestBody", "RequestBodyError", "parse_cookies"]
+
+class ShutdownSignal(Protocol):
+    """What a request knows of the server: whether, and when, graceful shutdown begins.
+
+    The server passes itself; the app layer names only these two members, so it
+    never imports the server (which sits above it).
+    """
+
+    @property
+    def closing(self) -> bool: ...  # pragma: no cover (a signature)
+
+    async def wait_closing(self) -> None: ...  # pragma: no cover (a signature)
+
 
 # A query longer than the head limit can't arrive, but its field count is bounded separately.
 _MAX_QUERY_FIELDS = 1000
@@ -182,7 +193,7 @@ class Request:
         scheme: str = "http",
         http_version: str = "1.1",
         host: str | None = None,
-        server: Server | None = None,
+        server: ShutdownSignal | None = None,
     ) -> None:
         self.method = method
         self.path = path

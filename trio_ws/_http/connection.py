@@ -71,7 +71,7 @@ from .target import Target, parse_target
 from .wire import BodyReader, Stalled, Wire, declared_length, phrase
 
 if TYPE_CHECKING:
-    from .._server.server import Server
+    from .host import Host
 
 __all__ = ["serve_stream"]
 
@@ -80,7 +80,7 @@ logger = logging.getLogger("trio_ws.http")
 _WATCH_SIZE = 16 * 1024
 
 
-async def serve_stream(stream: trio.abc.Stream, server: Server) -> None:
+async def serve_stream(stream: trio.abc.Stream, server: Host) -> None:
     """Serve one accepted connection until it is done, then close it.
 
     Error handling: an exception that is not a peer's mistake is a bug; it
@@ -110,7 +110,7 @@ class _Upgrade:
 class _Peer:
     """What one connection knows about its client, for every request on it."""
 
-    def __init__(self, stream: trio.abc.Stream, server: Server) -> None:
+    def __init__(self, stream: trio.abc.Stream, server: Host) -> None:
         self.stream = stream
         self.server = server
         self.address = _address(stream)
@@ -123,7 +123,7 @@ class _Peer:
         return f"{self.address[0]}:{self.address[1]}"
 
 
-async def _serve(stream: trio.abc.Stream, server: Server) -> None:
+async def _serve(stream: trio.abc.Stream, server: Host) -> None:
     options = server.options
     peer = _Peer(stream, server)
     set_log_fields(remote=str(peer))  # for structured logs, in this connection's task

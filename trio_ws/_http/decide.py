@@ -59,7 +59,7 @@ from .upgrade import (
 from .wire import phrase
 
 if TYPE_CHECKING:
-    from .._server.server import Server
+    from .host import Host
 
 __all__ = ["Routed", "check_head_limits", "decide", "open_websocket"]
 
@@ -92,7 +92,7 @@ def check_head_limits(request: h11.Request, options: Options) -> Response | None
     )
 
 
-def decide(request: h11.Request, target: Target | None, server: Server) -> Response | Routed:
+def decide(request: h11.Request, target: Target | None, server: Host) -> Response | Routed:
     """What to do with a request: answer it at once, or pass it to a route.
 
     Pure: looks only at the request, its parsed ``target`` (``None`` if it

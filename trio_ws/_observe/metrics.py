@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
     from prometheus_client.registry import CollectorRegistry
 
-    from .._app.app import App
 
 __all__ = [
     "CONTENT_TYPE",
@@ -381,12 +380,24 @@ def _http_method(method: str) -> str:
     return method if method in _HTTP_METHODS else "_OTHER"
 
 
-def server_route(app: App, path: str) -> str:
+class RoutedApp(Protocol):
+    """What the metrics ask of an app: where its health check is, and whether it routes a path.
+
+    ``App`` has both; naming only these keeps observation below the app layer.
+    """
+
+    @property
+    def health_path(self) -> str | None: ...  # pragma: no cover (a signature)
+
+    def resolve(self, target: str, /) -> object | None: ...  # pragma: no cover (a signature)
+
+
+def server_route(app: RoutedApp, path: str) -> str:
     """The route label of a request the server answers itself: its own paths, else none (``""``)."""
     return path if path == METRICS_PATH or path == app.health_path else ""
 
 
-def metrics_path_taken(app: App) -> str | None:
+def metrics_path_taken(app: RoutedApp) -> str | None:
     """Why metrics cannot be served for ``app`` (it routes ``/metrics`` itself), or ``None``."""
     if app.resolve(METRICS_PATH) is None and app.health_path != METRICS_PATH:
         return None

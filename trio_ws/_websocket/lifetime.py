@@ -23,7 +23,8 @@ an error: the peer left while the handler was talking to it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from trio_websocket import ConnectionClosed
@@ -34,16 +35,29 @@ from .keepalive import keep_alive
 
 if TYPE_CHECKING:
     from .._app.app import WebSocketRoute
-    from .._server.server import Server
+    from .._options import Options
     from .connection import ServerConnection
 
-__all__ = ["run_websocket"]
+__all__ = ["WebSocketHost", "run_websocket"]
+
+
+class WebSocketHost(Protocol):
+    """What one WebSocket needs of the server that runs it (``Server`` is one; this layer sits below it)."""
+
+    @property
+    def options(self) -> Options: ...  # pragma: no cover (a signature)
+
+    @property
+    def closing(self) -> bool: ...  # pragma: no cover (a signature)
+
+    def tracking(self, ws: ServerConnection, /) -> AbstractContextManager[None]: ...  # pragma: no cover
+
 
 logger = logging.getLogger("trio_ws.connection")
 
 
 async def run_websocket(
-    ws: ServerConnection, route: WebSocketRoute, server: Server, handshake_deadline: float
+    ws: ServerConnection, route: WebSocketRoute, server: WebSocketHost, handshake_deadline: float
 ) -> None:
     """Finish the handshake on ``ws``, run the route's handler, and clean up."""
     options = server.options

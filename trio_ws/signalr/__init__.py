@@ -8,33 +8,38 @@ without the hub protocol, ``map_connection`` (``docs/connections.md``).
 General layout (each package opens with what it owns, each module with its rules):
 
     _hub/            what hub code sees, and running a client's calls
-        hub.py           Hub, and HubCallerContext (what hub code knows about its caller)
+        hub.py           Hub, and what it needs of its server (HubHost)
+        call.py          the call a task runs (CallInfo), HubCallerContext, the connection hub code sees
         typed.py         typed hubs: Hub[ClientProtocol], TypedHubClients
         clients.py       HubClients, ClientProxy, GroupManager, UserManager: reaching clients
-        methods.py       which methods a hub offers, and their names on the wire
+        methods.py       which methods a hub offers, their names on the wire, a streaming method's items
         binding.py       checking and converting arguments by annotation
         streams.py       HubStream: a stream the client uploads
         connection.py    one hub connection: handshake, reading, keep-alive, timeouts, ending
-        dispatch.py      running calls and streams, client results
+        dispatch.py      running calls and streams, in order, with cancellation
+        dispatched.py    what running calls needs of the server and the connection (protocols)
+        results.py       client results: a call to one client, awaited until its Completion
         filters.py       HubFilter, add_hub_filter: code around every call, connect and disconnect
         requirements.py  authorize, allow_anonymous, rate_limit: what a method requires of its callers
         observe.py       the filter that counts and traces every call, with metrics or tracing on
     _transports/     how a connection's bytes reach the client and come back
         negotiate.py     POST {hub}/negotiate: versions, ids, transports (pure)
-        transport.py     the Transport interface, and StreamTransport over a trio Stream
-        connection.py    a connection over the transports, whatever speaks over it
+        transport.py     the Transport interface, an Attachment, and StreamTransport over a trio Stream
+        connection.py    a connection over the transports (attaching, losing), whatever speaks over it
         sender.py        everything that goes to one client: outbox, replay buffer, slow clients
         outbox.py        the bounded queue of bytes waiting to go to one client
         replay.py        stateful reconnect: sequence numbers, acks, the replay buffer
         websocket.py     WebSocketTransport: a connection over a trio_ws WebSocket
-        http.py          Server-Sent Events, Long Polling, and their POSTs
+        http.py          the Server-Sent Events and Long Polling transports, and the POST inbox
+        http_requests.py their requests: the event stream, polls, POSTs and DELETE
         relay.py         a transport request that lands on another worker
     _endpoints/      hubs and connection handlers on an App
         hub.py           map_hub: a hub on an App (negotiate, its transports, its service)
         connection.py    map_connection, Connection: raw bytes over the same transports
         server.py        HubServer, ConnectionServer: the nursery that connections live in
     _client/         the trio client
-        client.py        open_hub_client, HubClient
+        client.py        open_hub_client, HubClient: the calls, streams, handlers and state a program uses
+        engine.py        the engine under HubClient: connections, reader, reconnects, what awaits an answer
         typed.py         the client's typed side: HubClient.server() and HubClient.handle()
         connect.py       one client connection: opening it (transport fallback, handshake), resuming it
         negotiate.py     the client's negotiate, and what its answer means
@@ -75,6 +80,7 @@ from ._errors import BackplaneError as BackplaneError
 from ._errors import ClientResultError as ClientResultError
 from ._errors import DisconnectReason as DisconnectReason
 from ._errors import HubError as HubError
+from ._hub.call import HubCallerContext as HubCallerContext
 from ._hub.clients import ClientProxy as ClientProxy
 from ._hub.clients import GroupManager as GroupManager
 from ._hub.clients import HubClients as HubClients
@@ -86,7 +92,6 @@ from ._hub.filters import HubInvocationContext as HubInvocationContext
 from ._hub.filters import HubLifetimeContext as HubLifetimeContext
 from ._hub.filters import add_hub_filter as add_hub_filter
 from ._hub.hub import Hub as Hub
-from ._hub.hub import HubCallerContext as HubCallerContext
 from ._hub.methods import hub_method as hub_method
 from ._hub.requirements import Policy as Policy
 from ._hub.requirements import allow_anonymous as allow_anonymous

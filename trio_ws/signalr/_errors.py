@@ -27,7 +27,30 @@ import enum
 
 from .._errors import TrioWsError
 
-__all__ = ["BackplaneError", "ClientResultError", "DisconnectReason", "HubError", "error_text", "wire_name"]
+__all__ = [
+    "NOT_STREAMING_STREAMED",
+    "NO_METHOD",
+    "STREAMING_INVOKED",
+    "STREAM_ERROR",
+    "BackplaneError",
+    "ClientResultError",
+    "DisconnectReason",
+    "HubError",
+    "InvalidData",
+    "error_text",
+    "unexpected_error",
+    "wire_name",
+]
+
+# ASP.NET's texts for a call that cannot run, or a stream that failed.
+NO_METHOD = "Failed to invoke '{}' due to an error on the server. HubException: Method does not exist."
+STREAMING_INVOKED = (
+    "The client attempted to invoke the streaming '{}' method with a non-streaming invocation."
+)
+NOT_STREAMING_STREAMED = (
+    "The client attempted to invoke the non-streaming '{}' method with a streaming invocation."
+)
+STREAM_ERROR = "An error occurred on the server while streaming results."
 
 
 class HubError(TrioWsError):
@@ -113,3 +136,14 @@ def error_text(prefix: str, exc: BaseException, *, detailed: bool) -> str:
     if detailed or isinstance(exc, HubError):
         return f"{prefix} {wire_name(exc)}: {exc}"
     return prefix
+
+
+def unexpected_error(target: str) -> str:
+    """ASP.NET's text for a call that failed, before what the caller may see of why."""
+    return f"An unexpected error occurred invoking '{target}' on the server."
+
+
+class InvalidData(Exception):
+    """A binding failure, named as ASP.NET names it in a detailed error."""
+
+    signalr_name = "InvalidDataException"

@@ -3,7 +3,8 @@
 base.py         the Backplane interface, Audience, SerializedMessage, local delivery
 in_process.py   InProcessBackplane: one process, tables in memory
 redis.py        RedisBackplane: every worker and host, through Redis or Valkey
-redis_link.py   its link to Redis: sessions, heartbeats, healing, the send buffer
+redis_link.py   its link to Redis: sessions, heartbeats, healing
+redis_outbox.py the link's send buffer, and batching consecutive sends per channel
 redis_wire.py   what it keeps in Redis and sends between workers (pure)
 """
 

@@ -52,7 +52,6 @@ import random
 import secrets
 import socket
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -63,6 +62,7 @@ from ..._app.health import Health
 from ..._server.deployment import redacted
 from .._errors import BackplaneError
 from . import redis_wire as wire
+from .redis_outbox import Outbox, joined
 
 if TYPE_CHECKING:
     import coredis
@@ -77,7 +77,6 @@ logger = logging.getLogger("trio_ws.signalr.backplane")
 _FIRST_BACKOFF = 0.1
 _MAX_BACKOFF = 5.0
 _BATCH = 256  # most sends published in one round trip
-_BATCH_BYTES = 64 * 1024  # most bytes joined into one wire.Batch; a longer message goes on its own
 _PEER_POLL = 0.05  # how often NUMSUB is asked while waiting for the others to resubscribe
 
 Presence = Iterable[tuple[str, str | None, Iterable[str]]]
@@ -119,43 +118,6 @@ class _LinkLost(Exception):
     """The session must end: why."""
 
 
-class _Outbox:
-    """Sends waiting to be published, in order, bounded in bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0
-        self._items: deque[tuple[str, bytes]] = deque()
-        self._changed = trio.Event()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def fits(self, data: bytes) -> bool:
-        return not self._items or self.size + len(data) <= self.limit
-
-    def append(self, channel: str, data: bytes) -> None:
-        self._items.append((channel, data))
-        self.size += len(data)
-        self.wake()
-
-    def peek(self, count: int) -> list[tuple[str, bytes]]:
-        return [self._items[i] for i in range(min(count, len(self._items)))]
-
-    def confirm(self, count: int) -> None:
-        for _ in range(count):
-            self.size -= len(self._items.popleft()[1])
-        self.wake()
-
-    async def wait_changed(self) -> None:
-        await self._changed.wait()
-
-    def wake(self) -> None:
-        """Wake whoever waits for room: it has changed, or the link has (a sender then fails)."""
-        self._changed.set()
-        self._changed = trio.Event()
-
-
 class RedisLink:
     """One worker's link to Redis for one hub (see the module docstring)."""
 
@@ -186,7 +148,7 @@ class RedisLink:
         self._since = time.time()
         self._reason = "not connected yet"
         self.workers = 0  # live workers, as of the last heartbeat
-        self._outbox = _Outbox(options.buffer_size)
+        self._outbox = Outbox(options.buffer_size)
         self._commands: coredis.Redis[bytes] | None = None
         self._scripts: dict[str, coredis.commands.Script[bytes]] = {}
         self._session_scope: trio.CancelScope | None = None
@@ -462,7 +424,7 @@ class RedisLink:
             while not len(self._outbox):
                 await self._outbox.wait_changed()
             batch = self._outbox.peek(_BATCH)
-            publishes = _joined(batch)
+            publishes = joined(batch)
             began = time.perf_counter()
             with trio.fail_after(self.options.operation_timeout):
                 commands = self._commands
@@ -554,21 +516,6 @@ class RedisLink:
     async def _script(self, script: str, *argv: str) -> Sequence[Any]:
         result: Sequence[Any] = await self._scripts[script](args=list(argv))
         return result
-
-
-def _joined(batch: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """``batch``'s messages as PUBLISH commands, in order: each run of messages for one channel
-    becomes one ``wire.Batch`` (up to ``_BATCH_BYTES``), and a lone message goes as it is."""
-    runs: list[tuple[str, list[bytes]]] = []
-    size = 0
-    for channel, data in batch:
-        if runs and runs[-1][0] == channel and size + len(data) <= _BATCH_BYTES:
-            runs[-1][1].append(data)
-            size += len(data)
-        else:
-            runs.append((channel, [data]))
-            size = len(data)
-    return [(channel, run[0] if len(run) == 1 else wire.encode(wire.Batch(run))) for channel, run in runs]
 
 
 class _Stack:

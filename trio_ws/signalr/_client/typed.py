@@ -27,14 +27,30 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 from .._hub.binding import BindingError, Converter, converter_for
 from .._hub.hub import Hub
 from .._hub.methods import HubMethod, discover_methods
-from .client import HubClient, InvocationError
+from .engine import Handler, InvocationError
 
-__all__ = ["register_handlers", "server_proxy"]
+__all__ = ["HubCalls", "register_handlers", "server_proxy"]
+
+
+class HubCalls(Protocol):
+    """What the typed side uses of a ``HubClient``: calls, streams and handlers. Naming only these
+    keeps this module below ``_client/client.py``, which imports it."""
+
+    async def invoke(self, method: str, /, *args: Any) -> Any: ...  # pragma: no cover (a signature)
+
+    def stream(
+        self, method: str, /, *args: Any
+    ) -> AbstractAsyncContextManager[AsyncIterator[Any]]: ...  # pragma: no cover (a signature)
+
+    def on(self, method: str, handler: Handler, /) -> Handler: ...  # pragma: no cover (a signature)
+
+    def off(self, method: str, /) -> None: ...  # pragma: no cover (a signature)
 
 
 def _identity(value: Any) -> Any:
@@ -56,7 +72,7 @@ def _stream_item(returns: Any) -> Any:
 class _ServerProxy:
     """The hub's methods, by their Python names (see ``HubClient.server``)."""
 
-    def __init__(self, client: HubClient, hub_type: type[Hub[Any]]) -> None:
+    def __init__(self, client: HubCalls, hub_type: type[Hub[Any]]) -> None:
         self._client = client
         self._hub_type = hub_type
         self._methods: dict[str, HubMethod] = {
@@ -104,7 +120,7 @@ class _ServerProxy:
         return f"<{self._hub_type.__name__} proxy>"
 
 
-def server_proxy(client: HubClient, hub_type: type[Hub[Any]]) -> Any:
+def server_proxy(client: HubCalls, hub_type: type[Hub[Any]]) -> Any:
     """A ``_ServerProxy`` (typed by ``HubClient.server`` as the hub class)."""
     if not (isinstance(hub_type, type) and issubclass(hub_type, Hub)):
         raise TypeError(f"server() takes a Hub subclass (the hub's class), got {hub_type!r}")
@@ -120,7 +136,7 @@ def _handler(function: Callable[..., Any], converters: list[Converter], name: st
     return handle
 
 
-def register_handlers(client: HubClient, hub_type: type[Hub[Any]], handlers: object) -> Callable[[], None]:
+def register_handlers(client: HubCalls, hub_type: type[Hub[Any]], handlers: object) -> Callable[[], None]:
     """Register every method of ``hub_type``'s client protocol from ``handlers``; return the remover.
 
     Raises:

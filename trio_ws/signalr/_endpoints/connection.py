@@ -276,6 +276,7 @@ class HandlerConnection(TransportConnection):
 
     def __init__(self, server: ConnectionHandlerServer, **arguments: Any) -> None:
         super().__init__(server, **arguments)
+        self.server: ConnectionHandlerServer = server
         self.handler = server.handler
         self._end_heard = trio.Event()  # Long Polling: a poll came after the last bytes (its answer: 204)
         self._read_scope: trio.CancelScope | None = None  # the handler's receive(), while it waits

@@ -75,7 +75,7 @@ from .._hub.filters import AnyFilter, app_filters
 from .._hub.hub import Hub
 from .._options import HubOptions
 from .._transports.connection import TransportConnection
-from .._transports.http import delete, event_stream, poll, post
+from .._transports.http_requests import delete, event_stream, poll, post
 from .._transports.negotiate import HttpTransportType, NegotiateError, negotiate_answer, negotiate_version
 from .._transports.relay import DELETE, POLL, POST, WEBSOCKET, relay, relay_check, relay_websocket
 from .._transports.transport import ConnectionGone, TransportInUse, TransportMismatch

@@ -24,7 +24,7 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
@@ -33,16 +33,28 @@ from .._errors import ClientResultError
 from .._protocol.messages import Invocation
 
 if TYPE_CHECKING:
-    from .._endpoints.server import HubServer
-    from .hub import CallInfo
+    from .._backplane import Backplane
+    from .._options import HubOptions
+    from .call import CallInfo
 
-__all__ = ["ClientProxy", "GroupManager", "HubClients", "SingleClientProxy", "UserManager"]
+__all__ = ["ClientProxy", "ClientsHost", "GroupManager", "HubClients", "SingleClientProxy", "UserManager"]
+
+
+class ClientsHost(Protocol):
+    """What reaching clients needs of the hub server (``HubServer`` is one): the backplane every
+    send goes through, and the options (``client_result_timeout``)."""
+
+    @property
+    def backplane(self) -> Backplane: ...  # pragma: no cover (a signature)
+
+    @property
+    def options(self) -> HubOptions: ...  # pragma: no cover (a signature)
 
 
 class ClientProxy:
     """Some clients of the hub: send them a call to one of their handlers."""
 
-    def __init__(self, server: HubServer, audience: Audience) -> None:
+    def __init__(self, server: ClientsHost, audience: Audience) -> None:
         self._server = server
         self._audience = audience
 
@@ -61,7 +73,7 @@ class ClientProxy:
 class SingleClientProxy(ClientProxy):
     """One connection: send to it, or invoke a handler and await the client's result."""
 
-    def __init__(self, server: HubServer, connection_id: str, call: CallInfo | None) -> None:
+    def __init__(self, server: ClientsHost, connection_id: str, call: CallInfo | None) -> None:
         super().__init__(server, Audience(connections=frozenset({connection_id})))
         self.connection_id = connection_id
         self._call = call
@@ -97,7 +109,7 @@ class SingleClientProxy(ClientProxy):
 class HubClients:
     """Who a hub can talk to; ``Hub.clients`` inside a call knows the caller too."""
 
-    def __init__(self, server: HubServer, call: CallInfo | None = None) -> None:
+    def __init__(self, server: ClientsHost, call: CallInfo | None = None) -> None:
         self._server = server
         self._call = call
 
@@ -168,7 +180,7 @@ class GroupManager:
     they have members; names are compared exactly.
     """
 
-    def __init__(self, server: HubServer) -> None:
+    def __init__(self, server: ClientsHost) -> None:
         self._server = server
 
     async def add(self, connection_id: str, group: str) -> None:
@@ -191,7 +203,7 @@ class GroupManager:
 class UserManager:
     """Who is connected, by user id (presence)."""
 
-    def __init__(self, server: HubServer) -> None:
+    def __init__(self, server: ClientsHost) -> None:
         self._server = server
 
     async def connections(self, user_id: str) -> frozenset[str]:

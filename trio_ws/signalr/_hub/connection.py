@@ -16,6 +16,8 @@
 The connection over its transports (attaching them, the client's bytes,
 the time away, ending once) is ``TransportConnection``'s
 (``_transports/connection.py``); this module is the hub protocol on top.
+It knows its server as ``HubConnectionHost``, the members it uses, which
+``_endpoints/server.py``'s ``HubServer`` has.
 
 Rules of this module:
 
@@ -54,7 +56,7 @@ import contextvars
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Protocol, TypeVarTuple
 
 import trio
 
@@ -66,23 +68,25 @@ from .._options import SlowClientPolicy
 from .._protocol.errors import HandshakeError, ProtocolError
 from .._protocol.handshake import CANCELED, HandshakeReader, choose_protocol, encode_response
 from .._protocol.messages import Ack, Close, HubMessage, Ping, TransferFormat, is_trackable
-from .._transports.connection import Attachment, TransportConnection, new_id
+from .._transports.connection import TransportConnection, TransportServer, new_id
 from .._transports.replay import Replay
-from .._transports.transport import ConnectionGone, TransportInUse, TransportMismatch
+from .._transports.transport import Attachment, ConnectionGone, TransportInUse, TransportMismatch
+from .call import CallInfo, HubCallerContext, current_call
 from .dispatch import Dispatcher
+from .dispatched import DispatchHost
 from .filters import HubLifetimeContext
-from .hub import CallInfo, HubCallerContext, current_call
 
 if TYPE_CHECKING:
     from ..._app.request import Request
-    from .._backplane import SerializedMessage
-    from .._endpoints.server import HubServer
+    from .._backplane import Backplane, SerializedMessage
     from .._protocol.codec import HubProtocol, MessageReader
+    from .filters import NextConnected, NextDisconnected
 
 __all__ = [
     "Attachment",
     "ConnectionGone",
     "HubConnection",
+    "HubConnectionHost",
     "TransportInUse",
     "TransportMismatch",
     "new_id",
@@ -125,12 +129,30 @@ def _log_fields() -> dict[str, object] | None:
 add_log_fields(_log_fields)
 
 
+class HubConnectionHost(DispatchHost, TransportServer, Protocol):
+    """What a hub connection needs of the server that owns it (``_endpoints/server.py``'s
+    ``HubServer`` is one): the protocols it offers, the backplane the connection joins, and the
+    ``on_connected``/``on_disconnected`` pipelines, beside what its calls and transports need."""
+
+    @property
+    def protocols(self) -> tuple[HubProtocol, ...]: ...  # pragma: no cover (a signature)
+
+    @property
+    def backplane(self) -> Backplane: ...  # pragma: no cover (a signature)
+
+    @property
+    def connected(self) -> NextConnected | None: ...  # pragma: no cover (a signature)
+
+    @property
+    def disconnected(self) -> NextDisconnected | None: ...  # pragma: no cover (a signature)
+
+
 class HubConnection(TransportConnection):
     """One client's connection to a hub, whatever transport carries it: the hub protocol on top."""
 
     def __init__(
         self,
-        server: HubServer,
+        server: HubConnectionHost,
         *,
         user_id: str | None = None,
         request: Request | None = None,
@@ -148,7 +170,7 @@ class HubConnection(TransportConnection):
             connection_id=connection_id,
             token=token,
         )
-        self.server: HubServer = server
+        self.server: HubConnectionHost = server
         self.protocol: HubProtocol | None = None
         self.context = HubCallerContext(self)
         self.dispatcher = Dispatcher(self)
@@ -380,7 +402,7 @@ class HubConnection(TransportConnection):
                 sender.outbox.close(None if goodbye is None else self.protocol.encode(goodbye))
             if sender.replay is not None:
                 sender.replay.close()
-            self.dispatcher.fail_pending()
+            self.dispatcher.results.fail_all()
             if self._registered:
                 await self.server.backplane.remove_connection(self)
             if self._connected and reason is not None:
@@ -466,7 +488,7 @@ class HubConnection(TransportConnection):
         self.dispatcher.replies_wait_for_ack()
 
     async def invoke(self, target: str, arguments: Sequence[Any]) -> Any:
-        return await self.dispatcher.invoke(target, arguments)
+        return await self.dispatcher.results.invoke(target, arguments)
 
 
 def _goodbye_for(reason: DisconnectReason | None, detail: str | None, detailed: bool) -> Close | None:

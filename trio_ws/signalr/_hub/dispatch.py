@@ -1,6 +1,9 @@
-"""Running what a client asks for: calls, streams both ways, cancellation and client results.
+"""Running what a client asks for: calls, streams both ways, cancellation.
 
-One ``Dispatcher`` per hub connection. The connection's reader hands it each
+One ``Dispatcher`` per hub connection. Client results (the hub calling the
+client and awaiting its answer) are ``_hub/results.py``'s: the dispatcher
+hands their Completions over. It knows the connection and the server only
+as ``_hub/dispatched.py`` names them. The connection's reader hands it each
 message in order (``dispatch``); the work those messages ask for runs in
 tasks in the connection's nursery, so it ends with the connection::
 
@@ -61,14 +64,24 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ..._contain import contain
 from ..._printable import printable
-from .._errors import ClientResultError, DisconnectReason, HubError, error_text
+from .._errors import (
+    NO_METHOD,
+    NOT_STREAMING_STREAMED,
+    STREAM_ERROR,
+    STREAMING_INVOKED,
+    DisconnectReason,
+    HubError,
+    InvalidData,
+    error_text,
+    unexpected_error,
+)
 from .._protocol.messages import (
     Ack,
     CancelInvocation,
@@ -82,26 +95,20 @@ from .._protocol.messages import (
     StreamItem,
 )
 from .binding import BindingError
+from .call import CallInfo, current_call
+from .dispatched import DispatchedConnection
 from .filters import CallRefused, HubInvocationContext, NextInvoke
-from .hub import CallInfo, current_call
+from .methods import as_stream, open_stream
+from .results import ClientResults
 from .streams import HubStream, StreamEnd
 
 if TYPE_CHECKING:
-    from .connection import HubConnection
+    from .filters import NextInvoke
     from .methods import HubMethod
 
 __all__ = ["Dispatcher"]
 
 logger = logging.getLogger("trio_ws.signalr")
-
-# ASP.NET's texts, which clients and their tests compare.
-_NO_METHOD = "Failed to invoke '{}' due to an error on the server. HubException: Method does not exist."
-_STREAMING_INVOKED = (
-    "The client attempted to invoke the streaming '{}' method with a non-streaming invocation."
-)
-_NOT_STREAMING_STREAMED = (
-    "The client attempted to invoke the non-streaming '{}' method with a streaming invocation."
-)
 
 # Messages waiting in the backlog before the reader stops reading (a client pipelining calls)...
 _BACKLOG = 16
@@ -109,24 +116,10 @@ _BACKLOG = 16
 _BACKLOG_MAX = 128
 
 
-class _PendingResult:
-    """A client result being awaited: the Completion, or why none will come."""
-
-    __slots__ = ("arrived", "completion", "failure")
-
-    def __init__(self) -> None:
-        self.arrived = trio.Event()
-        self.completion: Completion | None = None
-        self.failure = "the connection closed"
-
-
-_STREAM_ERROR = "An error occurred on the server while streaming results."
-
-
 class Dispatcher:
     """Runs one connection's calls and streams, and awaits its client results."""
 
-    def __init__(self, connection: HubConnection) -> None:
+    def __init__(self, connection: DispatchedConnection) -> None:
         self._connection = connection
         server = connection.server
         self._hub = server.hub
@@ -137,8 +130,7 @@ class Dispatcher:
         self._streams: dict[str, trio.CancelScope] = {}  # running server-to-client streams
         self._stream_calls = 0  # streams and calls with uploads, running
         self._uploads: dict[str, trio.MemorySendChannel[Any]] = {}  # client-to-server streams
-        self._pending: dict[str, _PendingResult] = {}  # client results, by our invocation id
-        self._last_id = 0
+        self.results = ClientResults(connection)  # the client results it awaits (_hub/results.py)
         self._backlog: deque[HubMessage] = deque()  # work waiting its turn, oldest first
         self._one_at_a_time = self._options.max_parallel_invocations == 1  # plain calls run inline
         self._invoker_started = False  # the invoker task is started once work first comes
@@ -241,10 +233,8 @@ class Dispatcher:
                         self._connection,
                         printable(message.invocation_id),
                     )
-            case Completion() if message.invocation_id in self._pending:
-                pending = self._pending.pop(message.invocation_id)
-                pending.completion = message
-                pending.arrived.set()
+            case Completion() if message.invocation_id in self.results:
+                self.results.complete(message)
             case Ping():
                 self._connection.arm_client_timeout()
             case Close():
@@ -356,7 +346,7 @@ class Dispatcher:
             logger.debug("%s: unknown hub method %s", self._connection, printable(target))
             await self._answer_error(
                 invocation_id,
-                _NO_METHOD.format(target),
+                NO_METHOD.format(target),
             )
             return None
         try:
@@ -369,7 +359,7 @@ class Dispatcher:
                 invocation_id,
                 error_text(
                     f"Failed to invoke '{target}' due to an error on the server.",
-                    _InvalidData(str(exc)),
+                    InvalidData(str(exc)),
                     detailed=self._options.detailed_errors,
                 ),
             )
@@ -377,13 +367,13 @@ class Dispatcher:
         if method.streams_result and not streaming:
             await self._answer_error(
                 invocation_id,
-                _STREAMING_INVOKED.format(target),
+                STREAMING_INVOKED.format(target),
             )
             return None
         if streaming and not method.streams_result:
             await self._answer_error(
                 invocation_id,
-                _NOT_STREAMING_STREAMED.format(target),
+                NOT_STREAMING_STREAMED.format(target),
             )
             return None
         unexpected = f"An unexpected error occurred invoking '{target}' on the server."
@@ -539,12 +529,12 @@ class Dispatcher:
             try:
                 try:
                     if pipeline is None:
-                        items = await _open_stream(method, self._hub, bound)
+                        items = await open_stream(method, self._hub, bound)
                     else:
                         returned = await pipeline(
                             self._invocation(method, target, invocation_id, bound, True)
                         )
-                        items = _as_stream(method, returned)
+                        items = as_stream(method, returned)
                 except BaseException as exc:
                     failure = self._failed(target, exc)
                     error = self._error(unexpected_error(target), failure)
@@ -560,7 +550,7 @@ class Dispatcher:
                                 await aclose()
                     except BaseException as exc:
                         failure = self._failed(target, exc)
-                        error = self._error(_STREAM_ERROR, failure)
+                        error = self._error(STREAM_ERROR, failure)
             finally:
                 del self._streams[invocation_id]
                 self._finish_streams(stream_ids, counted=True)
@@ -589,67 +579,6 @@ class Dispatcher:
                 await channel.send(StreamEnd(message.error))
             channel.close()
             return
-        pending = self._pending.pop(message.invocation_id, None)
-        if pending is not None:
-            pending.completion = message
-            pending.arrived.set()
+        if self.results.complete(message):
             return
         logger.debug("%s: Completion for unknown id %s", self._connection, printable(message.invocation_id))
-
-    # -- client results --------------------------------------------------------------------
-
-    async def invoke(self, target: str, arguments: Sequence[Any]) -> Any:
-        """Call ``target`` on the client and wait for its Completion."""
-        connection = self._connection
-        if connection.closing:
-            await trio.lowlevel.checkpoint()
-            raise ClientResultError(connection.connection_id, target, "the connection closed")
-        self._last_id += 1
-        invocation_id = str(self._last_id)
-        pending = self._pending[invocation_id] = _PendingResult()
-        try:
-            await connection.send_message(Invocation(target, arguments, invocation_id))
-            await pending.arrived.wait()
-        finally:
-            self._pending.pop(invocation_id, None)
-        completion = pending.completion
-        if completion is None:
-            raise ClientResultError(connection.connection_id, target, pending.failure)
-        if completion.error is not None:
-            raise ClientResultError(connection.connection_id, target, completion.error)
-        return completion.result
-
-    def fail_pending(self) -> None:
-        """The connection ended: every client result still awaited fails."""
-        for pending in self._pending.values():
-            pending.arrived.set()
-        self._pending.clear()
-
-
-def unexpected_error(target: str) -> str:
-    """ASP.NET's text for a call that failed, before what the caller may see of why."""
-    return f"An unexpected error occurred invoking '{target}' on the server."
-
-
-class _InvalidData(Exception):
-    """A binding failure, named as ASP.NET names it in a detailed error."""
-
-    signalr_name = "InvalidDataException"
-
-
-async def _open_stream(method: HubMethod, hub: Any, bound: list[Any]) -> AsyncIterator[Any]:
-    """Start a streaming method: call an async generator, or await a coroutine for its iterator."""
-    if method.is_generator:
-        generator: AsyncIterator[Any] = method.function(hub, *bound)
-        return generator
-    return _as_stream(method, await method.function(hub, *bound))
-
-
-def _as_stream(method: HubMethod, returned: Any) -> AsyncIterator[Any]:
-    """What a streaming method (or its filters) returned, as the iterator to send items from."""
-    if not hasattr(returned, "__aiter__"):
-        raise TypeError(
-            f"the streaming method '{method.name}' returned {type(returned).__name__}, not an async iterator"
-        )
-    iterator: AsyncIterator[Any] = returned.__aiter__()
-    return iterator

@@ -50,7 +50,8 @@ from .._errors import DisconnectReason, HubError
 if TYPE_CHECKING:
     from ..._app.app import App
     from ..._app.request import Identity
-    from .hub import Hub, HubCallerContext
+    from .call import HubCallerContext
+    from .hub import Hub
     from .methods import HubMethod
 
 __all__ = [

@@ -23,106 +23,47 @@ Rules of this module:
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic
-
-import trio
+from typing import Any, ClassVar, Generic, Protocol, overload
 
 from .._errors import DisconnectReason
-from .clients import GroupManager, UserManager
-from .typed import C, ClientMethod, ClientsAccessor, client_methods, client_protocol_of
+from .call import CallInfo, HubCallerContext, current_call
+from .clients import ClientsHost, GroupManager, HubClients, UserManager
+from .typed import C, ClientMethod, NoClientProtocol, TypedHubClients, client_methods, client_protocol_of
 
-if TYPE_CHECKING:
-    from ..._app.request import Identity, Request
-    from .._endpoints.server import HubServer
-    from .connection import HubConnection
-
-__all__ = ["CallInfo", "Hub", "HubCallerContext", "current_call"]
+__all__ = ["ClientsAccessor", "Hub", "HubHost"]
 
 
-@dataclass(eq=False)
-class CallInfo:
-    """The call a task is running: set by the dispatcher, read through ``Hub``."""
-
-    connection: HubConnection
-    in_on_connected: bool = False
-    slot: trio.Semaphore | None = field(default=None)
-    method: str | None = None  # the hub method's wire name, for logs
-    # Set for a call run in the connection's invoker task: the dispatcher's, to let the calls
-    # behind this one go on in another task while it waits (``_hub/dispatch.py``).
-    on_early_release: Callable[[], None] | None = None
-
-    def release_slot(self) -> None:
-        """Give back the parallel-invocation slot early (once): the call is waiting for a client."""
-        if self.slot is not None:
-            slot, self.slot = self.slot, None
-            slot.release()
-            if self.on_early_release is not None:
-                self.on_early_release()
-
-    def end(self) -> None:
-        """The call is over: its slot goes back, if it still holds it."""
-        self.on_early_release = None
-        self.release_slot()
-
-
-current_call: contextvars.ContextVar[CallInfo] = contextvars.ContextVar("trio_ws.signalr.call")
-
-
-class HubCallerContext:
-    """What hub code knows about the connection it is serving."""
-
-    def __init__(self, connection: HubConnection) -> None:
-        self._connection = connection
-        self.items: dict[Any, Any] = {}
-        """Per-connection state for the hub's own use; gone when the connection ends."""
-        self._limits: dict[object, Any] = {}  # rate_limit's buckets for this connection
+class HubHost(ClientsHost, Protocol):
+    """What a ``Hub`` needs of the server that serves it (``HubServer`` is one): its clients'
+    backplane and options, and its group and user managers."""
 
     @property
-    def connection_id(self) -> str:
-        """The connection's public id: other clients and ``clients.client(id)`` use it."""
-        return self._connection.connection_id
+    def groups(self) -> GroupManager: ...  # pragma: no cover (a signature)
 
     @property
-    def user_id(self) -> str | None:
-        """Who the transport authenticated, or ``None``; ``clients.user(id)`` reaches them."""
-        return self._connection.user_id
+    def users(self) -> UserManager: ...  # pragma: no cover (a signature)
 
-    @property
-    def identity(self) -> Identity | None:
-        """Who the auth hook said the client is (``user_id``, ``roles``, ``claims``), or ``None``."""
-        request = self._connection.request
-        return None if request is None else request.identity
 
-    @property
-    def request(self) -> Request | None:
-        """The HTTP request that opened the connection's transport (the WebSocket's upgrade), or
-        ``None`` for a transport without one; its headers, cookies, query and identity."""
-        return self._connection.request
+class ClientsAccessor:
+    """``Hub.clients``: ``HubClients`` for an untyped hub, ``TypedHubClients[P]`` for ``Hub[P]``."""
 
-    @property
-    def transport(self) -> str | None:
-        """The attached transport's name: ``"WebSockets"``, ``"LongPolling"``..."""
-        return self._connection.transport_name
+    @overload
+    def __get__(self, hub: None, owner: type) -> ClientsAccessor: ...
 
-    @property
-    def protocol(self) -> str | None:
-        """The hub protocol the client chose: ``"json"`` or ``"messagepack"``."""
-        protocol = self._connection.protocol
-        return None if protocol is None else protocol.name
+    @overload
+    def __get__(self, hub: Hub[NoClientProtocol], owner: type) -> HubClients: ...
 
-    def abort(self) -> None:
-        """Close the connection now; the client is told not to reconnect.
+    @overload
+    def __get__(self, hub: Hub[C], owner: type) -> TypedHubClients[C]: ...
 
-        Running calls and streams are cancelled, ``on_disconnected`` gets
-        ``DisconnectReason.ABORTED``.
-        """
-        self._connection.close(DisconnectReason.ABORTED)
-
-    def __repr__(self) -> str:
-        return f"<HubCallerContext {self.connection_id}>"
+    def __get__(self, hub: Hub[Any] | None, owner: type) -> Any:
+        if hub is None:
+            return self
+        clients = HubClients(hub._bound_server(), hub._call())
+        protocol = type(hub)._client_protocol
+        if protocol is None:
+            return clients
+        return TypedHubClients[Any](clients, protocol, type(hub)._client_methods)
 
 
 class Hub(Generic[C]):
@@ -133,7 +74,7 @@ class Hub(Generic[C]):
     streams, errors and client results, and ``docs/typed-hubs.md``.
     """
 
-    _server: HubServer | None = None
+    _server: HubHost | None = None
     _client_protocol: ClassVar[type | None] = None
     _client_methods: ClassVar[dict[str, ClientMethod]] = {}
 
@@ -156,11 +97,12 @@ class Hub(Generic[C]):
 
     def _call(self) -> CallInfo | None:
         call = current_call.get(None)
-        if call is not None and call.connection.server is self._server:
-            return call
-        return None
+        if call is None:
+            return None
+        server: object = call.connection.server  # a call of this hub's server, not another's
+        return call if server is self._server else None
 
-    def _bound_server(self) -> HubServer:
+    def _bound_server(self) -> HubHost:
         if self._server is None:
             raise RuntimeError(f"{type(self).__name__} is not served yet: pass it to a HubServer first")
         return self._server

@@ -15,7 +15,8 @@ send_message(...)``. The rules that connect the two:
 * An async generator, or an ``async def`` annotated to return an
   ``AsyncIterator``/``AsyncIterable``, streams its items to the client; the
   client must call it with a StreamInvocation, and the other methods with
-  an Invocation.
+  an Invocation. ``open_stream`` starts one and hands back its iterator;
+  a streaming method that returns no async iterator is a bug in the hub.
 * A parameter annotated ``HubStream[T]`` receives a stream the client
   uploads; the others take the invocation's arguments in order. Parameters
   with defaults may be left out by the client.
@@ -26,14 +27,23 @@ from __future__ import annotations
 import collections.abc
 import inspect
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .binding import BindingError, Converter, converter_for
 from .streams import HubStream
 
-__all__ = ["HubMethod", "discover_methods", "hub_method", "pascal_case", "type_hints", "wire_name"]
+__all__ = [
+    "HubMethod",
+    "as_stream",
+    "discover_methods",
+    "hub_method",
+    "open_stream",
+    "pascal_case",
+    "type_hints",
+    "wire_name",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -219,3 +229,21 @@ def _describe(hub_type: type, attribute: str, function: Callable[..., Any]) -> H
     return HubMethod(
         wire_name(attribute, function), function, is_generator, streams_result, tuple(parameters)
     )
+
+
+async def open_stream(method: HubMethod, hub: Any, bound: list[Any]) -> AsyncIterator[Any]:
+    """Start a streaming method: call an async generator, or await a coroutine for its iterator."""
+    if method.is_generator:
+        generator: AsyncIterator[Any] = method.function(hub, *bound)
+        return generator
+    return as_stream(method, await method.function(hub, *bound))
+
+
+def as_stream(method: HubMethod, returned: Any) -> AsyncIterator[Any]:
+    """What a streaming method (or its filters) returned, as the iterator to send items from."""
+    if not hasattr(returned, "__aiter__"):
+        raise TypeError(
+            f"the streaming method '{method.name}' returned {type(returned).__name__}, not an async iterator"
+        )
+    iterator: AsyncIterator[Any] = returned.__aiter__()
+    return iterator

@@ -33,7 +33,7 @@ import inspect
 import typing
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, overload
+from typing import TYPE_CHECKING, Any, Generic
 
 from .._errors import ClientResultError
 from .binding import BindingError, Converter, converter_for
@@ -45,11 +45,9 @@ if TYPE_CHECKING:
     # typing.TypeVar does not take one, so only the checker sees typing_extensions' version.
     from typing_extensions import TypeVar
 
-    from .hub import Hub
 
 __all__ = [
     "ClientMethod",
-    "ClientsAccessor",
     "NoClientProtocol",
     "TypedHubClients",
     "client_methods",
@@ -242,25 +240,3 @@ class TypedHubClients(Generic[C]):
     def users(self, user_ids: Collection[str]) -> C:
         """Every connection of these users."""
         return self._typed(self._clients.users(user_ids))
-
-
-class ClientsAccessor:
-    """``Hub.clients``: ``HubClients`` for an untyped hub, ``TypedHubClients[P]`` for ``Hub[P]``."""
-
-    @overload
-    def __get__(self, hub: None, owner: type) -> ClientsAccessor: ...
-
-    @overload
-    def __get__(self, hub: Hub[NoClientProtocol], owner: type) -> HubClients: ...
-
-    @overload
-    def __get__(self, hub: Hub[C], owner: type) -> TypedHubClients[C]: ...
-
-    def __get__(self, hub: Hub[Any] | None, owner: type) -> Any:
-        if hub is None:
-            return self
-        clients = HubClients(hub._bound_server(), hub._call())
-        protocol = type(hub)._client_protocol
-        if protocol is None:
-            return clients
-        return TypedHubClients[Any](clients, protocol, type(hub)._client_methods)

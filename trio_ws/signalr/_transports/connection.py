@@ -5,7 +5,7 @@
     TransportConnection                 ids, the transport attached now, the client's bytes in,
     │                                   the Sender out, the time away; ends once, for one reason
     ├─ HubConnection (_hub/connection.py)   the hub protocol on top: handshake, calls, pings
-    └─ HandlerConnection                a connection handler's raw bytes (_connection_handler.py)
+    └─ HandlerConnection                a connection handler's raw bytes (_endpoints/connection.py)
 
 A connection lives in its server's nursery, beside but not inside whatever
 carries its bytes. A transport is *attached* to it for as long as it
@@ -14,6 +14,9 @@ until a new one takes over); a Server-Sent Events stream with the POSTs
 beside it; the long polls of Long Polling, one after the other. What speaks
 over the connection (a subclass) reads with ``_receive()`` and writes
 through ``sender``; it never learns which transport carries it.
+It knows its server only as ``TransportServer`` (options, figures,
+shutdown, forgetting a connection), and hands its sender only what the
+sender tells it (``SenderOwner``): nothing here imports ``_endpoints``.
 
 Rules of this module:
 
@@ -42,7 +45,7 @@ import logging
 import math
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -51,15 +54,15 @@ from .._errors import DisconnectReason
 from .._protocol.messages import TransferFormat
 from .http import LongPollingTransport, PostInbox
 from .sender import Sender, describe_break
-from .transport import ConnectionGone, TransportInUse, TransportMismatch
+from .transport import Attachment, ConnectionGone, TransportInUse, TransportMismatch
 
 if TYPE_CHECKING:
     from ..._app.request import Request
-    from .._endpoints.server import ConnectionServer
+    from ..._observe.metrics import HubMetrics
     from .._options import HubOptions
     from .transport import Inbound, Transport
 
-__all__ = ["Attachment", "TransportConnection", "new_id"]
+__all__ = ["TransportConnection", "TransportServer", "new_id"]
 
 logger = logging.getLogger("trio_ws.signalr")
 
@@ -76,33 +79,20 @@ def new_id() -> str:
     return secrets.token_urlsafe(16)
 
 
-class Attachment:
-    """One transport attached to a connection, for as long as it carries it.
+class TransportServer(Protocol):
+    """What a connection needs of the server that owns it (``HubServer`` is one): its options and
+    figures, whether it is shutting down, and to forget the connection once it has ended."""
 
-    Attributes:
-        transport: Where the client's bytes come from (``receive()``).
-        push: The same transport when the connection's pump writes to it
-            (``send()``: a WebSocket), ``None`` when it takes what is queued
-            itself (a poll, an event stream).
-        scope: The transport's own work for the connection (its pump, its
-            stream): cancelled when the transport leaves.
-        gone: Set when the transport has left.
-        abandoned: Too slow, or replaced: abort it, never close it politely.
-    """
+    @property
+    def options(self) -> HubOptions: ...  # pragma: no cover (a signature)
 
-    __slots__ = ("abandoned", "gone", "push", "scope", "transport")
+    @property
+    def metrics(self) -> HubMetrics | None: ...  # pragma: no cover (a signature)
 
-    def __init__(self, transport: Inbound, push: Transport | None) -> None:
-        self.transport = transport
-        self.push = push
-        self.scope = trio.CancelScope()
-        self.gone = trio.Event()
-        self.abandoned = False
+    @property
+    def closing(self) -> bool: ...  # pragma: no cover (a signature)
 
-    def drop(self) -> None:
-        """Stop whatever the connection does with this transport."""
-        self.scope.cancel()
-        self.gone.set()
+    def forget(self, connection: TransportConnection, /) -> None: ...  # pragma: no cover (a signature)
 
 
 class TransportConnection:
@@ -110,7 +100,7 @@ class TransportConnection:
 
     def __init__(
         self,
-        server: ConnectionServer[Any],
+        server: TransportServer,
         *,
         user_id: str | None = None,
         request: Request | None = None,
@@ -131,8 +121,8 @@ class TransportConnection:
         self.transport_name: str | None = None
         #: Negotiated with ``useStatefulReconnect`` (hubs only).
         self.stateful_reconnect = stateful_reconnect
-        self.sender = Sender(self)
         self._options: HubOptions = server.options
+        self.sender = Sender(self, self._options)
         self._metrics = server.metrics  # None with metrics off
         self._opened_at = time.perf_counter()
         self._attachment: Attachment | None = None

@@ -61,8 +61,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 from trio_websocket import ConnectionClosed
@@ -71,20 +71,19 @@ from ..._app.response import Response
 from ..._printable import printable
 from .._errors import BackplaneError
 from .._protocol.messages import TransferFormat
-from .http import delete, poll, post
+from .http_requests import delete, poll, post
 from .transport import ConnectionGone, TransportInUse, TransportMismatch
 
 if TYPE_CHECKING:
     from ..._app.request import Request
     from ..._websocket.connection import ServerConnection
-    from .._endpoints.server import ConnectionServer
+    from .._backplane import Backplane
+    from .._options import HubOptions
     from .connection import TransportConnection as HubConnection
-
-    # A hub's or a connection handler's: relaying is the same for both.
-    HubServer = ConnectionServer[Any]
 
 __all__ = [
     "DELETE",
+    "RelayHost",
     "POLL",
     "POST",
     "WEBSOCKET",
@@ -95,6 +94,31 @@ __all__ = [
     "relay_check",
     "relay_websocket",
 ]
+
+
+class RelayHost(Protocol):
+    """What relaying needs of the server (a hub's or a connection handler's: relaying is the same
+    for both): its backplane and options, whether it is shutting down, its connections by token,
+    the sockets it relays, and its nursery for their carriers."""
+
+    @property
+    def backplane(self) -> Backplane: ...  # pragma: no cover (a signature)
+
+    @property
+    def options(self) -> HubOptions: ...  # pragma: no cover (a signature)
+
+    @property
+    def closing(self) -> bool: ...  # pragma: no cover (a signature)
+
+    @property
+    def relayed_sockets(self) -> RelayedSockets: ...  # pragma: no cover (a signature)
+
+    def find_connection(self, token: str, /) -> HubConnection | None: ...  # pragma: no cover (a signature)
+
+    def start_soon(
+        self, function: Callable[..., Awaitable[object]], /, *args: object
+    ) -> None: ...  # pragma: no cover (a signature)
+
 
 logger = logging.getLogger("trio_ws.signalr")
 
@@ -116,14 +140,14 @@ _GONE = (404, b"No Connection with that ID", "text/plain; charset=utf-8", ())
 # -- the front: the worker the request landed on ----------------------------------------------
 
 
-async def relay(hub_server: HubServer, worker: str, kind: str, request: Request) -> Response:
+async def relay(hub_server: RelayHost, worker: str, kind: str, request: Request) -> Response:
     """Relay ``request`` (a poll, a POST, a DELETE) to ``worker``; its answer."""
     answer = await relay_check(hub_server, worker, kind, request)
     assert answer is not None, "the holder answers every HTTP request"
     return answer
 
 
-async def relay_check(hub_server: HubServer, worker: str, kind: str, request: Request) -> Response | None:
+async def relay_check(hub_server: RelayHost, worker: str, kind: str, request: Request) -> Response | None:
     """Relay ``request`` to ``worker``; its answer (``None``: the WebSocket may be upgraded)."""
     options = hub_server.options
     body = b""
@@ -148,7 +172,7 @@ async def relay_check(hub_server: HubServer, worker: str, kind: str, request: Re
 # -- the holder: the worker the connection lives on --------------------------------------------
 
 
-async def answer_relayed(hub_server: HubServer, origin: str, payload: Any) -> Any:
+async def answer_relayed(hub_server: RelayHost, origin: str, payload: Any) -> Any:
     """Serve a request another worker relayed here; its answer as plain values (or ``None``)."""
     kind, token, user, body = payload
     if kind in (_DATA, _END, _OUT, _CLOSE):
@@ -202,7 +226,7 @@ def _websocket_refusal(connection: HubConnection) -> Response | None:
     return None
 
 
-async def relay_websocket(hub_server: HubServer, worker: str, ws: ServerConnection) -> None:
+async def relay_websocket(hub_server: RelayHost, worker: str, ws: ServerConnection) -> None:
     """Carry a WebSocket that landed here for a connection ``worker`` holds, until either ends."""
     sockets = hub_server.relayed_sockets
     backplane = hub_server.backplane
@@ -274,7 +298,7 @@ async def _read_client(front: _Front) -> None:
         front.changed.set()
 
 
-async def _forward(hub_server: HubServer, worker: str, stream: str, front: _Front) -> None:
+async def _forward(hub_server: RelayHost, worker: str, stream: str, front: _Front) -> None:
     """Send what the client sends to the holder, in order, until the socket or the relay ends.
 
     Everything queued while one message is on its way goes in the next, so
@@ -320,7 +344,7 @@ class RemoteTransport:
     transfer_formats = frozenset({TransferFormat.TEXT, TransferFormat.BINARY})
     keep_alive = True
 
-    def __init__(self, hub_server: HubServer, front: str, stream: str) -> None:
+    def __init__(self, hub_server: RelayHost, front: str, stream: str) -> None:
         self._backplane = hub_server.backplane
         self._hub_server = hub_server
         self._front = front
@@ -382,7 +406,7 @@ class RelayedSockets:
             await self._emptied.wait()
         await trio.lowlevel.checkpoint()
 
-    def carry(self, hub_server: HubServer, connection: HubConnection, front: str, stream: str) -> None:
+    def carry(self, hub_server: RelayHost, connection: HubConnection, front: str, stream: str) -> None:
         """Attach a ``RemoteTransport`` for the front's socket ``stream`` to ``connection``."""
         transport = self.remote[stream] = RemoteTransport(hub_server, front, stream)
         hub_server.start_soon(self._carry, connection, transport, stream)

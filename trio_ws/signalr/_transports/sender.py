@@ -36,7 +36,7 @@ for whatever transport carries the connection now. Rules of this module:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -44,10 +44,11 @@ from .outbox import Outbox
 from .replay import Replay
 
 if TYPE_CHECKING:
+    from .._options import HubOptions
     from .._protocol.codec import HubProtocol
-    from .connection import Attachment, TransportConnection
+    from .transport import Attachment
 
-__all__ = ["CHUNK", "Sender", "describe_break"]
+__all__ = ["CHUNK", "Sender", "SenderOwner", "describe_break"]
 
 CHUNK = 64 * 1024
 """Most bytes joined into one transport write (a WebSocket message, a Server-Sent Event)."""
@@ -56,11 +57,23 @@ CHUNK = 64 * 1024
 _READER_GRACE = 1.0
 
 
+class SenderOwner(Protocol):
+    """What the sender tells its connection (``TransportConnection`` is one): a send waits for an
+    Ack, the goodbye has gone out, a transport has gone."""
+
+    def replies_wait_for_ack(self) -> None: ...  # pragma: no cover (a signature)
+
+    def flushed(self) -> None: ...  # pragma: no cover (a signature)
+
+    def transport_lost(
+        self, attachment: Attachment, *, broken: bool, detail: str
+    ) -> None: ...  # pragma: no cover (a signature)
+
+
 class Sender:
     """The bytes on their way to one client."""
 
-    def __init__(self, connection: TransportConnection) -> None:
-        options = connection.server.options
+    def __init__(self, connection: SenderOwner, options: HubOptions) -> None:
         self._connection = connection
         self._timeout = options.slow_client_timeout
         self.away_limit = options.away_buffer_size

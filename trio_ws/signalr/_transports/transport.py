@@ -45,6 +45,7 @@ import trio
 from .._protocol.messages import TransferFormat
 
 __all__ = [
+    "Attachment",
     "ConnectionGone",
     "Inbound",
     "StreamTransport",
@@ -132,3 +133,32 @@ class StreamTransport:
 
     def __repr__(self) -> str:
         return f"<StreamTransport {self.name}>"
+
+
+class Attachment:
+    """One transport attached to a connection, for as long as it carries it.
+
+    Attributes:
+        transport: Where the client's bytes come from (``receive()``).
+        push: The same transport when the connection's pump writes to it
+            (``send()``: a WebSocket), ``None`` when it takes what is queued
+            itself (a poll, an event stream).
+        scope: The transport's own work for the connection (its pump, its
+            stream): cancelled when the transport leaves.
+        gone: Set when the transport has left.
+        abandoned: Too slow, or replaced: abort it, never close it politely.
+    """
+
+    __slots__ = ("abandoned", "gone", "push", "scope", "transport")
+
+    def __init__(self, transport: Inbound, push: Transport | None) -> None:
+        self.transport = transport
+        self.push = push
+        self.scope = trio.CancelScope()
+        self.gone = trio.Event()
+        self.abandoned = False
+
+    def drop(self) -> None:
+        """Stop whatever the connection does with this transport."""
+        self.scope.cancel()
+        self.gone.set()
