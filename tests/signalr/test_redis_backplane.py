@@ -487,6 +487,27 @@ def test_messages_between_workers_round_trip() -> None:
     assert wire.decode(b"\x92\x63\xa1x") is None  # [99, "x"]: a kind from a later version
 
 
+def test_a_worker_knows_its_own_sends_without_decoding_them() -> None:
+    """``sends_prefix`` matches every Send its worker encodes, whatever its audience and arguments,
+    and nothing else: not another worker's (even one whose name starts the same), nor other kinds."""
+    mine = wire.sends_prefix("w1")
+    audiences = [Audience(everyone=True), Audience(groups=frozenset({"g"}), excluded=frozenset({"x"}))]
+    for audience in audiences:
+        for arguments in ([], ["text", 1, None], [{"k": [1.5]}] * 20):
+            assert wire.encode(wire.Send("w1", audience, "Told", arguments)).startswith(mine)
+            for other in ("w10", "w", "w2"):
+                assert not wire.encode(wire.Send(other, audience, "Told", arguments)).startswith(mine)
+    long_name = "w" * 300  # a longer header for the name: still exact
+    assert wire.encode(wire.Send(long_name, audiences[0], "T", [])).startswith(wire.sends_prefix(long_name))
+    others: list[wire.Message] = [
+        wire.GroupChange("w1", "r1", True, "c1", "room"),
+        wire.Invoke("w1", "r2", "c1", "Answer", ["q"], 2.5),
+        wire.Batch([wire.encode(wire.Send("w1", audiences[0], "T", []))]),
+    ]
+    for message in others:
+        assert not wire.encode(message).startswith(mine)
+
+
 def test_runs_of_sends_for_one_channel_are_published_as_one_batch_in_order() -> None:
     """The publisher joins consecutive messages for one channel into one PUBLISH, in order, and
     never past the byte bound; a lone message is published as it is."""

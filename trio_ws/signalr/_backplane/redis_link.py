@@ -137,6 +137,7 @@ class RedisLink:
         self.keys = keys
         self.worker = worker
         self.channel = keys.worker_channel(worker)
+        self._own_sends = wire.sends_prefix(worker)  # heard back on P:all: already delivered here
         self.options = options
         self._on_message = on_message
         self._on_down = on_down
@@ -397,10 +398,13 @@ class RedisLink:
 
     async def _read(self, pubsub: Any) -> None:
         async for message in pubsub:
+            if message["data"].startswith(self._own_sends):
+                continue
             decoded = self._decode(message["data"])
             if isinstance(decoded, wire.Batch):
                 for data in decoded.messages:
-                    await self._received(self._decode(data))
+                    if not data.startswith(self._own_sends):
+                        await self._received(self._decode(data))
             else:
                 await self._received(decoded)
         raise _LinkLost("the subscription ended")

@@ -404,7 +404,7 @@ def encode(message: Message) -> bytes:
     """
     match message:
         case Send(origin, audience, target, arguments):
-            items: list[Any] = [
+            items: list[Any] = [  # _SEND_FIELDS
                 Kind.SEND,
                 origin,
                 audience.everyone,
@@ -432,6 +432,33 @@ def encode(message: Message) -> bytes:
         case Batch(messages):
             items = [Kind.BATCH, list(messages)]
     return packb(items)
+
+
+# A Send on the wire: [kind, origin, everyone, connections, groups, users, excluded, target, arguments].
+_SEND_FIELDS = (
+    "kind",
+    "origin",
+    "everyone",
+    "connections",
+    "groups",
+    "users",
+    "excluded",
+    "target",
+    "arguments",
+)
+
+
+def sends_prefix(origin: str) -> bytes:
+    """The first bytes of every ``Send`` that ``origin`` encodes.
+
+    A worker hears its own sends back on ``P:all`` and has already delivered
+    them to its own connections; ``data.startswith(sends_prefix(me))`` tells
+    it to skip one without decoding it.
+    """
+    header: bytes = msgpack.Packer().pack_array_header(len(_SEND_FIELDS))
+    kind: bytes = msgpack.packb(Kind.SEND.value)
+    name: bytes = msgpack.packb(origin)
+    return header + kind + name
 
 
 def decode(data: bytes) -> Message | None:
