@@ -19,8 +19,9 @@ Rules of the interface:
   nursery: a Redis backplane reads its subscription there.
 * Messages travel as ``SerializedMessage``: encoded once per protocol, on
   first use, however many connections receive them.
-* Delivery to this process's connections goes through ``deliver_locally``,
-  which applies the slow-client rules, whatever the backplane.
+* Delivery to this process's connections goes through ``deliver_locally``
+  (or its two halves, ``offer_locally`` and ``deliver_to_waiting``), which
+  applies the slow-client rules, whatever the backplane.
 * A connection lives where its first transport lands (``docs/scale-out.md``):
   negotiate records a ``Pending`` connection (``record_pending``), the first
   transport request for its token takes it (``claim``) and opens it there,
@@ -55,6 +56,8 @@ __all__ = [
     "PendingTable",
     "SerializedMessage",
     "deliver_locally",
+    "deliver_to_waiting",
+    "offer_locally",
 ]
 
 AskHandler = Callable[[str, Any], Awaitable[Any]]
@@ -192,10 +195,26 @@ async def deliver_locally(
         for connection in connections:
             await connection.send_direct(message)
         return
-    waiting = [connection for connection in connections if not connection.offer(message)]
+    waiting = offer_locally(connections, message)
     if not waiting:
         await trio.lowlevel.checkpoint()
         return
+    await deliver_to_waiting(waiting, message)
+
+
+def offer_locally(
+    connections: Iterable[LocalConnection], message: SerializedMessage
+) -> list[LocalConnection]:
+    """Offer ``message`` to each of ``connections`` without waiting; those that could not take it yet.
+
+    Not a checkpoint: a backplane's reader offers each message of a batch it
+    has read, and checkpoints once per batch rather than once per message.
+    """
+    return [connection for connection in connections if not connection.offer(message)]
+
+
+async def deliver_to_waiting(waiting: Iterable[LocalConnection], message: SerializedMessage) -> None:
+    """Wait for the slow ones that ``offer_locally`` left, together, each at most its timeout."""
     async with trio.open_nursery() as nursery:
         for connection in waiting:
             nursery.start_soon(connection.deliver, message)

@@ -57,7 +57,16 @@ from ..._server.deployment import backplane_url
 from .._errors import BackplaneError, ClientResultError
 from .._protocol.messages import Invocation
 from . import redis_wire as wire
-from .base import AskHandler, Audience, LocalConnection, Pending, SerializedMessage, deliver_locally
+from .base import (
+    AskHandler,
+    Audience,
+    LocalConnection,
+    Pending,
+    SerializedMessage,
+    deliver_locally,
+    deliver_to_waiting,
+    offer_locally,
+)
 from .in_process import InProcessBackplane
 from .redis_link import LinkOptions, LinkState, Presence, RedisLink
 
@@ -316,8 +325,10 @@ class RedisBackplane(InProcessBackplane):
             return
         invocation = message.message
         data = wire.encode(wire.Send(self.worker, audience, invocation.target, invocation.arguments))
-        await self._link.publish(self.keys.all, data, buffer=True)
-        await super().send(audience, message)
+        await self._link.publish(self.keys.all, data, buffer=True)  # a checkpoint: the one this send takes
+        targets = self._local_targets(audience)
+        if targets:
+            await deliver_locally(targets, message, single=audience.single)
 
     async def invoke_client(self, connection_id: str, target: str, arguments: Sequence[Any]) -> Any:
         if connection_id in self._connections:
@@ -370,11 +381,12 @@ class RedisBackplane(InProcessBackplane):
         """One message from the subscription, handled in order (the link's reader task)."""
         match message:
             case wire.Send(origin, audience, target, arguments) if origin != self.worker:
+                # Offered without a checkpoint each: the link's reader takes one per batch it reads.
                 targets = self._local_targets(audience)
                 if targets:
-                    await deliver_locally(
-                        targets, SerializedMessage(Invocation(target, arguments)), single=False
-                    )
+                    serialized = SerializedMessage(Invocation(target, arguments))
+                    if waiting := offer_locally(targets, serialized):
+                        await deliver_to_waiting(waiting, serialized)
             case wire.GroupChange(origin, request, join, connection_id, group):
                 if connection_id in self._connections:  # else it has just ended: nothing to change
                     if join:
