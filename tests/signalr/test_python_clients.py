@@ -122,14 +122,20 @@ def _stream_items(hub: Any, method: str, attempts: int = 3) -> list[Any]:
     made again, on the same connection.
     """
     for _ in range(attempts):
-        items: list[Any] = []
-        done = threading.Event()
-        hub.stream(method, []).subscribe(
-            {"next": items.append, "complete": lambda _: done.set(), "error": lambda _: done.set()}
-        )
-        if done.wait(DEADLINE / attempts):
+        items = _stream_once(hub, method, DEADLINE / attempts)
+        if items is not None:
             return items
     raise AssertionError(f"{method} did not complete in {attempts} attempts")
+
+
+def _stream_once(hub: Any, method: str, wait: float) -> list[Any] | None:
+    """One stream call's items, or ``None`` if its end did not come within ``wait`` seconds."""
+    items: list[Any] = []
+    done = threading.Event()
+    hub.stream(method, []).subscribe(
+        {"next": items.append, "complete": lambda _: done.set(), "error": lambda _: done.set()}
+    )
+    return items if done.wait(wait) else None
 
 
 # -- signalrcore ----------------------------------------------------------------------------------
