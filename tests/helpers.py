@@ -1,4 +1,7 @@
-"""Test helpers: an in-memory listener, raw h11/wsproto clients, and the task tree."""
+"""Test helpers: servers to test against, an in-memory listener, a wsproto client, and the task tree.
+
+Clients that write raw bytes (hand-built frames, hand-written requests) are in ``tests/raw.py``.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,11 @@ from wsproto.events import AcceptConnection, Event, RejectConnection, Request
 import trio_ws
 import trio_ws.testing
 from trio_ws.testing import MemoryListener as MemoryListener
+
+# Raw frames and handshakes live in tests/raw.py; these two stay importable from here for the
+# tests of the WebSocket core that import them so.
+from .raw import client_frame as client_frame
+from .raw import upgrade_request as upgrade_request
 
 # Absolute deadline for any test step that does real I/O.
 IO_DEADLINE = 15
@@ -137,21 +145,6 @@ def parse_response(raw: bytes, method: str = "GET") -> tuple[int, dict[str, str]
     return response.status_code, headers, body
 
 
-def upgrade_request(path: str = "/ws", host: str = "127.0.0.1", extra: Iterable[str] = ()) -> bytes:
-    """The bytes of a valid WebSocket handshake request."""
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        *extra,
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
 class OutOfFilesListener(MemoryListener):
     """A memory listener whose next ``failures`` accepts fail as if the process had no free fds."""
 
@@ -239,27 +232,6 @@ def task_count() -> int:
 
 def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def client_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True
-) -> bytes:
-    """One client frame, built by hand, for frames wsproto would refuse to send.
-
-    ``rsv`` is the three reserved bits as a number (4 is RSV1).
-    """
-    if len(payload) < 126:
-        length = bytes([len(payload)])
-    elif len(payload) < 1 << 16:
-        length = bytes([126]) + len(payload).to_bytes(2, "big")
-    else:
-        length = bytes([127]) + len(payload).to_bytes(8, "big")
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    if not masked:
-        return bytes([first]) + length + payload
-    mask = b"\x01\x02\x03\x04"
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([first, 0x80 | length[0]]) + length[1:] + mask + body
 
 
 def close_of(error: trio_ws.ConnectionClosed) -> tuple[int, str | None]:

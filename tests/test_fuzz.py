@@ -41,9 +41,9 @@ from .helpers import (
     open_raw_websocket,
     start_memory_server,
     task_count,
-    upgrade_request,
     warnings_logged,
 )
+from .raw import upgrade_request
 
 T = TypeVar("T")
 

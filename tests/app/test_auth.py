@@ -14,14 +14,8 @@ from websockets.trio.client import connect
 
 import trio_ws
 
-from ..helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    alarms_logged,
-    start_memory_server,
-    start_server,
-    upgrade_request,
-)
+from ..helpers import IO_DEADLINE, MemoryListener, alarms_logged, start_memory_server, start_server
+from ..raw import upgrade_request
 
 TOKENS = {"t-ada": trio_ws.Identity("ada", {"role": "admin"}), "t-bob": trio_ws.Identity("bob")}
 

@@ -21,9 +21,9 @@ from ..helpers import (
     parse_response,
     start_memory_server,
     start_server,
-    upgrade_request,
     warnings_logged,
 )
+from ..raw import upgrade_request
 
 
 async def get(

@@ -41,10 +41,10 @@ from ..helpers import (
     parse_response,
     start_memory_server,
     start_server,
-    upgrade_request,
     warnings_logged,
 )
 from ..processes import running_cli
+from ..raw import upgrade_request
 
 # -- shared -----------------------------------------------------------------------
 

@@ -14,14 +14,8 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 
 import trio_ws
 
-from ..helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    alarms_logged,
-    start_memory_server,
-    start_server,
-    upgrade_request,
-)
+from ..helpers import IO_DEADLINE, MemoryListener, alarms_logged, start_memory_server, start_server
+from ..raw import upgrade_request
 
 
 def _app() -> trio_ws.App:

@@ -17,8 +17,8 @@ from websockets.sync.client import connect
 
 from trio_ws._server.cli import _options, _parser
 
-from ..helpers import upgrade_request
 from ..processes import running_cli
+from ..raw import upgrade_request
 
 
 def _finish(proc: subprocess.Popen[str], signum: int) -> tuple[int, str, str]:

@@ -27,14 +27,13 @@ from ..helpers import (
     OutOfFilesListener,
     RawClient,
     alarms_logged,
-    client_frame,
     open_raw_websocket,
     start_memory_server,
     start_server,
     task_count,
-    upgrade_request,
     warnings_logged,
 )
+from ..raw import client_frame, upgrade_request
 
 
 def _hold_messages_until(go: trio.Event, received: list[str | bytes], finished: trio.Event) -> trio_ws.App:

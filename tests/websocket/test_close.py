@@ -16,12 +16,12 @@ from ..helpers import (
     IO_DEADLINE,
     MemoryListener,
     RawClient,
-    client_frame,
     open_raw_websocket,
     start_memory_server,
     task_count,
     warnings_logged,
 )
+from ..raw import client_frame
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 3000, 4999])

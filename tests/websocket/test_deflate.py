@@ -17,16 +17,8 @@ from websockets.trio.client import connect
 
 import trio_ws
 
-from ..helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    client_frame,
-    start_memory_server,
-    upgrade_request,
-)
-
-TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
-RSV1 = 4
+from ..helpers import IO_DEADLINE, MemoryListener, start_memory_server
+from ..raw import BINARY, CLOSE, CONTINUATION, PING, PONG, RSV1, TEXT, Peer, client_frame
 
 
 def deflate(data: bytes, compressor: zlib._Compress | None = None) -> bytes:
@@ -41,76 +33,13 @@ def inflate(body: bytes, window_bits: int = 15) -> bytes:
     return zlib.decompressobj(-window_bits).decompress(body + b"\x00\x00\xff\xff")
 
 
-class FrameClient:
-    """A WebSocket client of raw bytes: it sends hand-built frames and reads the server's frames."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = b""
-        self.response_headers: dict[str, str] = {}
-
-    async def handshake(self, offer: str | None) -> None:
-        extra = [f"Sec-WebSocket-Extensions: {offer}"] if offer is not None else []
-        await self.stream.send_all(upgrade_request(extra=extra))
-        head = await self._read_until(b"\r\n\r\n")
-        status, *lines = head.decode().split("\r\n")
-        assert status.startswith("HTTP/1.1 101"), head
-        for line in lines:
-            name, _, value = line.partition(":")
-            self.response_headers[name.strip().lower()] = value.strip()
-
-    @property
-    def extensions(self) -> str | None:
-        return self.response_headers.get("sec-websocket-extensions")
-
-    async def send(self, *frames: bytes) -> None:
-        await self.stream.send_all(b"".join(frames))
-
-    async def frame(self) -> tuple[int, int, bytes]:
-        """The server's next message as (rsv bits, opcode, payload), its fragments joined; server frames
-        are never masked."""
-        fin, rsv, opcode, payload = await self._one_frame()
-        while not fin:
-            fin, _, continuation, more = await self._one_frame()
-            assert continuation == 0, "a fragmented message goes on in continuation frames"
-            payload += more
-        return rsv, opcode, payload
-
-    async def _one_frame(self) -> tuple[bool, int, int, bytes]:
-        header = await self._read_exactly(2)
-        assert not header[1] & 0x80, "a server frame must not be masked"
-        length = header[1] & 0x7F
-        if length == 126:
-            length = int.from_bytes(await self._read_exactly(2), "big")
-        elif length == 127:
-            length = int.from_bytes(await self._read_exactly(8), "big")
-        fin = bool(header[0] & 0x80)
-        return fin, (header[0] >> 4) & 0x7, header[0] & 0x0F, await self._read_exactly(length)
-
-    async def _read_until(self, marker: bytes) -> bytes:
-        while marker not in self.buffer:
-            await self._fill()
-        head, _, self.buffer = self.buffer.partition(marker)
-        return head
-
-    async def _read_exactly(self, n: int) -> bytes:
-        while len(self.buffer) < n:
-            await self._fill()
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
-
-    async def _fill(self) -> None:
-        data = await self.stream.receive_some(1 << 20)
-        assert data, "the server closed the connection"
-        self.buffer += data
-
-
 async def deflate_client(
     nursery: trio.Nursery, listener: MemoryListener, offer: str | None, **options: object
-) -> FrameClient:
+) -> Peer[trio.abc.Stream]:
+    """A raw client on ``listener`` whose handshake offered ``offer`` (or no extension)."""
     await start_memory_server(nursery, trio_ws.echo_app(), listener, **options)
-    client = FrameClient(await listener.connect())
-    await client.handshake(offer)
+    client = Peer(await listener.connect())
+    await client.upgrade(extra=[f"Sec-WebSocket-Extensions: {offer}"] if offer is not None else [])
     return client
 
 
@@ -166,24 +95,24 @@ async def test_negotiation_follows_rfc_7692(
 ) -> None:
     """The server answers each offer as RFC 7692 section 7.1 says, and declines what it cannot honour."""
     client = await deflate_client(nursery, memory_listener, offer)
-    assert client.extensions == answer
+    assert client.headers.get("sec-websocket-extensions") == answer
 
 
 async def test_full_window_is_not_announced(nursery: trio.Nursery, memory_listener: MemoryListener) -> None:
     """With compression_window_bits=15 (the protocol's default) there is nothing to announce."""
     client = await deflate_client(nursery, memory_listener, "permessage-deflate", compression_window_bits=15)
-    assert client.extensions == "permessage-deflate"
+    assert client.headers.get("sec-websocket-extensions") == "permessage-deflate"
 
 
 async def test_compression_can_be_turned_off(nursery: trio.Nursery, memory_listener: MemoryListener) -> None:
     """With compression=False the offer is ignored and the connection works uncompressed."""
     client = await deflate_client(nursery, memory_listener, "permessage-deflate", compression=False)
-    assert client.extensions is None
+    assert client.headers.get("sec-websocket-extensions") is None
     await client.send(client_frame(TEXT, b"plain" * 20))
-    assert await client.frame() == (0, TEXT, b"plain" * 20)
+    assert await client.message() == (0, TEXT, b"plain" * 20)
     # Without the extension, RSV1 is a protocol error.
     await client.send(client_frame(TEXT, deflate(b"x" * 100), rsv=RSV1))
-    _, opcode, payload = await client.frame()
+    _, opcode, payload = await client.message()
     assert (opcode, payload[:2]) == (CLOSE, (1002).to_bytes(2, "big"))
 
 
@@ -196,11 +125,11 @@ async def test_large_messages_are_compressed_small_ones_are_not(
     """Replies of compression_min_size bytes or more carry RSV1 and deflate; shorter ones go as they are."""
     client = await deflate_client(nursery, memory_listener, "permessage-deflate", compression_min_size=64)
     await client.send(client_frame(TEXT, b"a" * 63))
-    assert await client.frame() == (0, TEXT, b"a" * 63)
+    assert await client.message() == (0, TEXT, b"a" * 63)
 
     message = b"trio_ws " * 500
     await client.send(client_frame(BINARY, deflate(message), rsv=RSV1))
-    rsv, opcode, payload = await client.frame()
+    rsv, opcode, payload = await client.message()
     assert (rsv, opcode) == (RSV1, BINARY)
     assert len(payload) < len(message) // 10
     assert inflate(payload, window_bits=12) == message
@@ -218,8 +147,8 @@ async def test_fragmented_message_with_a_ping_between_fragments(
         client_frame(PING, b"are you there"),
         client_frame(CONTINUATION, body[10:]),
     )
-    assert await client.frame() == (0, PONG, b"are you there")
-    rsv, opcode, payload = await client.frame()
+    assert await client.message() == (0, PONG, b"are you there")
+    rsv, opcode, payload = await client.message()
     assert (rsv, opcode) == (RSV1, TEXT)
     assert inflate(payload, window_bits=12) == message
 
@@ -236,7 +165,7 @@ async def test_server_context_takeover_as_the_client_asks(
     replies = []
     for _ in range(2):
         await client.send(client_frame(BINARY, deflate(message), rsv=RSV1))
-        rsv, _, payload = await client.frame()
+        rsv, _, payload = await client.message()
         assert rsv == RSV1
         replies.append(payload)
     if takeover:
@@ -257,9 +186,9 @@ async def test_client_no_context_takeover_resets_the_inflater(
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     message = bytes(range(256)) * 4
     await client.send(client_frame(BINARY, deflate(message, compressor), rsv=RSV1))
-    assert inflate((await client.frame())[2], window_bits=12) == message
+    assert inflate((await client.message())[2], window_bits=12) == message
     await client.send(client_frame(BINARY, deflate(message, compressor), rsv=RSV1))
-    _, opcode, payload = await client.frame()
+    _, opcode, payload = await client.message()
     assert (opcode, payload[:2]) == (CLOSE, (1007).to_bytes(2, "big"))
 
 
@@ -273,7 +202,7 @@ async def test_a_message_at_the_limit_inflates(
     client = await deflate_client(nursery, memory_listener, "permessage-deflate", max_message_size=100_000)
     message = b"\x00" * 100_000
     await client.send(client_frame(BINARY, deflate(message), rsv=RSV1))
-    _, opcode, payload = await client.frame()
+    _, opcode, payload = await client.message()
     assert opcode == BINARY and inflate(payload, window_bits=12) == message
 
 
@@ -288,7 +217,7 @@ async def test_decompression_bomb_gets_1009_without_inflating_it(
     tracemalloc.start()
     try:
         await client.send(client_frame(BINARY, bomb, rsv=RSV1))
-        _, opcode, payload = await client.frame()
+        _, opcode, payload = await client.message()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -326,5 +255,5 @@ async def test_client_window_is_15_bits_unless_the_client_agreed_to_less(
     await client.send(
         client_frame(BINARY, body[:8192], fin=False, rsv=RSV1), client_frame(CONTINUATION, body[8192:])
     )
-    _, opcode, payload = await client.frame()
+    _, opcode, payload = await client.message()
     assert opcode == BINARY and inflate(payload, window_bits=12) == message

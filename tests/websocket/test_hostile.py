@@ -25,83 +25,8 @@ import trio.testing
 import trio_ws
 from trio_ws._websocket.frames import most_frames
 
-from ..helpers import IO_DEADLINE, task_count, upgrade_request
-
-TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
-
-
-def frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
-    """A client frame masked with the all-zero key (legal, and free to build for long payloads)."""
-    size = len(payload)
-    first = (0x80 if fin else 0) | opcode
-    if size < 126:
-        header = bytes([first, 0x80 | size])
-    elif size < 2**16:
-        header = bytes([first, 0x80 | 126]) + struct.pack("!H", size)
-    else:
-        header = bytes([first, 0x80 | 127]) + struct.pack("!Q", size)
-    return header + b"\0\0\0\0" + payload
-
-
-class Peer:
-    """One raw client connection: it sends what the test says and reads only when told to."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    @classmethod
-    async def open(cls, port: int, *, receive_buffer: int | None = None, path: str = "/ws") -> Peer:
-        sock = trio.socket.socket()
-        if receive_buffer is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        await sock.connect(("127.0.0.1", port))
-        peer = cls(trio.SocketStream(sock))
-        await peer.stream.send_all(upgrade_request(path))
-        while b"\r\n\r\n" not in peer.buffer:
-            await peer._fill()
-        head, _, rest = bytes(peer.buffer).partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 101 "), head
-        peer.buffer = bytearray(rest)
-        return peer
-
-    async def _fill(self) -> None:
-        data = await self.stream.receive_some(64 * 1024)
-        if not data:
-            raise EOFError
-        self.buffer += data
-
-    async def next_frame(self) -> tuple[int, bytes]:
-        """The next frame from the server as (opcode, payload); fragments are not joined."""
-        while len(self.buffer) < 2:
-            await self._fill()
-        size, start = self.buffer[1] & 0x7F, 2
-        if size >= 126:
-            start = 4 if size == 126 else 10
-            while len(self.buffer) < start:
-                await self._fill()
-            size = int.from_bytes(self.buffer[2:start], "big")
-        while len(self.buffer) < start + size:
-            await self._fill()
-        opcode, payload = self.buffer[0] & 0x0F, bytes(self.buffer[start : start + size])
-        del self.buffer[: start + size]
-        return opcode, payload
-
-    async def close_frame(self) -> tuple[int, str]:
-        """Read until the server's Close frame; its code and reason."""
-        while True:
-            opcode, payload = await self.next_frame()
-            if opcode == CLOSE:
-                return struct.unpack("!H", payload[:2])[0], payload[2:].decode()
-
-    async def closed_by_server(self) -> bool:
-        """Whether the server has closed TCP (EOF or reset), reading what is left first."""
-        try:
-            while await self.stream.receive_some(64 * 1024):
-                pass
-        except trio.BrokenResourceError:
-            pass
-        return True
+from ..helpers import IO_DEADLINE, task_count
+from ..raw import BINARY, CLOSE, CONTINUATION, MASK, PING, PONG, TEXT, Peer, client_frame
 
 
 async def small_buffer_server(
@@ -146,9 +71,9 @@ async def test_a_close_behind_a_stuck_reply_is_freed_after_close_timeout(
     tasks_before = task_count()
     with trio.fail_after(IO_DEADLINE):
         peer = await Peer.open(server.port, receive_buffer=4096)
-        await peer.stream.send_all(frame(BINARY, b"x" * 2**20))
+        await peer.stream.send_all(client_frame(BINARY, b"x" * 2**20))
         await trio.testing.wait_all_tasks_blocked()  # the echo is stuck: nobody reads it
-        await peer.stream.send_all(frame(CLOSE, struct.pack("!H", 1000)))
+        await peer.stream.send_all(client_frame(CLOSE, struct.pack("!H", 1000)))
         await trio.testing.wait_all_tasks_blocked()
         assert server.statistics().open_websockets == 1
         mock_clock.jump(9.9)
@@ -172,12 +97,13 @@ async def test_a_message_of_endless_empty_fragments_is_refused_with_1009(nursery
     limit = 64 * 1024
     options = trio_ws.Options(max_message_size=limit, receive_buffer_size=16 * 1024)
     server = await trio_ws.testing.start_server(nursery, trio_ws.echo_app(), options=options)
-    flood = frame(BINARY, b"x", fin=False) + frame(CONTINUATION, fin=False) * (most_frames(limit) + 10)
+    empty_continuation = client_frame(CONTINUATION, fin=False)
+    flood = client_frame(BINARY, b"x", fin=False) + empty_continuation * (most_frames(limit) + 10)
     with trio.fail_after(IO_DEADLINE):
         peer = await Peer.open(server.port)
         with traced_growth() as growth:
             # A trailing Ping: a server that did not stop the flood would answer it with a Pong.
-            await peer.stream.send_all(flood + frame(PING, b"still there?"))
+            await peer.stream.send_all(flood + client_frame(PING, b"still there?"))
             code, reason = await peer.close_frame()
         assert (code, reason) == (1009, f"message in more than {most_frames(limit)} frames")
         assert await peer.closed_by_server()
@@ -191,8 +117,8 @@ async def test_one_byte_fragments_are_refused_before_they_pile_up(nursery: trio.
     limit = 64 * 1024
     options = trio_ws.Options(max_message_size=limit, receive_buffer_size=16 * 1024)
     server = await trio_ws.testing.start_server(nursery, trio_ws.echo_app(), options=options)
-    pieces = [frame(BINARY, b"y", fin=False)]
-    pieces += [frame(CONTINUATION, b"y", fin=False)] * (limit - 3) + [frame(CONTINUATION, b"y")]
+    pieces = [client_frame(BINARY, b"y", fin=False)]
+    pieces += [client_frame(CONTINUATION, b"y", fin=False)] * (limit - 3) + [client_frame(CONTINUATION, b"y")]
     data = b"".join(pieces)
     del pieces
     with trio.fail_after(IO_DEADLINE):
@@ -217,8 +143,9 @@ async def test_a_fragmented_message_in_progress_holds_about_its_own_size(nursery
         nursery, trio_ws.echo_app(), options=trio_ws.Options(max_message_size=limit)
     )
     piece = b"z" * size
-    first_part = frame(BINARY, piece, fin=False) + frame(CONTINUATION, piece, fin=False) * (count - 2)
-    last = frame(CONTINUATION, piece)
+    middle = client_frame(CONTINUATION, piece, fin=False)
+    first_part = client_frame(BINARY, piece, fin=False) + middle * (count - 2)
+    last = client_frame(CONTINUATION, piece)
     with trio.fail_after(IO_DEADLINE):
         peer = await Peer.open(server.port)
         with traced_growth() as growth:
@@ -242,11 +169,11 @@ async def test_a_fragmented_message_in_progress_holds_about_its_own_size(nursery
     ("name", "flood", "end"),
     [
         # Each ends with a message that is echoed once every frame before it has been handled.
-        ("unsolicited Pongs", frame(PONG) * 40_000, frame(TEXT, b"end")),
+        ("unsolicited Pongs", client_frame(PONG) * 40_000, client_frame(TEXT, b"end")),
         (
             "empty continuations",
-            frame(BINARY, fin=False) + frame(CONTINUATION, fin=False) * 10_000,
-            frame(CONTINUATION, b"end"),
+            client_frame(BINARY, fin=False) + client_frame(CONTINUATION, fin=False) * 10_000,
+            client_frame(CONTINUATION, b"end"),
         ),
     ],
     ids=["pongs", "continuations"],
@@ -257,7 +184,7 @@ async def test_a_flood_of_tiny_frames_yields_to_other_tasks(
     """While the server works through tens of thousands of tiny frames from one peer, other tasks
     get a turn at least once per 128 frames (the reader takes a checkpoint every 64 events)."""
     server = await trio_ws.testing.start_server(nursery, trio_ws.echo_app())
-    frames = flood.count(b"\0\0\0\0")  # one masking key per frame
+    frames = flood.count(MASK)  # one masking key per frame
     turns = 0
 
     async def other_task() -> None:
@@ -288,9 +215,9 @@ async def test_the_text_limit_counts_utf8_bytes(nursery: trio.Nursery) -> None:
     emoji = "\U0001f600".encode()  # four bytes, one character
     with trio.fail_after(IO_DEADLINE):
         peer = await Peer.open(server.port)
-        await peer.stream.send_all(frame(TEXT, emoji * 250))  # 1000 bytes: at the limit
+        await peer.stream.send_all(client_frame(TEXT, emoji * 250))  # 1000 bytes: at the limit
         assert await peer.next_frame() == (TEXT, emoji * 250)
-        await peer.stream.send_all(frame(TEXT, emoji * 251))  # 251 characters, 1004 bytes
+        await peer.stream.send_all(client_frame(TEXT, emoji * 251))  # 251 characters, 1004 bytes
         assert await peer.close_frame() == (1009, "message larger than 1000 bytes")
 
 
@@ -311,7 +238,7 @@ async def test_a_peer_that_never_reads_pins_about_twice_the_limit(
     limit = len(payload)
     options = trio_ws.Options(max_message_size=limit, receive_buffer_size=16 * 1024)
     server = await small_buffer_server(nursery, trio_ws.echo_app(), options)
-    message = frame(opcode, payload)
+    message = client_frame(opcode, payload)
     sent = 0
     with trio.fail_after(IO_DEADLINE):
         peer = await Peer.open(server.port, receive_buffer=4096)

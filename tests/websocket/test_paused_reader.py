@@ -13,7 +13,6 @@ move, so "at once" means with no time passing at all.
 from __future__ import annotations
 
 import json
-import socket
 import struct
 
 import trio
@@ -22,9 +21,10 @@ import trio.testing
 import trio_ws
 
 from ..helpers import IO_DEADLINE, open_fd_count, task_count
-from .test_hostile import BINARY, CLOSE, TEXT, Peer, frame, small_buffer_server
+from ..raw import BINARY, CLOSE, TEXT, Peer, client_frame
+from .test_hostile import small_buffer_server
 
-TWO_MESSAGES = frame(BINARY, b"x" * 2**20) * 2
+TWO_MESSAGES = client_frame(BINARY, b"x" * 2**20) * 2
 
 
 async def settled() -> None:
@@ -33,7 +33,7 @@ async def settled() -> None:
         await trio.testing.wait_all_tasks_blocked()
 
 
-async def stuck_peer(server: trio_ws.Server) -> Peer:
+async def stuck_peer(server: trio_ws.Server) -> Peer[trio.SocketStream]:
     """A peer whose echo is stuck in send and whose second message waits in the handler's queue."""
     peer = await Peer.open(server.port, receive_buffer=4096)
     await peer.stream.send_all(TWO_MESSAGES)
@@ -42,9 +42,9 @@ async def stuck_peer(server: trio_ws.Server) -> Peer:
     return peer
 
 
-def reset(peer: Peer) -> None:
+def reset(peer: Peer[trio.SocketStream]) -> None:
     """Close the peer's socket with SO_LINGER (1, 0): the kernel sends a reset, not a FIN."""
-    peer.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.reset()
     peer.stream.socket.close()
 
 
@@ -97,7 +97,7 @@ async def test_a_close_behind_two_unread_messages_starts_the_closing_phase(
     tasks_before = task_count()
     with trio.fail_after(IO_DEADLINE):
         peer = await stuck_peer(server)
-        await peer.stream.send_all(frame(CLOSE, struct.pack("!H", 1000)))
+        await peer.stream.send_all(client_frame(CLOSE, struct.pack("!H", 1000)))
         await settled()
         assert server.statistics().open_websockets == 1
         mock_clock.jump(4.9)
@@ -136,9 +136,9 @@ async def test_hub_websockets_that_reset_with_replies_unread_are_freed(
         async with trio.open_nursery() as sending:
             for _ in range(peer_count):
                 peer = await Peer.open(server.port, receive_buffer=4096, path="/testhub")
-                await peer.stream.send_all(frame(TEXT, b'{"protocol":"json","version":1}\x1e'))
+                await peer.stream.send_all(client_frame(TEXT, b'{"protocol":"json","version":1}\x1e'))
                 # One call a frame; the server stops reading once its replies are stuck.
-                calls = b"".join(frame(TEXT, c.encode() + b"\x1e") for c in call.split("\x1e") if c)
+                calls = b"".join(client_frame(TEXT, c.encode() + b"\x1e") for c in call.split("\x1e") if c)
                 sending.start_soon(peer.stream.send_all, calls)
                 peers.append(peer)
             await settled()
@@ -188,7 +188,7 @@ async def test_bytes_read_while_a_write_is_stuck_are_counted_for_metrics(
     server = await small_buffer_server(nursery, trio_ws.echo_app(), options)
     assert server.metrics is not None
     await trio.testing.wait_all_tasks_blocked()
-    close = frame(CLOSE, struct.pack("!H", 1000))
+    close = client_frame(CLOSE, struct.pack("!H", 1000))
     with trio.fail_after(IO_DEADLINE):
         peer = await stuck_peer(server)
         await peer.stream.send_all(close)

@@ -22,13 +22,13 @@ from ..helpers import (
     IO_DEADLINE,
     MemoryListener,
     RawClient,
-    client_frame,
     open_raw_websocket,
     start_memory_server,
     start_server,
     task_count,
     warnings_logged,
 )
+from ..raw import client_frame
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
 
