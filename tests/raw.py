@@ -1,18 +1,28 @@
-"""Raw WebSocket bytes over a stream: the client a test or a benchmark uses to send what a
-well-behaved client never would, and to read exactly what the server answered.
+"""Raw clients: the bytes a test or a benchmark sends when it must send what a well-behaved
+client never would, and reads back exactly as the server wrote them. One module for all of them,
+so a handshake, a frame or a response is built and read one way only.
 
-One module for all of them, so a frame is built (and a server frame read) one way only:
+Connections (127.0.0.1, or any trio stream such as a memory stream):
 
-* :func:`upgrade_request` is the bytes of a WebSocket handshake request;
-* :func:`client_frame` builds one client frame, any opcode, flags and masking, including the bad
-  ones a hostile test needs (reserved bits, unmasked, fragmented control frames, ...);
+* :class:`Peer` is one raw WebSocket (or plain) connection: it sends what it is told, reads the
+  server's head and frames only when told to, never answers a ping unless asked, never closes on
+  its own; :meth:`Peer.reset` makes its close a TCP reset;
+* :class:`RawClient` is a WebSocket client made of wsproto (:func:`open_raw_websocket` opens one
+  through a memory listener): valid frames, but only the ones the test sends;
+* :class:`HttpClient` is request after request on one connection, through h11;
+* :func:`http_exchange` sends raw bytes on a new connection and returns the one response.
+
+Bytes:
+
+* :func:`upgrade_request` is a WebSocket handshake request;
+* :func:`client_frame` is one client frame: any opcode, fragment, reserved bits and mask,
+  including the bad ones a hostile test needs (unmasked, fragmented control frames, ...);
 * :func:`frame_end` finds where a frame ends in a buffer, for readers that parse their own;
-* :class:`Peer` is one connection (a TCP socket, or any trio stream such as a memory stream):
-  it sends what it is told, reads the server's head and frames only when told to, never answers
-  a ping unless asked, and never closes on its own.
+* :func:`read_response` and :func:`parse_response` read one HTTP response with h11.
 
-Benchmarks import it too (``from tests.raw import ...``, run from the repository's root): their
-hostile and soak clients are the same client, driven longer.
+Benchmarks import it too (``from tests.raw import ...``, run from the repository's root): the
+hostile and soak benchmarks' clients are :class:`Peer`, driven longer, and the load generators
+build their frames with :func:`client_frame`.
 """
 
 from __future__ import annotations
@@ -22,7 +32,16 @@ import struct
 from collections.abc import Iterable
 from typing import Generic, NamedTuple, TypeVar
 
+import h11
 import trio
+import trio.testing
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Event, RejectConnection, Request
+
+from trio_ws.testing import MemoryListener, StreamPairFactory
+
+# Absolute deadline for any test step that does real I/O.
+IO_DEADLINE = 15
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 RSV1 = 4  # the ``rsv`` value of the first reserved bit: permessage-deflate's "compressed"
@@ -98,6 +117,164 @@ def frame_end(buffer: bytes | bytearray, start: int = 0) -> int:
     if second & 0x80:
         position += 4
     return position + size
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+
+
+async def http_exchange(port: int, data: bytes) -> bytes:
+    """Send raw ``data`` to the server; return what it answers, up to the end of one response.
+
+    The server keeps a connection open after a response (keep-alive), so the
+    answer ends where h11 says the response ends, or where the server closes.
+    """
+    method = data.split(b" ", 1)[0].decode("ascii", "replace")
+    method = method if method.isascii() and method.isalpha() else "GET"
+    with trio.fail_after(IO_DEADLINE):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(data)
+            return await read_response(stream, method)
+
+
+async def read_response(stream: trio.abc.Stream, method: str = "GET") -> bytes:
+    """The bytes of one response to a ``method`` request read from ``stream`` (all, if it is not HTTP)."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    chunks: list[bytes] = []
+    parsing = True
+    while True:
+        try:
+            chunk = bytes(await stream.receive_some(65536))
+        except trio.BrokenResourceError:
+            chunk = b""
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        if not parsing:
+            continue
+        client.receive_data(chunk)
+        try:
+            while (event := client.next_event()) is not h11.NEED_DATA:
+                if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    return b"".join(chunks)
+        except h11.RemoteProtocolError:
+            parsing = False  # not one HTTP response: read until the server closes
+
+
+def parse_response(raw: bytes, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    """Parse a raw HTTP response to a ``method`` request with h11: (status, headers, body)."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(raw)
+    conn.receive_data(b"")
+    response = conn.next_event()
+    assert isinstance(response, h11.Response), response
+    body = b""
+    while isinstance(event := conn.next_event(), h11.Data):
+        body += event.data
+    headers: dict[str, str] = {}
+    for key, value in response.headers:
+        name = key.decode()
+        headers[name] = f"{headers[name]}, {value.decode()}" if name in headers else value.decode()
+    return response.status_code, headers, body
+
+
+class HttpClient:
+    """An HTTP/1.1 client made of h11 and a stream: request after request on one connection, each
+    exactly as the test says, and each response read whole."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.conn = h11.Connection(h11.CLIENT)
+
+    async def request(
+        self, method: str, target: str, body: bytes = b"", headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        all_headers = [("host", "127.0.0.1"), *headers]
+        if body:
+            all_headers.append(("content-length", str(len(body))))
+        data = self.conn.send(h11.Request(method=method, target=target, headers=all_headers))
+        if body:
+            data += self.conn.send(h11.Data(data=body))
+        data += self.conn.send(h11.EndOfMessage())
+        await self.stream.send_all(data)
+
+    async def response(self) -> tuple[h11.Response, bytes]:
+        """The next whole response: its head and body."""
+        head: h11.Response | None = None
+        body = b""
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                self.conn.receive_data(bytes(await self.stream.receive_some()))
+            elif isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                return head, body
+            else:
+                raise AssertionError(f"unexpected {event!r}")
+
+    def next_cycle(self) -> None:
+        self.conn.start_next_cycle()
+
+
+# -- WebSocket ----------------------------------------------------------------------------
+
+
+class RawClient:
+    """A WebSocket client made of wsproto and a stream: it does only what the test says.
+
+    Unlike a full client library it never answers a ping and never closes on
+    its own, so a test can make it a silent or misbehaving peer.
+    """
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.eof = False
+
+    async def handshake(self, path: str = "/ws", subprotocols: list[str] | None = None) -> Event:
+        await self.send(Request(host="localhost", target=path, subprotocols=subprotocols or []))
+        event = await self.next_event()
+        assert isinstance(event, AcceptConnection | RejectConnection), event
+        return event
+
+    async def send(self, *events: Event) -> None:
+        await self.stream.send_all(b"".join(self.ws.send(e) for e in events))
+
+    async def next_event(self) -> Event | None:
+        """The next event from the server, or ``None`` once the server has closed TCP."""
+        while True:
+            for event in self.ws.events():
+                return event
+            if self.eof:
+                return None
+            try:
+                data = await self.stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                data = b""
+            if not data:
+                self.eof = True
+                continue
+            self.ws.receive_data(bytes(data))
+
+
+async def open_raw_websocket(
+    listener: MemoryListener,
+    path: str = "/ws",
+    stream_pair: StreamPairFactory = trio.testing.memory_stream_pair,
+) -> RawClient:
+    """A RawClient connected through ``listener`` (over ``stream_pair``) and past an accepted handshake."""
+    client = RawClient(await listener.connect(stream_pair))
+    accepted = await client.handshake(path)
+    assert isinstance(accepted, AcceptConnection), accepted
+    return client
 
 
 class Refused(AssertionError):

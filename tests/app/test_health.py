@@ -9,7 +9,8 @@ import trio
 
 import trio_ws
 
-from ..helpers import MemoryListener, parse_response, read_response, start_memory_server
+from ..helpers import MemoryListener, start_memory_server
+from ..raw import parse_response, read_response
 
 _GET = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 

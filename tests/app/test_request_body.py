@@ -14,15 +14,8 @@ import trio.testing
 
 import trio_ws
 
-from ..helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    alarms_logged,
-    http_exchange,
-    parse_response,
-    start_memory_server,
-    start_server,
-)
+from ..helpers import IO_DEADLINE, MemoryListener, alarms_logged, start_memory_server, start_server
+from ..raw import http_exchange, parse_response
 
 
 def _app() -> trio_ws.App:

@@ -17,13 +17,11 @@ from ..helpers import (
     IO_DEADLINE,
     MemoryListener,
     alarms_logged,
-    http_exchange,
-    parse_response,
     start_memory_server,
     start_server,
     warnings_logged,
 )
-from ..raw import upgrade_request
+from ..raw import http_exchange, parse_response, upgrade_request
 
 
 async def get(

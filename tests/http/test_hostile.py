@@ -37,14 +37,12 @@ from ..helpers import (
     MemoryListener,
     OutOfFilesListener,
     alarms_logged,
-    http_exchange,
-    parse_response,
     start_memory_server,
     start_server,
     warnings_logged,
 )
 from ..processes import running_cli
-from ..raw import upgrade_request
+from ..raw import http_exchange, parse_response, upgrade_request
 
 # -- shared -----------------------------------------------------------------------
 

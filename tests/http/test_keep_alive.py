@@ -15,7 +15,7 @@ from wsproto.events import AcceptConnection, Request, TextMessage
 import trio_ws
 
 from ..helpers import IO_DEADLINE, MemoryListener, alarms_logged, start_memory_server, start_server
-from ..raw import upgrade_request
+from ..raw import HttpClient, upgrade_request
 
 
 def _app() -> trio_ws.App:
@@ -32,47 +32,6 @@ def _app() -> trio_ws.App:
         return trio_ws.Response(200, request.body, "application/octet-stream")
 
     return app
-
-
-class _Client:
-    """A raw HTTP/1.1 client made of h11 and a stream: it sends exactly what a test says."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.conn = h11.Connection(h11.CLIENT)
-
-    async def request(
-        self, method: str, target: str, body: bytes = b"", headers: tuple[tuple[str, str], ...] = ()
-    ) -> None:
-        all_headers = [("host", "127.0.0.1"), *headers]
-        if body:
-            all_headers.append(("content-length", str(len(body))))
-        data = self.conn.send(h11.Request(method=method, target=target, headers=all_headers))
-        if body:
-            data += self.conn.send(h11.Data(data=body))
-        data += self.conn.send(h11.EndOfMessage())
-        await self.stream.send_all(data)
-
-    async def response(self) -> tuple[h11.Response, bytes]:
-        """The next whole response: its head and body."""
-        head: h11.Response | None = None
-        body = b""
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                self.conn.receive_data(bytes(await self.stream.receive_some()))
-            elif isinstance(event, h11.Response):
-                head = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert head is not None
-                return head, body
-            else:
-                raise AssertionError(f"unexpected {event!r}")
-
-    def next_cycle(self) -> None:
-        self.conn.start_next_cycle()
 
 
 def _header(response: h11.Response, name: bytes) -> bytes | None:
@@ -105,7 +64,7 @@ async def test_pipelined_requests_are_answered_in_order(nursery: trio.Nursery) -
                 b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             )
             await stream.send_all(raw)
-            client = _Client(stream)
+            client = HttpClient(stream)
             bodies = []
             for _ in range(3):
                 client.conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
@@ -132,7 +91,7 @@ async def test_a_request_pipelined_while_a_handler_works_is_kept_for_its_turn(
         return trio_ws.Response.text(200, "first")
 
     await start_memory_server(nursery, app, memory_listener)
-    client = _Client(await memory_listener.connect())
+    client = HttpClient(await memory_listener.connect())
     await client.request("GET", "/wait")
     await trio.testing.wait_all_tasks_blocked()
     await client.stream.send_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecond")
@@ -153,7 +112,7 @@ async def test_an_idle_keep_alive_connection_is_closed_after_http_idle_timeout(
 ) -> None:
     """Between requests a connection may wait http_idle_timeout; a request before then is served."""
     await start_memory_server(nursery, _app(), memory_listener, http_idle_timeout=5)
-    client = _Client(await memory_listener.connect())
+    client = HttpClient(await memory_listener.connect())
     await client.request("GET", "/healthz")
     assert (await client.response())[0].status_code == 200
     client.next_cycle()
@@ -177,7 +136,7 @@ async def test_connection_close_and_http_1_0_end_the_connection(
         async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
             lines = [f"GET /who HTTP/{version.decode()}", "Host: x", *(f"{k}: {v}" for k, v in headers)]
             await stream.send_all(("\r\n".join(lines) + "\r\n\r\n").encode())
-            client = _Client(stream)  # its parser, told of a request, reads the answer
+            client = HttpClient(stream)  # its parser, told of a request, reads the answer
             client.conn.send(h11.Request(method="GET", target="/who", headers=[("host", "x")]))
             client.conn.send(h11.EndOfMessage())
             head, _ = await client.response()
@@ -190,7 +149,7 @@ async def test_max_requests_per_connection_closes_after_the_last(nursery: trio.N
     server = await start_server(nursery, _app(), max_requests_per_connection=2)
     with trio.fail_after(IO_DEADLINE):
         async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
-            client = _Client(stream)
+            client = HttpClient(stream)
             await client.request("GET", "/who")
             first, _ = await client.response()
             assert _header(first, b"connection") is None
@@ -206,7 +165,7 @@ async def test_a_websocket_upgrade_may_follow_plain_requests(nursery: trio.Nurse
     server = await start_server(nursery, _app())
     with trio.fail_after(IO_DEADLINE):
         async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
-            client = _Client(stream)
+            client = HttpClient(stream)
             await client.request("GET", "/healthz")
             assert (await client.response())[1] == b"ok\n"
             ws = WSConnection(ConnectionType.CLIENT)
@@ -239,10 +198,10 @@ async def test_shutdown_closes_idle_connections_at_once_and_lets_requests_in_fli
         return trio_ws.Response.text(200, "finished")
 
     server = await start_memory_server(nursery, app, memory_listener, shutdown_timeout=10)
-    idle = _Client(await memory_listener.connect())
+    idle = HttpClient(await memory_listener.connect())
     await idle.request("GET", "/healthz")
     await idle.response()
-    busy = _Client(await memory_listener.connect())
+    busy = HttpClient(await memory_listener.connect())
     await busy.request("GET", "/slow")
     fresh = await memory_listener.connect()
     await trio.testing.wait_all_tasks_blocked()
@@ -269,7 +228,7 @@ async def test_a_404_keeps_the_connection_but_a_refused_body_closes_it(nursery: 
     server = await start_server(nursery, _app())
     with trio.fail_after(IO_DEADLINE):
         async with await trio.open_tcp_stream("127.0.0.1", server.port) as stream:
-            client = _Client(stream)
+            client = HttpClient(stream)
             await client.request("GET", "/nowhere")
             assert (await client.response())[0].status_code == 404
             client.next_cycle()

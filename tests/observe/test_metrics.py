@@ -32,7 +32,8 @@ from trio_ws.signalr import (
 )
 from trio_ws.signalr._protocol.messages import StreamInvocation
 
-from ..helpers import http_exchange, parse_response, start_server
+from ..helpers import start_server
+from ..raw import http_exchange, parse_response
 from ..signalr.helpers import connect
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

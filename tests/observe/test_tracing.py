@@ -39,7 +39,8 @@ from trio_ws.signalr import (
     open_hub_client,
 )
 
-from ..helpers import http_exchange, parse_response, start_server
+from ..helpers import start_server
+from ..raw import http_exchange, parse_response
 from ..signalr.helpers import open_hub_websocket
 from ..signalr.redis_helpers import RedisServer, redis, redis_server
 

@@ -25,15 +25,13 @@ from ..helpers import (
     IO_DEADLINE,
     MemoryListener,
     OutOfFilesListener,
-    RawClient,
     alarms_logged,
-    open_raw_websocket,
     start_memory_server,
     start_server,
     task_count,
     warnings_logged,
 )
-from ..raw import client_frame, upgrade_request
+from ..raw import RawClient, client_frame, open_raw_websocket, upgrade_request
 
 
 def _hold_messages_until(go: trio.Event, received: list[str | bytes], finished: trio.Event) -> trio_ws.App:

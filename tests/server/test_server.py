@@ -20,15 +20,8 @@ from wsproto.events import CloseConnection
 import trio_ws
 from trio_ws._server.admission import make_room_for
 
-from ..helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    open_raw_websocket,
-    parse_response,
-    start_memory_server,
-    start_server,
-    task_count,
-)
+from ..helpers import IO_DEADLINE, MemoryListener, start_memory_server, start_server, task_count
+from ..raw import open_raw_websocket, parse_response
 
 
 async def test_start_reports_the_real_port(echo_server: trio_ws.Server) -> None:

@@ -10,7 +10,8 @@ from wsproto.events import CloseConnection, TextMessage
 
 import trio_ws
 
-from ..helpers import MemoryListener, open_raw_websocket, start_memory_server, task_count
+from ..helpers import MemoryListener, start_memory_server, task_count
+from ..raw import open_raw_websocket
 
 
 async def test_services_start_before_accepting_and_end_after_the_last_connection(

@@ -12,16 +12,8 @@ from wsproto.events import CloseConnection, TextMessage
 
 import trio_ws
 
-from ..helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    RawClient,
-    open_raw_websocket,
-    start_memory_server,
-    task_count,
-    warnings_logged,
-)
-from ..raw import client_frame
+from ..helpers import IO_DEADLINE, MemoryListener, start_memory_server, task_count, warnings_logged
+from ..raw import RawClient, client_frame, open_raw_websocket
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 3000, 4999])

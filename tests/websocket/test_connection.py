@@ -16,14 +16,8 @@ from wsproto.frame_protocol import CloseReason
 import trio_ws
 from trio_ws._websocket.connection import FRAGMENT_SIZE
 
-from ..helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    open_raw_websocket,
-    start_memory_server,
-    start_server,
-    warnings_logged,
-)
+from ..helpers import IO_DEADLINE, MemoryListener, start_memory_server, start_server, warnings_logged
+from ..raw import open_raw_websocket
 
 
 @pytest.mark.parametrize(

@@ -13,12 +13,8 @@ from wsproto.events import CloseConnection, Ping, TextMessage
 
 import trio_ws
 
-from ..helpers import (
-    MemoryListener,
-    open_raw_websocket,
-    start_memory_server,
-    task_count,
-)
+from ..helpers import MemoryListener, start_memory_server, task_count
+from ..raw import open_raw_websocket
 
 
 async def test_pings_arrive_at_the_interval(

@@ -21,14 +21,12 @@ import trio_ws
 from ..helpers import (
     IO_DEADLINE,
     MemoryListener,
-    RawClient,
-    open_raw_websocket,
     start_memory_server,
     start_server,
     task_count,
     warnings_logged,
 )
-from ..raw import client_frame
+from ..raw import RawClient, client_frame, open_raw_websocket
 
 TEXT, BINARY, CONTINUATION, CLOSE, PING = 0x1, 0x2, 0x0, 0x8, 0x9
 

@@ -32,7 +32,7 @@ from trio_ws.signalr._backplane import redis_wire as wire
 from trio_ws.signalr._backplane.base import Audience, Pending
 from trio_ws.signalr._protocol.messages import Completion, Invocation
 
-from ...helpers import parse_response, read_response
+from ...raw import parse_response, read_response
 from ..helpers import HubTestClient, connect
 from ..hub.test_clients import AUDIENCES, Rooms
 from ..redis_helpers import FlakyProxy, LogWatcher, RedisServer, backplane_log, redis, redis_server

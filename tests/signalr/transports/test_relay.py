@@ -22,7 +22,7 @@ from wsproto.events import AcceptConnection, CloseConnection
 
 import trio_ws
 import trio_ws.testing
-from tests.helpers import RawClient
+from tests.raw import RawClient
 from tests.signalr.transports.test_stateful_reconnect import StatefulClient
 from trio_ws.signalr import Hub, HubOptions, HubServer, RedisBackplane, map_hub
 from trio_ws.signalr._protocol.messages import (

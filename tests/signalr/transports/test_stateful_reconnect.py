@@ -7,7 +7,7 @@ in order, on the same connection. A client kept away longer than the disconnect 
 get a clean end and come back as a new connection.
 
 The server's side is then pinned with a raw WebSocket speaking JSON with Sequence and Ack
-(``tests/helpers.RawClient`` over memory streams, time on ``autojump_clock``): the replay,
+(``tests/raw.RawClient`` over memory streams, time on ``autojump_clock``): the replay,
 duplicates dropped, and a full replay buffer holding a hub method back while the client is away.
 
 The Node parts run in real time (the client is a real process) but wait only for events: the
@@ -33,7 +33,7 @@ from wsproto.events import CloseConnection, Message, RejectConnection, TextMessa
 
 import trio_ws
 from examples.signalr.testhub import TestHub
-from tests.helpers import RawClient, open_raw_websocket
+from tests.raw import RawClient, open_raw_websocket
 from tests.signalr.helpers import assert_no_tracebacks
 from tests.signalr.http_helpers import HttpHubClient
 from tests.signalr.redis_helpers import RedisServer, redis, redis_server
