@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -74,6 +75,13 @@ def parse_servers(text: str, known: Sequence[str]) -> list[ServerSpec]:
         else:
             specs.append(ServerSpec.parse(item, known))
     return specs
+
+
+def raise_file_limit() -> None:
+    """Allow as many open sockets as the hard limit does (the idle scenario opens thousands)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def pick_cpus() -> tuple[int, int] | None:

@@ -57,7 +57,6 @@ import os
 import re
 import selectors
 import signal
-import socket
 import statistics
 import struct
 import subprocess
@@ -71,13 +70,22 @@ from typing import Any
 
 import trio
 
+from tests.raw import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PONG,
+    TEXT,
+    ZERO_MASK,
+    Peer,
+    Refused,
+    client_frame,
+    close_payload,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 LIMIT = 2**20  # max_message_size, the server's default
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-# A zero masking key leaves the payload as it is, so frames cost the client nothing to build.
-MASK = b"\0\0\0\0"
-TEXT, BINARY, CONTINUATION, CLOSE, PING, PONG = 0x1, 0x2, 0x0, 0x8, 0x9, 0xA
 STARTUP_DEADLINE = 30.0
 
 
@@ -188,103 +196,22 @@ async def memory(port: int, *, reset: bool = False) -> dict[str, int]:
     return figures
 
 
-# -- a raw client ----------------------------------------------------------------------
+# -- a raw client: tests/raw.py's Peer, and its frames ------------------------------------
 
-
-def frame(opcode: int, payload: bytes = b"", *, fin: bool = True) -> bytes:
-    """One masked client frame (with the zero key, so the payload goes as it is)."""
-    size = len(payload)
-    first = (0x80 if fin else 0) | opcode
-    if size < 126:
-        header = bytes([first, 0x80 | size])
-    elif size < 2**16:
-        header = bytes([first, 0x80 | 126]) + struct.pack("!H", size)
-    else:
-        header = bytes([first, 0x80 | 127]) + struct.pack("!Q", size)
-    return header + MASK + payload
+# A zero masking key leaves the payload as it is, so frames cost the client nothing to build.
+frame = partial(client_frame, mask=ZERO_MASK)
 
 
 def close_frame(code: int = 1000) -> bytes:
-    return frame(CLOSE, struct.pack("!H", code))
+    return frame(CLOSE, close_payload(code))
 
 
-class Client:
-    """A WebSocket client over a trio socket, that does only what the scenario says."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    @classmethod
-    async def connect(cls, port: int, *, receive_buffer: int | None = None) -> Client:
-        sock = trio.socket.socket()
-        if receive_buffer is not None:
-            # Set before connecting, so the window the server sees is small from the start.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await sock.connect((HOST, port))
-        client = cls(trio.SocketStream(sock))
-        await client.stream.send_all(
-            f"GET /ws HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        while b"\r\n\r\n" not in client.buffer:
-            await client._fill(len(client.buffer) + 1)
-        end = client.buffer.index(b"\r\n\r\n") + 4
-        status = bytes(client.buffer[: client.buffer.index(b"\r\n")])
-        del client.buffer[:end]
-        if not status.startswith(b"HTTP/1.1 101 "):
-            raise Refused(status.decode(errors="replace"))
-        return client
-
-    async def _fill(self, size: int) -> None:
-        while len(self.buffer) < size:
-            chunk = await self.stream.receive_some(256 * 1024)
-            if not chunk:
-                raise EOFError("the server closed the connection")
-            self.buffer += chunk
-
-    async def next_frame(self, *, answer_pings: bool = True) -> tuple[int, bytes]:
-        """The next data or Close frame from the server (pings answered on the way)."""
-        _, opcode, payload = await self.next_frame_fin(answer_pings=answer_pings)
-        return opcode, payload
-
-    async def next_frame_fin(self, *, answer_pings: bool = True) -> tuple[bool, int, bytes]:
-        """The next data or Close frame, with its FIN bit."""
-        while True:
-            await self._fill(2)
-            fin = bool(self.buffer[0] & 0x80)
-            opcode, size, start = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
-            if size == 126:
-                await self._fill(4)
-                size, start = struct.unpack("!H", self.buffer[2:4])[0], 4
-            elif size == 127:
-                await self._fill(10)
-                size, start = struct.unpack("!Q", self.buffer[2:10])[0], 10
-            await self._fill(start + size)
-            payload = bytes(self.buffer[start : start + size])
-            del self.buffer[: start + size]
-            if opcode == PING and answer_pings:
-                await self.stream.send_all(frame(PONG, payload))
-                continue
-            if opcode in (PING, PONG):
-                continue
-            return fin, opcode, payload
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
-class Refused(Exception):
-    """The server answered the upgrade with something other than 101."""
-
-
-async def read_message(client: Client) -> tuple[int, bytes]:
+async def read_message(client: Peer[trio.SocketStream]) -> tuple[int, bytes]:
     """The next whole message from the server, fragments joined; or ``(CLOSE, payload)``."""
     parts: list[bytes] = []
     first = None
     while True:
-        fin, opcode, payload = await client.next_frame_fin()
+        fin, _, opcode, payload = await client.frame(answer_pings=True)
         if opcode == CLOSE:
             return opcode, payload
         if first is None:
@@ -350,7 +277,7 @@ async def stuck_close(args: argparse.Namespace, out: Outcome) -> None:
     try:
         clients = []
         for _ in range(5):
-            client = await Client.connect(server.port, receive_buffer=4096)
+            client = await Peer.open(server.port, receive_buffer=4096)
             clients.append(client)
         rss_before = server.rss()
         message = frame(BINARY, os.urandom(LIMIT))
@@ -371,7 +298,7 @@ async def stuck_close(args: argparse.Namespace, out: Outcome) -> None:
                 break
             await trio.sleep(0.1)
         try:
-            late = await Client.connect(server.port)
+            late = await Peer.open(server.port)
             sixth = "101 (admitted)"
             await late.aclose()
         except Refused as exc:
@@ -398,7 +325,7 @@ async def empty_fragments(args: argparse.Namespace, out: Outcome) -> None:
     server = start_server({})
     try:
         rss_before = server.rss()
-        client = await Client.connect(server.port)
+        client = await Peer.open(server.port)
         await client.stream.send_all(frame(BINARY, b"x", fin=False))
         chunk = frame(CONTINUATION, fin=False) * (64 * 1024 // 6)
         per_chunk = len(chunk) // 6
@@ -409,7 +336,7 @@ async def empty_fragments(args: argparse.Namespace, out: Outcome) -> None:
         async def read_replies() -> None:
             # Answers the server's pings, as a live client would, and notes its Close.
             try:
-                opcode, payload = await client.next_frame()
+                opcode, payload = await client.next_frame(answer_pings=True)
                 if opcode == CLOSE:
                     closed.append(close_code(payload))
             except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -449,7 +376,7 @@ async def tiny_fragments(args: argparse.Namespace, out: Outcome) -> None:
         try:
             count = (LIMIT - 1) // size if size == 1 else LIMIT // size
             before = await memory(server.port, reset=True)
-            client = await Client.connect(server.port)
+            client = await Peer.open(server.port)
             piece = b"y" * size
             data = b"".join(
                 [frame(BINARY, piece, fin=False)] + [frame(CONTINUATION, piece, fin=False)] * (count - 2)
@@ -464,7 +391,7 @@ async def tiny_fragments(args: argparse.Namespace, out: Outcome) -> None:
             holding = await _settled(server.port, "traced" if traced else "rss")
             with trio.move_on_after(0.2):
                 try:
-                    opcode, payload = await client.next_frame()
+                    opcode, payload = await client.next_frame(answer_pings=True)
                 except (EOFError, trio.BrokenResourceError) as exc:
                     opcode, payload = -1, str(exc).encode()
                 if opcode == CLOSE:
@@ -510,7 +437,7 @@ async def _settled(port: int, key: str = "traced") -> dict[str, int]:
 async def starvation(args: argparse.Namespace, out: Outcome) -> None:
     server = start_server({})
     try:
-        bystander = await Client.connect(server.port)
+        bystander = await Peer.open(server.port)
         alone = await _round_trips(bystander, args.duration)
         out.say(f"  bystander alone:               {_latency(alone)}")
         floods: dict[str, Callable[[int, trio.Event], Coroutine[Any, Any, str]]] = {
@@ -539,7 +466,7 @@ async def _collect(
     into.append(await flood(port, done))
 
 
-async def _round_trips(client: Client, duration: float) -> list[float]:
+async def _round_trips(client: Peer[trio.SocketStream], duration: float) -> list[float]:
     payload = b"0123456789abcdef0123456789abcdef"
     message = frame(TEXT, payload)
     times = []
@@ -547,14 +474,14 @@ async def _round_trips(client: Client, duration: float) -> list[float]:
     while time.monotonic() < end:
         start = time.perf_counter()
         await client.stream.send_all(message)
-        opcode, echoed = await client.next_frame()
+        opcode, echoed = await client.next_frame(answer_pings=True)
         times.append(time.perf_counter() - start)
         assert (opcode, echoed) == (TEXT, payload), (opcode, echoed)
     return times
 
 
 async def _flood_pongs(port: int, done: trio.Event) -> str:
-    client = await Client.connect(port)
+    client = await Peer.open(port)
     chunk = frame(PONG) * (256 * 1024 // 6)
     sent = 0
     while not done.is_set():
@@ -569,7 +496,7 @@ async def _flood_continuations(port: int, done: trio.Event) -> str:
     sent = connections = 0
     while not done.is_set():
         # A server that refuses the flood closes the connection: come back and go on.
-        client = await Client.connect(port)
+        client = await Peer.open(port)
         connections += 1
         await client.stream.send_all(frame(BINARY, b"x", fin=False))
         try:
@@ -615,7 +542,7 @@ async def non_reading(args: argparse.Namespace, out: Outcome) -> None:
         server = start_server({}, traced=True)
         try:
             # Warm up: one echo of the same kind, so the allocator's first growth is not counted.
-            warm = await Client.connect(server.port)
+            warm = await Peer.open(server.port)
             await warm.stream.send_all(frame(opcode, payload))
             with trio.fail_after(30):
                 reply, _ = await read_message(warm)
@@ -624,7 +551,7 @@ async def non_reading(args: argparse.Namespace, out: Outcome) -> None:
             await trio.sleep(0.2)
             before = await memory(server.port)
             message = frame(opcode, payload)
-            clients = [await Client.connect(server.port, receive_buffer=4096) for _ in range(connections)]
+            clients = [await Peer.open(server.port, receive_buffer=4096) for _ in range(connections)]
             refused: list[str] = []
             async with trio.open_nursery() as nursery:
                 for client in clients:
@@ -633,7 +560,7 @@ async def non_reading(args: argparse.Namespace, out: Outcome) -> None:
             for client in clients:
                 with trio.move_on_after(0.1):
                     try:
-                        opcode_seen, data = await client.next_frame()
+                        opcode_seen, data = await client.next_frame(answer_pings=True)
                     except (OSError, EOFError, trio.BrokenResourceError) as exc:
                         opcode_seen, data = -1, str(exc).encode()
                     if opcode_seen == CLOSE:
@@ -655,7 +582,7 @@ async def non_reading(args: argparse.Namespace, out: Outcome) -> None:
             server.stop()
 
 
-async def _send_until_stalled(client: Client, message: bytes, refused: list[str]) -> None:
+async def _send_until_stalled(client: Peer[trio.SocketStream], message: bytes, refused: list[str]) -> None:
     """Send ``message`` again and again until the server stops taking bytes: it holds all it will."""
     try:
         for _ in range(64):
@@ -666,9 +593,9 @@ async def _send_until_stalled(client: Client, message: bytes, refused: list[str]
         refused.append(f"the connection broke: {exc}")
 
 
-async def _stuck_clients(port: int, count: int) -> list[Client]:
+async def _stuck_clients(port: int, count: int) -> list[Peer[trio.SocketStream]]:
     """``count`` clients whose echo is stuck in send and whose second message waits unread."""
-    clients = [await Client.connect(port, receive_buffer=4096) for _ in range(count)]
+    clients = [await Peer.open(port, receive_buffer=4096) for _ in range(count)]
     two = frame(BINARY, os.urandom(LIMIT)) * 2
     async with trio.open_nursery() as nursery:
         for client in clients:
@@ -698,11 +625,11 @@ async def reset_while_stuck(args: argparse.Namespace, out: Outcome) -> None:
         clients = await _stuck_clients(server.port, 5)
         stuck = await memory(server.port)
         for client in clients:
-            client.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.reset()
             await client.aclose()
         freed_after, after = await _freed_within(server.port, 1.0)
         try:
-            late = await Client.connect(server.port)
+            late = await Peer.open(server.port)
             sixth = "101 (admitted)"
             await late.aclose()
         except Refused as exc:

@@ -30,7 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .load import SCENARIOS, Client, check_echo, frame_end, masked_frame, open_clients, payload_for
+from tests.raw import frame_end
+
+from .load import SCENARIOS, Client, check_echo, masked_frame, open_clients, payload_for
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "trio-websocket"

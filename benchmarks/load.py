@@ -22,7 +22,6 @@ the very masked frames that were sent, which the same frame reader counts.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -35,6 +34,20 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
+
+from tests.raw import (
+    BINARY,
+    CLOSE,
+    RSV1,
+    TEXT,
+    ZERO_MASK,
+    client_frame,
+    close_payload,
+    frame_end,
+    upgrade_request,
+)
+
+from .harness import raise_file_limit
 
 HOST = "127.0.0.1"
 RECEIVE_SIZE = 256 * 1024
@@ -66,52 +79,17 @@ SCENARIOS = {
 # so one compressed frame can be sent again and again, and the first reply inflated to check it.
 DEFLATE_OFFER = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
 IDLE_TITLE = "idle connections: server RSS each"
-# A normal closure: opcode 8, masked, payload = code 1000 (masked with an all-zero key).
-CLOSE_FRAME = bytes([0x88, 0x82, 0, 0, 0, 0]) + (1000).to_bytes(2, "big")
+# A normal closure, masked with the all-zero key.
+CLOSE_FRAME = client_frame(CLOSE, close_payload(1000), mask=ZERO_MASK)
 
 
 def masked_frame(payload: bytes, binary: bool, mask: bytes, *, compressed: bool = False) -> bytes:
-    """One client frame (FIN set, masked as RFC 6455 requires) carrying ``payload``; with
-    ``compressed``, deflated (RFC 7692) with RSV1 set."""
+    """One client frame (FIN set, masked with ``mask``) carrying ``payload``; with ``compressed``,
+    deflated (RFC 7692) with RSV1 set."""
     if compressed:
         deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
         payload = (deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH))[:-4]
-    size = len(payload)
-    head = bytearray([0x80 | (0x40 if compressed else 0) | (0x2 if binary else 0x1)])
-    if size < 126:
-        head.append(0x80 | size)
-    elif size < 2**16:
-        head.append(0x80 | 126)
-        head += size.to_bytes(2, "big")
-    else:
-        head.append(0x80 | 127)
-        head += size.to_bytes(8, "big")
-    key = (mask * (size // 4 + 1))[:size]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
-    return bytes(head) + mask + masked
-
-
-def frame_end(buf: bytearray, start: int) -> int:
-    """Where the frame starting at ``start`` ends, or -1 if its header is not all here yet."""
-    available = len(buf) - start
-    if available < 2:
-        return -1
-    second = buf[start + 1]
-    size = second & 0x7F
-    pos = start + 2
-    if size == 126:
-        if available < 4:
-            return -1
-        size = int.from_bytes(buf[pos : pos + 2], "big")
-        pos += 2
-    elif size == 127:
-        if available < 10:
-            return -1
-        size = int.from_bytes(buf[pos : pos + 8], "big")
-        pos += 8
-    if second & 0x80:
-        pos += 4
-    return pos + size
+    return client_frame(BINARY if binary else TEXT, payload, rsv=RSV1 if compressed else 0, mask=mask)
 
 
 def frame_payload(frame: bytes) -> bytes:
@@ -147,13 +125,8 @@ class Client:
 
     def send_handshake(self, port: int) -> None:
         if not self.raw:
-            key = base64.b64encode(os.urandom(16)).decode()
-            extensions = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if self.deflate else ""
-            self.sock.sendall(
-                f"GET /ws HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n{extensions}"
-                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-            )
+            extensions = [f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}"] if self.deflate else []
+            self.sock.sendall(upgrade_request(host=f"{HOST}:{port}", extra=extensions))
 
     def finish_handshake(self) -> None:
         if self.raw:
@@ -398,13 +371,6 @@ def run_idle(port: int, server_pid: int, raw: bool, count: int) -> dict[str, obj
         "rss_after": after,
         "rss_per_connection": (after - before) / count,
     }
-
-
-def raise_file_limit() -> None:
-    """Allow as many open sockets as the hard limit does (the idle scenario opens thousands)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _percentile(ordered: list[float], fraction: float) -> float:

@@ -31,7 +31,7 @@ from typing import Any
 
 import trio
 
-from .load import raise_file_limit
+from .harness import raise_file_limit
 
 MAX_MESSAGE_SIZE = 2**20
 HOST = "127.0.0.1"

@@ -33,8 +33,6 @@ import re
 import resource
 import selectors
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -43,8 +41,9 @@ from dataclasses import dataclass, field
 
 import trio
 
+from tests.raw import CLOSE, TEXT, Peer, client_frame, close_payload
+
 KINDS = ["close"] * 12 + ["reset", "reset mid-frame", "vanish", "http"] + ["silent"]
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 
 @dataclass
@@ -109,102 +108,42 @@ def rss_of(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-# -- a minimal WebSocket client over trio sockets -----------------------------------
+# -- the client: tests/raw.py's Peer, with a fresh masking key per frame ---------------
 
 
-def client_frame(opcode: int, payload: bytes) -> bytes:
-    mask = os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        header = bytes([0x80 | opcode, 0x80 | length])
-    else:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", length)
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-class Client:
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def fill(self, size: int) -> None:
-        while len(self.buffer) < size:
-            chunk = await self.stream.receive_some(65536)
-            if not chunk:
-                raise EOFError("server closed the connection")
-            self.buffer += chunk
-
-    async def head(self) -> bytes:
-        while b"\r\n\r\n" not in self.buffer:
-            await self.fill(len(self.buffer) + 1)
-        end = self.buffer.index(b"\r\n\r\n") + 4
-        head = bytes(self.buffer[:end])
-        del self.buffer[:end]
-        return head
-
-    async def frame(self) -> tuple[int, bytes]:
-        """The next data or close frame; pings are answered on the way."""
-        while True:
-            await self.fill(2)
-            opcode, length, start = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
-            if length == 126:
-                await self.fill(4)
-                length, start = struct.unpack("!H", self.buffer[2:4])[0], 4
-            elif length == 127:
-                await self.fill(10)
-                length, start = struct.unpack("!Q", self.buffer[2:10])[0], 10
-            await self.fill(start + length)
-            payload = bytes(self.buffer[start : start + length])
-            del self.buffer[: start + length]
-            if opcode == 0x9:
-                await self.stream.send_all(client_frame(0xA, payload))
-                continue
-            return opcode, payload
-
-
-def upgrade(port: int) -> bytes:
-    return (
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
-def reset(stream: trio.SocketStream) -> None:
-    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+def frame(opcode: int, payload: bytes) -> bytes:
+    """A client frame with a fresh random masking key, as a browser sends."""
+    return client_frame(opcode, payload, mask=os.urandom(4))
 
 
 async def cycle(port: int, kind: str, messages: int, figures: Figures) -> None:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    client = Client(stream)
+    client = await Peer.connect(port)
     try:
         if kind == "http":
-            await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            assert (await client.head()).startswith(b"HTTP/1.1 200 ")
+            await client.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert (await client.read_head()).startswith(b"HTTP/1.1 200 ")
             return
-        await stream.send_all(upgrade(port))
-        head = await client.head()
-        if not head.startswith(b"HTTP/1.1 101 "):
-            raise AssertionError(head.split(b"\r\n", 1)[0].decode())
+        await client.upgrade()
         for i in range(messages):
             text = f"message {i} of a soak cycle".encode()
-            await stream.send_all(client_frame(0x1, text))
-            assert await client.frame() == (0x1, text)
+            await client.send(frame(TEXT, text))
+            assert await client.next_frame(answer_pings=True) == (TEXT, text)
             figures.messages += 1
         if kind == "close":
-            await stream.send_all(client_frame(0x8, struct.pack("!H", 1000)))
-            assert (await client.frame())[0] == 0x8
+            await client.send(frame(CLOSE, close_payload(1000)))
+            assert (await client.next_frame(answer_pings=True))[0] == CLOSE
         elif kind == "reset":
-            reset(stream)
+            client.reset()
         elif kind == "reset mid-frame":
-            await stream.send_all(client_frame(0x1, b"x" * 100)[:40])
-            reset(stream)
+            await client.send(frame(TEXT, b"x" * 100)[:40])
+            client.reset()
         elif kind == "silent":
             # Read nothing, answer nothing: keep-alive must notice, and close the socket.
-            while await stream.receive_some(65536):
+            while await client.stream.receive_some(65536):
                 pass
         # "vanish": just the FIN below
     finally:
-        await stream.aclose()
+        await client.aclose()
 
 
 class AllOpen:
@@ -227,30 +166,25 @@ class AllOpen:
 
 async def hold(port: int, messages: int, all_open: AllOpen, figures: Figures) -> None:
     """Open a WebSocket and keep it open until every other worker has one open too, then close it."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    client = Client(stream)
+    client = await Peer.open(port)
     try:
-        await stream.send_all(upgrade(port))
-        head = await client.head()
-        if not head.startswith(b"HTTP/1.1 101 "):
-            raise AssertionError(head.split(b"\r\n", 1)[0].decode())
         async with trio.open_nursery() as nursery:
             nursery.start_soon(answer_pings, client)
             await all_open.arrive()
             nursery.cancel_scope.cancel()
-        await stream.send_all(client_frame(0x1, b"all open"))
-        assert await client.frame() == (0x1, b"all open")
+        await client.send(frame(TEXT, b"all open"))
+        assert await client.next_frame(answer_pings=True) == (TEXT, b"all open")
         figures.messages += 1
-        await stream.send_all(client_frame(0x8, struct.pack("!H", 1000)))
-        assert (await client.frame())[0] == 0x8
+        await client.send(frame(CLOSE, close_payload(1000)))
+        assert (await client.next_frame(answer_pings=True))[0] == CLOSE
     finally:
-        await stream.aclose()
+        await client.aclose()
 
 
-async def answer_pings(client: Client) -> None:
+async def answer_pings(client: Peer[trio.SocketStream]) -> None:
     """While a connection waits, keep it alive: answer the server's pings."""
     while True:
-        await client.frame()
+        await client.frame(answer_pings=True)
 
 
 async def worker(

@@ -24,13 +24,13 @@ echo "::: .venv: trio_ws with its test and docs extras"
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test,docs]'
 
-echo "::: npm ci: the official SignalR client for tests/test_signalr_node.py"
+echo "::: npm ci: the official SignalR client for tests/signalr/test_signalr_node.py"
 (cd tests/signalr_node && npm ci --no-audit --no-fund)
 
 echo "::: npm ci: the official SignalR browser bundle for examples/signalr/chat.py's page (and tsc for its contract)"
 (cd examples/signalr && npm ci --no-audit --no-fund)
 
-echo "::: npm ci: tsc, the official client and the AsyncAPI parser for tests/test_contract_node.py"
+echo "::: npm ci: tsc, the official client and the AsyncAPI parser for tests/signalr/contract/test_node.py"
 (cd tests/contract_node && npm ci --no-audit --no-fund)
 
 echo "::: the hub benchmarks' peers (a venv of their own) and Node clients"

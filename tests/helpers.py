@@ -1,4 +1,7 @@
-"""Test helpers: an in-memory listener, raw h11/wsproto clients, and the task tree."""
+"""Test helpers: servers to test against, an in-memory listener, log checks and the task tree.
+
+Raw clients (hand-built frames, hand-written requests, the wsproto client) are in ``tests/raw.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +15,21 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
-import h11
 import trio
 import trio.testing
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, Event, RejectConnection, Request
 
 import trio_ws
 import trio_ws.testing
 from trio_ws.testing import MemoryListener as MemoryListener
 
-# Absolute deadline for any test step that does real I/O.
-IO_DEADLINE = 15
+# The deadline for real I/O is raw.py's (its clients use it); raw clients, frames and handshakes
+# live there too, and stay importable from here for the tests of the WebSocket core that import
+# them so.
+from .raw import IO_DEADLINE as IO_DEADLINE
+from .raw import RawClient as RawClient
+from .raw import client_frame as client_frame
+from .raw import open_raw_websocket as open_raw_websocket
+from .raw import upgrade_request as upgrade_request
 
 
 @contextmanager
@@ -77,81 +83,6 @@ async def start_memory_server(
     return server
 
 
-async def http_exchange(port: int, data: bytes) -> bytes:
-    """Send raw ``data`` to the server; return what it answers, up to the end of one response.
-
-    The server keeps a connection open after a response (keep-alive), so the
-    answer ends where h11 says the response ends, or where the server closes.
-    """
-    method = data.split(b" ", 1)[0].decode("ascii", "replace")
-    method = method if method.isascii() and method.isalpha() else "GET"
-    with trio.fail_after(IO_DEADLINE):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        async with stream:
-            await stream.send_all(data)
-            return await read_response(stream, method)
-
-
-async def read_response(stream: trio.abc.Stream, method: str = "GET") -> bytes:
-    """The bytes of one response to a ``method`` request read from ``stream`` (all, if it is not HTTP)."""
-    client = h11.Connection(h11.CLIENT)
-    client.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
-    client.send(h11.EndOfMessage())
-    chunks: list[bytes] = []
-    parsing = True
-    while True:
-        try:
-            chunk = bytes(await stream.receive_some(65536))
-        except trio.BrokenResourceError:
-            chunk = b""
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        if not parsing:
-            continue
-        client.receive_data(chunk)
-        try:
-            while (event := client.next_event()) is not h11.NEED_DATA:
-                if isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
-                    return b"".join(chunks)
-        except h11.RemoteProtocolError:
-            parsing = False  # not one HTTP response: read until the server closes
-
-
-def parse_response(raw: bytes, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    """Parse a raw HTTP response to a ``method`` request with h11: (status, headers, body)."""
-    conn = h11.Connection(h11.CLIENT)
-    conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
-    conn.send(h11.EndOfMessage())
-    conn.receive_data(raw)
-    conn.receive_data(b"")
-    response = conn.next_event()
-    assert isinstance(response, h11.Response), response
-    body = b""
-    while isinstance(event := conn.next_event(), h11.Data):
-        body += event.data
-    headers: dict[str, str] = {}
-    for key, value in response.headers:
-        name = key.decode()
-        headers[name] = f"{headers[name]}, {value.decode()}" if name in headers else value.decode()
-    return response.status_code, headers, body
-
-
-def upgrade_request(path: str = "/ws", host: str = "127.0.0.1", extra: Iterable[str] = ()) -> bytes:
-    """The bytes of a valid WebSocket handshake request."""
-    key = "dGhlIHNhbXBsZSBub25jZQ=="
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: {host}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}",
-        "Sec-WebSocket-Version: 13",
-        *extra,
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
 class OutOfFilesListener(MemoryListener):
     """A memory listener whose next ``failures`` accepts fail as if the process had no free fds."""
 
@@ -166,56 +97,6 @@ class OutOfFilesListener(MemoryListener):
             await stream.aclose()
             raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
         return stream
-
-
-class RawClient:
-    """A WebSocket client made of wsproto and a stream: it does only what the test says.
-
-    Unlike a full client library it never answers a ping and never closes on
-    its own, so a test can make it a silent or misbehaving peer.
-    """
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.ws = WSConnection(ConnectionType.CLIENT)
-        self.eof = False
-
-    async def handshake(self, path: str = "/ws", subprotocols: list[str] | None = None) -> Event:
-        await self.send(Request(host="localhost", target=path, subprotocols=subprotocols or []))
-        event = await self.next_event()
-        assert isinstance(event, AcceptConnection | RejectConnection), event
-        return event
-
-    async def send(self, *events: Event) -> None:
-        await self.stream.send_all(b"".join(self.ws.send(e) for e in events))
-
-    async def next_event(self) -> Event | None:
-        """The next event from the server, or ``None`` once the server has closed TCP."""
-        while True:
-            for event in self.ws.events():
-                return event
-            if self.eof:
-                return None
-            try:
-                data = await self.stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                data = b""
-            if not data:
-                self.eof = True
-                continue
-            self.ws.receive_data(bytes(data))
-
-
-async def open_raw_websocket(
-    listener: MemoryListener,
-    path: str = "/ws",
-    stream_pair: trio_ws.testing.StreamPairFactory = trio.testing.memory_stream_pair,
-) -> RawClient:
-    """A RawClient connected through ``listener`` (over ``stream_pair``) and past an accepted handshake."""
-    client = RawClient(await listener.connect(stream_pair))
-    accepted = await client.handshake(path)
-    assert isinstance(accepted, AcceptConnection), accepted
-    return client
 
 
 def warnings_logged(records: Iterable[logging.LogRecord]) -> list[str]:
@@ -239,27 +120,6 @@ def task_count() -> int:
 
 def open_fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def client_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, masked: bool = True
-) -> bytes:
-    """One client frame, built by hand, for frames wsproto would refuse to send.
-
-    ``rsv`` is the three reserved bits as a number (4 is RSV1).
-    """
-    if len(payload) < 126:
-        length = bytes([len(payload)])
-    elif len(payload) < 1 << 16:
-        length = bytes([126]) + len(payload).to_bytes(2, "big")
-    else:
-        length = bytes([127]) + len(payload).to_bytes(8, "big")
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    if not masked:
-        return bytes([first]) + length + payload
-    mask = b"\x01\x02\x03\x04"
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([first, 0x80 | length[0]]) + length[1:] + mask + body
 
 
 def close_of(error: trio_ws.ConnectionClosed) -> tuple[int, str | None]:

@@ -35,15 +35,8 @@ from trio_ws._app.response import Response
 from trio_ws._http.decide import Routed, check_head_limits, decide, open_websocket
 from trio_ws._http.target import parse_target
 
-from .helpers import (
-    IO_DEADLINE,
-    MemoryListener,
-    open_raw_websocket,
-    start_memory_server,
-    task_count,
-    upgrade_request,
-    warnings_logged,
-)
+from .helpers import IO_DEADLINE, MemoryListener, start_memory_server, task_count, warnings_logged
+from .raw import open_raw_websocket, upgrade_request
 
 T = TypeVar("T")
 

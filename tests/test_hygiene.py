@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gc
 import random
-import socket
-import struct
 import tracemalloc
 from functools import partial
 
@@ -20,61 +18,31 @@ import trio.testing
 
 import trio_ws
 
-from .helpers import IO_DEADLINE, client_frame, open_fd_count, task_count, upgrade_request
-
-
-async def _read_until(stream: trio.SocketStream, buffer: bytearray, marker: bytes) -> bytes:
-    while marker not in buffer:
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            raise AssertionError(f"connection closed before {marker!r}")
-        buffer += chunk
-    end = buffer.index(marker) + len(marker)
-    head = bytes(buffer[:end])
-    del buffer[:end]
-    return head
-
-
-async def _read_frame(stream: trio.SocketStream, buffer: bytearray) -> tuple[int, bytes]:
-    """One unmasked server frame with a payload under 126 bytes: (opcode, payload)."""
-    while len(buffer) < 2 or len(buffer) < 2 + (buffer[1] & 0x7F):
-        chunk = await stream.receive_some(65536)
-        if not chunk:
-            raise AssertionError("connection closed mid-frame")
-        buffer += chunk
-    opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
-    payload = bytes(buffer[2 : 2 + length])
-    del buffer[: 2 + length]
-    return opcode, payload
-
-
-def _reset(stream: trio.SocketStream) -> None:
-    stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+from .helpers import IO_DEADLINE, open_fd_count, task_count
+from .raw import CLOSE, TEXT, Peer, client_frame, close_payload
 
 
 async def _cycle(port: int, kind: str) -> None:
     """One connection's life, ending the way ``kind`` says."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    buffer = bytearray()
+    peer = await Peer.connect(port)
     if kind == "http":
-        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert (await _read_until(stream, buffer, b"\r\n\r\n")).startswith(b"HTTP/1.1 200 ")
-        await stream.aclose()
+        await peer.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await peer.read_head()).startswith(b"HTTP/1.1 200 ")
+        await peer.aclose()
         return
-    await stream.send_all(upgrade_request())
-    assert (await _read_until(stream, buffer, b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
-    await stream.send_all(client_frame(0x1, b"ping me back"))
-    assert await _read_frame(stream, buffer) == (0x1, b"ping me back")
+    await peer.upgrade()
+    await peer.send(client_frame(TEXT, b"ping me back"))
+    assert await peer.next_frame() == (TEXT, b"ping me back")
     if kind == "close":
-        await stream.send_all(client_frame(0x8, struct.pack("!H", 1000)))
-        assert (await _read_frame(stream, buffer))[0] == 0x8
+        await peer.send(client_frame(CLOSE, close_payload(1000)))
+        assert (await peer.next_frame())[0] == CLOSE
     elif kind == "reset":
-        _reset(stream)
+        peer.reset()
     elif kind == "reset mid-frame":
-        await stream.send_all(client_frame(0x1, b"x" * 100)[:40])
-        _reset(stream)
+        await peer.send(client_frame(TEXT, b"x" * 100)[:40])
+        peer.reset()
     # "vanish": no Close frame, just the FIN of aclose()
-    await stream.aclose()
+    await peer.aclose()
 
 
 async def _cycles(port: int, count: int, rng: random.Random, workers: int = 50) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_grafana_dashboard import exported, metric_names
+from .observe.test_grafana_dashboard import exported, metric_names
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "operating.md"
 

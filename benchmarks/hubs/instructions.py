@@ -31,7 +31,6 @@ instruction counts), and its profile of the whole run is written to FILE.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import selectors
@@ -46,8 +45,11 @@ from itertools import count
 
 import msgpack
 
+from tests.raw import frame_end, upgrade_request
+
+from ..harness import raise_file_limit
 from ..instructions import ROOT, control, total_instructions
-from ..load import frame_end, masked_frame, raise_file_limit
+from ..load import masked_frame
 
 HOST = "127.0.0.1"
 PATH = "/testhub"
@@ -136,11 +138,7 @@ class HubClient:
         self.mask = os.urandom(4)
 
     def upgrade(self, port: int) -> None:
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            f"GET {PATH} HTTP/1.1\r\nHost: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+        self.sock.sendall(upgrade_request(PATH, host=f"{HOST}:{port}"))
 
     def finish_upgrade(self) -> None:
         while b"\r\n\r\n" not in self.buf:

@@ -68,13 +68,13 @@ from ..harness import (
     parse_servers,
     pick_cpus,
     pinned,
+    raise_file_limit,
     ratio_table,
     read_port,
     run_generator,
     run_rounds,
     server_process,
 )
-from ..load import raise_file_limit
 from .servers import (
     HUB_SERVERS,
     TRANSPORTS,

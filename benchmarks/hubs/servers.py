@@ -208,7 +208,7 @@ def main() -> None:
     if args.metrics and args.name != "trio_ws":
         parser.error("--metrics applies to trio_ws only")
     logging.basicConfig(level=logging.WARNING)
-    from ..load import raise_file_limit
+    from ..harness import raise_file_limit
 
     raise_file_limit()
     loop, serve = PROGRAMS[args.name]

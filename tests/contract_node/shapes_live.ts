@@ -1,5 +1,5 @@
-// Drives tests/signalr/shapes_hub.py's hub through its generated contract (shapes_contract.ts,
-// written beside this file by tests/signalr/test_contract_node.py) with the official client,
+// Drives tests/signalr/contract/shapes_hub.py's hub through its generated contract (shapes_contract.ts,
+// written beside this file by tests/signalr/contract/test_node.py) with the official client,
 // and prints what came back as JSON for the Python test to check.
 import * as signalR from "@microsoft/signalr";
 import { MessagePackHubProtocol } from "@microsoft/signalr-protocol-msgpack";

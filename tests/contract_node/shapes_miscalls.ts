@@ -1,5 +1,5 @@
 // Calls through the generated contract that must NOT compile: each line marked `// error`
-// is a mistake tsc --strict has to report (tests/signalr/test_contract_node.py checks the lines).
+// is a mistake tsc --strict has to report (tests/signalr/contract/test_node.py checks the lines).
 import type { HubConnection } from "@microsoft/signalr";
 import { getShapesServer, registerShapesClient } from "./shapes_contract";
 

@@ -49,7 +49,7 @@ async function restartUnder(s, how) {
 
 describe("server restart", () => {
     if (control === undefined) {
-        test("needs the driver's control of the hub (SERVER_CONTROL_URL)", { skip: "run through tests/test_signalr_node.py" });
+        test("needs the driver's control of the hub (SERVER_CONTROL_URL)", { skip: "run through tests/signalr/test_signalr_node.py" });
         return;
     }
 

@@ -1,5 +1,5 @@
 /**
- * The official client with stateful reconnect, driven by tests/signalr/test_stateful_reconnect.py
+ * The official client with stateful reconnect, driven by tests/signalr/transports/test_stateful_reconnect.py
  * through the TCP proxy that test runs between this client and the hub.
  *
  * It is not a case of the suite (the proxy and the hub live in the pytest test, which decides
