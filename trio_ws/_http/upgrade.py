@@ -145,7 +145,7 @@ def origin_allowed(origin: str | None, host: str | None, allowed: Iterable[str])
         return False
     try:
         netloc = urlsplit(origin).netloc
-    except ValueError:  # a malformed origin, such as "http://[" (found by test_hostile_http)
+    except ValueError:  # a malformed origin, such as "http://[" (found by tests/http/test_hostile.py)
         return False
     return netloc == host.strip().lower()
 
