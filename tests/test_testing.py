@@ -14,7 +14,7 @@ from wsproto.events import Request as WSRequest
 
 import trio_ws
 import trio_ws.testing
-from trio_ws._websocket.connection import client_connection
+from trio_ws._websocket.client import client_connection
 from trio_ws.testing import open_memory_server, open_memory_websocket, start_server
 
 from .helpers import IO_DEADLINE, close_of, task_count

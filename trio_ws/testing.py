@@ -37,7 +37,8 @@ from trio_websocket import HandshakeError
 from ._app.app import App
 from ._options import Options
 from ._server.server import Server, serve, serve_listeners
-from ._websocket.connection import WebSocketConnection, client_connection
+from ._websocket.client import client_connection
+from ._websocket.connection import WebSocketConnection
 
 __all__ = [
     "MemoryListener",

@@ -42,10 +42,9 @@ written), with these rules:
   socket for control frames, the end of the stream or a reset until the
   write is done: a write can be stuck on a peer that stopped reading.
 
-What it replaces in trio-websocket 0.12 (check on an upgrade; the tests
-cover each): the message channel (``_send_channel``/``_recv_channel``, which
-are deleted), ``get_message``, ``send_message``, ``_send`` and
-``_close_web_socket``.
+The connection's own state these methods use (``_protocol``, ``_write_lock``,
+``_closed``) is set up by ``connection.py``; nothing here reaches into
+trio-websocket or wsproto.
 """
 
 from __future__ import annotations
@@ -54,20 +53,19 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 import trio
-from trio_websocket import CloseReason, ConnectionClosed, WebSocketConnection
-from wsproto.events import BytesMessage, Event, TextMessage
+from trio_websocket import CloseReason, ConnectionClosed
 
 from .._printable import printable
-from .direct_socket import MOST_PIECES, DirectSocket, direct_io
-from .frames import LONG_PAYLOAD, FastWSConnection
+from .direct_socket import MOST_PIECES, ByteStream, DirectSocket, direct_io
+from .frames import LONG_PAYLOAD
+from .protocol import ServerProtocol
 
 if TYPE_CHECKING:
     from .._observe.metrics import WebSocketTally
 
 __all__ = ["MESSAGES_PER_TURN", "BatchedIO"]
 
-# trio-websocket's own logger, so its debug lines read as before.
-_logger = logging.getLogger("trio-websocket")
+_logger = logging.getLogger("trio_ws.websocket")
 
 # The most messages the handler takes (and the reader puts together) between two schedule points.
 MESSAGES_PER_TURN = 64
@@ -75,10 +73,11 @@ MESSAGES_PER_TURN = 64
 _OUTBOX_LIMIT = 64 * 1024
 
 
-class BatchedIO(WebSocketConnection):
-    """A ``WebSocketConnection`` with the inbox and outbox described in the module docstring."""
+class BatchedIO:
+    """A connection's inbox and outbox, as the module docstring describes them."""
 
     __slots__ = (
+        "_closed",
         "_handler_tasks",
         "_handler_woken",
         "_inbox",
@@ -88,18 +87,25 @@ class BatchedIO(WebSocketConnection):
         "_outbox",
         "_outbox_size",
         "_pieces",
+        "_protocol",
         "_reader_task_waiting",
         "_reader_yielding",
         "_taken",
+        "_tcp",
         "_watch_scope",
+        "_write_lock",
         "tally",
     )
 
-    def _init_io(self, message_queue_size: int) -> None:
-        """Replace trio-websocket's message channel with the inbox and outbox (call once, after __init__)."""
-        del self._send_channel, self._recv_channel, self._message_parts
+    def __init__(self, stream: trio.abc.Stream, protocol: ServerProtocol, message_queue_size: int) -> None:
+        self._tcp = stream
+        self._protocol = protocol
+        # Every write holds it, so frames are never interleaved (see the module docstring).
+        self._write_lock = trio.StrictFIFOLock()
+        # Why the connection was or is being closed, once it is; the public ``closed``.
+        self._closed: CloseReason | None = None
         # Where bytes are read and written: the socket itself for plain TCP (see _websocket/direct_socket.py).
-        self._io = direct_io(self._stream)
+        self._io: ByteStream = direct_io(stream)
         # The most outbox pieces written without joining them: one writev's worth on plain TCP.
         self._pieces = MOST_PIECES if isinstance(self._io, DirectSocket) else 1
         # A list, not a deque: it never holds more than MESSAGES_PER_TURN, and an empty deque
@@ -166,7 +172,7 @@ class BatchedIO(WebSocketConnection):
             while not inbox:
                 if self._inbox_closed:
                     await trio.lowlevel.checkpoint()
-                    raise ConnectionClosed(self._close_reason)
+                    raise ConnectionClosed(self._closed)
                 task = trio.lowlevel.current_task()
                 self._handler_tasks.append(task)
 
@@ -204,17 +210,11 @@ class BatchedIO(WebSocketConnection):
     # -- the outbox ---------------------------------------------------------------------------
 
     async def send_message(self, message: str | bytes) -> None:
-        if self._close_reason:
-            raise ConnectionClosed(self._close_reason)
+        if self._closed:
+            raise ConnectionClosed(self._closed)
         if not isinstance(message, str | bytes):
             raise ValueError("message must be str or bytes")
-        wsproto = self._wsproto
-        if isinstance(wsproto, FastWSConnection):
-            frame = wsproto.send_message(message)
-        elif isinstance(message, str):
-            frame = wsproto.send(TextMessage(data=message))
-        else:
-            frame = wsproto.send(BytesMessage(data=message))
+        frame = self._protocol.send_message(message)
         outbox = self._outbox
         # Replies held back before this one: the reader was woken for them.
         others_held = bool(outbox)
@@ -249,9 +249,9 @@ class BatchedIO(WebSocketConnection):
         if self._outbox:
             await self._write(b"")
 
-    async def _send(self, event: Event) -> None:
-        # Control frames and the handshake: after whatever the outbox holds.
-        await self._write(self._wsproto.send(event))
+    async def _tcp_gone(self) -> None:
+        """TCP broke under a write: the connection ends (``connection.py`` does the rest)."""
+        raise NotImplementedError
 
     def _take_outbox(self, then: bytes = b"") -> bytes | list[bytes]:
         """The pieces held back, followed by ``then``, as one ``bytes`` or as a list for
@@ -282,7 +282,7 @@ class BatchedIO(WebSocketConnection):
 
     async def _write(self, data: bytes) -> None:
         """Send the outbox, then ``data``, in one system call under the stream lock."""
-        lock = self._stream_lock
+        lock = self._write_lock
         try:
             lock.acquire_nowait()
         except trio.WouldBlock:
@@ -305,9 +305,9 @@ class BatchedIO(WebSocketConnection):
                 else:
                     await self._io.send_all(cast("bytes", out))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._abort_web_socket()
-                assert self._close_reason is not None
-                raise ConnectionClosed(self._close_reason) from None
+                await self._tcp_gone()
+                assert self._closed is not None
+                raise ConnectionClosed(self._closed) from None
         finally:
             lock.release()
             if self._watch_scope is not None:
@@ -324,10 +324,11 @@ class BatchedIO(WebSocketConnection):
         if self._watch_scope is not None:
             self._watch_scope.cancel()
 
-    # -- trio-websocket's end of the channel ---------------------------------------------------
+    # -- the end ------------------------------------------------------------------------------
 
-    async def _close_web_socket(self, code: int, reason: str | None = None) -> None:
-        self._close_reason = CloseReason(code, reason)
+    async def _mark_closed(self, code: int, reason: str | None = None) -> None:
+        """Record why the connection ended; the handler's get_message() raises once the inbox is empty."""
+        self._closed = CloseReason(code, reason)
         _logger.debug("%s websocket closed with %d (%s)", self, code, printable(reason or ""))
         self._close_inbox()
         await trio.lowlevel.checkpoint()

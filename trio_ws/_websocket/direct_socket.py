@@ -31,7 +31,7 @@ connection's reader and writer call the socket themselves, by these rules:
   an idle connection keeps no exception and no traceback alive.
 * A read goes into one buffer per thread and is copied out of it onto the
   end of a ``bytearray``: the caller's (``receive_into``; the reader
-  appends to wsproto's receive buffer, with no ``bytes`` made in between)
+  appends to the protocol's receive buffer, with no ``bytes`` made in between)
   or a new one of the length that came (``receive_some``).
   ``os.read(fd, size)`` would allocate ``size`` bytes (256 KiB by
   default) for every read and shrink them to what came: glibc

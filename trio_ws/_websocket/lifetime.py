@@ -3,7 +3,7 @@
 ::
 
     connection nursery                 (opened by run_websocket)
-    ├─ reader task       socket -> wsproto -> the handler's inbox (bounded; _websocket/connection.py)
+    ├─ reader task       socket -> protocol.py -> the handler's inbox (bounded; reader.py)
     ├─ keep-alive task   a ping every keep_alive_interval (if enabled, and the route keeps it)
     └─ handler           the route's handler, run in this task itself
 
@@ -65,8 +65,7 @@ async def run_websocket(
         nursery.start_soon(ws.run_reader)
         with trio.move_on_at(handshake_deadline) as handshake:
             try:
-                request = await ws.handshake()
-                await request.accept(subprotocol=route.choose_subprotocol(request.proposed_subprotocols))
+                await ws.accept(route.choose_subprotocol(ws.proposed_subprotocols))
             except ConnectionClosed:
                 logger.debug("%s: the peer left during the upgrade", ws)
                 nursery.cancel_scope.cancel()
@@ -75,8 +74,8 @@ async def run_websocket(
             logger.info("%s: dropped: the upgrade did not finish within handshake_timeout", ws)
             nursery.cancel_scope.cancel()
             return
-        # The handshake's request and scope would otherwise stay alive as long as the connection.
-        del request, handshake
+        # The handshake's scope would otherwise stay alive as long as the connection.
+        del handshake
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
         identity = ws.request.identity
         user = None if identity is None else identity.user_id
