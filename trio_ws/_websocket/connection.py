@@ -387,6 +387,12 @@ class ServerConnection(Closing, WebSocketConnection):
                     end = start + step
                     frame = self._protocol.send_fragment(message[start:end], last=end >= len(message))
                     await self._send_fragment(frame)
+            except trio.Cancelled:
+                if self._protocol.fragmenting and self._closed is None:
+                    # Part of the message went: no other message can follow it, so the connection ends.
+                    with trio.CancelScope(shield=True):
+                        await self._tcp_gone()
+                raise
             finally:
                 self._written()
 

@@ -389,6 +389,11 @@ class ServerProtocol:
         """Whether we may still send: our Close has not gone."""
         return self.state in (State.OPEN, State.REMOTE_CLOSING)
 
+    @property
+    def fragmenting(self) -> bool:
+        """Whether a message going out in fragments has had its first and not its last."""
+        return self._sending is not None
+
     def send_message(self, message: str | bytes) -> bytes | tuple[bytes, bytes]:
         """The frame for a whole message; a long uncompressed one as its header and its payload,
         to be written together."""
