@@ -83,6 +83,9 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+_OPEN, _LOCAL_CLOSING, _REMOTE_CLOSING = State.OPEN, State.LOCAL_CLOSING, State.REMOTE_CLOSING
+
+
 class Ping:
     """A Ping came; the I/O layer answers it with ``send_pong(payload)`` while that is allowed."""
 
@@ -200,7 +203,8 @@ class ServerProtocol:
     @property
     def receiving(self) -> bool:
         """Whether frames are still parsed: no Close has come and no Failure was given."""
-        return self.failed is None and self.state in (State.OPEN, State.LOCAL_CLOSING)
+        state = self.state
+        return self.failed is None and (state is _OPEN or state is _LOCAL_CLOSING)
 
     def events(self) -> Iterator[Received]:
         """What the whole frames received so far make, in order; ends when more bytes are needed,
@@ -208,30 +212,49 @@ class ServerProtocol:
         data = self.buffer
         most = self.max_message_size
         while self.receiving:
-            size = len(data)
-            if size < 2:
-                return
-            first = data[0]
-            # The common case first: a whole text or binary message in one masked frame.
-            if first in (_TEXT_FIN, _BINARY_FIN) and self._opcode is None:
-                length = data[1] - 0x80  # negative: the frame is not masked
-                if 0 <= length < 126 and length <= most:
-                    start = 6 + length
-                    if start > size:
+            if self._opcode is None:
+                # The common case, straight from the buffer: a whole text or binary message in one
+                # masked frame of fewer than 64 KiB. `break` hands the next frame to _next_frame.
+                while True:
+                    size = len(data)
+                    if size < 2:
                         return
-                    key = bytes(data[2:6])
-                    payload = unmask(data[6:start], key)
-                    del data[:start]
+                    first = data[0]
+                    if first != _TEXT_FIN and first != _BINARY_FIN:
+                        break
+                    length = data[1] - 0x80  # negative: the frame is not masked
+                    if 0 <= length < 126:
+                        start = 6
+                    elif length == 126 and size >= 4:
+                        length = (data[2] << 8) | data[3]
+                        if length < 126:
+                            break  # not minimal: _next_frame fails it
+                        start = 8
+                    else:
+                        break
+                    end = start + length
+                    if length > most or end > size:
+                        break  # _next_frame fails it, or finds it has not all come
+                    key = bytes(data[start - 4 : start])
+                    if length < LONG_PAYLOAD:
+                        payload = unmask(data[start:end], key)
+                    else:
+                        with memoryview(data) as view:  # see _next_frame
+                            payload = unmask(view[start:end], key)
+                    del data[:end]
                     if first == _BINARY_FIN:
                         yield payload
                         continue
                     try:
-                        yield payload.decode("utf-8")
+                        message = payload.decode("utf-8")
                     except UnicodeDecodeError:
                         yield self._failure(1007, "invalid UTF-8 in a text message")
-                    continue
+                        return
+                    yield message
+            if len(data) < 2:
+                return
             try:
-                event = self._next_frame(data, size, most)
+                event = self._next_frame(data, len(data), most)
             except _Fail as failed:
                 yield self._failure(failed.code, failed.reason)
                 return
@@ -327,6 +350,14 @@ class ServerProtocol:
         return close
 
     def _data(self, opcode: int, fin: bool, compressed: bool, payload: bytes, most: int) -> Received:
+        if fin and not compressed and opcode != CONTINUATION:
+            # A whole uncompressed message in one frame (its size was checked with its header).
+            if opcode == BINARY:
+                return payload
+            try:
+                return payload.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Fail(1007, "invalid UTF-8 in a text message") from None
         if opcode != CONTINUATION:
             self._opcode, self._compressed, self._frames = opcode, compressed, 0
             self._utf8 = _Utf8Decoder() if opcode == TEXT else None
@@ -387,7 +418,8 @@ class ServerProtocol:
     @property
     def sending(self) -> bool:
         """Whether we may still send: our Close has not gone."""
-        return self.state in (State.OPEN, State.REMOTE_CLOSING)
+        state = self.state
+        return state is _OPEN or state is _REMOTE_CLOSING
 
     @property
     def fragmenting(self) -> bool:
@@ -397,12 +429,15 @@ class ServerProtocol:
     def send_message(self, message: str | bytes) -> bytes | tuple[bytes, bytes]:
         """The frame for a whole message; a long uncompressed one as its header and its payload,
         to be written together."""
-        if not self.sending or self._sending is not None:
+        state = self.state
+        if (state is not _OPEN and state is not _REMOTE_CLOSING) or self._sending is not None:
             raise self._refusal()
         if isinstance(message, str):
             first, payload = _TEXT_FIN, message.encode("utf-8")
         else:
             first, payload = _BINARY_FIN, message
+        if self.deflate is None and len(payload) < 126:
+            return bytes((first, len(payload))) + payload
         if self.deflate is not None:
             compressed, payload = self.deflate.compress(payload, first=True, last=True)
             if compressed:
