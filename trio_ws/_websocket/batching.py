@@ -19,12 +19,12 @@ written), with these rules:
   longer than the handler's current step: the reader, woken when the first
   reply is held back, writes the outbox when it next runs, and so does the
   handler itself once its inbox is empty. A lone reply goes out at once.
-* Every write takes the stream lock and writes the outbox first, so frames
+* Every write takes the write lock and writes the outbox first, so frames
   keep their order (a Close never overtakes a reply) and are never
   interleaved. The lock is taken without a trip through the scheduler when
   it is free.
 * The outbox holds the pieces to write in order: whole frames, and the
-  header and the payload of a long frame apart (see ``_websocket/frames.py``).
+  header and the payload of a long frame apart (see ``protocol.py``).
   Several pieces that make ``LONG_PAYLOAD`` bytes or more go out with one
   ``writev`` (``send_pieces``) on plain TCP, so a long payload is never
   copied to join it to its header or to the frames around it; shorter
@@ -37,14 +37,13 @@ written), with these rules:
 * The inbox holds at most ``max(1, message_queue_size)`` messages before
   the reader stops reading from the socket (it does put together the whole
   frames already read, at most ``MESSAGES_PER_TURN`` of them), so what a
-  peer that never reads can pin stays bounded (see ``_websocket/connection.py``). If
-  a write holds the socket meanwhile, the reader is woken to watch the
+  peer that never reads can pin stays bounded (see ``reader.py``). If a
+  write holds the socket meanwhile, the reader is woken to watch the
   socket for control frames, the end of the stream or a reset until the
   write is done: a write can be stuck on a peer that stopped reading.
 
-The connection's own state these methods use (``_protocol``, ``_write_lock``,
-``_closed``) is set up by ``connection.py``; nothing here reaches into
-trio-websocket or wsproto.
+The frames come from the protocol (``protocol.py``); nothing here reaches
+into trio-websocket or wsproto.
 """
 
 from __future__ import annotations
@@ -281,7 +280,7 @@ class BatchedIO:
             await self._io.send_all(data)
 
     async def _write(self, data: bytes) -> None:
-        """Send the outbox, then ``data``, in one system call under the stream lock."""
+        """Send the outbox, then ``data``, in one system call under the write lock."""
         lock = self._write_lock
         try:
             lock.acquire_nowait()
@@ -314,7 +313,7 @@ class BatchedIO:
                 self._watch_scope.cancel()  # as _written() does
 
     def _writing(self) -> None:
-        """A write has the stream lock: a reader waiting for room must watch the socket meanwhile
+        """A write has the write lock: a reader waiting for room must watch the socket meanwhile
         (the write may be stuck on a peer that has stopped reading; see ``_websocket/connection.py``)."""
         if self._reader_task_waiting is not None:
             self._wake_reader()

@@ -4,7 +4,7 @@ Rules (``ServerConnection`` in ``connection.py`` builds on this class):
 
 1. The closing phase is bounded (RFC 6455 section 7.1.1). From the moment a
    Close is received or sent, the connection has ``close_timeout`` seconds
-   to finish: waiting for the handler, taking the stream lock, sending our
+   to finish: waiting for the handler, taking the write lock, sending our
    Close and waiting for the peer's all count. Then the reader's cancel
    scope runs out and TCP is dropped, which also frees a handler stuck in
    ``send`` to a peer that stopped reading. (A peer's Close still

@@ -366,7 +366,7 @@ class ServerConnection(Closing, WebSocketConnection):
     # -- long messages go out in fragments -----------------------------------------------
 
     async def _send_in_fragments(self, message: str | bytes) -> None:
-        """Send ``message`` as frames of at most ``FRAGMENT_SIZE`` bytes, holding the stream lock throughout.
+        """Send ``message`` as frames of at most ``FRAGMENT_SIZE`` bytes, holding the write lock throughout.
 
         Only control frames may go between the fragments of a message, so
         the lock is held from the first to the last; each fragment is

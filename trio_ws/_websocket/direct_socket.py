@@ -64,7 +64,7 @@ have to wait, and never ``CALLS_PER_TURN`` times in a row. What
 ``SocketStream`` does besides, and why it is not needed here:
 
 * It raises ``BusyResourceError`` when two tasks send at once. A
-  connection sends only under its stream lock (``_websocket/batching.py``), so two
+  connection sends only under its write lock (``_websocket/batching.py``), so two
   never do; two tasks waiting to read would still get trio's
   ``BusyResourceError`` from ``wait_readable``.
 * It checks ``max_bytes``, and makes an empty ``send_all`` a checkpoint
