@@ -315,3 +315,17 @@ def test_control_events_stop_at_a_data_frame() -> None:
     assert [_plain(e) for e in server.control_events()] == [("Pong", b"p")]
     assert not server.control_frame_next()
     assert [_plain(e) for e in server.events()] == ["data", ("Close", 1005, "")]
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+def test_bad_utf8_fails_when_it_comes_even_inside_a_frame(fragmented: bool) -> None:
+    """A text frame arriving in pieces fails with 1007 at the piece that holds the bad bytes, before
+    the rest of the frame comes (Autobahn 6.4.3 and 6.4.4), in a first frame or a continuation."""
+    good, bad, rest = bytes.fromhex("cebae1bdb9cf83cebcceb5"), bytes.fromhex("f4908080"), b"edited"
+    start = client_frame(TEXT, "κ".encode(), fin=False) if fragmented else b""
+    frame = client_frame(CONTINUATION if fragmented else TEXT, good + bad + rest)
+    server = ServerProtocol(max_message_size=1000)
+    head = len(frame) - len(good + bad + rest)
+    assert _received(server, start + frame[: head + len(good)], [10**6]) == []
+    server.receive_data(frame[head + len(good) : head + len(good + bad)])
+    assert [_plain(e) for e in server.events()] == [("Failure", 1007, "invalid UTF-8 in a text message")]

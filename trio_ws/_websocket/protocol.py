@@ -20,8 +20,9 @@ drive it with plain bytes. Rules:
   decides when to send the Close. Nothing is parsed after it. The limits:
   ``max_message_size`` bytes (UTF-8 bytes for text, inflated bytes for a
   compressed message) and ``most_frames(max_message_size)`` frames.
-* Text is checked as UTF-8 frame by frame (an incremental decoder), so a bad
-  byte fails the connection when its frame comes, not at the message's end.
+* Text is checked as UTF-8 as it comes (an incremental decoder), so a bad
+  byte fails the connection when it comes: not at the message's end, nor at
+  its frame's end when the frame comes in pieces.
 * The close handshake: ``OPEN``, then ``REMOTE_CLOSING`` once the peer's
   Close came or ``LOCAL_CLOSING`` once ours was built, then ``CLOSED`` once
   both. Nothing is parsed after the peer's Close. After ours, nothing more
@@ -165,6 +166,7 @@ class ServerProtocol:
         "_frames",
         "_opcode",
         "_parts",
+        "_peek",
         "_sending",
         "_utf8",
         "buffer",
@@ -191,6 +193,8 @@ class ServerProtocol:
         self._frames = 0
         self._compressed = False
         self._utf8: codecs.IncrementalDecoder | None = None
+        # A text frame that has partly come: its UTF-8 check so far, and how much it has checked.
+        self._peek: tuple[codecs.IncrementalDecoder, int] | None = None
         # The opcode of the fragmented message going out (None: none).
         self._sending: int | None = None
 
@@ -212,7 +216,7 @@ class ServerProtocol:
         data = self.buffer
         most = self.max_message_size
         while self.receiving:
-            if self._opcode is None:
+            if self._opcode is None and self._peek is None:
                 # The common case, straight from the buffer: a whole text or binary message in one
                 # masked frame of fewer than 64 KiB. `break` hands the next frame to _next_frame.
                 while True:
@@ -264,6 +268,7 @@ class ServerProtocol:
 
     def _failure(self, code: int, reason: str) -> Failure:
         self.failed = Failure(code, reason)
+        self._peek = None
         self._parts = bytearray()
         self._utf8 = None
         return self.failed
@@ -295,7 +300,11 @@ class ServerProtocol:
             self._check_data_header(opcode, fin, rsv, length, most)
         end = start + length
         if end > size:
+            continuing = opcode == CONTINUATION and self._utf8 is not None and not self._compressed
+            if continuing or (opcode == TEXT and not rsv):
+                self._check_text_so_far(data, start, size, continuing=continuing)
             return None
+        self._peek = None
         key = bytes(data[start - 4 : start])
         if length < LONG_PAYLOAD:
             payload = unmask(data[start:end], key)
@@ -308,6 +317,25 @@ class ServerProtocol:
         if opcode >= CLOSE:
             return self._control(opcode, payload)
         return self._data(opcode, fin, bool(rsv), payload, most)
+
+    def _check_text_so_far(self, data: bytearray, start: int, size: int, *, continuing: bool) -> None:
+        """Check the UTF-8 of the part of a text frame that has come, so that bad text fails the
+        connection when it comes, not when its frame ends. Each byte is checked once here."""
+        if self._peek is None:
+            fresh: codecs.IncrementalDecoder = _Utf8Decoder()
+            if continuing and self._utf8 is not None:
+                fresh.setstate(self._utf8.getstate())
+            self._peek = (fresh, 0)
+        decoder, checked = self._peek
+        if size - start <= checked:
+            return
+        key = bytes(data[start - 4 : start])
+        turn = checked % 4  # the key goes on where the last check stopped
+        try:
+            decoder.decode(unmask(data[start + checked : size], key[turn:] + key[:turn]))
+        except UnicodeDecodeError:
+            raise _Fail(1007, "invalid UTF-8 in a text message") from None
+        self._peek = (decoder, size - start)
 
     def _check_control_header(self, opcode: int, fin: bool, rsv: int, length: int) -> None:
         if opcode > PONG:
