@@ -486,11 +486,11 @@ async def test_pieces_arrive_whole_and_in_order_as_if_joined(
     tail += b"!"  # no view of it was left behind
 
 
-async def test_a_long_echo_over_tcp_is_read_into_wsprotos_buffer_and_written_without_a_copy(
+async def test_a_long_echo_over_tcp_is_read_into_the_protocols_buffer_and_written_without_a_copy(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Over plain TCP, an open connection's reads are appended to wsproto's buffer (no bytes made
-    for them until a Close comes), and a 64 KiB reply goes out in one writev of its header and the
+    """Over plain TCP, an open connection's reads are appended to the protocol's buffer (no bytes made
+    for them), and a 64 KiB reply goes out in one writev of its header and the
     handler's own bytes."""
     written: list[list[bytes]] = []
     real_writev = os.writev
@@ -533,7 +533,7 @@ async def test_a_long_echo_over_tcp_is_read_into_wsprotos_buffer_and_written_wit
             await client.send(payload)
             assert await client.recv() == bytes(reversed(payload))
             client_closing = True
-    # After a Close, the bytes until TCP's end go through receive_some (wsproto parses no more).
+    # Every read goes onto the protocol's buffer: receive_some (a bytes made per read) is never used.
     assert not any(received_some)
     assert len(written) == 1
     assert written[0][0] == bytes([0x82, 127]) + struct.pack("!Q", 65536)
