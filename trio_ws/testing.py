@@ -4,10 +4,10 @@ Two ways to reach an :class:`~trio_ws.App` from a test:
 
 * In memory, with no sockets: :func:`open_memory_server` serves the app on a
   :class:`MemoryListener`, and its ``connect()`` opens a WebSocket to it. The
-  client is a :class:`~trio_ws.WebSocketConnection`, trio-websocket's own
-  class with ``async for`` added (``send_message``, ``get_message``,
-  ``aclose``, and ``ConnectionClosed`` with the close reason), so tests read
-  like client code. Nothing waits on the operating
+  client is a :class:`~trio_ws.WebSocketConnection`, with trio-websocket's
+  API and ``async for`` (``send_message``, ``get_message``, ``aclose``, and
+  ``ConnectionClosed`` with the close reason), so tests read like client
+  code. Nothing waits on the operating
   system, so the ``autojump_clock`` fixture makes keep-alive and timeout tests
   take no real time. :func:`open_memory_websocket` is the one-client shortcut.
 * On a real socket: :func:`start_server` serves the app on 127.0.0.1, port 0,

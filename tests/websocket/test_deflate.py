@@ -7,7 +7,7 @@ import zlib
 import pytest
 
 from trio_ws._websocket.deflate import Deflate, MessageTooBig, Parameters, negotiate, offers_deflate
-from trio_ws._websocket.protocol import Failure, ServerProtocol
+from trio_ws._websocket.protocol import Failure, Protocol
 
 from ..helpers import client_frame
 
@@ -96,7 +96,7 @@ def test_the_inflater_keeps_or_drops_its_window_as_agreed(takeover: bool) -> Non
 
 def test_the_protocol_fails_a_compressed_message_past_the_limit_with_1009() -> None:
     """Inflated bytes count against max_message_size across the frames of a message."""
-    server = ServerProtocol(max_message_size=1000, deflate=Deflate(Parameters(), min_size=0))
+    server = Protocol(max_message_size=1000, deflate=Deflate(Parameters(), min_size=0))
     compressor = _raw_compressor()
     first = compressor.compress(b"a" * 800) + compressor.flush(zlib.Z_SYNC_FLUSH)
     last = _client_deflate(b"b" * 800, compressor)
@@ -107,7 +107,7 @@ def test_the_protocol_fails_a_compressed_message_past_the_limit_with_1009() -> N
 
 def test_the_protocol_reads_a_compressed_fragmented_text_message_and_answers_compressed() -> None:
     """A compressed message in two fragments comes out whole; our reply carries RSV1 and inflates back."""
-    server = ServerProtocol(max_message_size=10_000, deflate=Deflate(Parameters(), min_size=0))
+    server = Protocol(max_message_size=10_000, deflate=Deflate(Parameters(), min_size=0))
     compressor = _raw_compressor()
     first = compressor.compress("héllo ".encode() * 50) + compressor.flush(zlib.Z_SYNC_FLUSH)
     last = _client_deflate("wörld".encode(), compressor)

@@ -1,6 +1,6 @@
 """The sans-I/O protocol, with no event loop: wsproto's client writes the frames and is the oracle.
 
-What a handler receives from ``ServerProtocol`` must be what wsproto's own
+What a handler receives from ``Protocol`` must be what wsproto's own
 server decodes from the same bytes, cut anywhere; what it sends must be what
 wsproto's client reads back; bad frames fail with the code RFC 6455 names.
 """
@@ -28,10 +28,11 @@ from trio_ws._websocket import frames, protocol
 from trio_ws._websocket.frames import most_frames, pure_unmask, server_frame, unmask
 from trio_ws._websocket.protocol import (
     FRAGMENT,
+    ClientProtocol,
     Close,
     Failure,
     LocalProtocolError,
-    ServerProtocol,
+    Protocol,
     State,
 )
 
@@ -51,7 +52,7 @@ def _pair() -> tuple[WSConnection, WSConnection]:
     return client, server
 
 
-def _received(server: ServerProtocol, stream: bytes, chunks: Iterable[int]) -> list[object]:
+def _received(server: Protocol, stream: bytes, chunks: Iterable[int]) -> list[object]:
     """Feed ``stream`` in pieces of the given sizes; everything ``events()`` gives, as plain values."""
     out: list[object] = []
     pos = 0
@@ -125,16 +126,14 @@ def test_every_stream_decodes_as_wsproto_decodes_it(seed: int) -> None:
     chunks = [rng.choice([1, 2, 7, 100, 4096, 65536, 200_000]) for _ in range(len(stream))]
     expected = _wsproto_received(stream)
     assert expected[-1] == ("Close", 4000, "done")
-    assert _received(ServerProtocol(max_message_size=2**20), stream, chunks) == expected
+    assert _received(Protocol(max_message_size=2**20), stream, chunks) == expected
 
 
 def test_the_pure_python_unmask_decodes_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no C extension (``unmask`` is ``pure_unmask``), the protocol decodes as before."""
     monkeypatch.setattr(protocol, "unmask", pure_unmask)
     stream = _client_stream(random.Random(7))
-    assert _received(ServerProtocol(max_message_size=2**20), stream, [4096] * 1000) == _wsproto_received(
-        stream
-    )
+    assert _received(Protocol(max_message_size=2**20), stream, [4096] * 1000) == _wsproto_received(stream)
 
 
 @pytest.mark.parametrize("c", [True, False], ids=["websockets-c", "pure-python"])
@@ -192,7 +191,7 @@ def test_a_bad_frame_fails_with_its_code_and_nothing_after_it_is_parsed(
     """The message before a bad frame comes out, then one Failure with the RFC's code, whether the
     frame comes in one piece or byte by byte; the good frame behind it is never parsed."""
     stream = client_frame(TEXT, b"before") + frame + client_frame(TEXT, b"after")
-    server = ServerProtocol(max_message_size=1000)
+    server = Protocol(max_message_size=1000)
     out = _received(server, stream, [len(stream)] if pieces == "whole" else [1] * len(stream))
     assert out[0] == "before"
     assert len(out) == 2 and isinstance(out[1], tuple) and out[1][:2] == ("Failure", code), out
@@ -204,17 +203,17 @@ def test_a_bad_frame_fails_with_its_code_and_nothing_after_it_is_parsed(
 
 def test_a_frame_over_the_limit_fails_from_its_header_alone() -> None:
     """A frame longer than max_message_size fails with 1009 before its payload has come."""
-    server = ServerProtocol(max_message_size=100)
+    server = Protocol(max_message_size=100)
     server.receive_data(bytes([0x82, 0xFE]) + (200).to_bytes(2, "big"))
     assert [_plain(e) for e in server.events()] == [("Failure", 1009, "message larger than 100 bytes")]
 
 
 def test_fragments_count_against_the_size_and_the_number_of_frames() -> None:
     """A fragmented message fails with 1009 past max_message_size bytes in all, or past most_frames frames."""
-    server = ServerProtocol(max_message_size=100)
+    server = Protocol(max_message_size=100)
     stream = client_frame(BINARY, b"x" * 60, fin=False) + client_frame(CONTINUATION, b"x" * 60)
     assert _received(server, stream, [len(stream)]) == [("Failure", 1009, "message larger than 100 bytes")]
-    server = ServerProtocol(max_message_size=100)
+    server = Protocol(max_message_size=100)
     limit = most_frames(100)
     stream = client_frame(BINARY, b"", fin=False) + client_frame(CONTINUATION, b"", fin=False) * limit
     events = list(_received(server, stream, [len(stream)]))
@@ -225,7 +224,7 @@ def test_a_whole_frame_waits_in_the_buffer_until_its_end_comes() -> None:
     """A long frame arriving in pieces comes out once, whole; until then its bytes wait in ``buffer``."""
     payload = random.Random(1).randbytes(200_000)
     stream = client_frame(BINARY, payload)
-    server = ServerProtocol(max_message_size=2**20)
+    server = Protocol(max_message_size=2**20)
     for start in range(0, len(stream) - 1000, 1000):
         server.receive_data(stream[start : start + 1000])
         assert list(server.events()) == []
@@ -236,12 +235,12 @@ def test_a_whole_frame_waits_in_the_buffer_until_its_end_comes() -> None:
 
 def test_a_text_message_with_bad_utf8_fails_at_the_bad_fragment() -> None:
     """Invalid UTF-8 fails the connection with the fragment that holds it, before the message ends."""
-    server = ServerProtocol(max_message_size=1000)
+    server = Protocol(max_message_size=1000)
     stream = client_frame(TEXT, b"caf", fin=False) + client_frame(CONTINUATION, b"\xc3\x28", fin=False)
     assert _received(server, stream, [len(stream)]) == [("Failure", 1007, "invalid UTF-8 in a text message")]
 
 
-def _state(server: ServerProtocol) -> State:
+def _state(server: Protocol) -> State:
     """The state now (a function, so that mypy does not keep what it saw before a send)."""
     return server.state
 
@@ -249,7 +248,7 @@ def _state(server: ServerProtocol) -> State:
 def test_the_close_handshake_states() -> None:
     """OPEN -> REMOTE_CLOSING on the peer's Close -> CLOSED on ours; data may still go in between;
     nothing is parsed after the peer's Close, and nothing may be sent after ours."""
-    server = ServerProtocol(max_message_size=1000)
+    server = Protocol(max_message_size=1000)
     server.receive_data(client_frame(CLOSE, (1001).to_bytes(2, "big") + b"bye") + client_frame(TEXT, b"late"))
     assert [_plain(e) for e in server.events()] == [("Close", 1001, "bye")]
     assert server.state is State.REMOTE_CLOSING and not server.receiving and server.sending
@@ -259,7 +258,7 @@ def test_the_close_handshake_states() -> None:
     with pytest.raises(LocalProtocolError):
         server.send_message("too late")
 
-    server = ServerProtocol(max_message_size=1000)
+    server = Protocol(max_message_size=1000)
     server.send_close(1000)
     assert server.state is State.LOCAL_CLOSING and server.receiving and not server.sending
     with pytest.raises(LocalProtocolError):
@@ -285,7 +284,7 @@ def test_what_we_send_is_what_wsprotos_client_reads(size: int, kind: str) -> Non
     message: str | bytes = (
         "é" * (size // 2) + "a" * (size % 2) if kind == "text" else random.Random(size).randbytes(size)
     )
-    server = ServerProtocol(max_message_size=2**20)
+    server = Protocol(max_message_size=2**20)
     frame = server.send_message(message)
     # A long payload comes apart from its header, to be written with it (never joined).
     assert isinstance(frame, tuple) == (
@@ -310,7 +309,7 @@ def test_what_we_send_is_what_wsprotos_client_reads(size: int, kind: str) -> Non
 
 def test_control_events_stop_at_a_data_frame() -> None:
     """control_events() gives the control frames at the head of the buffer and leaves data frames as bytes."""
-    server = ServerProtocol(max_message_size=1000)
+    server = Protocol(max_message_size=1000)
     server.receive_data(client_frame(PONG, b"p") + client_frame(TEXT, b"data") + client_frame(CLOSE, b""))
     assert [_plain(e) for e in server.control_events()] == [("Pong", b"p")]
     assert not server.control_frame_next()
@@ -324,8 +323,24 @@ def test_bad_utf8_fails_when_it_comes_even_inside_a_frame(fragmented: bool) -> N
     good, bad, rest = bytes.fromhex("cebae1bdb9cf83cebcceb5"), bytes.fromhex("f4908080"), b"edited"
     start = client_frame(TEXT, "κ".encode(), fin=False) if fragmented else b""
     frame = client_frame(CONTINUATION if fragmented else TEXT, good + bad + rest)
-    server = ServerProtocol(max_message_size=1000)
+    server = Protocol(max_message_size=1000)
     head = len(frame) - len(good + bad + rest)
     assert _received(server, start + frame[: head + len(good)], [10**6]) == []
     server.receive_data(frame[head + len(good) : head + len(good + bad)])
     assert [_plain(e) for e in server.events()] == [("Failure", 1007, "invalid UTF-8 in a text message")]
+
+
+def test_the_client_side_masks_what_it_sends_and_refuses_masked_frames() -> None:
+    """ClientProtocol's frames are masked with a fresh key each (wsproto's server reads them); it reads
+    a server's unmasked frames and fails a masked one with 1002."""
+    client = ClientProtocol(max_message_size=2**20)
+    frames = [client.send_message("hello"), client.send_message(b"x" * 70_000)]
+    assert all(isinstance(frame, bytes) for frame in frames), "a client's frame is masked whole"
+    wire = b"".join(f for f in frames if isinstance(f, bytes)) + client.send_ping(b"p")
+    again = client.send_message("hello")
+    assert wire[1] & 0x80 and isinstance(again, bytes) and again[2:6] != wire[2:6]
+    assert _wsproto_received(wire) == ["hello", b"x" * 70_000, ("Ping", b"p")]
+    client.receive_data(server_frame("from the server") + server_frame(b"\x00" * 200))
+    assert list(client.events()) == ["from the server", b"\x00" * 200]
+    client.receive_data(client_frame(TEXT, b"masked"))
+    assert [_plain(e) for e in client.events()] == [("Failure", 1002, "masked frame from a server")]

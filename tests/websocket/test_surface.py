@@ -8,28 +8,30 @@ import trio_websocket
 from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 
 import trio_ws
+from trio_ws._websocket.client import ClientConnection
 from trio_ws._websocket.connection import ServerConnection
 
 from ..helpers import IO_DEADLINE, MemoryListener, open_raw_websocket, start_memory_server
 
 
-def _own_members() -> set[str]:
-    """The names defined by ServerConnection and its bases up to (not including) trio-websocket's."""
+def _own_members(connection_class: type) -> set[str]:
+    """The names defined by a connection class and its bases up to (not including) trio-websocket's."""
     names: set[str] = set()
-    for cls in ServerConnection.__mro__:
+    for cls in connection_class.__mro__:
         if cls is trio_websocket.WebSocketConnection:
             return names
         names |= set(vars(cls))
-    raise AssertionError("ServerConnection is no longer a trio_websocket.WebSocketConnection")
+    raise AssertionError(f"{connection_class.__name__} is no longer a trio_websocket.WebSocketConnection")
 
 
-def test_every_public_member_of_trio_websockets_class_is_defined_here() -> None:
+@pytest.mark.parametrize("connection_class", [ServerConnection, ClientConnection])
+def test_every_public_member_of_trio_websockets_class_is_defined_here(connection_class: type) -> None:
     """Each public method, property and attribute of trio_websocket.WebSocketConnection (and of its
     base, trio.abc.AsyncResource: ``async with``) is trio_ws's own; when trio-websocket grows one,
-    this test names it, and the server connection must define it before it can be used."""
+    this test names it, and the connections must define it before it can be used."""
     public = {name for name in dir(trio_websocket.WebSocketConnection) if not name.startswith("_")}
     public |= {"__aenter__", "__aexit__", "__init__", "__str__"}
-    missing = public - _own_members()
+    missing = public - _own_members(connection_class)
     assert not missing, f"trio-websocket's WebSocketConnection has members trio_ws does not define: {missing}"
 
 

@@ -57,7 +57,7 @@ from trio_websocket import CloseReason, ConnectionClosed
 from .._printable import printable
 from .direct_socket import MOST_PIECES, ByteStream, DirectSocket, direct_io
 from .frames import LONG_PAYLOAD
-from .protocol import ServerProtocol
+from .protocol import Protocol
 
 if TYPE_CHECKING:
     from .._observe.metrics import WebSocketTally
@@ -96,7 +96,7 @@ class BatchedIO:
         "tally",
     )
 
-    def __init__(self, stream: trio.abc.Stream, protocol: ServerProtocol, message_queue_size: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, protocol: Protocol, message_queue_size: int) -> None:
         self._tcp = stream
         self._protocol = protocol
         # Every write holds it, so frames are never interleaved (see the module docstring).

@@ -45,7 +45,7 @@ from trio_websocket import CloseReason, ConnectionClosed
 from .._linger import linger
 from .._options import seconds
 from .._printable import printable
-from .protocol import Close, ServerProtocol, State
+from .protocol import Close, Protocol, State
 from .reader import Reader
 
 __all__ = ["Closing", "preserve_current_exception"]
@@ -78,7 +78,7 @@ class Closing(Reader):
     def __init__(
         self,
         stream: trio.abc.Stream,
-        protocol: ServerProtocol,
+        protocol: Protocol,
         *,
         message_queue_size: int,
         read_size: int,

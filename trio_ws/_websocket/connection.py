@@ -35,7 +35,7 @@ from .._options import Options
 from .closing import Closing, preserve_current_exception
 from .deflate import Deflate
 from .handshake import Handshake
-from .protocol import Close, Failure, Ping, Pong, Received, ServerProtocol, State
+from .protocol import Close, Failure, Ping, Pong, Protocol, Received, State
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("trio_ws.websocket")
 
-__all__ = ["FRAGMENT_SIZE", "ServerConnection", "WebSocketConnection", "server_connection"]
+__all__ = ["FRAGMENT_SIZE", "BaseConnection", "ServerConnection", "WebSocketConnection", "server_connection"]
 
 # Longer messages go out in fragments of at most this many bytes.
 FRAGMENT_SIZE = 64 * 1024
@@ -79,43 +79,50 @@ class WebSocketConnection(trio_websocket.WebSocketConnection):
             raise
 
 
-class ServerConnection(Closing, WebSocketConnection):
-    """The server side of a :class:`WebSocketConnection`, by the rules in the module docstring."""
+class BaseConnection(Closing, WebSocketConnection):
+    """What the server connection and the test client share: trio-websocket's public surface."""
 
     CONNECTION_ID = itertools.count()
 
     __slots__ = (
         "_agreed_subprotocol",
+        "_handshake_headers",
         "_number",
-        "_options",
         "_pings_in_flight",
         "_target",
         "_upgrade",
-        "request",
     )
 
-    #: The HTTP request this WebSocket was opened with (set by ``_http`` before the handler runs).
-    request: HTTPRequest
-
     def __init__(
-        self, stream: trio.abc.Stream, upgrade: Handshake, options: Options, early_bytes: bytes = b""
+        self,
+        stream: trio.abc.Stream,
+        protocol: Protocol,
+        *,
+        message_queue_size: int,
+        read_size: int,
+        early_bytes: bytes,
+        close_timeout: float | None,
+        upgrade: Handshake | None = None,
+        target: str | None = None,
+        subprotocol: str | None = None,
+        handshake_headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         # trio-websocket's __init__ is never called: nothing of its state is used.
         Closing.__init__(
             self,
             stream,
-            ServerProtocol(max_message_size=options.max_message_size),
-            message_queue_size=options.message_queue_size,
-            read_size=options.receive_buffer_size or 65536,
+            protocol,
+            message_queue_size=message_queue_size,
+            read_size=read_size,
             early_bytes=early_bytes,
-            close_timeout=options.close_timeout,
+            close_timeout=close_timeout,
         )
         self._number = next(self.CONNECTION_ID)
-        self._options = options
-        # The handshake, until the 101 has gone.
-        self._upgrade: Handshake | None = upgrade
-        self._target: str | None = None
-        self._agreed_subprotocol: str | None = None
+        # The server's handshake, until the 101 has gone.
+        self._upgrade = upgrade
+        self._target = target
+        self._agreed_subprotocol = subprotocol
+        self._handshake_headers = handshake_headers
         # Pings in flight: payload -> the event its Pong sets (made on the first ping).
         self._pings_in_flight: dict[bytes, trio.Event] | None = None
 
@@ -128,11 +135,11 @@ class ServerConnection(Closing, WebSocketConnection):
 
     @property
     def is_client(self) -> bool:
-        return False
+        return self._protocol.client
 
     @property
     def is_server(self) -> bool:
-        return True
+        return not self._protocol.client
 
     @property
     def local(self) -> Endpoint | str:
@@ -156,8 +163,8 @@ class ServerConnection(Closing, WebSocketConnection):
 
     @property
     def handshake_headers(self) -> tuple[tuple[bytes, bytes], ...]:
-        """The headers of the peer's handshake answer: a server gets none (its request is ``request``)."""
-        return ()
+        """The headers of the server's handshake answer, names in lower case (a server gets none)."""
+        return self._handshake_headers
 
     @property
     def extensions(self) -> list[str]:
@@ -170,9 +177,9 @@ class ServerConnection(Closing, WebSocketConnection):
         return self._closed is not None or self._ending is not None
 
     def __str__(self) -> str:
-        return f"server-{self._number}"
+        return f"{'client' if self._protocol.client else 'server'}-{self._number}"
 
-    async def __aenter__(self) -> ServerConnection:
+    async def __aenter__(self) -> BaseConnection:
         return self
 
     async def __aexit__(
@@ -267,29 +274,6 @@ class ServerConnection(Closing, WebSocketConnection):
             pass
         finally:
             await self._close_tcp()
-
-    # -- the handshake -----------------------------------------------------------------------
-
-    @property
-    def proposed_subprotocols(self) -> tuple[str, ...]:
-        """The subprotocols the client offered in its handshake."""
-        return () if self._upgrade is None else self._upgrade.proposed_subprotocols
-
-    async def accept(self, subprotocol: str | None = None) -> None:
-        """Send the 101 that opens the WebSocket, with ``subprotocol`` and permessage-deflate
-        if the client offered it; the reader starts on the frames that came with the request."""
-        upgrade = self._upgrade
-        assert upgrade is not None, "accept() once"
-        options = self._options
-        agreed = upgrade.deflate(options.compression_window_bits) if options.compression else None
-        response = upgrade.accept(subprotocol, None if agreed is None else agreed[0])
-        if agreed is not None:
-            self._protocol.deflate = Deflate(agreed[1], min_size=options.compression_min_size)
-        self._target = upgrade.path
-        self._agreed_subprotocol = subprotocol
-        await self._write(response)
-        self._upgrade = None
-        self._wake_reader()
 
     # -- the reader task -------------------------------------------------------------------
 
@@ -403,6 +387,52 @@ class ServerConnection(Closing, WebSocketConnection):
             await self._tcp_gone()
             assert self._closed is not None
             raise ConnectionClosed(self._closed) from None
+
+
+class ServerConnection(BaseConnection):
+    """The server side of a :class:`WebSocketConnection`: the connection a handler gets."""
+
+    __slots__ = ("_options", "request")
+
+    #: The HTTP request this WebSocket was opened with (set by ``_http`` before the handler runs).
+    request: HTTPRequest
+
+    def __init__(
+        self, stream: trio.abc.Stream, upgrade: Handshake, options: Options, early_bytes: bytes = b""
+    ) -> None:
+        super().__init__(
+            stream,
+            Protocol(max_message_size=options.max_message_size),
+            message_queue_size=options.message_queue_size,
+            read_size=options.receive_buffer_size or 65536,
+            early_bytes=early_bytes,
+            close_timeout=options.close_timeout,
+            upgrade=upgrade,
+        )
+        self._options = options
+
+    # -- the handshake -----------------------------------------------------------------------
+
+    @property
+    def proposed_subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols the client offered in its handshake."""
+        return () if self._upgrade is None else self._upgrade.proposed_subprotocols
+
+    async def accept(self, subprotocol: str | None = None) -> None:
+        """Send the 101 that opens the WebSocket, with ``subprotocol`` and permessage-deflate
+        if the client offered it; the reader starts on the frames that came with the request."""
+        upgrade = self._upgrade
+        assert upgrade is not None, "accept() once"
+        options = self._options
+        agreed = upgrade.deflate(options.compression_window_bits) if options.compression else None
+        response = upgrade.accept(subprotocol, None if agreed is None else agreed[0])
+        if agreed is not None:
+            self._protocol.deflate = Deflate(agreed[1], min_size=options.compression_min_size)
+        self._target = upgrade.path
+        self._agreed_subprotocol = subprotocol
+        await self._write(response)
+        self._upgrade = None
+        self._wake_reader()
 
 
 def _fragment_length(message: str | bytes) -> int:

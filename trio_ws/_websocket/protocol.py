@@ -1,6 +1,9 @@
-"""The server side of RFC 6455 as a state machine: bytes in, messages and events out. No I/O.
+"""RFC 6455 as a state machine: bytes in, messages and events out. No I/O.
 
-``ServerProtocol`` is one open WebSocket after its handshake. The I/O layer
+``Protocol`` is one open server WebSocket after its handshake, and
+``ClientProtocol`` the client side (the test client's), which differs only
+in masking: a client masks every frame with a fresh key, a server never
+does, and each refuses the other kind from its peer (RFC 6455 section 5.1). The I/O layer
 (``connection.py``) appends what it reads to ``buffer``, takes what
 ``events()`` makes of it, and writes the bytes that the ``send_*`` methods
 return. Nothing here waits, reads a clock or knows about trio, so the tests
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import codecs
 import enum
+import secrets
 import zlib
 from collections.abc import Iterator
 
@@ -61,10 +65,11 @@ __all__ = [
     "Close",
     "Fragment",
     "Failure",
+    "ClientProtocol",
     "LocalProtocolError",
     "Ping",
     "Pong",
-    "ServerProtocol",
+    "Protocol",
     "State",
 ]
 
@@ -155,7 +160,7 @@ class _Fail(Exception):
         self.reason = reason
 
 
-class ServerProtocol:
+class Protocol:
     """One server-side WebSocket after the handshake, by the rules in the module docstring.
 
     ``deflate``: the permessage-deflate agreed in the handshake, if any.
@@ -176,6 +181,9 @@ class ServerProtocol:
         "max_message_size",
         "state",
     )
+
+    #: Whether this is the client side (see ``ClientProtocol``).
+    client = False
 
     def __init__(self, *, max_message_size: int, deflate: Deflate | None = None) -> None:
         #: What has been read and not yet parsed; the I/O layer appends to it.
@@ -216,9 +224,9 @@ class ServerProtocol:
         data = self.buffer
         most = self.max_message_size
         while self.receiving:
-            if self._opcode is None and self._peek is None:
-                # The common case, straight from the buffer: a whole text or binary message in one
-                # masked frame of fewer than 64 KiB. `break` hands the next frame to _next_frame.
+            if self._opcode is None and self._peek is None and not self.client:
+                # A server's common case, straight from the buffer: a whole text or binary message
+                # in one masked frame of fewer than 64 KiB. `break` hands the next frame to _next_frame.
                 while True:
                     size = len(data)
                     if size < 2:
@@ -276,19 +284,20 @@ class ServerProtocol:
     def _next_frame(self, data: bytearray, size: int, most: int) -> Received | None:
         """Parse the frame at the head of ``data``: what it makes, ``None`` if it has not all come."""
         first, second = data[0], data[1]
-        if not second & 0x80:
-            raise _Fail(1002, "unmasked frame from a client")
-        length, start = second & 0x7F, 6
+        masked = bool(second & 0x80)
+        if masked is self.client:
+            raise _Fail(1002, "masked frame from a server" if self.client else "unmasked frame from a client")
+        length, start = second & 0x7F, 2
         if length == 126:
             if size < 4:
                 return None
-            length, start = (data[2] << 8) | data[3], 8
+            length, start = (data[2] << 8) | data[3], 4
             if length < 126:
                 raise _Fail(1002, "payload length not minimal")
         elif length == 127:
             if size < 10:
                 return None
-            length, start = int.from_bytes(data[2:10], "big"), 14
+            length, start = int.from_bytes(data[2:10], "big"), 10
             if length >> 63:
                 raise _Fail(1002, "payload length with the top bit set")
             if length < 65536:
@@ -298,6 +307,7 @@ class ServerProtocol:
             self._check_control_header(opcode, fin, rsv, length)
         else:
             self._check_data_header(opcode, fin, rsv, length, most)
+        start += 4 if masked else 0
         end = start + length
         if end > size:
             continuing = opcode == CONTINUATION and self._utf8 is not None and not self._compressed
@@ -305,14 +315,15 @@ class ServerProtocol:
                 self._check_text_so_far(data, start, size, continuing=continuing)
             return None
         self._peek = None
-        key = bytes(data[start - 4 : start])
-        if length < LONG_PAYLOAD:
-            payload = unmask(data[start:end], key)
+        if not masked:
+            payload = bytes(data[start:end])
+        elif length < LONG_PAYLOAD:
+            payload = unmask(data[start:end], bytes(data[start - 4 : start]))
         else:
             # A view, not a slice: one copy of a long payload fewer. It is released before the
             # buffer shrinks (a bytearray can't be resized while viewed).
             with memoryview(data) as view:
-                payload = unmask(view[start:end], key)
+                payload = unmask(view[start:end], bytes(data[start - 4 : start]))
         del data[:end]
         if opcode >= CLOSE:
             return self._control(opcode, payload)
@@ -329,10 +340,13 @@ class ServerProtocol:
         decoder, checked = self._peek
         if size - start <= checked:
             return
-        key = bytes(data[start - 4 : start])
-        turn = checked % 4  # the key goes on where the last check stopped
+        part = data[start + checked : size]
+        if not self.client:
+            key = bytes(data[start - 4 : start])
+            turn = checked % 4  # the key goes on where the last check stopped
+            part = bytearray(unmask(part, key[turn:] + key[:turn]))
         try:
-            decoder.decode(unmask(data[start + checked : size], key[turn:] + key[:turn]))
+            decoder.decode(part)
         except UnicodeDecodeError:
             raise _Fail(1007, "invalid UTF-8 in a text message") from None
         self._peek = (decoder, size - start)
@@ -464,16 +478,15 @@ class ServerProtocol:
             first, payload = _TEXT_FIN, message.encode("utf-8")
         else:
             first, payload = _BINARY_FIN, message
-        if self.deflate is None and len(payload) < 126:
+        if self.deflate is None and len(payload) < 126 and not self.client:
             return bytes((first, len(payload))) + payload
         if self.deflate is not None:
             compressed, payload = self.deflate.compress(payload, first=True, last=True)
             if compressed:
                 first |= _RSV1
-        head = header(first, len(payload))
-        if len(payload) < LONG_PAYLOAD:
-            return head + payload
-        return head, bytes(payload)
+        if len(payload) < LONG_PAYLOAD or self.client:
+            return self._frame(first, payload)
+        return header(first, len(payload)), bytes(payload)
 
     def send_fragment(self, data: str | bytes, *, last: bool) -> bytes:
         """One fragment of a message going out in several frames (its first: Text for ``str``)."""
@@ -490,7 +503,7 @@ class ServerProtocol:
                 first |= _RSV1
         if last:
             self._sending = None
-        return header(first, len(payload)) + payload
+        return self._frame(first, payload)
 
     def send_ping(self, payload: bytes) -> bytes:
         return self._control_frame(PING, payload)
@@ -509,7 +522,11 @@ class ServerProtocol:
             raise self._refusal()
         if len(payload) > 125:
             raise ValueError("a control frame carries at most 125 bytes")
-        return header(_FIN | opcode, len(payload)) + payload
+        return self._frame(_FIN | opcode, payload)
+
+    def _frame(self, first: int, payload: bytes) -> bytes:
+        """A whole frame: ``first`` (FIN, RSV bits and opcode), the length, the payload."""
+        return header(first, len(payload)) + payload
 
     def _refusal(self) -> LocalProtocolError:
         if self.sending:
@@ -532,3 +549,16 @@ def _parse_close(payload: bytes) -> Close:
     except UnicodeDecodeError:
         raise _Fail(1007, "invalid UTF-8 in a close reason") from None
     return Close(code, reason)
+
+
+class ClientProtocol(Protocol):
+    """The client side: each frame we send is masked with a fresh random key (RFC 6455 section 5.3)."""
+
+    __slots__ = ()
+
+    client = True
+
+    def _frame(self, first: int, payload: bytes) -> bytes:
+        key = secrets.token_bytes(4)
+        head = header(first, len(payload))
+        return bytes((head[0], head[1] | 0x80)) + head[2:] + key + unmask(payload, key)

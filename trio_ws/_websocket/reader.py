@@ -34,7 +34,7 @@ from trio_websocket import ConnectionClosed
 
 from .batching import MESSAGES_PER_TURN, BatchedIO
 from .direct_socket import DirectSocket
-from .protocol import Received, ServerProtocol, State
+from .protocol import Protocol, Received, State
 
 __all__ = ["EVENTS_PER_CHECKPOINT", "Reader"]
 
@@ -54,7 +54,7 @@ class Reader(BatchedIO):
     def __init__(
         self,
         stream: trio.abc.Stream,
-        protocol: ServerProtocol,
+        protocol: Protocol,
         *,
         message_queue_size: int,
         read_size: int,
