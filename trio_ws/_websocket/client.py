@@ -13,6 +13,8 @@ Rules:
   server's first frames) are the connection's first bytes (h11's
   ``trailing_data``). Any other answer raises
   ``trio_websocket.ConnectionRejected`` with its status, headers and body.
+* It reads as trio-websocket's client did: it stops reading once
+  ``message_queue_size`` messages and one more wait to be taken.
 * No Pong goes out after our Close: a server's keep-alive ping may cross it.
 * After the close handshake the client closes TCP, as trio-websocket's did.
 """
@@ -92,7 +94,9 @@ async def client_connection(
     connection = ClientConnection(
         stream,
         ClientProtocol(max_message_size=max_message_size),
-        message_queue_size=message_queue_size,
+        # As trio-websocket's client: message_queue_size messages wait in its channel, and its
+        # reader holds one more before it stops reading.
+        message_queue_size=message_queue_size + 1,
         read_size=_READ_SIZE,
         early_bytes=bytes(http.trailing_data[0]),
         close_timeout=None,
