@@ -4,8 +4,7 @@ Read from the source with ``ast`` (nothing is imported), over every relative
 or ``trio_ws`` import, those under ``if TYPE_CHECKING:`` and inside functions
 included: a type-only import circle is still a circle for the reader.
 
-* At most 16 modules directly in ``trio_ws/``; no module over 600 lines
-  (``_TOO_LONG_FOR_NOW`` names the one exception, on its way out).
+* At most 16 modules directly in ``trio_ws/``; no module over 600 lines.
 * No import cycles: the strongly connected components of the module graph
   are single modules. ``from . import sub`` depends on ``sub``, not on the
   package's ``__init__``.
@@ -39,8 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent / "trio_ws"
 
 _MAX_TOP_MODULES = 16
 _MAX_LINES = 600
-# Being replaced as a whole by a new WebSocket core; remove it from here when that lands.
-_TOO_LONG_FOR_NOW = frozenset({"trio_ws._websocket.connection"})
 
 
 def _modules(root: Path) -> dict[str, Path]:
@@ -139,7 +136,7 @@ def test_no_module_too_long() -> None:
         for name, path in _modules(ROOT).items()
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > _MAX_LINES
     }
-    assert set(too_long) - _TOO_LONG_FOR_NOW == set(), f"split these by job: {too_long}"
+    assert too_long == {}, f"split these by job: {too_long}"
 
 
 def test_no_import_cycles() -> None:

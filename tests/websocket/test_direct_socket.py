@@ -24,7 +24,7 @@ from websockets.trio.client import connect
 import trio_ws
 from trio_ws._websocket.direct_socket import CALLS_PER_TURN, ByteStream, DirectSocket, direct_io
 
-from .helpers import IO_DEADLINE
+from ..helpers import IO_DEADLINE
 
 Wrap = Callable[[trio.SocketStream], ByteStream]
 PATHS: dict[str, Wrap] = {

@@ -1,4 +1,4 @@
-"""The inbox and outbox (_fastio.py): replies batched but never delayed, checkpoints kept, order kept."""
+"""The inbox and outbox (batching.py): replies batched but never delayed, checkpoints kept, order kept."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from wsproto.events import BytesMessage, CloseConnection, TextMessage
 import trio_ws
 from trio_ws._websocket.batching import MESSAGES_PER_TURN
 
-from .helpers import IO_DEADLINE, MemoryListener, RawClient, open_raw_websocket, start_memory_server
+from ..helpers import IO_DEADLINE, MemoryListener, RawClient, open_raw_websocket, start_memory_server
 
 
 async def test_get_and_send_message_are_still_checkpoints(
