@@ -119,6 +119,27 @@ _BACKLOG_MAX = 128
 class Dispatcher:
     """Runs one connection's calls and streams, and awaits its client results."""
 
+    __slots__ = (
+        "_backlog",
+        "_backlog_shrank",
+        "_cancelled_early",
+        "_connection",
+        "_generation",
+        "_hand_over_now",
+        "_hub",
+        "_methods",
+        "_more_work",
+        "_one_at_a_time",
+        "_options",
+        "_pipelines",
+        "_running",
+        "_slots",
+        "_stream_calls",
+        "_streams",
+        "_uploads",
+        "results",
+    )
+
     def __init__(self, connection: DispatchedConnection) -> None:
         self._connection = connection
         server = connection.server
@@ -131,15 +152,16 @@ class Dispatcher:
         self._stream_calls = 0  # streams and calls with uploads, running
         self._uploads: dict[str, trio.MemorySendChannel[Any]] = {}  # client-to-server streams
         self.results = ClientResults(connection)  # the client results it awaits (_hub/results.py)
-        self._backlog: deque[HubMessage] = deque()  # work waiting its turn, oldest first
+        # Work waiting its turn, oldest first: made, and the invoker task started, once work
+        # first comes (a connection that never calls keeps neither).
+        self._backlog: deque[HubMessage] | None = None
         self._one_at_a_time = self._options.max_parallel_invocations == 1  # plain calls run inline
-        self._invoker_started = False  # the invoker task is started once work first comes
         self._more_work = trio.lowlevel.ParkingLot()  # where the invoker waits for an empty backlog
         self._generation = 0  # which invoker has the backlog (a new one after each hand-over)
         self._running: CallInfo | None = None  # the call the invoker runs itself, now
         self._hand_over_now = self._hand_over  # one bound method, not one per call
-        self._backlog_shrank = trio.Event()
-        self._cancelled_early: set[str] = set()  # streams cancelled while in the backlog
+        self._backlog_shrank: trio.Event | None = None  # the reader waits for room in the backlog
+        self._cancelled_early: set[str] | None = None  # streams cancelled while in the backlog
 
     async def dispatch(self, message: HubMessage) -> None:
         """Act on one message from the client, in the order they came (the reader calls it).
@@ -159,14 +181,15 @@ class Dispatcher:
             if self._start_now(message):
                 await trio.lowlevel.checkpoint_if_cancelled()
                 return
-            backlog.append(message)
-            if not self._invoker_started:
-                self._invoker_started = True
+            if backlog is None:
+                backlog = self._backlog = deque([message])
                 self._connection.start_task(self._work, self._generation)
-            elif self._running is not None and self._bind_plain(message) is None:
-                self._hand_over()  # it need not wait for the call the invoker is running
             else:
-                self._more_work.unpark()
+                backlog.append(message)
+                if self._running is not None and self._bind_plain(message) is None:
+                    self._hand_over()  # it need not wait for the call the invoker is running
+                else:
+                    self._more_work.unpark()
         else:
             backlog.append(message)
         while self._backlog_full():
@@ -175,7 +198,7 @@ class Dispatcher:
         await trio.lowlevel.checkpoint_if_cancelled()
 
     def _backlog_full(self) -> bool:
-        length = len(self._backlog)
+        length = len(self._backlog or ())
         if length < _BACKLOG:
             return False
         if length >= _BACKLOG_MAX:
@@ -185,12 +208,14 @@ class Dispatcher:
 
     def replies_wait_for_ack(self) -> None:
         """A reply waits for room in the replay buffer: a reader paused by the backlog reads on."""
-        self._backlog_shrank.set()
+        if self._backlog_shrank is not None:
+            self._backlog_shrank.set()
 
     async def _work(self, generation: int) -> None:
         """The invoker: work through the backlog, in order, and wait for more; with one slot, run
         each plain call here. Ends once its call has handed the backlog to a new invoker."""
         backlog = self._backlog
+        assert backlog is not None
         while True:
             while not backlog:
                 await self._more_work.park()
@@ -199,7 +224,8 @@ class Dispatcher:
             if run is None:
                 run = await self._act(message)
             backlog.popleft()
-            self._backlog_shrank.set()
+            if self._backlog_shrank is not None:
+                self._backlog_shrank.set()
             if run is not None:
                 await run
                 if self._generation != generation:
@@ -224,8 +250,10 @@ class Dispatcher:
                     scope.cancel()
                 elif any(
                     isinstance(waiting, StreamInvocation) and waiting.invocation_id == message.invocation_id
-                    for waiting in self._backlog
+                    for waiting in self._backlog or ()
                 ):
+                    if self._cancelled_early is None:
+                        self._cancelled_early = set()
                     self._cancelled_early.add(message.invocation_id)  # cancelled once it starts
                 else:
                     logger.debug(
@@ -421,7 +449,7 @@ class Dispatcher:
             assert invocation_id is not None
             scope = self._streams[invocation_id] = trio.CancelScope()
             stream_ids = message.stream_ids
-            if invocation_id in self._cancelled_early:
+            if self._cancelled_early and invocation_id in self._cancelled_early:
                 self._cancelled_early.discard(invocation_id)
                 scope.cancel()
             self._connection.start_task(

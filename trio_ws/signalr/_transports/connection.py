@@ -30,7 +30,13 @@ Rules of this module:
   dropped WebSocket, replaced by the next one to the same token; and Long
   Polling between two polls (``set_away``). Past that, it ends with
   ``TRANSPORT_FAILED`` or ``TIMED_OUT`` (``_check_away``, called by the
-  subclass's watchdog).
+  subclass's ``_watch``).
+* A connection has no timer task of its own: its server's ``Timers``
+  (``_transports/timers.py``) call ``timer_fired`` when it asked
+  (``_look_at``), and the subclass's ``_watch`` acts on what is due and
+  says when to look again. Whatever moves a timer sooner (a transport
+  coming or going, a client's first Ping) asks to be looked at now. The
+  timers stop when the connection ends.
 * The first transport must come within ``disconnect_timeout`` of the
   connection's creation (after negotiate). Later transports must be of the
   same kind (ASP.NET's "Cannot change transports mid-connection").
@@ -49,11 +55,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from ..._contain import contain
 from ..._printable import printable
 from .._errors import DisconnectReason
 from .._protocol.messages import TransferFormat
 from .http import LongPollingTransport, PostInbox
 from .sender import Sender, describe_break
+from .timers import TimerEntry, Timers
 from .transport import Attachment, ConnectionGone, TransportInUse, TransportMismatch
 
 if TYPE_CHECKING:
@@ -90,6 +98,9 @@ class TransportServer(Protocol):
     def metrics(self) -> HubMetrics | None: ...  # pragma: no cover (a signature)
 
     @property
+    def timers(self) -> Timers: ...  # pragma: no cover (a signature)
+
+    @property
     def closing(self) -> bool: ...  # pragma: no cover (a signature)
 
     def forget(self, connection: TransportConnection, /) -> None: ...  # pragma: no cover (a signature)
@@ -97,6 +108,39 @@ class TransportServer(Protocol):
 
 class TransportConnection:
     """One client's connection, whatever transport carries it; subclasses say what it speaks."""
+
+    # A server holds thousands: slots, not a dict per connection (so do its subclasses).
+    __slots__ = (
+        "_arrived",
+        "_attachment",
+        "_away_detail",
+        "_away_reason",
+        "_away_since",
+        "_detail",
+        "_done",
+        "_flushed",
+        "_formats",
+        "_inbox",
+        "_last_received",
+        "_metrics",
+        "_opened_at",
+        "_options",
+        "_pings",
+        "_reason",
+        "_scope",
+        "_timer",
+        "_timers",
+        "_waiting",
+        "connection_id",
+        "negotiate_trace",
+        "request",
+        "sender",
+        "server",
+        "stateful_reconnect",
+        "token",
+        "transport_name",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -126,12 +170,12 @@ class TransportConnection:
         self._metrics = server.metrics  # None with metrics off
         self._opened_at = time.perf_counter()
         self._attachment: Attachment | None = None
-        self._attached = trio.Event()  # a transport has attached, once
         self._formats: frozenset[TransferFormat] = frozenset()
         self._pings = True  # the attached transport wants the hub's Pings
-        self._arrived = trio.Event()  # a transport attached since the last one left
+        self._arrived = trio.Event()  # a transport attached (since the last one left)
         self._waiting = False  # the reader waits for the client's bytes (the client timeout runs)
-        self._watchdog_woken = trio.Event()  # a timer changed: the watchdog looks again
+        self._timers: Timers | None = server.timers  # ``None`` once the connection's have stopped
+        self._timer: TimerEntry | None = None  # when the timers look at it next
         self._away_since: float | None = None  # between transports (or polls) since then
         self._away_reason = DisconnectReason.TRANSPORT_FAILED
         self._away_detail = ""
@@ -179,6 +223,7 @@ class TransportConnection:
         if self._reason is not None or self._done.is_set():
             return
         self._reason, self._detail = reason, detail
+        self._stop_timers()
         if reason is DisconnectReason.TOO_SLOW:
             # It is not reading: a goodbye would wait behind everything queued. Drop it all,
             # and the transport at once.
@@ -214,14 +259,56 @@ class TransportConnection:
         """Wait for the first transport, at most ``disconnect_timeout`` (a negotiate never followed up)."""
         timeout = self._options.disconnect_timeout
         with trio.move_on_after(math.inf if timeout is None else timeout):
-            await self._attached.wait()
+            await self._arrived.wait()
             return True
         logger.info("%s: gone: no transport came within disconnect_timeout (%s s)", self, timeout)
         return False
 
+    # -- timers -------------------------------------------------------------------------------
+
+    def _look_at(self, when: float) -> None:
+        """Have the server's timers call ``timer_fired`` at ``when``, unless they will sooner."""
+        timers = self._timers
+        if timers is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when <= when:
+                return
+            timers.cancel(timer)
+        self._timer = timers.call_at(when, self)
+
+    def _look_again(self) -> None:
+        """A timer moved (sooner, perhaps): have the timers look at this connection now."""
+        self._look_at(trio.current_time())
+
+    def timer_fired(self, now: float) -> None:
+        """The server's timers look at this connection (``_look_at``): act on what is due."""
+        self._timer = None
+        try:
+            due = self._watch(now)
+        except BaseException as exc:
+            contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
+            self.close(DisconnectReason.ABORTED, "internal error")
+            return
+        if due < math.inf:
+            self._look_at(due)
+
+    def _watch(self, now: float) -> float:
+        """Act on the timers due by ``now``; when to look again (``math.inf``: not unless a
+        timer moves). The time away is every connection's; a subclass adds its own."""
+        due = self._check_away(now)
+        return math.inf if due is None else due
+
+    def _stop_timers(self) -> None:
+        """The connection is ending: its timers fire no more."""
+        if self._timers is not None and self._timer is not None:
+            self._timers.cancel(self._timer)
+        self._timers = self._timer = None
+
     def _check_away(self, now: float) -> float | None:
-        """The watchdog's look at the time away: when to look again, or ``None`` once it has
-        ended the connection (no transport, or no poll, within ``disconnect_timeout``)."""
+        """The look at the time away: when to look again, or ``None`` once it has ended the
+        connection (no transport, or no poll, within ``disconnect_timeout``)."""
         away = self._away_since
         disconnect = self._options.disconnect_timeout
         if away is None or disconnect is None:
@@ -275,7 +362,7 @@ class TransportConnection:
         while not self.closing:
             attachment = self._attachment
             if attachment is None:
-                await self._arrived.wait()  # a transport, or the end (the watchdog times it)
+                await self._arrived.wait()  # a transport, or the end (the timers time it)
                 continue
             self._waiting = True
             try:
@@ -348,7 +435,7 @@ class TransportConnection:
             current.abandoned = True
             current.drop()
         attachment = Attachment(transport, push)
-        resuming = self._attached.is_set() and self.sender.replay is not None
+        resuming = self.sender.replay is not None  # a handshake on an earlier transport made it
         self._attachment = self.sender.attachment = attachment
         if request is not None:
             self.request = request
@@ -367,9 +454,8 @@ class TransportConnection:
             self.sender.replay.reconnected()
         self._away_since = None
         self._last_received = trio.current_time()
-        self._attached.set()
         self._arrived.set()
-        self._watchdog_woken.set()
+        self._look_again()
         self.sender.moved()
         # A reader still waiting on the replaced transport is freed when its task aborts it.
         return attachment
@@ -419,7 +505,7 @@ class TransportConnection:
                 self._away_reason, self._away_detail = reason, detail
         else:
             self._away_since = None
-        self._watchdog_woken.set()
+        self._look_again()
 
     def flushed(self) -> None:
         """The transport has taken the last message queued (the connection's goodbye)."""
