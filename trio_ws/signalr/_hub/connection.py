@@ -206,17 +206,15 @@ class HubConnection(TransportConnection):
         """The connection's whole life; runs in the hub server's nursery."""
         _serving.set(self)  # for structured logs: this task, and every task it starts
         try:
-            with self._scope:
-                try:
-                    if await self._wait_for_transport():
-                        async with trio.open_nursery() as nursery:
-                            self._tasks = nursery
-                            if await self._handshake():
-                                await self._serve()
-                            nursery.cancel_scope.cancel()
-                except BaseException as exc:
-                    contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
-                    self.close(DisconnectReason.ABORTED, "internal error")
+            async with trio.open_nursery() as nursery:
+                self._tasks = nursery
+                self._adopt_scope(nursery.cancel_scope)  # ending the connection cancels the nursery
+                if await self._wait_for_transport() and await self._handshake() and await self._join():
+                    await self._read_messages()
+                nursery.cancel_scope.cancel()
+        except BaseException as exc:
+            contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
+            self.close(DisconnectReason.ABORTED, "internal error")
         finally:
             self._stop_timers()
             if self._reason is None and self._connected:
@@ -268,7 +266,8 @@ class HubConnection(TransportConnection):
         outbox.close(encode_response(CANCELED))
         return False
 
-    async def _serve(self) -> None:
+    async def _join(self) -> bool:
+        """Join the backplane and run ``on_connected``: whether the connection goes on to read."""
         assert self.protocol is not None
         logger.info(
             "%s: connected to %s over %s with %s%s%s",
@@ -284,9 +283,9 @@ class HubConnection(TransportConnection):
         # From the handshake on, as ASP.NET: a slow on_connected must not look like a dead server.
         self._look_again()  # Pings are due from now on
         if not await self._call_on_connected():
-            return
+            return False
         self._connected = True
-        await self._read_messages()
+        return True
 
     async def _call_on_connected(self) -> bool:
         token = current_call.set(CallInfo(self, in_on_connected=True))
@@ -350,7 +349,7 @@ class HubConnection(TransportConnection):
         the client timeout, the time away, the Ack. Each is noted as a time by whoever changes it
         (the reader, the sender, the transports); this acts on those due and says when to look
         again. Something that moves a timer sooner (a client's first Ping, a transport leaving)
-        asks for a look at once (``_look_again``)."""
+        calls it at once (``_look_again``)."""
         away = self._away_since
         due = self._check_away(now)
         protocol = self.protocol

@@ -35,8 +35,9 @@ Rules of this module:
   (``_transports/timers.py``) call ``timer_fired`` when it asked
   (``_look_at``), and the subclass's ``_watch`` acts on what is due and
   says when to look again. Whatever moves a timer sooner (a transport
-  coming or going, a client's first Ping) asks to be looked at now. The
-  timers stop when the connection ends.
+  coming or going, a client's first Ping) has the timers looked at at
+  once, in its own turn (``_look_again``). The timers stop when the
+  connection ends.
 * The first transport must come within ``disconnect_timeout`` of the
   connection's creation (after negotiate). Later transports must be of the
   same kind (ASP.NET's "Cannot change transports mid-connection").
@@ -234,6 +235,13 @@ class TransportConnection:
                 attachment.drop()
         self._stop_tasks(reason)
 
+    def _adopt_scope(self, scope: trio.CancelScope) -> None:
+        """From now on ending the connection cancels ``scope`` (a subclass's nursery's, which
+        saves one of its own); an end that came first carries over."""
+        if self._scope.cancel_called:
+            scope.cancel()
+        self._scope = scope
+
     def _stop_tasks(self, reason: DisconnectReason) -> None:
         """The connection is ending: stop its tasks (at once, unless a subclass gives a grace)."""
         self._scope.cancel()
@@ -279,12 +287,18 @@ class TransportConnection:
         self._timer = timers.call_at(when, self)
 
     def _look_again(self) -> None:
-        """A timer moved (sooner, perhaps): have the timers look at this connection now."""
-        self._look_at(trio.current_time())
+        """A timer moved, sooner perhaps: look at the timers now, in the caller's turn (which
+        costs the server's timer task no wake), and ask for the next time."""
+        if self._timers is not None:
+            self._look(trio.current_time())
 
     def timer_fired(self, now: float) -> None:
-        """The server's timers look at this connection (``_look_at``): act on what is due."""
+        """The server's timers look at this connection (``_look_at``)."""
         self._timer = None
+        self._look(now)
+
+    def _look(self, now: float) -> None:
+        """Act on the timers due, and ask the server's timers for the next time."""
         try:
             due = self._watch(now)
         except BaseException as exc:

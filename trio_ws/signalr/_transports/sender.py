@@ -199,9 +199,9 @@ class Sender:
                 await transport.send(chunk, binary=self.binary)
             except trio.BrokenResourceError as exc:
                 # A client that closed cleanly can fail a send just before its end is read:
-                # the reader has a moment to say so first, and the reason is the right one.
-                with trio.move_on_after(_READER_GRACE):
-                    await attachment.gone.wait()
+                # the reader has a moment to say so first, and the reason is the right one
+                # (its report drops the attachment, which cancels this wait: see ``attach``).
+                await trio.sleep(_READER_GRACE)
                 self._connection.transport_lost(
                     attachment, broken=True, detail=describe_break("while sending", exc)
                 )
