@@ -94,6 +94,7 @@ from .._protocol.messages import (
     StreamInvocation,
     StreamItem,
 )
+from .._transports.parking import parked, wake
 from .binding import BindingError
 from .call import CallInfo, current_call
 from .dispatched import DispatchedConnection
@@ -103,6 +104,8 @@ from .results import ClientResults
 from .streams import HubStream, StreamEnd
 
 if TYPE_CHECKING:
+    from trio.lowlevel import Task
+
     from .filters import NextInvoke
     from .methods import HubMethod
 
@@ -156,7 +159,7 @@ class Dispatcher:
         # first comes (a connection that never calls keeps neither).
         self._backlog: deque[HubMessage] | None = None
         self._one_at_a_time = self._options.max_parallel_invocations == 1  # plain calls run inline
-        self._more_work = trio.lowlevel.ParkingLot()  # where the invoker waits for an empty backlog
+        self._more_work: list[Task] = []  # where the invoker waits for work (_transports/parking.py)
         self._generation = 0  # which invoker has the backlog (a new one after each hand-over)
         self._running: CallInfo | None = None  # the call the invoker runs itself, now
         self._hand_over_now = self._hand_over  # one bound method, not one per call
@@ -189,7 +192,7 @@ class Dispatcher:
                 if self._running is not None and self._bind_plain(message) is None:
                     self._hand_over()  # it need not wait for the call the invoker is running
                 else:
-                    self._more_work.unpark()
+                    wake(self._more_work)
         else:
             backlog.append(message)
         while self._backlog_full():
@@ -218,7 +221,7 @@ class Dispatcher:
         assert backlog is not None
         while True:
             while not backlog:
-                await self._more_work.park()
+                await trio.lowlevel.wait_task_rescheduled(parked(self._more_work))
             message = backlog[0]
             run = self._run_here(message) if self._one_at_a_time else None
             if run is None:

@@ -52,6 +52,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -61,11 +62,14 @@ from ..._printable import printable
 from .._errors import DisconnectReason
 from .._protocol.messages import TransferFormat
 from .http import LongPollingTransport, PostInbox
+from .parking import parked, wake
 from .sender import Sender, describe_break
 from .timers import TimerEntry, Timers
 from .transport import Attachment, ConnectionGone, TransportInUse, TransportMismatch
 
 if TYPE_CHECKING:
+    from trio.lowlevel import Task
+
     from ..._app.request import Request
     from ..._observe.metrics import HubMetrics
     from .._options import HubOptions
@@ -112,13 +116,12 @@ class TransportConnection:
 
     # A server holds thousands: slots, not a dict per connection (so do its subclasses).
     __slots__ = (
-        "_arrived",
         "_attachment",
         "_away_detail",
         "_away_reason",
         "_away_since",
         "_detail",
-        "_done",
+        "_ended",
         "_flushed",
         "_formats",
         "_inbox",
@@ -131,6 +134,7 @@ class TransportConnection:
         "_scope",
         "_timer",
         "_timers",
+        "_waiters",
         "_waiting",
         "connection_id",
         "negotiate_trace",
@@ -173,7 +177,6 @@ class TransportConnection:
         self._attachment: Attachment | None = None
         self._formats: frozenset[TransferFormat] = frozenset()
         self._pings = True  # the attached transport wants the hub's Pings
-        self._arrived = trio.Event()  # a transport attached (since the last one left)
         self._waiting = False  # the reader waits for the client's bytes (the client timeout runs)
         self._timers: Timers | None = server.timers  # ``None`` once the connection's have stopped
         self._timer: TimerEntry | None = None  # when the timers look at it next
@@ -185,13 +188,16 @@ class TransportConnection:
         self._detail: str | None = None
         self._last_received = -math.inf
         self._inbox: PostInbox | None = None
-        self._flushed = trio.Event()  # the last message queued has gone to the transport
-        self._done = trio.Event()
+        self._flushed = False  # the last message queued has gone to the transport
+        self._ended = False  # the connection is over (``_end_transport``)
+        # Tasks waiting for a transport to attach, the goodbye to go out, the end (parking.py):
+        # a list, where three Events would cost 816 bytes a connection.
+        self._waiters: list[Task] = []
 
     @property
     def closing(self) -> bool:
         """Whether the connection has begun to end."""
-        return self._reason is not None or self._done.is_set()
+        return self._reason is not None or self._ended
 
     @property
     def has_transport(self) -> bool:
@@ -221,7 +227,7 @@ class TransportConnection:
 
     def close(self, reason: DisconnectReason, detail: str | None = None) -> None:
         """End the connection for ``reason`` (the first reason given wins)."""
-        if self._reason is not None or self._done.is_set():
+        if self._reason is not None or self._ended:
             return
         self._reason, self._detail = reason, detail
         self._stop_timers()
@@ -259,7 +265,7 @@ class TransportConnection:
         """Where the client's bytes go when they come in POSTs (Server-Sent Events, Long Polling)."""
         if self._inbox is None:
             self._inbox = PostInbox()
-            if self._done.is_set():
+            if self._ended:
                 self._inbox.close()
         return self._inbox
 
@@ -267,7 +273,7 @@ class TransportConnection:
         """Wait for the first transport, at most ``disconnect_timeout`` (a negotiate never followed up)."""
         timeout = self._options.disconnect_timeout
         with trio.move_on_after(math.inf if timeout is None else timeout):
-            await self._arrived.wait()
+            await self._wait_until(lambda: self.transport_name is not None)
             return True
         logger.info("%s: gone: no transport came within disconnect_timeout (%s s)", self, timeout)
         return False
@@ -336,6 +342,15 @@ class TransportConnection:
             self._attachment = self.sender.attachment = None
         return None
 
+    async def _wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds (at once if it does): it is looked at again whenever
+        a transport attaches, the goodbye goes out, or the connection ends."""
+        if condition():
+            await trio.lowlevel.checkpoint()
+            return
+        while not condition():
+            await trio.lowlevel.wait_task_rescheduled(parked(self._waiters))
+
     async def _wait_flushed(self) -> None:
         """Wait until the transport has taken what is queued (the goodbye), unless nobody can come
         for it: a transport abandoned, or, shutting down, a Long Polling client between polls (new
@@ -346,12 +361,13 @@ class TransportConnection:
         transport = attachment.transport
         between_polls = isinstance(transport, LongPollingTransport) and transport.held is None
         if not (between_polls and self.server.closing):
-            await self._flushed.wait()
+            await self._wait_until(lambda: self._flushed)
 
     async def _end_transport(self) -> None:
         """The connection is over: POSTs still waiting are refused, the transport stops, the
         server forgets it."""
-        self._done.set()
+        self._ended = True
+        wake(self._waiters)
         if self._inbox is not None:
             self._inbox.close()  # POSTs still waiting are answered 404
         attachment = self._attachment
@@ -376,7 +392,8 @@ class TransportConnection:
         while not self.closing:
             attachment = self._attachment
             if attachment is None:
-                await self._arrived.wait()  # a transport, or the end (the timers time it)
+                # A transport, or the end (the timers time it).
+                await self._wait_until(lambda: self._attachment is not None)
                 continue
             self._waiting = True
             try:
@@ -468,7 +485,7 @@ class TransportConnection:
             self.sender.replay.reconnected()
         self._away_since = None
         self._last_received = trio.current_time()
-        self._arrived.set()
+        wake(self._waiters)
         self._look_again()
         self.sender.moved()
         # A reader still waiting on the replaced transport is freed when its task aborts it.
@@ -497,7 +514,6 @@ class TransportConnection:
                 self._options.disconnect_timeout,
             )
             self.sender.outbox.clear()  # what matters is in the replay buffer
-            self._arrived = trio.Event()
             self.set_away(
                 True, DisconnectReason.TRANSPORT_FAILED, "no new transport within disconnect_timeout"
             )
@@ -523,7 +539,8 @@ class TransportConnection:
 
     def flushed(self) -> None:
         """The transport has taken the last message queued (the connection's goodbye)."""
-        self._flushed.set()
+        self._flushed = True
+        wake(self._waiters)
 
     async def attach(self, transport: Transport, *, request: Request | None = None) -> None:
         """Carry this connection's bytes over ``transport`` until one of them ends.
@@ -555,4 +572,4 @@ class TransportConnection:
             else:
                 await transport.aclose()
         if self.closing:
-            await self._done.wait()  # return once the connection is over, not just its transport
+            await self._wait_until(lambda: self._ended)  # the connection is over, not just its transport

@@ -21,10 +21,10 @@ them out (``get``) and writes them. Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import trio
-from trio.lowlevel import Abort, Task
+from trio.lowlevel import Task
+
+from .parking import parked, wake
 
 __all__ = ["Outbox"]
 
@@ -72,11 +72,11 @@ class Outbox:
         self._items.append((data, droppable))
         self._size += len(data)
         if self._readers:
-            _wake(self._readers)
+            wake(self._readers)
 
     def _wake_writers(self) -> None:
         if self._writers:
-            _wake(self._writers)
+            wake(self._writers)
 
     def put_nowait(self, data: bytes, *, droppable: bool = False) -> bool:
         """Queue ``data`` if there is room, and say whether it was taken.
@@ -95,7 +95,7 @@ class Outbox:
         if self._has_room() or self._closed:
             await trio.lowlevel.checkpoint()
         while not self._has_room() and not self._closed:
-            await trio.lowlevel.wait_task_rescheduled(_parked(self._writers))
+            await trio.lowlevel.wait_task_rescheduled(parked(self._writers))
         if not self._closed:
             self._append(data, droppable)
 
@@ -122,7 +122,7 @@ class Outbox:
         if final is not None:
             self._append(final, False)
         self._closed = True
-        _wake(self._readers)
+        wake(self._readers)
         self._wake_writers()
 
     def discard(self) -> None:
@@ -142,7 +142,7 @@ class Outbox:
             await trio.lowlevel.checkpoint()
             return
         while not (self._has_room() or self._closed):
-            await trio.lowlevel.wait_task_rescheduled(_parked(self._writers))
+            await trio.lowlevel.wait_task_rescheduled(parked(self._writers))
 
     async def wait_readable(self) -> None:
         """Wait until something is queued, or the queue is closed."""
@@ -150,7 +150,7 @@ class Outbox:
             await trio.lowlevel.checkpoint()
             return
         while not (self._items or self._closed):
-            await trio.lowlevel.wait_task_rescheduled(_parked(self._readers))
+            await trio.lowlevel.wait_task_rescheduled(parked(self._readers))
 
     def get_nowait(self, max_bytes: int) -> bytes:
         """Queued messages joined into one chunk, without waiting.
@@ -189,31 +189,9 @@ class Outbox:
             try:
                 chunk = self.get_nowait(max_bytes)
             except trio.WouldBlock:
-                await trio.lowlevel.wait_task_rescheduled(_parked(self._readers))
+                await trio.lowlevel.wait_task_rescheduled(parked(self._readers))
                 waited = True
             else:
                 if not waited:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                 return chunk
-
-
-def _parked(waiters: list[Task]) -> Callable[[object], Abort]:
-    """Put the current task in ``waiters``; what ``wait_task_rescheduled`` calls if it is cancelled.
-
-    (A function, not a coroutine: a parked task's await chain is one frame shorter.)
-    """
-    task = trio.lowlevel.current_task()
-    waiters.append(task)
-
-    def abort(_: object) -> Abort:
-        waiters.remove(task)
-        return Abort.SUCCEEDED
-
-    return abort
-
-
-def _wake(waiters: list[Task]) -> None:
-    """Wake every task in ``waiters``."""
-    for task in waiters:
-        trio.lowlevel.reschedule(task)
-    waiters.clear()
