@@ -122,27 +122,6 @@ _BACKLOG_MAX = 128
 class Dispatcher:
     """Runs one connection's calls and streams, and awaits its client results."""
 
-    __slots__ = (
-        "_backlog",
-        "_backlog_shrank",
-        "_cancelled_early",
-        "_connection",
-        "_generation",
-        "_hand_over_now",
-        "_hub",
-        "_methods",
-        "_more_work",
-        "_one_at_a_time",
-        "_options",
-        "_pipelines",
-        "_running",
-        "_slots",
-        "_stream_calls",
-        "_streams",
-        "_uploads",
-        "results",
-    )
-
     def __init__(self, connection: DispatchedConnection) -> None:
         self._connection = connection
         server = connection.server
