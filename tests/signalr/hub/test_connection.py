@@ -447,3 +447,54 @@ async def test_streams_end_with_the_connection() -> None:
             await client.receive()
         await hub.disconnected.wait()
     assert hub.cancelled == ["ticks"]
+
+
+def _tasks_named(prefix: str) -> list[trio.lowlevel.Task]:
+    found = []
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    pending = [root]
+    while pending:
+        task = pending.pop()
+        if task.name.startswith(prefix):
+            found.append(task)
+        pending.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return found
+
+
+async def test_idle_connections_have_no_timer_task_each_and_keep_their_own_timers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The hub server's one timer task keeps every connection's timers: an idle connection is its
+    reading task alone, and each still gets its Pings on its own schedule and its own timeout."""
+    hub = Lifecycle()
+    async with serve_hub(hub) as server, connect(server) as first:
+        start = trio.current_time()
+        await trio.sleep(5)
+        async with connect(server) as second:
+            await trio.testing.wait_all_tasks_blocked()
+            connections = _tasks_named("hub connection ")
+            assert len(connections) == 2
+            for task in connections:  # its nursery is there for calls, and empty while idle
+                assert [list(nursery.child_tasks) for nursery in task.child_nurseries] == [[]]
+            assert len(_tasks_named("trio_ws.signalr._transports.timers.Timers.run")) == 1
+
+            assert await first.receive(skip_pings=False) == Ping()
+            assert trio.current_time() - start == pytest.approx(15)
+            assert await second.receive(skip_pings=False) == Ping()
+            assert trio.current_time() - start == pytest.approx(20)
+            await second.send(Ping())  # the second's client timeout runs from now (20 s)
+            assert await first.receive(skip_pings=False) == Ping()
+            assert trio.current_time() - start == pytest.approx(30)
+            assert await second.receive(skip_pings=False) == Ping()
+            assert trio.current_time() - start == pytest.approx(35)
+            assert await second.receive_close() == Close(
+                "Connection closed with an error.", allow_reconnect=True
+            )
+            assert trio.current_time() - start == pytest.approx(50)
+        await hub.disconnected.wait()
+        assert hub.reasons == [DisconnectReason.TIMED_OUT]
+        assert await first.receive(skip_pings=False) == Ping()  # the one sent at 45 s
+        assert await first.receive(skip_pings=False) == Ping()  # the first goes on, unharmed
+        assert trio.current_time() - start == pytest.approx(60)
+        assert await first.call("Echo", "still here") == "still here"

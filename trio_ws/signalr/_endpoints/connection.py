@@ -14,17 +14,17 @@ What runs where::
 
     ConnectionHandlerServer.run              the endpoint's service (as a hub server's)
     └─ connection handler server nursery
-       └─ one task per connection            HandlerConnection.run
-          └─ connection nursery              cancelled when the connection ends
-             ├─ watchdog task                the time without a transport (Long Polling's polls)
-             └─ handler(connection)          your code; the connection ends when it returns
+       ├─ timers                             the time without a transport (Long Polling's polls),
+       │                                     for every connection (_transports/timers.py)
+       └─ one task per connection            HandlerConnection.run: calls handler(connection), your
+                                             code, and ends the connection when it returns
 
     a transport's own task                   a WebSocket handler, a poll, an event stream: carries
                                              the bytes (TransportConnection.attach, _http_transports)
 
 Rules of this module:
 
-* The handler runs in the connection's nursery and the connection ends
+* The handler runs in the connection's task and the connection ends
   when it returns (or raises: logged with its traceback, it is the app's
   bug): what it sent goes out first, then the transport ends (WebSocket
   Close 1000, the event stream ends, the next poll is answered 204).
@@ -114,7 +114,7 @@ def map_connection(
     Events and Long Polling, all matched in any case, all behind the same
     auth hook, with the same refusals; and a service that runs the handler's
     connections for as long as the app is served. Each connection runs
-    ``await handler(connection)`` in its own nursery (see ``Connection``).
+    ``await handler(connection)`` in its own task (see ``Connection``).
     WebSockets get the app's pings (``Options.keep_alive_interval``): there
     is no hub protocol to ping with.
 
@@ -274,6 +274,8 @@ class Connection:
 class HandlerConnection(TransportConnection):
     """A connection whose bytes go to a connection handler, as they are."""
 
+    __slots__ = ("_end_heard", "_read_scope", "handler")
+
     def __init__(self, server: ConnectionHandlerServer, **arguments: Any) -> None:
         super().__init__(server, **arguments)
         self.server: ConnectionHandlerServer = server
@@ -289,12 +291,10 @@ class HandlerConnection(TransportConnection):
         try:
             with self._scope:
                 if await self._wait_for_transport():
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._watch)
-                        await self._call_handler()
-                        nursery.cancel_scope.cancel()
+                    await self._call_handler()
         finally:
-            if self._reason is None and self._attached.is_set():
+            self._stop_timers()
+            if self._reason is None and self.transport_name is not None:
                 self._reason = DisconnectReason.SERVER_SHUTDOWN  # cancelled from outside
             await self._finish()
 
@@ -344,16 +344,6 @@ class HandlerConnection(TransportConnection):
             self._end_heard.set()  # this poll finds the end: it is answered 204
         super().set_away(away, reason, detail)
 
-    async def _watch(self) -> None:
-        """The time without a transport: between Long Polling's polls."""
-        while True:
-            self._watchdog_woken = trio.Event()
-            due = self._check_away(trio.current_time())
-            if due is None:
-                return
-            with trio.move_on_at(due):
-                await self._watchdog_woken.wait()
-
     async def _finish(self) -> None:
         """What the handler sent goes out (at most ``close_timeout``); then the transport ends."""
         outbox = self.sender.outbox
@@ -374,7 +364,7 @@ class HandlerConnection(TransportConnection):
                 # client closes cleanly instead of finding it gone (404).
                 await self._end_heard.wait()
         await self._end_transport()
-        if self._attached.is_set():
+        if self.transport_name is not None:
             detail = f" ({printable(self._detail)})" if self._detail else ""
             reason = self._reason.value if self._reason else "ended"
             logger.info("%s: closed: %s%s", self, reason, detail)

@@ -5,8 +5,10 @@
     HubServer.run(task_status=...)          started(hub server), then runs until aclose()
     └─ hub server nursery
        ├─ backplane.serve                   in-process: idle; Redis: its subscription
+       ├─ timers                            every connection's Pings and timeouts, in one task
+       │                                    (_transports/timers.py)
        └─ one task per hub connection       HubConnection.run (see _hub/connection.py)
-          └─ hub connection nursery         keep-alive, and one task per call or stream
+          └─ hub connection nursery         one task per call or stream
 
 A hub connection outlives any one request or socket (a Long Polling
 connection spans many requests), so its tasks cannot live in the task that
@@ -73,6 +75,7 @@ from .._options import HubOptions
 from .._protocol import PROTOCOLS, HubProtocol
 from .._transports.connection import TransportConnection, new_id
 from .._transports.relay import RelayedSockets, answer_relayed
+from .._transports.timers import Timers
 from .._transports.transport import Transport
 
 if TYPE_CHECKING:
@@ -135,6 +138,8 @@ class ConnectionServer(Generic[C]):
         self.backplane: Backplane = backplane or InProcessBackplane()
         self._backplane_given = backplane is not None
         self._connections: dict[str, C] = {}  # by token
+        self.timers = Timers()
+        """Every connection's timers, fired by one task while it runs."""
         self.relayed_sockets = RelayedSockets()
         """WebSockets relayed between this worker and others (stateful reconnect across workers)."""
         self._nursery: trio.Nursery | None = None
@@ -221,6 +226,7 @@ class ConnectionServer(Generic[C]):
                 self.backplane.instrument(self.metrics, self._instruments)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.backplane.serve)
+                nursery.start_soon(self.timers.run)
                 self.backplane.on_ask = partial(answer_relayed, self)
                 self._nursery = nursery
                 task_status.started(self)

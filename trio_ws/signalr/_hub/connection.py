@@ -3,12 +3,13 @@
 ::
 
     HubConnection.run                       a task in the hub server's nursery: reads and dispatches
-    └─ hub connection nursery               cancelled when the connection ends
-       ├─ watchdog task                     the timers: Ping, client timeout, time without a transport
-       ├─ ack task                          stateful reconnect only: an Ack a second after new messages
+    └─ hub connection nursery               cancelled when the connection ends; empty while idle
        ├─ invoker task                      the calls, in order; it runs each itself when they run one
        │                                    at a time (the default; see _hub/dispatch.py)
        └─ one task per stream               and per call when max_parallel_invocations > 1
+
+    Timers.run                              the hub server's one timer task (_transports/timers.py):
+                                            calls HubConnection._watch when a timer is due
 
     HubConnection.attach(transport)         in the transport's own task (a WebSocket handler)
     └─ the pump                             writes what is queued (Sender.pump), while attached
@@ -37,9 +38,10 @@ Rules of this module:
   time to go out.
 * The handshake clock starts when the first transport attaches.
 * The timers (the keep-alive Ping, the client timeout, the time without a
-  transport) live in one watchdog task, which sleeps until the earliest is
-  due and looks again: reading and sending only note the time, so a message
-  costs no cancel scope.
+  transport, a stateful client's Ack) are the hub server's timer task's,
+  which calls ``_watch`` when the earliest is due; it acts and says when
+  to look again. Reading and sending only note the time, so a message
+  costs no timer work, and an idle connection no task of its own.
 * The client timeout starts with the client's first Ping, as ASP.NET's
   does, counts only time spent waiting for the client's bytes, and applies
   only to transports the hub pings over (not Long Polling).
@@ -150,6 +152,19 @@ class HubConnectionHost(DispatchHost, TransportServer, Protocol):
 class HubConnection(TransportConnection):
     """One client's connection to a hub, whatever transport carries it: the hub protocol on top."""
 
+    __slots__ = (
+        "_ack_at",
+        "_client_timeout_armed",
+        "_connected",
+        "_goodbye",
+        "_reader",
+        "_registered",
+        "_tasks",
+        "context",
+        "dispatcher",
+        "protocol",
+    )
+
     def __init__(
         self,
         server: HubConnectionHost,
@@ -180,7 +195,7 @@ class HubConnection(TransportConnection):
         self._registered = False
         self._connected = False
         self._client_timeout_armed = False
-        self._ack_wanted = trio.Event()
+        self._ack_at = math.inf  # stateful reconnect: when the Ack for what came is due
 
     def __str__(self) -> str:
         return f"hub connection {self.connection_id}"
@@ -191,19 +206,17 @@ class HubConnection(TransportConnection):
         """The connection's whole life; runs in the hub server's nursery."""
         _serving.set(self)  # for structured logs: this task, and every task it starts
         try:
-            with self._scope:
-                try:
-                    if await self._wait_for_transport():
-                        async with trio.open_nursery() as nursery:
-                            self._tasks = nursery
-                            nursery.start_soon(self._watch)
-                            if await self._handshake():
-                                await self._serve()
-                            nursery.cancel_scope.cancel()
-                except BaseException as exc:
-                    contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
-                    self.close(DisconnectReason.ABORTED, "internal error")
+            async with trio.open_nursery() as nursery:
+                self._tasks = nursery
+                self._adopt_scope(nursery.cancel_scope)  # ending the connection cancels the nursery
+                if await self._wait_for_transport() and await self._handshake() and await self._join():
+                    await self._read_messages()
+                nursery.cancel_scope.cancel()
+        except BaseException as exc:
+            contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
+            self.close(DisconnectReason.ABORTED, "internal error")
         finally:
+            self._stop_timers()
             if self._reason is None and self._connected:
                 # Cancelled from outside: the hub server's nursery is being torn down.
                 self._reason = DisconnectReason.SERVER_SHUTDOWN
@@ -218,7 +231,7 @@ class HubConnection(TransportConnection):
         """The client pinged: from now on, silence for ``client_timeout`` ends the connection."""
         if not self._client_timeout_armed:
             self._client_timeout_armed = True
-            self._watchdog_woken.set()
+            self._look_again()
 
     async def _handshake(self) -> bool:
         options = self._options
@@ -253,7 +266,8 @@ class HubConnection(TransportConnection):
         outbox.close(encode_response(CANCELED))
         return False
 
-    async def _serve(self) -> None:
+    async def _join(self) -> bool:
+        """Join the backplane and run ``on_connected``: whether the connection goes on to read."""
         assert self.protocol is not None
         logger.info(
             "%s: connected to %s over %s with %s%s%s",
@@ -267,13 +281,11 @@ class HubConnection(TransportConnection):
         await self.server.backplane.add_connection(self)
         self._registered = True
         # From the handshake on, as ASP.NET: a slow on_connected must not look like a dead server.
-        self._watchdog_woken.set()  # Pings are due from now on
-        if self.sender.replay is not None:
-            self.start_task(self._acknowledge, self.sender.replay)
+        self._look_again()  # Pings are due from now on
         if not await self._call_on_connected():
-            return
+            return False
         self._connected = True
-        await self._read_messages()
+        return True
 
     async def _call_on_connected(self) -> bool:
         token = current_call.set(CallInfo(self, in_on_connected=True))
@@ -320,8 +332,9 @@ class HubConnection(TransportConnection):
                 if replay is not None:
                     if not replay.accept(message):
                         continue
-                    if not self._ack_wanted.is_set() and is_trackable(message):
-                        self._ack_wanted.set()
+                    if self._ack_at == math.inf and is_trackable(message):
+                        self._ack_at = trio.current_time() + _ACK_DELAY
+                        self._look_at(self._ack_at)
                 await dispatch(message)
         except ProtocolError as exc:
             logger.info("%s: closed: the client broke the protocol: %s", self, printable(str(exc)))
@@ -331,62 +344,54 @@ class HubConnection(TransportConnection):
                 allow_reconnect=True,
             )
 
-    async def _watch(self) -> None:
-        """The connection's timers, in one task: the Ping, the client timeout, the time away.
-
-        Each is noted as a time by whoever changes it (the reader, the
-        sender, the transports); this task sleeps until the earliest is due,
-        then acts or looks again. Something that moves a timer sooner (a
-        client's first Ping, a transport leaving) wakes it.
-        """
+    def _watch(self, now: float) -> float:
+        """The connection's timers (the server's timer task calls it when one is due): the Ping,
+        the client timeout, the time away, the Ack. Each is noted as a time by whoever changes it
+        (the reader, the sender, the transports); this acts on those due and says when to look
+        again. Something that moves a timer sooner (a client's first Ping, a transport leaving)
+        calls it at once (``_look_again``)."""
+        away = self._away_since
+        due = self._check_away(now)
+        protocol = self.protocol
+        if due is None or protocol is None:
+            return math.inf if due is None else due
         options = self._options
         interval = options.keep_alive_interval
         timeout = options.client_timeout
         sender = self.sender
-        ping: bytes | None = None
-        while True:
-            self._watchdog_woken = trio.Event()
-            now = trio.current_time()
-            away = self._away_since
-            due = self._check_away(now)
-            if due is None:
-                return
-            if self.protocol is not None:
-                if interval is not None and self._pings and away is None:
-                    if now >= sender.last_sent + interval:
-                        if ping is None:
-                            ping = self.protocol.encode(Ping())
-                        # A full queue means the transport is busy sending anyway: no Ping needed.
-                        sender.try_put(ping, trackable=False)
-                        sender.last_sent = now
-                    due = min(due, sender.last_sent + interval)
-                if self._client_timeout_armed and self._pings and timeout is not None and away is None:
-                    silent_until = self._last_received + timeout
-                    if now >= silent_until and self._waiting:
-                        logger.info("%s: closed: nothing from the client for %s s", self, timeout)
-                        self.close(DisconnectReason.TIMED_OUT)
-                        return
-                    # While the reader is busy (every call slot taken) the client is not timed out;
-                    # look again a little later.
-                    due = min(due, silent_until if now < silent_until else now + min(1.0, timeout))
-            with trio.move_on_at(due):
-                await self._watchdog_woken.wait()
+        if interval is not None and self._pings and away is None:
+            if now >= sender.last_sent + interval:
+                # A full queue means the transport is busy sending anyway: no Ping needed.
+                sender.try_put(protocol.encode(Ping()), trackable=False)
+                sender.last_sent = now
+            due = min(due, sender.last_sent + interval)
+        if self._client_timeout_armed and self._pings and timeout is not None and away is None:
+            silent_until = self._last_received + timeout
+            if now >= silent_until and self._waiting:
+                logger.info("%s: closed: nothing from the client for %s s", self, timeout)
+                self.close(DisconnectReason.TIMED_OUT)
+                return math.inf
+            # While the reader is busy (every call slot taken) the client is not timed out;
+            # look again a little later.
+            due = min(due, silent_until if now < silent_until else now + min(1.0, timeout))
+        if now >= self._ack_at:
+            self._ack_at = math.inf
+            self._acknowledge(protocol, now)
+        return min(due, self._ack_at)
 
-    async def _acknowledge(self, replay: Replay) -> None:
-        """Stateful reconnect: tell the client what arrived, a second after something new did."""
-        assert self.protocol is not None
-        while True:
-            await self._ack_wanted.wait()
-            await trio.sleep(_ACK_DELAY)
-            self._ack_wanted = trio.Event()
-            sequence_id = replay.ack_due()
-            if sequence_id is None:
-                continue
-            ack = self.protocol.encode(Ack(sequence_id))
-            if self._attachment is not None and self.sender.try_put(ack, trackable=False):
-                replay.acked(sequence_id)
-            else:
-                self._ack_wanted.set()  # away, or no room: try again a second later
+    def _acknowledge(self, protocol: HubProtocol, now: float) -> None:
+        """Stateful reconnect: tell the client what arrived (a second after something new did)."""
+        replay = self.sender.replay
+        assert replay is not None
+        sequence_id = replay.ack_due()
+        if sequence_id is None:
+            return
+        if self._attachment is not None and self.sender.try_put(
+            protocol.encode(Ack(sequence_id)), trackable=False
+        ):
+            replay.acked(sequence_id)
+        else:
+            self._ack_at = now + _ACK_DELAY  # away, or no room: try again a second later
 
     async def _finish(self) -> None:
         sender = self.sender

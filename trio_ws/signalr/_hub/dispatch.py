@@ -94,6 +94,7 @@ from .._protocol.messages import (
     StreamInvocation,
     StreamItem,
 )
+from .._transports.parking import parked, wake
 from .binding import BindingError
 from .call import CallInfo, current_call
 from .dispatched import DispatchedConnection
@@ -103,6 +104,8 @@ from .results import ClientResults
 from .streams import HubStream, StreamEnd
 
 if TYPE_CHECKING:
+    from trio.lowlevel import Task
+
     from .filters import NextInvoke
     from .methods import HubMethod
 
@@ -131,15 +134,16 @@ class Dispatcher:
         self._stream_calls = 0  # streams and calls with uploads, running
         self._uploads: dict[str, trio.MemorySendChannel[Any]] = {}  # client-to-server streams
         self.results = ClientResults(connection)  # the client results it awaits (_hub/results.py)
-        self._backlog: deque[HubMessage] = deque()  # work waiting its turn, oldest first
+        # Work waiting its turn, oldest first: made, and the invoker task started, once work
+        # first comes (a connection that never calls keeps neither).
+        self._backlog: deque[HubMessage] | None = None
         self._one_at_a_time = self._options.max_parallel_invocations == 1  # plain calls run inline
-        self._invoker_started = False  # the invoker task is started once work first comes
-        self._more_work = trio.lowlevel.ParkingLot()  # where the invoker waits for an empty backlog
+        self._more_work: list[Task] = []  # where the invoker waits for work (_transports/parking.py)
         self._generation = 0  # which invoker has the backlog (a new one after each hand-over)
         self._running: CallInfo | None = None  # the call the invoker runs itself, now
         self._hand_over_now = self._hand_over  # one bound method, not one per call
-        self._backlog_shrank = trio.Event()
-        self._cancelled_early: set[str] = set()  # streams cancelled while in the backlog
+        self._backlog_shrank: trio.Event | None = None  # the reader waits for room in the backlog
+        self._cancelled_early: set[str] | None = None  # streams cancelled while in the backlog
 
     async def dispatch(self, message: HubMessage) -> None:
         """Act on one message from the client, in the order they came (the reader calls it).
@@ -159,14 +163,15 @@ class Dispatcher:
             if self._start_now(message):
                 await trio.lowlevel.checkpoint_if_cancelled()
                 return
-            backlog.append(message)
-            if not self._invoker_started:
-                self._invoker_started = True
+            if backlog is None:
+                backlog = self._backlog = deque([message])
                 self._connection.start_task(self._work, self._generation)
-            elif self._running is not None and self._bind_plain(message) is None:
-                self._hand_over()  # it need not wait for the call the invoker is running
             else:
-                self._more_work.unpark()
+                backlog.append(message)
+                if self._running is not None and self._bind_plain(message) is None:
+                    self._hand_over()  # it need not wait for the call the invoker is running
+                else:
+                    wake(self._more_work)
         else:
             backlog.append(message)
         while self._backlog_full():
@@ -175,7 +180,7 @@ class Dispatcher:
         await trio.lowlevel.checkpoint_if_cancelled()
 
     def _backlog_full(self) -> bool:
-        length = len(self._backlog)
+        length = len(self._backlog or ())
         if length < _BACKLOG:
             return False
         if length >= _BACKLOG_MAX:
@@ -185,21 +190,24 @@ class Dispatcher:
 
     def replies_wait_for_ack(self) -> None:
         """A reply waits for room in the replay buffer: a reader paused by the backlog reads on."""
-        self._backlog_shrank.set()
+        if self._backlog_shrank is not None:
+            self._backlog_shrank.set()
 
     async def _work(self, generation: int) -> None:
         """The invoker: work through the backlog, in order, and wait for more; with one slot, run
         each plain call here. Ends once its call has handed the backlog to a new invoker."""
         backlog = self._backlog
+        assert backlog is not None
         while True:
             while not backlog:
-                await self._more_work.park()
+                await trio.lowlevel.wait_task_rescheduled(parked(self._more_work))
             message = backlog[0]
             run = self._run_here(message) if self._one_at_a_time else None
             if run is None:
                 run = await self._act(message)
             backlog.popleft()
-            self._backlog_shrank.set()
+            if self._backlog_shrank is not None:
+                self._backlog_shrank.set()
             if run is not None:
                 await run
                 if self._generation != generation:
@@ -224,8 +232,10 @@ class Dispatcher:
                     scope.cancel()
                 elif any(
                     isinstance(waiting, StreamInvocation) and waiting.invocation_id == message.invocation_id
-                    for waiting in self._backlog
+                    for waiting in self._backlog or ()
                 ):
+                    if self._cancelled_early is None:
+                        self._cancelled_early = set()
                     self._cancelled_early.add(message.invocation_id)  # cancelled once it starts
                 else:
                     logger.debug(
@@ -421,7 +431,7 @@ class Dispatcher:
             assert invocation_id is not None
             scope = self._streams[invocation_id] = trio.CancelScope()
             stream_ids = message.stream_ids
-            if invocation_id in self._cancelled_early:
+            if self._cancelled_early and invocation_id in self._cancelled_early:
                 self._cancelled_early.discard(invocation_id)
                 scope.cancel()
             self._connection.start_task(

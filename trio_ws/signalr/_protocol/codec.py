@@ -28,6 +28,8 @@ __all__ = ["FramedReader", "HubProtocol", "MessageReader"]
 class MessageReader(abc.ABC):
     """One connection's incremental parser."""
 
+    __slots__ = ()
+
     @abc.abstractmethod
     def receive_data(self, data: bytes | bytearray) -> None:
         """Add bytes received from the peer; any chunking is fine."""
@@ -43,6 +45,8 @@ class MessageReader(abc.ABC):
 
 class FramedReader(MessageReader):
     """A reader made of a framing and a decoder: each frame becomes a message (or is skipped)."""
+
+    __slots__ = ("_decode", "_framer")  # one per connection: no dict each
 
     def __init__(self, framer: Framer, decode: Callable[[bytes], HubMessage | None]) -> None:
         self._framer = framer

@@ -41,6 +41,8 @@ class Framer(Protocol):
 class _Buffer:
     """Received bytes, with a read position that moves instead of copying."""
 
+    __slots__ = ("_data", "_start", "max_message_size")  # one per connection: no dict each
+
     def __init__(self, max_message_size: int) -> None:
         self.max_message_size = max_message_size
         self._data = bytearray()
@@ -67,6 +69,8 @@ class _Buffer:
 
 class TextFramer(_Buffer):
     """Cuts ``0x1E``-terminated records out of a stream of bytes."""
+
+    __slots__ = ("_scanned",)
 
     def __init__(self, max_message_size: int) -> None:
         super().__init__(max_message_size)
@@ -101,6 +105,8 @@ class TextFramer(_Buffer):
 
 class BinaryFramer(_Buffer):
     """Cuts VarInt-length-prefixed messages out of a stream of bytes."""
+
+    __slots__ = ()
 
     def next_record(self) -> bytes | None:
         """The next whole message body, or ``None`` until more bytes come.

@@ -73,6 +73,11 @@ def dumps_record(value: Any) -> bytes:
     return _encoder.encode(value).encode("utf-8") + b"\x1e"
 
 
+def _decode(record: bytes) -> HubMessage | None:
+    """One record as a message (``None``: a message type to skip)."""
+    return _from_object(loads_record(record))
+
+
 class JsonProtocol(HubProtocol):
     """``{"protocol": "json"}``: text frames, every message a JSON object."""
 
@@ -81,7 +86,7 @@ class JsonProtocol(HubProtocol):
     transfer_format: ClassVar[TransferFormat] = TransferFormat.TEXT
 
     def reader(self, max_message_size: int) -> MessageReader:
-        return FramedReader(TextFramer(max_message_size), lambda record: _from_object(loads_record(record)))
+        return FramedReader(TextFramer(max_message_size), _decode)
 
     def encode(self, message: HubMessage) -> bytes:
         if isinstance(message, Ping):

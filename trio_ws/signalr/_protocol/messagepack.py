@@ -52,6 +52,11 @@ def _frame(value: Any) -> bytes:
 _PING = _frame([MessageType.PING.value])
 
 
+def _decode(body: bytes) -> HubMessage | None:
+    """One message body as a message (``None``: a message type to skip)."""
+    return _from_array(_unpack(body))
+
+
 class MessagePackProtocol(HubProtocol):
     """``{"protocol": "messagepack"}``: binary frames, every message an array."""
 
@@ -60,7 +65,7 @@ class MessagePackProtocol(HubProtocol):
     transfer_format: ClassVar[TransferFormat] = TransferFormat.BINARY
 
     def reader(self, max_message_size: int) -> MessageReader:
-        return FramedReader(BinaryFramer(max_message_size), lambda body: _from_array(_unpack(body)))
+        return FramedReader(BinaryFramer(max_message_size), _decode)
 
     def encode(self, message: HubMessage) -> bytes:
         if isinstance(message, Ping):

@@ -30,7 +30,14 @@ Rules of this module:
   dropped WebSocket, replaced by the next one to the same token; and Long
   Polling between two polls (``set_away``). Past that, it ends with
   ``TRANSPORT_FAILED`` or ``TIMED_OUT`` (``_check_away``, called by the
-  subclass's watchdog).
+  subclass's ``_watch``).
+* A connection has no timer task of its own: its server's ``Timers``
+  (``_transports/timers.py``) call ``timer_fired`` when it asked
+  (``_look_at``), and the subclass's ``_watch`` acts on what is due and
+  says when to look again. Whatever moves a timer sooner (a transport
+  coming or going, a client's first Ping) has the timers looked at at
+  once, in its own turn (``_look_again``). The timers stop when the
+  connection ends.
 * The first transport must come within ``disconnect_timeout`` of the
   connection's creation (after negotiate). Later transports must be of the
   same kind (ASP.NET's "Cannot change transports mid-connection").
@@ -45,18 +52,24 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from ..._contain import contain
 from ..._printable import printable
 from .._errors import DisconnectReason
 from .._protocol.messages import TransferFormat
 from .http import LongPollingTransport, PostInbox
+from .parking import parked, wake
 from .sender import Sender, describe_break
+from .timers import TimerEntry, Timers
 from .transport import Attachment, ConnectionGone, TransportInUse, TransportMismatch
 
 if TYPE_CHECKING:
+    from trio.lowlevel import Task
+
     from ..._app.request import Request
     from ..._observe.metrics import HubMetrics
     from .._options import HubOptions
@@ -90,6 +103,9 @@ class TransportServer(Protocol):
     def metrics(self) -> HubMetrics | None: ...  # pragma: no cover (a signature)
 
     @property
+    def timers(self) -> Timers: ...  # pragma: no cover (a signature)
+
+    @property
     def closing(self) -> bool: ...  # pragma: no cover (a signature)
 
     def forget(self, connection: TransportConnection, /) -> None: ...  # pragma: no cover (a signature)
@@ -97,6 +113,39 @@ class TransportServer(Protocol):
 
 class TransportConnection:
     """One client's connection, whatever transport carries it; subclasses say what it speaks."""
+
+    # A server holds thousands: slots, not a dict per connection (so do its subclasses).
+    __slots__ = (
+        "_attachment",
+        "_away_detail",
+        "_away_reason",
+        "_away_since",
+        "_detail",
+        "_ended",
+        "_flushed",
+        "_formats",
+        "_inbox",
+        "_last_received",
+        "_metrics",
+        "_opened_at",
+        "_options",
+        "_pings",
+        "_reason",
+        "_scope",
+        "_timer",
+        "_timers",
+        "_waiters",
+        "_waiting",
+        "connection_id",
+        "negotiate_trace",
+        "request",
+        "sender",
+        "server",
+        "stateful_reconnect",
+        "token",
+        "transport_name",
+        "user_id",
+    )
 
     def __init__(
         self,
@@ -126,12 +175,11 @@ class TransportConnection:
         self._metrics = server.metrics  # None with metrics off
         self._opened_at = time.perf_counter()
         self._attachment: Attachment | None = None
-        self._attached = trio.Event()  # a transport has attached, once
         self._formats: frozenset[TransferFormat] = frozenset()
         self._pings = True  # the attached transport wants the hub's Pings
-        self._arrived = trio.Event()  # a transport attached since the last one left
         self._waiting = False  # the reader waits for the client's bytes (the client timeout runs)
-        self._watchdog_woken = trio.Event()  # a timer changed: the watchdog looks again
+        self._timers: Timers | None = server.timers  # ``None`` once the connection's have stopped
+        self._timer: TimerEntry | None = None  # when the timers look at it next
         self._away_since: float | None = None  # between transports (or polls) since then
         self._away_reason = DisconnectReason.TRANSPORT_FAILED
         self._away_detail = ""
@@ -140,13 +188,16 @@ class TransportConnection:
         self._detail: str | None = None
         self._last_received = -math.inf
         self._inbox: PostInbox | None = None
-        self._flushed = trio.Event()  # the last message queued has gone to the transport
-        self._done = trio.Event()
+        self._flushed = False  # the last message queued has gone to the transport
+        self._ended = False  # the connection is over (``_end_transport``)
+        # Tasks waiting for a transport to attach, the goodbye to go out, the end (parking.py):
+        # a list, where three Events would cost 816 bytes a connection.
+        self._waiters: list[Task] = []
 
     @property
     def closing(self) -> bool:
         """Whether the connection has begun to end."""
-        return self._reason is not None or self._done.is_set()
+        return self._reason is not None or self._ended
 
     @property
     def has_transport(self) -> bool:
@@ -176,9 +227,10 @@ class TransportConnection:
 
     def close(self, reason: DisconnectReason, detail: str | None = None) -> None:
         """End the connection for ``reason`` (the first reason given wins)."""
-        if self._reason is not None or self._done.is_set():
+        if self._reason is not None or self._ended:
             return
         self._reason, self._detail = reason, detail
+        self._stop_timers()
         if reason is DisconnectReason.TOO_SLOW:
             # It is not reading: a goodbye would wait behind everything queued. Drop it all,
             # and the transport at once.
@@ -188,6 +240,13 @@ class TransportConnection:
                 attachment.abandoned = True
                 attachment.drop()
         self._stop_tasks(reason)
+
+    def _adopt_scope(self, scope: trio.CancelScope) -> None:
+        """From now on ending the connection cancels ``scope`` (a subclass's nursery's, which
+        saves one of its own); an end that came first carries over."""
+        if self._scope.cancel_called:
+            scope.cancel()
+        self._scope = scope
 
     def _stop_tasks(self, reason: DisconnectReason) -> None:
         """The connection is ending: stop its tasks (at once, unless a subclass gives a grace)."""
@@ -206,7 +265,7 @@ class TransportConnection:
         """Where the client's bytes go when they come in POSTs (Server-Sent Events, Long Polling)."""
         if self._inbox is None:
             self._inbox = PostInbox()
-            if self._done.is_set():
+            if self._ended:
                 self._inbox.close()
         return self._inbox
 
@@ -214,14 +273,62 @@ class TransportConnection:
         """Wait for the first transport, at most ``disconnect_timeout`` (a negotiate never followed up)."""
         timeout = self._options.disconnect_timeout
         with trio.move_on_after(math.inf if timeout is None else timeout):
-            await self._attached.wait()
+            await self._wait_until(lambda: self.transport_name is not None)
             return True
         logger.info("%s: gone: no transport came within disconnect_timeout (%s s)", self, timeout)
         return False
 
+    # -- timers -------------------------------------------------------------------------------
+
+    def _look_at(self, when: float) -> None:
+        """Have the server's timers call ``timer_fired`` at ``when``, unless they will sooner."""
+        timers = self._timers
+        if timers is None:
+            return
+        timer = self._timer
+        if timer is not None:
+            if timer.when <= when:
+                return
+            timers.cancel(timer)
+        self._timer = timers.call_at(when, self)
+
+    def _look_again(self) -> None:
+        """A timer moved, sooner perhaps: look at the timers now, in the caller's turn (which
+        costs the server's timer task no wake), and ask for the next time."""
+        if self._timers is not None:
+            self._look(trio.current_time())
+
+    def timer_fired(self, now: float) -> None:
+        """The server's timers look at this connection (``_look_at``)."""
+        self._timer = None
+        self._look(now)
+
+    def _look(self, now: float) -> None:
+        """Act on the timers due, and ask the server's timers for the next time."""
+        try:
+            due = self._watch(now)
+        except BaseException as exc:
+            contain(exc, logger, "%s: internal error; please report a bug to trio_ws", self)
+            self.close(DisconnectReason.ABORTED, "internal error")
+            return
+        if due < math.inf:
+            self._look_at(due)
+
+    def _watch(self, now: float) -> float:
+        """Act on the timers due by ``now``; when to look again (``math.inf``: not unless a
+        timer moves). The time away is every connection's; a subclass adds its own."""
+        due = self._check_away(now)
+        return math.inf if due is None else due
+
+    def _stop_timers(self) -> None:
+        """The connection is ending: its timers fire no more."""
+        if self._timers is not None and self._timer is not None:
+            self._timers.cancel(self._timer)
+        self._timers = self._timer = None
+
     def _check_away(self, now: float) -> float | None:
-        """The watchdog's look at the time away: when to look again, or ``None`` once it has
-        ended the connection (no transport, or no poll, within ``disconnect_timeout``)."""
+        """The look at the time away: when to look again, or ``None`` once it has ended the
+        connection (no transport, or no poll, within ``disconnect_timeout``)."""
         away = self._away_since
         disconnect = self._options.disconnect_timeout
         if away is None or disconnect is None:
@@ -235,6 +342,15 @@ class TransportConnection:
             self._attachment = self.sender.attachment = None
         return None
 
+    async def _wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds (at once if it does): it is looked at again whenever
+        a transport attaches, the goodbye goes out, or the connection ends."""
+        if condition():
+            await trio.lowlevel.checkpoint()
+            return
+        while not condition():
+            await trio.lowlevel.wait_task_rescheduled(parked(self._waiters))
+
     async def _wait_flushed(self) -> None:
         """Wait until the transport has taken what is queued (the goodbye), unless nobody can come
         for it: a transport abandoned, or, shutting down, a Long Polling client between polls (new
@@ -245,12 +361,13 @@ class TransportConnection:
         transport = attachment.transport
         between_polls = isinstance(transport, LongPollingTransport) and transport.held is None
         if not (between_polls and self.server.closing):
-            await self._flushed.wait()
+            await self._wait_until(lambda: self._flushed)
 
     async def _end_transport(self) -> None:
         """The connection is over: POSTs still waiting are refused, the transport stops, the
         server forgets it."""
-        self._done.set()
+        self._ended = True
+        wake(self._waiters)
         if self._inbox is not None:
             self._inbox.close()  # POSTs still waiting are answered 404
         attachment = self._attachment
@@ -275,7 +392,8 @@ class TransportConnection:
         while not self.closing:
             attachment = self._attachment
             if attachment is None:
-                await self._arrived.wait()  # a transport, or the end (the watchdog times it)
+                # A transport, or the end (the timers time it).
+                await self._wait_until(lambda: self._attachment is not None)
                 continue
             self._waiting = True
             try:
@@ -348,7 +466,7 @@ class TransportConnection:
             current.abandoned = True
             current.drop()
         attachment = Attachment(transport, push)
-        resuming = self._attached.is_set() and self.sender.replay is not None
+        resuming = self.sender.replay is not None  # a handshake on an earlier transport made it
         self._attachment = self.sender.attachment = attachment
         if request is not None:
             self.request = request
@@ -367,9 +485,8 @@ class TransportConnection:
             self.sender.replay.reconnected()
         self._away_since = None
         self._last_received = trio.current_time()
-        self._attached.set()
-        self._arrived.set()
-        self._watchdog_woken.set()
+        wake(self._waiters)
+        self._look_again()
         self.sender.moved()
         # A reader still waiting on the replaced transport is freed when its task aborts it.
         return attachment
@@ -397,7 +514,6 @@ class TransportConnection:
                 self._options.disconnect_timeout,
             )
             self.sender.outbox.clear()  # what matters is in the replay buffer
-            self._arrived = trio.Event()
             self.set_away(
                 True, DisconnectReason.TRANSPORT_FAILED, "no new transport within disconnect_timeout"
             )
@@ -419,11 +535,12 @@ class TransportConnection:
                 self._away_reason, self._away_detail = reason, detail
         else:
             self._away_since = None
-        self._watchdog_woken.set()
+        self._look_again()
 
     def flushed(self) -> None:
         """The transport has taken the last message queued (the connection's goodbye)."""
-        self._flushed.set()
+        self._flushed = True
+        wake(self._waiters)
 
     async def attach(self, transport: Transport, *, request: Request | None = None) -> None:
         """Carry this connection's bytes over ``transport`` until one of them ends.
@@ -455,4 +572,4 @@ class TransportConnection:
             else:
                 await transport.aclose()
         if self.closing:
-            await self._done.wait()  # return once the connection is over, not just its transport
+            await self._wait_until(lambda: self._ended)  # the connection is over, not just its transport

@@ -73,6 +73,19 @@ class SenderOwner(Protocol):
 class Sender:
     """The bytes on their way to one client."""
 
+    __slots__ = (
+        "_connection",
+        "_timeout",
+        "_waits",
+        "attachment",
+        "away_limit",
+        "binary",
+        "last_sent",
+        "outbox",
+        "protocol",
+        "replay",
+    )
+
     def __init__(self, connection: SenderOwner, options: HubOptions) -> None:
         self._connection = connection
         self._timeout = options.slow_client_timeout
@@ -85,7 +98,8 @@ class Sender:
         # The transport the bytes go to now (set by the connection as transports come and go).
         self.attachment: Attachment | None = None
         # The waits for room under way: a transport attaching or leaving ends them (``moved``).
-        self._waits: set[trio.CancelScope] = set()
+        # A list, as few wait at once (and an empty set is four times its size).
+        self._waits: list[trio.CancelScope] = []
 
     @property
     def away(self) -> bool:
@@ -146,7 +160,7 @@ class Sender:
         """
         replay = self.replay
         with trio.CancelScope() as scope:
-            self._waits.add(scope)
+            self._waits.append(scope)
             try:
                 if (
                     trackable
@@ -159,7 +173,7 @@ class Sender:
                 else:
                     await self.outbox.wait_writable()
             finally:
-                self._waits.discard(scope)
+                self._waits.remove(scope)
 
     # -- taking: the transports' side -----------------------------------------------------------
 
@@ -185,9 +199,9 @@ class Sender:
                 await transport.send(chunk, binary=self.binary)
             except trio.BrokenResourceError as exc:
                 # A client that closed cleanly can fail a send just before its end is read:
-                # the reader has a moment to say so first, and the reason is the right one.
-                with trio.move_on_after(_READER_GRACE):
-                    await attachment.gone.wait()
+                # the reader has a moment to say so first, and the reason is the right one
+                # (its report drops the attachment, which cancels this wait: see ``attach``).
+                await trio.sleep(_READER_GRACE)
                 self._connection.transport_lost(
                     attachment, broken=True, detail=describe_break("while sending", exc)
                 )

@@ -145,20 +145,17 @@ class Attachment:
             itself (a poll, an event stream).
         scope: The transport's own work for the connection (its pump, its
             stream): cancelled when the transport leaves.
-        gone: Set when the transport has left.
         abandoned: Too slow, or replaced: abort it, never close it politely.
     """
 
-    __slots__ = ("abandoned", "gone", "push", "scope", "transport")
+    __slots__ = ("abandoned", "push", "scope", "transport")
 
     def __init__(self, transport: Inbound, push: Transport | None) -> None:
         self.transport = transport
         self.push = push
         self.scope = trio.CancelScope()
-        self.gone = trio.Event()
         self.abandoned = False
 
     def drop(self) -> None:
         """Stop whatever the connection does with this transport."""
         self.scope.cancel()
-        self.gone.set()
