@@ -28,6 +28,12 @@ classic timer heap. Rules of this module:
 * A cancelled entry forgets its connection at once (an ended connection
   is not kept alive by the heap) and is dropped when it comes up, or when
   cancelled entries are more than half the heap.
+* The task sleeps in one cancel scope until the earliest time; an earlier
+  entry moves that scope's deadline rather than waking the task. trio keeps
+  an entry in its own deadline heap for every deadline a scope has had,
+  pruned only now and then: a new scope per wake would keep up to a
+  thousand finished scopes alive there, where moved deadlines keep only
+  small tuples.
 """
 
 from __future__ import annotations
@@ -66,12 +72,12 @@ class TimerEntry:
 class Timers:
     """The timers of one server's connections, and the task that fires them (``run``)."""
 
-    __slots__ = ("_cancelled", "_heap", "_woken")
+    __slots__ = ("_cancelled", "_heap", "_sleep")
 
     def __init__(self) -> None:
         self._heap: list[TimerEntry] = []
         self._cancelled = 0  # cancelled entries still in the heap
-        self._woken = trio.Event()  # an entry came that is earlier than the one slept for
+        self._sleep: trio.CancelScope | None = None  # the task's sleep, until the earliest entry
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -81,8 +87,8 @@ class Timers:
         entry = TimerEntry(when, timed)
         heap = self._heap
         heapq.heappush(heap, entry)
-        if heap[0] is entry:
-            self._woken.set()
+        if heap[0] is entry and self._sleep is not None and when < self._sleep.deadline:
+            self._sleep.deadline = when  # the task wakes then, not at the later time it slept for
         return entry
 
     def cancel(self, entry: TimerEntry) -> None:
@@ -100,9 +106,10 @@ class Timers:
         """Fire the timers as they come due, until cancelled (with the server's nursery)."""
         while True:
             self._fire(trio.current_time())
-            self._woken = trio.Event()
-            with trio.move_on_at(self._heap[0].when if self._heap else math.inf):
-                await self._woken.wait()
+            with trio.CancelScope(deadline=self._heap[0].when if self._heap else math.inf) as sleep:
+                self._sleep = sleep
+                await trio.sleep_forever()
+            self._sleep = None
 
     def _fire(self, now: float) -> None:
         """Fire the entries due by ``now``. (No reference to the heap outlives this: a rebuilt heap
