@@ -100,6 +100,14 @@ def echo(clients: list[Client], frame: bytes, compressed: bytes, messages: int, 
         selector.unregister(client.sock)
 
 
+def collected_instructions(out_dir: str, pid: int) -> int:
+    """Stop collecting in the server ``pid``, have callgrind write its counts, and read the total."""
+    control(pid, "-i", "off")
+    control(pid, "-d")
+    time.sleep(0.5)  # callgrind writes the dump from inside the server, after the command returns
+    return total_instructions(out_dir, pid)
+
+
 def total_instructions(out_dir: str, pid: int) -> int:
     files = sorted(glob.glob(f"{out_dir}/callgrind.out.{pid}*"), key=os.path.getmtime)
     for path in reversed(files):
@@ -126,10 +134,7 @@ def measure(name: str, scenario_name: str, messages: int, options: list[str]) ->
             echo(clients, frame, compressed, warm_up, scenario.in_flight)
             control(proc.pid, "-i", "on")
             echo(clients, frame, compressed, messages, scenario.in_flight)
-            control(proc.pid, "-i", "off")
-            control(proc.pid, "-d")
-            time.sleep(0.5)
-            count = total_instructions(out_dir, proc.pid)
+            count = collected_instructions(out_dir, proc.pid)
             for client in clients:
                 client.sock.close()
         finally:

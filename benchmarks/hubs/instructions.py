@@ -39,7 +39,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from itertools import count
 
@@ -48,7 +47,7 @@ import msgpack
 from tests.raw import frame_end, upgrade_request
 
 from ..harness import raise_file_limit
-from ..instructions import ROOT, control, total_instructions
+from ..instructions import ROOT, collected_instructions, control
 from ..load import masked_frame
 
 HOST = "127.0.0.1"
@@ -309,10 +308,7 @@ def measure(
                 proc.send_signal(signal.SIGINT)  # the server ends quietly, and cProfile writes its file
                 proc.wait(timeout=60)
                 return 0.0
-            control(proc.pid, "-i", "off")
-            control(proc.pid, "-d")
-            time.sleep(0.5)
-            total = total_instructions(out_dir, proc.pid)
+            total = collected_instructions(out_dir, proc.pid)
             for client in clients:
                 client.sock.close()
         finally:
