@@ -27,7 +27,8 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import TracebackType
 from typing import NoReturn
 
 import trio
@@ -88,6 +89,31 @@ class _Report:
         return count
 
 
+# What websocket_slot() hands out when there is no cap, and when the cap is reached.
+_FREE = nullcontext(True)
+_REFUSED = nullcontext(False)
+
+
+class _SlotHeld:
+    """A block that holds a WebSocket slot already taken: it gives the slot back when it ends."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, admission: Admission) -> None:
+        self._admission = admission
+
+    def __enter__(self) -> bool:
+        return True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._admission._release_websocket_slot()
+
+
 class Admission:
     """Who gets in: the cap on waiting connections and the WebSocket slots of one server."""
 
@@ -99,6 +125,7 @@ class Admission:
             trio.CapacityLimiter(options.max_connections) if options.max_connections is not None else None
         )
         self._full = False
+        self._slot_held = _SlotHeld(self)
         self._idle_report = _Report()
         self._exhausted_report = _Report()
 
@@ -177,18 +204,21 @@ class Admission:
             )
         return closed
 
-    @contextmanager
-    def websocket_slot(self) -> Iterator[bool]:
-        """Hold one of the ``max_connections`` slots while the block runs; yield False if none is free.
+    def websocket_slot(self) -> AbstractContextManager[bool]:
+        """Take one of the ``max_connections`` slots for the ``with`` block that follows, and give
+        it back when the block ends; the block's value says whether one was free.
 
         Being full is logged once, at WARNING, when it starts, and again at
         INFO when a slot frees up, so that a flood of refused upgrades does
         not flood the log as well (each refusal still has its access line).
+
+        The slot is taken here, not on entering the block, so the context
+        managers handed out hold no state: they are made once per server,
+        not once per WebSocket (a WebSocket keeps its block open all its life).
         """
         slots = self._websocket_slots
         if slots is None:
-            yield True
-            return
+            return _FREE
         try:
             slots.acquire_nowait()
         except trio.WouldBlock:
@@ -199,15 +229,15 @@ class Admission:
                     "new upgrades get 503 until one closes",
                     slots.total_tokens,
                 )
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            slots.release()
-            if self._full:
-                self._full = False
-                logger.info("below the connection limit again: accepting WebSocket upgrades")
+            return _REFUSED
+        return self._slot_held
+
+    def _release_websocket_slot(self) -> None:
+        assert self._websocket_slots is not None
+        self._websocket_slots.release()
+        if self._full:
+            self._full = False
+            logger.info("below the connection limit again: accepting WebSocket upgrades")
 
 
 async def accept_loop(

@@ -203,23 +203,26 @@ class Server:
             streaming_responses=len(self._streams),
         )
 
-    @contextmanager
-    def tracking(self, ws: ServerConnection) -> Iterator[None]:
-        """Count ``ws`` as open while the block runs, so shutdown can say goodbye to it."""
+    def websocket_opened(self, ws: ServerConnection) -> None:
+        """Count ``ws`` as open, so shutdown can say goodbye to it; ``websocket_closed(ws)`` when it ends.
+
+        Two calls and a ``try``/``finally`` at the caller, not a context manager: a generator
+        frame kept for a WebSocket's whole life costs more than the rest of its bookkeeping.
+        """
         self._websockets.add(ws)
         metrics = self.metrics
         if metrics is not None:
             metrics.websocket_opened()
             ws.tally = metrics.tally
-        try:
-            yield
-        finally:
-            if metrics is not None:
-                metrics.websocket_closed(ws.close_code)
-            self._websockets.discard(ws)
-            done = self._goodbyes.pop(ws, None)
-            if done is not None:
-                done.set()
+
+    def websocket_closed(self, ws: ServerConnection) -> None:
+        """``ws``, counted open by ``websocket_opened``, has ended."""
+        if self.metrics is not None:
+            self.metrics.websocket_closed(ws.close_code)
+        self._websockets.discard(ws)
+        done = self._goodbyes.pop(ws, None)
+        if done is not None:
+            done.set()
 
     @contextmanager
     def streaming(self, request: Request) -> Iterator[trio.CancelScope]:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, cast
 import trio
 from trio_websocket import CloseReason, ConnectionClosed
 
+from .._parking import parked
 from .._printable import printable
 from .direct_socket import MOST_PIECES, ByteStream, DirectSocket, direct_io
 from .frames import LONG_PAYLOAD
@@ -172,14 +173,7 @@ class BatchedIO:
                 if self._inbox_closed:
                     await trio.lowlevel.checkpoint()
                     raise ConnectionClosed(self._closed)
-                task = trio.lowlevel.current_task()
-                self._handler_tasks.append(task)
-
-                def abort(_: object, task: trio.lowlevel.Task = task) -> trio.lowlevel.Abort:
-                    self._handler_tasks.remove(task)
-                    return trio.lowlevel.Abort.SUCCEEDED
-
-                await trio.lowlevel.wait_task_rescheduled(abort)
+                await trio.lowlevel.wait_task_rescheduled(parked(self._handler_tasks))
             self._taken = 0
         self._handler_woken = False
         message = inbox.pop(0)

@@ -83,7 +83,7 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 import trio
@@ -157,6 +157,21 @@ class DirectSocket:
         data = bytearray()
         await self.receive_into(data, max_bytes)
         return data
+
+    @property
+    def drained(self) -> bool:
+        """Whether the last read emptied the kernel's buffer: the next waits for the socket first."""
+        return self._drained
+
+    def wait_readable(self) -> Awaitable[None]:
+        """Wait until the socket is readable (or closed); the next read then reads at once.
+
+        Not a coroutine of its own: it hands back trio's wait, so a task idling in it has one
+        coroutine frame fewer alive (an idle WebSocket's reader spends its life there).
+        """
+        self._reads = 0
+        self._drained = False
+        return trio.lowlevel.wait_readable(self._fileno())  # noqa: ASYNC105 (the caller awaits it)
 
     async def receive_into(self, buffer: bytearray, max_bytes: int | None = None) -> int:
         """Append up to ``max_bytes`` bytes (64 KiB if ``None``) to ``buffer``; how many

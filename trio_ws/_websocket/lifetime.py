@@ -23,7 +23,6 @@ an error: the peer left while the handler was talking to it.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -50,7 +49,9 @@ class WebSocketHost(Protocol):
     @property
     def closing(self) -> bool: ...  # pragma: no cover (a signature)
 
-    def tracking(self, ws: ServerConnection, /) -> AbstractContextManager[None]: ...  # pragma: no cover
+    def websocket_opened(self, ws: ServerConnection, /) -> None: ...  # pragma: no cover (a signature)
+
+    def websocket_closed(self, ws: ServerConnection, /) -> None: ...  # pragma: no cover (a signature)
 
 
 logger = logging.getLogger("trio_ws.connection")
@@ -61,6 +62,11 @@ async def run_websocket(
 ) -> None:
     """Finish the handshake on ``ws``, run the route's handler, and clean up."""
     options = server.options
+    identity = ws.request.identity
+    user = None if identity is None else identity.user_id
+    # Set before the reader starts, so that its task shares these fields with this one's: a copy
+    # made earlier would keep the fields before them alive as long as the connection.
+    set_log_fields(connection_id=str(ws), transport="websocket", path=route.path, user=user)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ws.run_reader)
         with trio.move_on_at(handshake_deadline) as handshake:
@@ -77,26 +83,25 @@ async def run_websocket(
         # The handshake's scope would otherwise stay alive as long as the connection.
         del handshake
         extensions = f" with {', '.join(ws.extensions)}" if ws.extensions else ""
-        identity = ws.request.identity
-        user = None if identity is None else identity.user_id
-        set_log_fields(connection_id=str(ws), transport="websocket", path=route.path, user=user)
         logger.info("%s: WebSocket %s opened by %s%s", ws, route.path, _remote(ws), extensions)
 
         if options.keep_alive_interval is not None and route.keep_alive:
             nursery.start_soon(keep_alive, ws, options.keep_alive_interval, options.keep_alive_timeout)
-        with server.tracking(ws):
-            try:
-                if server.closing:
-                    # Shutdown began during this handshake: say goodbye like to the others.
-                    await ws.aclose(1001, "server shutting down")
-                else:
-                    await _run_handler(ws, route)
-                # Let the reader see the close handshake through (it gives up after
-                # close_timeout), then stop everything else.
-                await ws.wait_reader_done()
-            except trio.Cancelled:
-                logger.info("%s: cancelled (by then: %s)", ws, ws.describe_close())
-                raise
+        server.websocket_opened(ws)
+        try:
+            if server.closing:
+                # Shutdown began during this handshake: say goodbye like to the others.
+                await ws.aclose(1001, "server shutting down")
+            else:
+                await _run_handler(ws, route)
+            # Let the reader see the close handshake through (it gives up after
+            # close_timeout), then stop everything else.
+            await ws.wait_reader_done()
+        except trio.Cancelled:
+            logger.info("%s: cancelled (by then: %s)", ws, ws.describe_close())
+            raise
+        finally:
+            server.websocket_closed(ws)
         nursery.cancel_scope.cancel()
     logger.info("%s: %s", ws, ws.describe_close(), extra=_close_fields(ws))
 

@@ -114,6 +114,11 @@ class Reader(BatchedIO):
                 self._early_bytes = b""
                 continue
             try:
+                io = self._io
+                if type(io) is DirectSocket and io.drained:
+                    # An idle connection's reader spends its life in this wait. Made here, not
+                    # inside _receive, it keeps two coroutine frames fewer alive (~500 bytes).
+                    await io.wait_readable()
                 came = await self._receive()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self._tcp_gone()

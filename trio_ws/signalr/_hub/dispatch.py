@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..._contain import contain
+from ..._parking import parked, wake
 from ..._printable import printable
 from .._errors import (
     NO_METHOD,
@@ -94,7 +95,6 @@ from .._protocol.messages import (
     StreamInvocation,
     StreamItem,
 )
-from .._transports.parking import parked, wake
 from .binding import BindingError
 from .call import CallInfo, current_call
 from .dispatched import DispatchedConnection

@@ -58,11 +58,11 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from ..._contain import contain
+from ..._parking import parked, wake
 from ..._printable import printable
 from .._errors import DisconnectReason
 from .._protocol.messages import TransferFormat
 from .http import LongPollingTransport, PostInbox
-from .parking import parked, wake
 from .sender import Sender, describe_break
 from .timers import TimerEntry, Timers
 from .transport import Attachment, ConnectionGone, TransportInUse, TransportMismatch

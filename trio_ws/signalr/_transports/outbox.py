@@ -24,7 +24,7 @@ from __future__ import annotations
 import trio
 from trio.lowlevel import Task
 
-from .parking import parked, wake
+from ..._parking import parked, wake
 
 __all__ = ["Outbox"]
 
