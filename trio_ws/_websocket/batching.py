@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, cast
 import trio
 from trio_websocket import CloseReason, ConnectionClosed
 
-from .._parking import parked
+from .._parking import Slots, parked
 from .._printable import printable
 from .direct_socket import MOST_PIECES, ByteStream, DirectSocket, direct_io
 from .frames import LONG_PAYLOAD
@@ -101,7 +101,7 @@ class BatchedIO:
         self._tcp = stream
         self._protocol = protocol
         # Every write holds it, so frames are never interleaved (see the module docstring).
-        self._write_lock = trio.StrictFIFOLock()
+        self._write_lock = Slots(1)
         # Why the connection was or is being closed, once it is; the public ``closed``.
         self._closed: CloseReason | None = None
         # Where bytes are read and written: the socket itself for plain TCP (see _websocket/direct_socket.py).

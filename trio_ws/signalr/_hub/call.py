@@ -21,12 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import trio
-
 from .._errors import DisconnectReason
 
 if TYPE_CHECKING:
     from ..._app.request import Identity, Request
+    from ..._parking import Slots
     from .._protocol.codec import HubProtocol
 
 __all__ = ["CallInfo", "CallerConnection", "CallerServer", "HubCallerContext", "current_call"]
@@ -77,7 +76,7 @@ class CallInfo:
 
     connection: CallerConnection
     in_on_connected: bool = False
-    slot: trio.Semaphore | None = field(default=None)
+    slot: Slots | None = field(default=None)
     method: str | None = None  # the hub method's wire name, for logs
     # Set for a call run in the connection's invoker task: the dispatcher's, to let the calls
     # behind this one go on in another task while it waits (``_hub/dispatch.py``).

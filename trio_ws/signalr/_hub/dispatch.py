@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..._contain import contain
-from ..._parking import parked, wake
+from ..._parking import Slots, parked, wake
 from ..._printable import printable
 from .._errors import (
     NO_METHOD,
@@ -129,7 +129,7 @@ class Dispatcher:
         self._methods = server.methods
         self._pipelines = server.pipelines
         self._options = server.options
-        self._slots = trio.Semaphore(self._options.max_parallel_invocations)
+        self._slots = Slots(self._options.max_parallel_invocations)
         self._streams: dict[str, trio.CancelScope] = {}  # running server-to-client streams
         self._stream_calls = 0  # streams and calls with uploads, running
         self._uploads: dict[str, trio.MemorySendChannel[Any]] = {}  # client-to-server streams
