@@ -210,3 +210,33 @@ async def test_obs_fold_is_unfolded(nursery: trio.Nursery) -> None:
         b"POST /header HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-Folded: one\r\n  two\r\n\r\n",
     )
     assert parse_response(raw)[::2] == (200, b"'one two'\n")
+
+
+def test_headers_keep_their_order_and_values_whatever_they_hold() -> None:
+    request = trio_ws.Request(
+        "GET",
+        "/",
+        headers=[(b"Host", b"example.com:8080"), (b"x-a", b""), (b"x-a", b"b: c"), (b"accept", b"*/*")],
+    )
+    assert request.headers == (
+        (b"host", b"example.com:8080"),
+        (b"x-a", b""),
+        (b"x-a", b"b: c"),
+        (b"accept", b"*/*"),
+    )
+    assert request.header("HOST") == "example.com:8080"
+    assert request.header("x-a") == ", b: c"
+    assert request.header("x") is None  # a prefix of a name is not the name
+    assert request.header("accept") == "*/*"
+    assert trio_ws.Request("GET", "/").headers == ()
+    assert trio_ws.Request("GET", "/").header("host") is None
+
+
+@pytest.mark.parametrize(
+    "header",
+    [(b"x-a", b"one\ntwo"), (b"x\na", b"v"), (b"x:a", b"v")],
+    ids=["line-break-in-value", "line-break-in-name", "colon-in-name"],
+)
+def test_a_header_http_cannot_carry_is_refused(header: tuple[bytes, bytes]) -> None:
+    with pytest.raises(ValueError, match="header name holds a colon or a line break"):
+        trio_ws.Request("GET", "/", headers=[(b"host", b"h"), header])

@@ -21,6 +21,8 @@ them out (``get``) and writes them. Rules:
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import trio
 from trio.lowlevel import Task
 
@@ -144,13 +146,16 @@ class Outbox:
         while not (self._has_room() or self._closed):
             await trio.lowlevel.wait_task_rescheduled(parked(self._writers))
 
-    async def wait_readable(self) -> None:
-        """Wait until something is queued, or the queue is closed."""
+    def wait_readable(self) -> Awaitable[None]:
+        """Wait until something is queued or the queue is closed, or (rarely) for a wake that
+        brought neither: the caller looks (``get_nowait``), and waits again if need be.
+
+        Not a coroutine of its own: it hands back trio's wait, so the pump, idle in it for most
+        of a connection's life, keeps one coroutine frame fewer alive (about 220 bytes).
+        """
         if self._items or self._closed:
-            await trio.lowlevel.checkpoint()
-            return
-        while not (self._items or self._closed):
-            await trio.lowlevel.wait_task_rescheduled(parked(self._readers))
+            return trio.lowlevel.checkpoint()  # noqa: ASYNC105 (the caller awaits it)
+        return trio.lowlevel.wait_task_rescheduled(parked(self._readers))  # noqa: ASYNC105 (the caller awaits it)
 
     def get_nowait(self, max_bytes: int) -> bytes:
         """Queued messages joined into one chunk, without waiting.
