@@ -25,6 +25,7 @@ not even the health check. Rules of this module:
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -253,6 +254,10 @@ async def accept_loop(
     from ``accept()`` propagates: the listener is broken. The listener is
     closed when the loop ends (it is cancelled when the server stops accepting).
     """
+    # The name trio would give each connection's task, made once: trio makes a new string per
+    # task otherwise, kept as long as the connection.
+    function = handler.func if isinstance(handler, functools.partial) else handler
+    name = f"{function.__module__}.{function.__qualname__}"
     async with listener:
         while True:
             try:
@@ -263,7 +268,7 @@ async def accept_loop(
                 if not admission.out_of_files(exc):
                     await trio.sleep(_RETRY_DELAY)
                 continue
-            handler_nursery.start_soon(handler, stream)
+            handler_nursery.start_soon(handler, stream, name=name)
 
 
 def make_room_for(max_connections: int | None, max_idle_connections: int | None) -> None:

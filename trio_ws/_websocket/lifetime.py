@@ -56,6 +56,9 @@ class WebSocketHost(Protocol):
 
 logger = logging.getLogger("trio_ws.connection")
 
+# The name of every reader task: one string for all (trio makes one per task from the method's).
+_READER_TASK = "trio_ws._websocket.connection.BaseConnection.run_reader"
+
 
 async def run_websocket(
     ws: ServerConnection, route: WebSocketRoute, server: WebSocketHost, handshake_deadline: float
@@ -68,7 +71,7 @@ async def run_websocket(
     # made earlier would keep the fields before them alive as long as the connection.
     set_log_fields(connection_id=str(ws), transport="websocket", path=route.path, user=user)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(ws.run_reader)
+        nursery.start_soon(ws.run_reader, name=_READER_TASK)
         with trio.move_on_at(handshake_deadline) as handshake:
             try:
                 await ws.accept(route.choose_subprotocol(ws.proposed_subprotocols))

@@ -473,7 +473,7 @@ async def test_idle_connections_have_no_timer_task_each_and_keep_their_own_timer
         await trio.sleep(5)
         async with connect(server) as second:
             await trio.testing.wait_all_tasks_blocked()
-            connections = _tasks_named("hub connection ")
+            connections = _tasks_named("hub connection")
             assert len(connections) == 2
             for task in connections:  # its nursery is there for calls, and empty while idle
                 assert [list(nursery.child_tasks) for nursery in task.child_nurseries] == [[]]

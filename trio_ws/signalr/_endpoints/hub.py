@@ -333,10 +333,14 @@ class _HubEndpoint:
         transport = WebSocketTransport(ws)
         token = request.query_param("id")
         if token is None:
+            # A client that skipped negotiation (serve_transport's two steps, with this handler
+            # awaiting attach itself: a frame fewer kept for each connection's whole life).
             try:
-                await self.hub_server.serve_transport(transport, user_id=_user_id(request), request=request)
+                connection = self.hub_server.open_connection(user_id=_user_id(request), request=request)
             except HubFull:  # filled up between the hook and the upgrade
                 await ws.aclose(1013, "the hub is full; try again later")
+                return
+            await connection.attach(transport)
             return
         connection = self.hub_server.find_connection(token)  # opened by before_upgrade's claim
         if connection is None:

@@ -138,6 +138,7 @@ class ConnectionServer(Generic[C]):
         self.backplane: Backplane = backplane or InProcessBackplane()
         self._backplane_given = backplane is not None
         self._connections: dict[str, C] = {}  # by token
+        self._task_name = f"{self.kind} connection"  # "hub connection": its connections' tasks
         self.timers = Timers()
         """Every connection's timers, fired by one task while it runs."""
         self.relayed_sockets = RelayedSockets()
@@ -306,8 +307,9 @@ class ConnectionServer(Generic[C]):
                 connection.negotiate_trace = (pending.traceparent, pending.tracestate)
         self._connections[connection.token] = connection
         self._empty = trio.Event()
-        name = f"{self.kind} connection {connection.connection_id}"
-        nursery.start_soon(self._run_connection, connection, name=name)
+        # One name for every connection's task (its id is in every log line it writes): a name
+        # of its own would be a string more per connection, all its life.
+        nursery.start_soon(self._run_connection, connection, name=self._task_name)
         return connection
 
     def _check_open(self) -> trio.Nursery:
