@@ -87,7 +87,17 @@ async def serve_stream(stream: trio.abc.Stream, server: Host) -> None:
     is logged with its traceback and ends only this connection.
     """
     try:
-        await _serve(stream, server)
+        upgrade = await _serve(stream, server)
+        if upgrade is not None:
+            # The WebSocket runs here, once _serve has returned, so that no frame of the HTTP
+            # side stays alive with it: a WebSocket may stay open for days, and there are many.
+            peer, wire, asked = upgrade
+            with server.admission.websocket_slot() as admitted:
+                ws = await _open_websocket(peer, wire, asked, admitted)
+                route, deadline = asked.route, asked.deadline
+                del upgrade, peer, wire, asked  # the HTTP side is done
+                if ws is not None:
+                    await run_websocket(ws, route, server, deadline)
     except (trio.BrokenResourceError, trio.ClosedResourceError, Stalled):
         logger.debug("connection lost before the answer was sent")
     except BaseException as exc:
@@ -123,7 +133,9 @@ class _Peer:
         return f"{self.address[0]}:{self.address[1]}"
 
 
-async def _serve(stream: trio.abc.Stream, server: Host) -> None:
+async def _serve(stream: trio.abc.Stream, server: Host) -> tuple[_Peer, Wire, _Upgrade] | None:
+    """Serve requests until the connection is done (``None``) or a request may become a WebSocket
+    (what ``_open_websocket`` needs to answer it)."""
     options = server.options
     peer = _Peer(stream, server)
     set_log_fields(remote=str(peer))  # for structured logs, in this connection's task
@@ -133,7 +145,7 @@ async def _serve(stream: trio.abc.Stream, server: Host) -> None:
     while True:
         request = await _next_request(peer, wire, deadline)
         if request is None:
-            return
+            return None
         peer.served += 1
         if peer.served > 1:  # an upgrade after earlier requests gets handshake_timeout of its own
             deadline = trio.current_time() + seconds(options.handshake_timeout)
@@ -143,21 +155,14 @@ async def _serve(stream: trio.abc.Stream, server: Host) -> None:
             outcome = await _measured_exchange(peer, wire, request, deadline)
         del request
         if isinstance(outcome, _Upgrade):
-            break
+            return peer, wire, outcome
         if not outcome:
-            return
+            return None
         if server.closing:  # no request after this one: the connection ends between requests
             await linger(stream)
-            return
+            return None
         wire.conn.start_next_cycle()
         deadline = trio.current_time() + seconds(options.http_idle_timeout)
-    route, deadline = outcome.route, outcome.deadline
-    with server.admission.websocket_slot() as admitted:
-        ws = await _open_websocket(peer, wire, outcome, admitted)
-        # The HTTP side is done: don't hold it in memory for the WebSocket's whole life.
-        del wire, outcome, peer
-        if ws is not None:
-            await run_websocket(ws, route, server, deadline)
 
 
 async def _next_request(peer: _Peer, wire: Wire, deadline: float) -> h11.Request | None:

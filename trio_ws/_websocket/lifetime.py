@@ -96,7 +96,18 @@ async def run_websocket(
                 # Shutdown began during this handshake: say goodbye like to the others.
                 await ws.aclose(1001, "server shutting down")
             else:
-                await _run_handler(ws, route)
+                # The handler runs in this frame, not in a helper's: a frame is kept as long
+                # as the connection, for every connection.
+                code, reason = 1000, None
+                try:
+                    await route.handler(ws)
+                except BaseException as exc:
+                    if _handler_failed(exc, ws, route):
+                        code, reason = 1011, "internal error"
+                finally:
+                    # Closes with `code` if the handler left the connection open; no-op otherwise.
+                    # The reader bounds the close by close_timeout.
+                    await ws.aclose(code, reason)
             # Let the reader see the close handshake through (it gives up after
             # close_timeout), then stop everything else.
             await ws.wait_reader_done()
@@ -109,27 +120,20 @@ async def run_websocket(
     logger.info("%s: %s", ws, ws.describe_close(), extra=_close_fields(ws))
 
 
-async def _run_handler(ws: ServerConnection, route: WebSocketRoute) -> None:
-    code, reason = 1000, None
-    try:
-        await route.handler(ws)
-    except BaseException as exc:
-        failure = contain(
-            exc,
-            logger,
-            "handler %s for %s failed on connection %s from %s",
-            getattr(route.handler, "__qualname__", route.handler),
-            route.path,
-            ws,
-            _remote(ws),
-            expected=(ConnectionClosed,),  # the peer left while the handler talked to it
-        )
-        if failure is not None:
-            code, reason = 1011, "internal error"
-    finally:
-        # Closes with `code` if the handler left the connection open; no-op otherwise.
-        # The reader bounds the close by close_timeout.
-        await ws.aclose(code, reason)
+def _handler_failed(exc: BaseException, ws: ServerConnection, route: WebSocketRoute) -> bool:
+    """Whether what the handler raised is a failure (logged, with its traceback; the peer gets
+    1011), not the peer leaving while the handler talked to it (``contain`` re-raises a stop)."""
+    failure = contain(
+        exc,
+        logger,
+        "handler %s for %s failed on connection %s from %s",
+        getattr(route.handler, "__qualname__", route.handler),
+        route.path,
+        ws,
+        _remote(ws),
+        expected=(ConnectionClosed,),
+    )
+    return failure is not None
 
 
 def _close_fields(ws: ServerConnection) -> dict[str, object]:
