@@ -309,7 +309,7 @@ class ConnectionServer(Generic[C]):
         self._empty = trio.Event()
         # One name for every connection's task (its id is in every log line it writes): a name
         # of its own would be a string more per connection, all its life.
-        nursery.start_soon(self._run_connection, connection, name=self._task_name)
+        nursery.start_soon(connection.run, name=self._task_name)
         return connection
 
     def _check_open(self) -> trio.Nursery:
@@ -327,23 +327,6 @@ class ConnectionServer(Generic[C]):
         if limit is not None and self._open_count() >= limit:
             raise HubFull(limit)
         return self._nursery
-
-    async def _run_connection(self, connection: C) -> None:
-        """A connection's life, then its token let go (other workers stop relaying to here)."""
-        try:
-            await connection.run()
-        finally:
-            if trio.current_effective_deadline() == -math.inf:
-                # A hard stop: the backplane is going too; the token goes with this worker's
-                # presence (reaped when its heartbeat expires).
-                return  # noqa: B012
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(self.options.close_timeout),
-                # Redis away: the token goes with this worker's rebuilt presence.
-                contextlib.suppress(BackplaneError),
-            ):
-                await self.backplane.release(connection.token)
 
     async def reserve(
         self,
@@ -420,11 +403,26 @@ class ConnectionServer(Generic[C]):
         return self._connections.get(token)
 
     def forget(self, connection: TransportConnection) -> None:
-        """Called by a connection once it has ended."""
+        """Called by a connection once it has ended (or a client asked to end it)."""
         if self._connections.get(connection.token) is connection:
             del self._connections[connection.token]
         if not self._connections:
             self._empty.set()
+
+    async def release(self, connection: TransportConnection) -> None:
+        """Called by a connection as the last thing it does: its token is let go on the
+        backplane too (other workers stop relaying to here)."""
+        # On a hard stop the backplane is going too: the token goes with this worker's presence
+        # (reaped when its heartbeat expires).
+        if trio.current_effective_deadline() != -math.inf:
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(self.options.close_timeout),
+                # Redis away: the token goes with this worker's rebuilt presence.
+                contextlib.suppress(BackplaneError),
+            ):
+                await self.backplane.release(connection.token)
+        await trio.lowlevel.checkpoint_if_cancelled()
 
     async def serve_transport(
         self, transport: Transport, *, user_id: str | None = None, request: Request | None = None

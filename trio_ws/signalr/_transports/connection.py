@@ -15,7 +15,7 @@ beside it; the long polls of Long Polling, one after the other. What speaks
 over the connection (a subclass) reads with ``_receive()`` and writes
 through ``sender``; it never learns which transport carries it.
 It knows its server only as ``TransportServer`` (options, figures,
-shutdown, forgetting a connection), and hands its sender only what the
+shutdown, forgetting a connection and letting its token go), and hands its sender only what the
 sender tells it (``SenderOwner``): nothing here imports ``_endpoints``.
 
 Rules of this module:
@@ -94,7 +94,8 @@ def new_id() -> str:
 
 class TransportServer(Protocol):
     """What a connection needs of the server that owns it (``HubServer`` is one): its options and
-    figures, whether it is shutting down, and to forget the connection once it has ended."""
+    figures, whether it is shutting down, and to forget the connection and let its token go once
+    it has ended."""
 
     @property
     def options(self) -> HubOptions: ...  # pragma: no cover (a signature)
@@ -109,6 +110,8 @@ class TransportServer(Protocol):
     def closing(self) -> bool: ...  # pragma: no cover (a signature)
 
     def forget(self, connection: TransportConnection, /) -> None: ...  # pragma: no cover (a signature)
+
+    async def release(self, connection: TransportConnection, /) -> None: ...  # pragma: no cover (a signature)
 
 
 class TransportConnection:
@@ -365,7 +368,7 @@ class TransportConnection:
 
     async def _end_transport(self) -> None:
         """The connection is over: POSTs still waiting are refused, the transport stops, the
-        server forgets it."""
+        server forgets it and lets its token go."""
         self._ended = True
         wake(self._waiters)
         if self._inbox is not None:
@@ -377,7 +380,7 @@ class TransportConnection:
         if self._metrics is not None and self.transport_name is not None:
             status = _CONNECTION_STATUS.get(self._reason, "normal_closure")
             self._metrics.connection_ended(self.transport_name, status, time.perf_counter() - self._opened_at)
-        await trio.lowlevel.checkpoint_if_cancelled()
+        await self.server.release(self)
 
     # -- the client's bytes ---------------------------------------------------------------------
 
