@@ -16,18 +16,18 @@ for whatever transport carries the connection now. Rules of this module:
   no ``await`` in it. Only when nothing is queued here, the connection is
   open, no more sends are known to follow (calls waiting behind the one
   replying: their replies leave in one write, queued), and the transport
-  offers it (``DirectTransport``: a WebSocket on plain TCP whose own outbox
-  is empty and whose socket no write holds). Nothing can go out before
-  bytes queued earlier, then, and the WebSocket frames the message there
-  and then (so permessage-deflate compresses in send order). What the
-  socket does not take at once waits first in the WebSocket's outbox, and
-  an empty chunk queued here wakes the pump to send it (``pump``), and keeps
-  every later message queued behind it. The pump's trip through the
+  offers it (``DirectTransport``: a WebSocket on plain TCP with nothing
+  else on its way, see ``_websocket/batching.py``). Nothing can go out
+  before bytes queued earlier, then, and the WebSocket frames the message
+  there and then (so permessage-deflate compresses in send order). What
+  the socket does not take at once waits first in the WebSocket's outbox,
+  and an empty chunk queued here wakes the pump to send it (``pump``) and
+  keeps every later message queued behind it. The pump's trip through the
   scheduler is saved for every message a socket takes at once.
 * A send to one connection (a call's result, a stream item,
   ``clients.caller``) waits for room. A send to many (``offer``) never
-  waits: it queues, or applies the slow-client policy, so one slow member
-  never holds up the others.
+  waits: it goes out at once (as above) or queues, or applies the
+  slow-client policy, so one slow member never holds up the others.
 * Under stateful reconnect every trackable message is also recorded in the
   ``Replay`` buffer until the client acknowledges it, and the replay buffer
   is what bounds them (the outbox holds the same bytes objects, not
