@@ -23,6 +23,18 @@ written), with these rules:
   keep their order (a Close never overtakes a reply) and are never
   interleaved. The lock is taken without a trip through the scheduler when
   it is free.
+* One write takes no lock, because it never waits: ``_write_now``, for a
+  sender that must not await a write (``connection.py``'s ``_send_now``,
+  used by the hubs). It runs only on plain TCP, with the outbox empty, the
+  lock free and the connection open, and frames its message in the same
+  step: every other frame is built by a task that writes it under the lock
+  or puts it in the outbox in its own step, so nothing can be framed
+  between, and the order holds, compressed (permessage-deflate) or not. It
+  makes one non-blocking system call; what the socket does not take (all
+  of it, when it has no room or is broken) is put at the head of the
+  outbox, where every later frame waits behind it and the next write sends
+  it first (and finds the error, if any); the caller sees that a write
+  comes. No cancellation can cut it in half: there is no ``await`` in it.
 * The outbox holds the pieces to write in order: whole frames, and the
   header and the payload of a long frame apart (see ``protocol.py``).
   Several pieces that make ``LONG_PAYLOAD`` bytes or more go out with one
@@ -236,6 +248,35 @@ class BatchedIO:
             await trio.lowlevel.checkpoint_if_cancelled()
             return
         await self._flush()
+
+    def _write_now(self, frame: bytes | tuple[bytes, bytes]) -> int:
+        """Write ``frame`` at once, without waiting: for ``_send_now`` (``connection.py``), which
+        calls it only on plain TCP, with the outbox empty and the write lock free.
+
+        What the socket does not take (all of it when it has no room, or when it is broken) waits
+        at the head of the outbox, as one piece, for the next write, which finds any error. How
+        many bytes wait.
+        """
+        if type(frame) is tuple:
+            pieces: tuple[bytes, ...] = frame
+            size = len(frame[0]) + len(frame[1])
+        else:
+            pieces = (cast("bytes", frame),)
+            size = len(pieces[0])
+        try:
+            sent = cast("DirectSocket", self._io).send_now(pieces)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            sent = 0  # the next write raises it again, and ends the connection as a failed write does
+        if _logger.isEnabledFor(logging.DEBUG):
+            _logger.debug("%s sent %d bytes at once", self, sent)
+        if self.tally is not None:
+            self.tally.bytes_out += sent
+        if sent == size:
+            return 0
+        rest = b"".join(pieces)[sent:]
+        self._outbox.append(rest)
+        self._outbox_size += len(rest)
+        return len(rest)
 
     async def _flush(self) -> None:
         """Write the outbox, if there is anything in it."""

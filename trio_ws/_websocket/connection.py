@@ -34,6 +34,7 @@ from trio_websocket import CloseReason, ConnectionClosed, Endpoint
 from .._options import Options
 from .closing import Closing, preserve_current_exception
 from .deflate import Deflate
+from .direct_socket import DirectSocket
 from .handshake import Handshake
 from .protocol import Close, Failure, Ping, Pong, Protocol, Received, State
 
@@ -219,6 +220,35 @@ class BaseConnection(Closing, WebSocketConnection):
         if self.tally is not None:
             self.tally.messages_out += 1
         self._note_handler_progress()
+
+    def _send_now(self, message: str | bytes) -> int | None:
+        """Send ``message`` without waiting, if nothing else is on its way: for a sender that must
+        not write itself (``signalr/_transports/sender.py``), so never a checkpoint.
+
+        Only on plain TCP, with the outbox empty, no write holding the socket, the connection open
+        and a message that needs no fragments: then nothing else can be framed or written before
+        this frame (see ``batching.py``), so the order holds, with permessage-deflate too. Not
+        while received messages wait in the inbox either: their replies will follow, and
+        ``send_message`` lets them leave in one write. Returns ``None`` when it sent nothing (send
+        it with ``send_message``); otherwise how many of its bytes wait at the head of the outbox
+        because the socket did not take them at once: the next write sends them first, and the
+        caller sees that one comes (``_flush``).
+        """
+        if (
+            self._outbox
+            or self._inbox
+            or self._closed is not None
+            or self._upgrade is not None
+            or type(self._io) is not DirectSocket
+            or len(message) > _NEVER_FRAGMENTED
+            or self._write_lock.locked()
+        ):
+            return None
+        waiting = self._write_now(self._protocol.send_message(message))
+        if self.tally is not None:
+            self.tally.messages_out += 1
+        self._note_handler_progress()
+        return waiting
 
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a Ping and wait for its Pong (a Pong also answers every earlier ping in flight).

@@ -492,6 +492,9 @@ class HubConnection(TransportConnection):
     def replies_wait_for_ack(self) -> None:
         self.dispatcher.replies_wait_for_ack()
 
+    def sends_follow(self) -> bool:
+        return self.dispatcher.backlogged
+
     async def invoke(self, target: str, arguments: Sequence[Any]) -> Any:
         return await self.dispatcher.results.invoke(target, arguments)
 

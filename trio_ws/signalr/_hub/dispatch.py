@@ -188,6 +188,11 @@ class Dispatcher:
         replay = self._connection.sender.replay
         return replay is None or replay.has_room()
 
+    @property
+    def backlogged(self) -> bool:
+        """Whether work waits in the backlog: its replies will follow the one going out now."""
+        return bool(self._backlog)
+
     def replies_wait_for_ack(self) -> None:
         """A reply waits for room in the replay buffer: a reader paused by the backlog reads on."""
         if self._backlog_shrank is not None:

@@ -431,6 +431,11 @@ class TransportConnection:
         """A send waits for room that only the client's Ack makes: whoever reads the client's
         messages must read on to find it (a hub connection's dispatcher does)."""
 
+    def sends_follow(self) -> bool:
+        """Whether more sends are on their way (calls wait behind the one replying): the sender
+        then queues, so that they leave in one write."""
+        return False
+
     def _too_slow(self, why: str) -> None:
         if not self.closing:
             logger.info("%s: closing: the client is too slow: %s", self, why)

@@ -5,17 +5,29 @@ sender's task and handed to the connection's ``Sender``, which queues it
 for whatever transport carries the connection now. Rules of this module:
 
 * Order is kept: bytes reach the transport in the order senders queued them.
-* Senders queue; only the transport's side writes: the task carrying a
+* Senders queue; the transport's side writes: the task carrying a
   WebSocket (the pump) or the poll or event stream that takes what is
-  queued. A sender never writes to the socket itself: a write cut in half
-  by the sender's cancellation would break the stream for every later
-  message, and guarding each write with a shielded cancel scope costs as
-  much as waking the pump (measured with ``benchmarks.hubs``' instruction
-  counts), so the pump it is.
+  queued. A sender never awaits a write: a write cut in half by the
+  sender's cancellation would break the stream for every later message, and
+  guarding each write with a shielded cancel scope costs as much as waking
+  the pump (measured with ``benchmarks.hubs``' instruction counts).
+* One exception, the common case: a sender may write *without waiting*
+  (``_send_now``), which no cancellation can cut in half, since there is
+  no ``await`` in it. Only when nothing is queued here, the connection is
+  open, no more sends are known to follow (calls waiting behind the one
+  replying: their replies leave in one write, queued), and the transport
+  offers it (``DirectTransport``: a WebSocket on plain TCP with nothing
+  else on its way, see ``_websocket/batching.py``). Nothing can go out
+  before bytes queued earlier, then, and the WebSocket frames the message
+  there and then (so permessage-deflate compresses in send order). What
+  the socket does not take at once waits first in the WebSocket's outbox,
+  and an empty chunk queued here wakes the pump to send it (``pump``) and
+  keeps every later message queued behind it. The pump's trip through the
+  scheduler is saved for every message a socket takes at once.
 * A send to one connection (a call's result, a stream item,
   ``clients.caller``) waits for room. A send to many (``offer``) never
-  waits: it queues, or applies the slow-client policy, so one slow member
-  never holds up the others.
+  waits: it goes out at once (as above) or queues, or applies the
+  slow-client policy, so one slow member never holds up the others.
 * Under stateful reconnect every trackable message is also recorded in the
   ``Replay`` buffer until the client acknowledges it, and the replay buffer
   is what bounds them (the outbox holds the same bytes objects, not
@@ -28,6 +40,7 @@ for whatever transport carries the connection now. Rules of this module:
   ``CLOSE`` does). While the client is away, trackable messages go only to
   the replay buffer, and a new transport starts with the Sequence message
   and everything unacknowledged (``resume``); Pings and Acks are not kept.
+  A message written at once is recorded as one queued is.
 * A sender waiting for room waits at most ``slow_client_timeout`` while a
   transport is attached; while a stateful client is away it waits for it
   to come back, which ``disconnect_timeout`` bounds.
@@ -62,6 +75,8 @@ class SenderOwner(Protocol):
     Ack, the goodbye has gone out, a transport has gone."""
 
     def replies_wait_for_ack(self) -> None: ...  # pragma: no cover (a signature)
+
+    def sends_follow(self) -> bool: ...  # pragma: no cover (a signature)
 
     def flushed(self) -> None: ...  # pragma: no cover (a signature)
 
@@ -119,15 +134,37 @@ class Sender:
                 return False
             else:
                 replay.record(data)
-                if self.attachment is not None:
+                if self.attachment is not None and not self._send_now(data):
                     # Numbered, so never dropped from the queue; the replay buffer bounds it.
                     self.outbox.force_put(data)
                 # (Away, the next transport replays it.)
                 self.last_sent = trio.current_time()
                 return True
-        if not self.outbox.put_nowait(data, droppable=droppable):
+        if not self._send_now(data) and not self.outbox.put_nowait(data, droppable=droppable):
             return False
         self.last_sent = trio.current_time()
+        return True
+
+    def _send_now(self, data: bytes) -> bool:
+        """Hand ``data`` to the transport at once, if nothing is queued and it can take it
+        without waiting (see the module docstring); whether it did."""
+        attachment = self.attachment
+        outbox = self.outbox
+        if (
+            attachment is None
+            or attachment.direct is None
+            or not outbox.empty
+            or outbox.closed
+            or self._connection.sends_follow()
+        ):
+            return False
+        waiting = attachment.direct.send_now(data, binary=self.binary)
+        if waiting is None:
+            return False
+        if waiting:
+            # The transport holds the rest: an empty chunk wakes the pump to send it (``pump``),
+            # and keeps whatever comes next queued behind it.
+            outbox.force_put(b"")
         return True
 
     async def send(self, data: bytes, *, droppable: bool = False, trackable: bool = True) -> bool:
@@ -183,6 +220,9 @@ class Sender:
         Runs in the transport's own task. Returns once the outbox is closed
         and empty; the caller's cancel scope (``Attachment.scope``) ends it
         sooner when the transport leaves.
+
+        An empty chunk is a sender's note that the transport holds the rest of
+        a message it wrote at once (``_send_now``): ``send(b"")`` sends just that.
         """
         assert attachment.push is not None
         outbox, transport = self.outbox, attachment.push

@@ -18,10 +18,13 @@ Rules of a transport:
 * Sending takes one of two shapes. A transport that is written to (the
   ``Transport`` protocol: a WebSocket, a trio stream) is carried by
   ``HubConnection.attach(transport)`` in its own task, which writes what
-  is queued with ``send(data, binary=...)``; a task that sends to only
-  this client may call ``send`` itself when nothing is queued. ``binary``
-  says whether the connection speaks a binary protocol (MessagePack), for
-  a WebSocket to choose Binary frames over Text ones. A transport that
+  is queued with ``send(data, binary=...)``. ``binary`` says whether the
+  connection speaks a binary protocol (MessagePack), for a WebSocket to
+  choose Binary frames over Text ones. One that can also write without
+  waiting (``DirectTransport``: a WebSocket) lets a sender write a message
+  itself when nothing is queued (``send_now``, never awaited, so never cut
+  in half by a cancellation); what its socket did not take, the pump's next
+  ``send`` sends first, and ``send(b"")`` sends just that. A transport that
   takes what is queued itself (a poll, an event stream; ``Inbound`` only)
   calls ``HubConnection.sender.take()``.
 * ``aclose()`` ends the transport after the connection has said its last
@@ -47,6 +50,7 @@ from .._protocol.messages import TransferFormat
 __all__ = [
     "Attachment",
     "ConnectionGone",
+    "DirectTransport",
     "Inbound",
     "StreamTransport",
     "Transport",
@@ -93,6 +97,18 @@ class Transport(Inbound, Protocol):
     async def aclose(self) -> None: ...
 
     async def abort(self) -> None: ...
+
+
+@runtime_checkable
+class DirectTransport(Transport, Protocol):
+    """A push transport a sender may also write to itself, without waiting (a WebSocket on
+    plain TCP): see ``sender.py``."""
+
+    def send_now(self, data: bytes, *, binary: bool) -> int | None:
+        """Send ``data`` at once if nothing else is on its way and the transport can: ``None``
+        if it did not, else how many of its bytes wait for the next ``send`` (``send(b"")``
+        sends just those)."""
+        ...
 
 
 class StreamTransport:
@@ -143,16 +159,19 @@ class Attachment:
         push: The same transport when the connection's pump writes to it
             (``send()``: a WebSocket), ``None`` when it takes what is queued
             itself (a poll, an event stream).
+        direct: The same transport again when a sender may write to it
+            itself (``send_now()``), else ``None``.
         scope: The transport's own work for the connection (its pump, its
             stream): cancelled when the transport leaves.
         abandoned: Too slow, or replaced: abort it, never close it politely.
     """
 
-    __slots__ = ("abandoned", "push", "scope", "transport")
+    __slots__ = ("abandoned", "direct", "push", "scope", "transport")
 
     def __init__(self, transport: Inbound, push: Transport | None) -> None:
         self.transport = transport
         self.push = push
+        self.direct = push if isinstance(push, DirectTransport) else None
         self.scope = trio.CancelScope()
         self.abandoned = False
 

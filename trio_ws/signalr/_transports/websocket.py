@@ -17,6 +17,10 @@ Rules of this module:
   clients expect (a Binary handshake reply breaks the JavaScript client).
   Each ``send`` is one WebSocket message, which may hold many hub messages:
   the protocols allow it, and the hub connection's pump joins what is queued.
+* A sender may hand a message to the WebSocket without waiting
+  (``send_now``, see ``sender.py``): it goes out at once, when the
+  WebSocket can write it at once, or not at all; ``send(b"")`` sends what
+  the socket did not take of one.
 * Whatever frame type a client uses, its bytes go to the hub protocol's
   reader: a Text frame is UTF-8, which is what the JSON protocol reads.
 * A WebSocket closed with a Close frame (any code the client chose: 1000 on
@@ -68,9 +72,18 @@ class WebSocketTransport:
             return None
         return message.encode("utf-8") if isinstance(message, str) else message
 
+    def send_now(self, data: bytes, *, binary: bool) -> int | None:
+        """Send ``data`` as one message without waiting, if nothing else is on its way
+        (``ServerConnection._send_now``): ``None`` if it was not sent, else how many bytes of it
+        wait for the next ``send``."""
+        return self.ws._send_now(data if binary else data.decode("utf-8"))
+
     async def send(self, data: bytes, *, binary: bool) -> None:
         try:
-            await self.ws.send_message(data if binary else data.decode("utf-8"))
+            if data:
+                await self.ws.send_message(data if binary else data.decode("utf-8"))
+            else:
+                await self.ws._flush()  # what a send_now left waiting
         except ConnectionClosed as exc:
             raise trio.BrokenResourceError(f"the WebSocket closed: {exc.reason}") from None
 
