@@ -104,9 +104,17 @@ class HubCallerContext:
 
     def __init__(self, connection: CallerConnection) -> None:
         self._connection = connection
-        self.items: dict[Any, Any] = {}
+        # Made when first used: most connections never use them, and an empty dict is 64 bytes
+        # that an idle connection would keep all its life.
+        self._items: dict[Any, Any] | None = None
+        self._limits: dict[object, Any] | None = None  # rate_limit's buckets for this connection
+
+    @property
+    def items(self) -> dict[Any, Any]:
         """Per-connection state for the hub's own use; gone when the connection ends."""
-        self._limits: dict[object, Any] = {}  # rate_limit's buckets for this connection
+        if self._items is None:
+            self._items = {}
+        return self._items
 
     @property
     def connection_id(self) -> str:

@@ -111,7 +111,9 @@ class _RateLimit:
             if len(buckets) >= _MANY_USERS and user_id not in buckets:
                 self._forget_full(now)
         else:
-            buckets = caller._limits  # per connection, gone with it
+            if caller._limits is None:  # per connection, gone with it
+                caller._limits = {}
+            buckets = caller._limits
             key = self
         bucket = buckets.get(key)
         if bucket is None:

@@ -52,6 +52,8 @@ class _PendingResult:
 class ClientResults:
     """The client results one connection awaits, by our invocation id."""
 
+    __slots__ = ("_connection", "_last_id", "_pending")
+
     def __init__(self, connection: ResultsChannel) -> None:
         self._connection = connection
         self._pending: dict[str, _PendingResult] = {}
