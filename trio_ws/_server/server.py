@@ -205,6 +205,7 @@ class Server:
 
     def websocket_opened(self, ws: ServerConnection) -> None:
         """Count ``ws`` as open, so shutdown can say goodbye to it; ``websocket_closed(ws)`` when it ends.
+        Each WebSocket's task calls both (``run_websocket``); an app never needs to.
 
         Two calls and a ``try``/``finally`` at the caller, not a context manager: a generator
         frame kept for a WebSocket's whole life costs more than the rest of its bookkeeping.
