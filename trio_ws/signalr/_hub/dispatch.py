@@ -138,7 +138,7 @@ class Dispatcher:
         # first comes (a connection that never calls keeps neither).
         self._backlog: deque[HubMessage] | None = None
         self._one_at_a_time = self._options.max_parallel_invocations == 1  # plain calls run inline
-        self._more_work: list[Task] = []  # where the invoker waits for work (_transports/parking.py)
+        self._more_work: list[Task] = []  # where the invoker waits for work (trio_ws/_parking.py)
         self._generation = 0  # which invoker has the backlog (a new one after each hand-over)
         self._running: CallInfo | None = None  # the call the invoker runs itself, now
         self._hand_over_now = self._hand_over  # one bound method, not one per call
