@@ -220,12 +220,7 @@ class DirectSocket:
     async def send_pieces(self, pieces: Sequence[bytes | bytearray | memoryview]) -> None:
         """Send all of ``pieces`` (at most ``MOST_PIECES``), one after another, as if joined."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            sent = os.writev(self._fileno(), pieces)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            raise self._error(exc, writing=True) from exc
+        sent = self.send_now(pieces)
         if sent < sum(map(_size, pieces)):
             self._writes = 0
             await self._send_rest(pieces, sent)
@@ -235,7 +230,7 @@ class DirectSocket:
             self._writes = 0
             await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def send_now(self, pieces: Sequence[bytes]) -> int:
+    def send_now(self, pieces: Sequence[bytes | bytearray | memoryview]) -> int:
         """Write as much of ``pieces`` (joined) as the socket takes at once, never waiting and
         never a checkpoint: how many bytes went (0 when the socket has no room)."""
         try:
