@@ -66,6 +66,25 @@ async def test_a_message_the_socket_takes_goes_at_once_and_is_counted(nursery: t
     await peer.aclose()
 
 
+async def test_text_encoded_already_goes_as_a_text_message_of_the_same_bytes(nursery: trio.Nursery) -> None:
+    """``text=True`` sends bytes the caller encoded from text (a hub's JSON) as a Text message,
+    byte for byte, without decoding them first; the same bytes without it go as Binary. (The
+    permessage-deflate test below sends half its messages this way.)"""
+    text = "caf\u00e9 \u2603 \U0001f600 \x1e"
+    encoded = text.encode("utf-8")
+
+    async def send_encoded(ws: ServerConnection) -> None:
+        assert ws._send_now(encoded, text=True) == 0
+        assert ws._send_now(encoded) == 0  # the same bytes without it: a Binary message
+
+    port = await serve(nursery, send_encoded)
+    with trio.fail_after(IO_DEADLINE):
+        peer = await Peer.open(port)
+        assert await peer.next_frame() == (TEXT, encoded)
+        assert await peer.next_frame() == (BINARY, encoded)
+    await peer.aclose()
+
+
 async def test_nothing_goes_while_a_write_holds_the_socket_or_the_outbox_holds_bytes(
     nursery: trio.Nursery,
 ) -> None:
@@ -135,8 +154,8 @@ async def test_the_rest_of_a_partial_write_goes_before_the_next_message(nursery:
 
 async def test_with_permessage_deflate_every_message_inflates_in_order(nursery: trio.Nursery) -> None:
     """Frames are compressed in the order they are built, and built only when they go at once or
-    wait first in line: sends at once and queued sends mixed, on a socket that keeps filling up,
-    inflate with one context, in order."""
+    wait first in line: sends at once (of ``str``, and of text encoded already) and queued sends
+    mixed, on a socket that keeps filling up, inflate with one context, in order."""
     sent: list[str] = []
     waited = 0
     filled = trio.Event()
@@ -148,7 +167,12 @@ async def test_with_permessage_deflate_every_message_inflates_in_order(nursery: 
         for number in range(300):
             # Each message's compression depends on the ones before it (context takeover).
             message = f"{number:05d} " + " ".join(str(number * k) for k in range(800))
-            left = None if filled.is_set() and number % 3 == 2 else ws._send_now(message)
+            if filled.is_set() and number % 3 == 2:
+                left = None
+            elif number % 2:
+                left = ws._send_now(message.encode(), text=True)  # as a hub sends its JSON
+            else:
+                left = ws._send_now(message)
             if left is None:
                 await ws.send_message(message)
             elif left:

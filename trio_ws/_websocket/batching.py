@@ -257,14 +257,15 @@ class BatchedIO:
         at the head of the outbox, as one piece, for the next write, which finds any error. How
         many bytes wait.
         """
-        if type(frame) is tuple:
+        if isinstance(frame, tuple):
             pieces: tuple[bytes, ...] = frame
             size = len(frame[0]) + len(frame[1])
         else:
-            pieces = (cast("bytes", frame),)
-            size = len(pieces[0])
+            pieces = (frame,)
+            size = len(frame)
+        io: DirectSocket = self._io  # type: ignore[assignment]  # (no cast: this runs for every delivery)
         try:
-            sent = cast("DirectSocket", self._io).send_now(pieces)
+            sent = io.send_now(pieces)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             sent = 0  # the next write raises it again, and ends the connection as a failed write does
         if _logger.isEnabledFor(logging.DEBUG):

@@ -221,7 +221,7 @@ class BaseConnection(Closing, WebSocketConnection):
             self.tally.messages_out += 1
         self._note_handler_progress()
 
-    def _send_now(self, message: str | bytes) -> int | None:
+    def _send_now(self, message: str | bytes, *, text: bool = False) -> int | None:
         """Send ``message`` without waiting, if nothing else is on its way: for a sender that must
         not write itself (``signalr/_transports/sender.py``), so never a checkpoint.
 
@@ -232,7 +232,9 @@ class BaseConnection(Closing, WebSocketConnection):
         ``send_message`` lets them leave in one write. Returns ``None`` when it sent nothing (send
         it with ``send_message``); otherwise how many of its bytes wait at the head of the outbox
         because the socket did not take them at once: the next write sends them first, and the
-        caller sees that one comes (``_flush``).
+        caller sees that one comes (``_flush``). ``text``: ``message`` is text the caller has
+        encoded as UTF-8 already, sent as a Text message (a hub's JSON, encoded once for every
+        recipient of a broadcast).
         """
         if (
             self._outbox
@@ -244,7 +246,7 @@ class BaseConnection(Closing, WebSocketConnection):
             or self._write_lock.locked()
         ):
             return None
-        waiting = self._write_now(self._protocol.send_message(message))
+        waiting = self._write_now(self._protocol.send_message(message, text=text))
         if self.tally is not None:
             self.tally.messages_out += 1
         self._note_handler_progress()

@@ -234,7 +234,9 @@ class DirectSocket:
         """Write as much of ``pieces`` (joined) as the socket takes at once, never waiting and
         never a checkpoint: how many bytes went (0 when the socket has no room)."""
         try:
-            return os.writev(self._fileno(), pieces)
+            # The socket's number as it is: a closed socket's -1 fails with EBADF, which ``_error``
+            # reports as closed (one call fewer for every message a broadcast writes).
+            return os.writev(self._socket.fileno(), pieces)
         except BlockingIOError:
             return 0
         except OSError as exc:

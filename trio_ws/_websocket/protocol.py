@@ -468,16 +468,17 @@ class Protocol:
         """Whether a message going out in fragments has had its first and not its last."""
         return self._sending is not None
 
-    def send_message(self, message: str | bytes) -> bytes | tuple[bytes, bytes]:
+    def send_message(self, message: str | bytes, *, text: bool = False) -> bytes | tuple[bytes, bytes]:
         """The frame for a whole message; a long uncompressed one as its header and its payload,
-        to be written together."""
+        to be written together. A Text message for ``str``, or for ``bytes`` with ``text``: text
+        the caller has encoded as UTF-8 already (not checked again)."""
         state = self.state
         if (state is not _OPEN and state is not _REMOTE_CLOSING) or self._sending is not None:
             raise self._refusal()
         if isinstance(message, str):
             first, payload = _TEXT_FIN, message.encode("utf-8")
         else:
-            first, payload = _BINARY_FIN, message
+            first, payload = (_TEXT_FIN if text else _BINARY_FIN), message
         if self.deflate is None and len(payload) < 126 and not self.client:
             return bytes((first, len(payload))) + payload
         if self.deflate is not None:

@@ -76,6 +76,8 @@ class InProcessBackplane(Backplane):
         """The connections of this process in ``audience`` (a networked backplane delivers to
         these what other processes send, too)."""
         if audience.everyone:
+            if not audience.excluded:
+                return list(self._connections.values())  # a broadcast: no id to look at
             ids: set[str] | dict[str, LocalConnection] = self._connections
         else:
             ids = set(audience.connections)

@@ -76,7 +76,7 @@ class WebSocketTransport:
         """Send ``data`` as one message without waiting, if nothing else is on its way
         (``ServerConnection._send_now``): ``None`` if it was not sent, else how many bytes of it
         wait for the next ``send``."""
-        return self.ws._send_now(data if binary else data.decode("utf-8"))
+        return self.ws._send_now(data, text=not binary)
 
     async def send(self, data: bytes, *, binary: bool) -> None:
         try:
