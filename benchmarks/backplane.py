@@ -14,6 +14,10 @@ as a hub method or a background task does:
   must arrive once and in each sender's order, or the run fails.
 * **latency**: ``--latency-sends`` sends one at a time, each waiting for its
   delivery: p50 and p99 from the send to the receipt on the other worker.
+* **spaced**: ``--spaced-sends`` sends a millisecond apart, so that none
+  joins another in a batch (as broadcasts one at a time do not): each
+  worker's CPU per message when every send is a publish of its own and
+  every receipt a read of its own, less what the pacing costs by itself.
 
 Each worker is a process of its own, as in a deployment: this process is
 the sending worker, and ``python -m benchmarks.backplane --listener``, which
@@ -213,7 +217,12 @@ def redis_cpu_seconds(redis_url: str) -> float:
     return float(fields["used_cpu_sys"]) + float(fields["used_cpu_user"])
 
 
-async def measure(redis_url: str | None, sends: int, senders: int, latency_sends: int) -> dict[str, float]:
+SPACING = 0.001  # seconds between spaced sends
+
+
+async def measure(
+    redis_url: str | None, sends: int, senders: int, latency_sends: int, spaced_sends: int
+) -> dict[str, float]:
     prefix = f"bench:{secrets.token_hex(4)}"
     async with AsyncExitStack() as stack:
         if redis_url is None:  # one worker: the listener in this process, on the sending server
@@ -232,11 +241,17 @@ async def measure(redis_url: str | None, sends: int, senders: int, latency_sends
             await nursery.start(server.run)
             assert isinstance(server.backplane, RedisBackplane)
             await server.backplane.wait_connected()
-        return await _measure(server, waiter, redis_url, sends, senders, latency_sends)
+        return await _measure(server, waiter, redis_url, sends, senders, latency_sends, spaced_sends)
 
 
 async def _measure(
-    server: HubServer, waiter: Waiter, redis_url: str | None, sends: int, senders: int, latency_sends: int
+    server: HubServer,
+    waiter: Waiter,
+    redis_url: str | None,
+    sends: int,
+    senders: int,
+    latency_sends: int,
+    spaced_sends: int,
 ) -> dict[str, float]:
     group = server.clients.group(ROOM)
     # Warm up: the first sends pay for imports and caches. Sender 0 sends the numbers the
@@ -274,6 +289,21 @@ async def _measure(
         _, arrival = await waiter.wait(received)
         latencies.append(arrival - began)
     latencies.sort()
+
+    # Spaced: what the same loop costs with nothing sent, then with a send in each turn.
+    pacing = time.process_time()
+    for _ in range(spaced_sends):
+        await trio.sleep(SPACING)
+    pacing = time.process_time() - pacing
+    listener_before, _ = await waiter.wait(received)
+    spaced = time.process_time()
+    for number in range(100 + each + latency_sends, 100 + each + latency_sends + spaced_sends):
+        await group.send("Posted", 0, number)
+        await trio.sleep(SPACING)
+    spaced = time.process_time() - spaced - pacing
+    received += spaced_sends
+    listener_after, _ = await waiter.wait(received)
+
     sends = each * senders
     sender_us = cpu / sends * 1e6
     listener_us = listener_cpu / sends * 1e6
@@ -284,6 +314,8 @@ async def _measure(
         "listener_cpu_us": listener_us,
         "redis_cpu_us": redis_cpu / sends * 1e6,
         "per_worker_cpu_s": 1e6 / max(sender_us, listener_us),
+        "spaced_sender_cpu_us": spaced / spaced_sends * 1e6,
+        "spaced_listener_cpu_us": (listener_after - listener_before) / spaced_sends * 1e6,
         "p50_us": statistics.median(latencies) * 1e6,
         "p99_us": latencies[int(0.99 * (len(latencies) - 1))] * 1e6,
     }
@@ -296,6 +328,9 @@ def main() -> None:
     parser.add_argument("--sends", type=int, default=20_000, help="sends of the throughput run")
     parser.add_argument("--senders", type=int, default=16, help="tasks sending at once in the throughput run")
     parser.add_argument("--latency-sends", type=int, default=2_000, help="sends of the latency run")
+    parser.add_argument(
+        "--spaced-sends", type=int, default=1_000, help="sends a millisecond apart, for the CPU per message"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each; the table shows medians")
     parser.add_argument("--redis-url", help="a Redis to use (default: start redis-server on a free port)")
     parser.add_argument(
@@ -309,7 +344,7 @@ def main() -> None:
 
     def run(redis_url: str | None) -> dict[str, float]:
         rounds = [
-            trio.run(measure, redis_url, args.sends, args.senders, args.latency_sends)
+            trio.run(measure, redis_url, args.sends, args.senders, args.latency_sends, args.spaced_sends)
             for _ in range(args.rounds)
         ]
         return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
@@ -322,7 +357,7 @@ def main() -> None:
     in_process = run(None)
     print(
         f"group sends, median of {args.rounds} round(s): {args.sends:,} sends by {args.senders} task(s), "
-        f"then {args.latency_sends:,} one at a time"
+        f"then {args.latency_sends:,} one at a time, then {args.spaced_sends:,} spaced"
     )
     print(f"{'':<38}{'Redis, 2 workers':>18}{'one process':>14}")
     rows = [
@@ -332,6 +367,8 @@ def main() -> None:
         ("CPU per send: listening worker", "listener_cpu_us", "{:,.1f} us"),
         ("CPU per send: redis-server", "redis_cpu_us", "{:,.1f} us"),
         ("sends per worker CPU-second", "per_worker_cpu_s", "{:,.0f}"),
+        ("CPU per spaced send: sending worker", "spaced_sender_cpu_us", "{:,.1f} us"),
+        ("CPU per spaced send: listening worker", "spaced_listener_cpu_us", "{:,.1f} us"),
         ("p50 send to receipt, one at a time", "p50_us", "{:,.0f} us"),
         ("p99 send to receipt, one at a time", "p99_us", "{:,.0f} us"),
     ]

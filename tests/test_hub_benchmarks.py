@@ -203,10 +203,21 @@ def test_backplane_benchmark_runs_two_worker_processes() -> None:
     """``benchmarks.backplane`` sends through a private redis-server to a listening worker in its own process.
 
     The listening worker checks every message arrives once and in order (it stops the run otherwise),
-    and each process reports its own CPU time per send.
+    and each process reports its own CPU time per send, in the throughput run and for sends spaced
+    apart (each a publish and a read of its own).
     """
     _require("redis-server (apt-get install redis-server)", shutil.which("redis-server") is not None)
-    command = [sys.executable, "-m", "benchmarks.backplane", "--sends", "320", "--latency-sends", "20"]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.backplane",
+        "--sends",
+        "320",
+        "--latency-sends",
+        "20",
+        "--spaced-sends",
+        "20",
+    ]
     result = subprocess.run(
         [*command, "--rounds", "1"], cwd=ROOT, capture_output=True, text=True, timeout=110, check=False
     )
@@ -218,3 +229,6 @@ def test_backplane_benchmark_runs_two_worker_processes() -> None:
     per_worker = float(rows["sends per worker CPU-second"][0].replace(",", ""))
     assert per_worker == pytest.approx(1e6 / max(sender_us, listener_us), rel=0.02)
     assert float(rows["sends/s, first send to last receipt"][0].replace(",", "")) > 0
+    spaced_sender = float(rows["CPU per spaced send: sending worker"][0].replace(",", ""))
+    spaced_listener = float(rows["CPU per spaced send: listening worker"][0].replace(",", ""))
+    assert spaced_sender > 0 and spaced_listener > 0
