@@ -187,6 +187,32 @@ async def test_a_reused_file_descriptor_is_never_touched(
         b.close()
 
 
+async def test_writes_at_once_on_a_closed_socket_raise_closed_resource_error(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    """``send_now`` and ``send_pieces`` (a WebSocket's direct writes) on a closed socket raise
+    ClosedResourceError, and never reach a newcomer given its file descriptor number."""
+    ours, _ = tcp_pair
+    io = DirectSocket(ours.socket)
+    number = ours.socket.fileno()
+    await ours.aclose()
+    a, b = socket.socketpair()
+    newcomer = a if a.fileno() == number else b if b.fileno() == number else None
+    try:
+        assert newcomer is not None, "the kernel gives the lowest free number: the one just freed"
+        other = b if newcomer is a else a
+        with pytest.raises(trio.ClosedResourceError):
+            io.send_now([b"not ", b"for the newcomer"])
+        with pytest.raises(trio.ClosedResourceError):
+            await io.send_pieces([b"not ", b"for the newcomer"])
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            other.recv(100)
+    finally:
+        a.close()
+        b.close()
+
+
 async def test_closing_wakes_a_waiting_reader_with_closed_resource_error(
     tcp_pair: tuple[trio.SocketStream, trio.SocketStream], wrap: Wrap
 ) -> None:
