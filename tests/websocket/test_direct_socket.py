@@ -13,6 +13,7 @@ import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 
 import pytest
@@ -159,6 +160,26 @@ async def test_a_closed_socket_raises_closed_resource_error(
         await io.send_all(b"x")
 
 
+@asynccontextmanager
+async def closed_and_reused(ours: trio.SocketStream) -> AsyncIterator[tuple[socket.socket, socket.socket]]:
+    """Close ``ours``, and give its file descriptor number to a new connection: (the newcomer
+    holding that number, its peer). On leaving, the peer must have received nothing."""
+    number = ours.socket.fileno()
+    await ours.aclose()
+    a, b = socket.socketpair()
+    try:
+        newcomer = a if a.fileno() == number else b if b.fileno() == number else None
+        assert newcomer is not None, "the kernel gives the lowest free number: the one just freed"
+        other = b if newcomer is a else a
+        yield newcomer, other
+        other.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            other.recv(100)
+    finally:
+        a.close()
+        b.close()
+
+
 async def test_a_reused_file_descriptor_is_never_touched(
     tcp_pair: tuple[trio.SocketStream, trio.SocketStream], wrap: Wrap
 ) -> None:
@@ -166,25 +187,13 @@ async def test_a_reused_file_descriptor_is_never_touched(
     writes still raise ClosedResourceError and leave the new connection alone."""
     ours, _ = tcp_pair
     io = wrap(ours)
-    number = ours.socket.fileno()
-    await ours.aclose()
-    a, b = socket.socketpair()
-    newcomer = a if a.fileno() == number else b if b.fileno() == number else None
-    try:
-        assert newcomer is not None, "the kernel gives the lowest free number: the one just freed"
-        other = b if newcomer is a else a
+    async with closed_and_reused(ours) as (newcomer, other):
         other.sendall(b"for the newcomer")
         with pytest.raises(trio.ClosedResourceError):
             await io.receive_some(100)
         with pytest.raises(trio.ClosedResourceError):
             await io.send_all(b"not for the newcomer")
         assert newcomer.recv(100) == b"for the newcomer"
-        other.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            other.recv(100)
-    finally:
-        a.close()
-        b.close()
 
 
 async def test_writes_at_once_on_a_closed_socket_raise_closed_resource_error(
@@ -194,23 +203,11 @@ async def test_writes_at_once_on_a_closed_socket_raise_closed_resource_error(
     ClosedResourceError, and never reach a newcomer given its file descriptor number."""
     ours, _ = tcp_pair
     io = DirectSocket(ours.socket)
-    number = ours.socket.fileno()
-    await ours.aclose()
-    a, b = socket.socketpair()
-    newcomer = a if a.fileno() == number else b if b.fileno() == number else None
-    try:
-        assert newcomer is not None, "the kernel gives the lowest free number: the one just freed"
-        other = b if newcomer is a else a
+    async with closed_and_reused(ours):
         with pytest.raises(trio.ClosedResourceError):
             io.send_now([b"not ", b"for the newcomer"])
         with pytest.raises(trio.ClosedResourceError):
             await io.send_pieces([b"not ", b"for the newcomer"])
-        other.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            other.recv(100)
-    finally:
-        a.close()
-        b.close()
 
 
 async def test_closing_wakes_a_waiting_reader_with_closed_resource_error(
